@@ -1,0 +1,5 @@
+//! The agent: runs tasks as process groups in sandboxes, checks their health
+//! and readiness, and checkpoints what it runs.
+
+pub mod checks;
+pub mod executor;

@@ -1,0 +1,23 @@
+//! smack-operator: the offer-based core of smack and the framework on top.
+//!
+//! Start with [`resources`] (the vocabulary: resources, reservations, volumes,
+//! offers, operations, task states), then [`master`] (agent registry, the
+//! ledger that applies an accept all-or-nothing, the DRF allocator, the HTTP
+//! API), [`agent`] (tasks as process groups, checks, checkpoints),
+//! [`client`] (the HTTP client frameworks and the CLI use), and [`state`]
+//! (the state store).
+//!
+//! Must not depend on: DataFusion, Arrow, Kafka or Cassandra client crates —
+//! the operator knows nothing of SQL or records, so its tests build fast.
+//! Disk work goes through `smack-storage`.
+
+pub mod agent;
+pub mod catalog;
+pub mod client;
+pub mod error;
+pub mod master;
+pub mod resources;
+pub mod scheduler;
+pub mod state;
+
+pub use error::{Error, Result};

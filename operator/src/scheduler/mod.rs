@@ -1,0 +1,3 @@
+//! The framework side: service specs, plans, the offer evaluator, placement
+//! and recovery. Built on [`crate::client`] and [`crate::resources`]; it
+//! arrives with the operator-framework issue.

@@ -1,0 +1,2 @@
+//! The state store: where the master and frameworks keep what must survive a
+//! restart.

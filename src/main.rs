@@ -1,0 +1,2 @@
+//! The `smack` binary.
+fn main() {}
