@@ -1,2 +1,83 @@
-//! The `smack` binary.
-fn main() {}
+//! The `smack` binary: the CLI and the process entry points. Thin: it parses
+//! flags and delegates to the crates.
+
+mod cluster;
+mod commands;
+mod up;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "smack", version, about = "A stateful fast-data pipeline orchestrator")]
+struct Cli {
+    /// The state dir: cluster.json, the token, master and agent state.
+    #[arg(long, global = true, env = "SMACK_STATE_DIR", default_value = ".smack")]
+    state_dir: PathBuf,
+    /// The master's URL (else read from STATE_DIR/cluster.json).
+    #[arg(long, global = true, env = "SMACK_MASTER")]
+    master: Option<String>,
+    /// The cluster token (else read from STATE_DIR/cluster.json).
+    #[arg(long, global = true, env = "SMACK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Log format for smack's own logs (filter with RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How read commands print.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the embedded default: a master and N local agents in one process.
+    Up(up::UpArgs),
+    /// Run a master.
+    Master(commands::MasterArgs),
+    /// Run an agent that offers this machine's resources to a master.
+    Agent(commands::AgentArgs),
+    /// List agents with their total, reserved and used resources.
+    Agents {
+        #[arg(long, short, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::run(&cli.state_dir, args).await,
+            Command::Master(args) => commands::run_master(&cli.state_dir, cli.token, args).await,
+            Command::Agent(args) => commands::run_agent(&cli.state_dir, cli.master, cli.token, args).await,
+            Command::Agents { output } => {
+                let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
+                commands::agents(&c, output).await
+            }
+        }
+    })
+}

@@ -1,1 +1,5 @@
-//! End-to-end tests of the `smack` binary against real processes.
+//! End-to-end tests of smack against real processes: one test binary with
+//! modules, so the (heavy) dependencies link once.
+
+mod offers;
+mod support;

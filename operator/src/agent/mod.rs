@@ -3,3 +3,6 @@
 
 pub mod checks;
 pub mod executor;
+pub mod runtime;
+
+pub use runtime::{Agent, AgentConfig};

@@ -2,3 +2,8 @@
 //! DRF allocator, and the HTTP API.
 
 pub mod allocator;
+pub mod api;
+pub mod core;
+pub mod ledger;
+
+pub use self::core::{Master, MasterConfig};

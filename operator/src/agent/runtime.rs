@@ -1,0 +1,659 @@
+//! The agent's main loop: register with the master, apply the operations it
+//! sends (reservations, volumes, launches, kills), watch the tasks, send
+//! status updates until they are acknowledged, and checkpoint all of it on
+//! the agent's own disk so a restarted agent re-attaches to its tasks.
+
+use super::checks::{CheckEvent, CheckRunner};
+use super::executor::{self, LaunchSpec, TaskProcess};
+use crate::client::MasterClient;
+use crate::protocol::{AgentEvent, RegisterAgent, RunningTaskReport};
+use crate::resources::{
+    now_ms, AgentId, Attributes, FrameworkId, Operation, Reservation, ReservationId, Resources, TaskId, TaskInfo,
+    TaskState, TaskStatus, VolumeSource,
+};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use smack_storage::durable;
+use smack_storage::volumes::VolumeManager;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How an agent is set up.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub master: String,
+    pub token: String,
+    /// Where sandboxes, ROOT volumes and the checkpoint live.
+    pub work_dir: PathBuf,
+    /// The host name (and address) tasks bind to and peers dial.
+    pub hostname: String,
+    pub attributes: Attributes,
+    pub resources: Resources,
+    pub heartbeat_interval: Duration,
+    /// How often unacknowledged status updates are sent again.
+    pub status_retry: Duration,
+}
+
+impl AgentConfig {
+    pub fn new(master: impl Into<String>, token: impl Into<String>, work_dir: impl Into<PathBuf>) -> Self {
+        AgentConfig {
+            master: master.into(),
+            token: token.into(),
+            work_dir: work_dir.into(),
+            hostname: "127.0.0.1".into(),
+            attributes: Attributes::new(),
+            resources: Resources::default(),
+            heartbeat_interval: Duration::from_secs(1),
+            status_retry: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A task as the agent checkpoints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub framework_id: FrameworkId,
+    pub role: String,
+    pub info: TaskInfo,
+    pub sandbox: PathBuf,
+    pub pid: Option<i32>,
+    pub start_ticks: Option<u64>,
+    pub state: TaskState,
+}
+
+/// What the agent keeps on its disk.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub agent_id: Option<AgentId>,
+    pub reservations: BTreeMap<ReservationId, Reservation>,
+    pub tasks: BTreeMap<TaskId, TaskRecord>,
+    /// Status updates not yet acknowledged, oldest first.
+    pub pending: Vec<TaskStatus>,
+}
+
+struct Live {
+    process: TaskProcess,
+    kill_requested: bool,
+    checks: Vec<CheckRunner>,
+}
+
+struct Inner {
+    cp: Checkpoint,
+    live: BTreeMap<TaskId, Live>,
+}
+
+/// A running agent. Cheap to clone.
+#[derive(Clone)]
+pub struct Agent {
+    config: Arc<AgentConfig>,
+    client: MasterClient,
+    inner: Arc<Mutex<Inner>>,
+    volumes: Arc<VolumeManager>,
+    shutdown: Arc<Notify>,
+}
+
+impl Agent {
+    fn checkpoint_path(work_dir: &Path) -> PathBuf {
+        work_dir.join("agent-checkpoint.json")
+    }
+
+    /// Opens the agent on its work dir: reads its checkpoint, re-attaches to
+    /// tasks still alive and marks the others `LOST` (to be reported).
+    pub fn open(config: AgentConfig) -> Result<Agent> {
+        durable::ensure_dir(&config.work_dir)?;
+        let path = Self::checkpoint_path(&config.work_dir);
+        let mut cp: Checkpoint = durable::read_json(&path)?.unwrap_or_default();
+        let mut live = BTreeMap::new();
+        let agent_id = cp.agent_id.clone().unwrap_or_default();
+        let mut lost = Vec::new();
+        for (tid, rec) in cp.tasks.iter_mut() {
+            if rec.state.is_terminal() {
+                continue;
+            }
+            let adopted = match (rec.pid, rec.start_ticks) {
+                (Some(pid), Some(st)) => executor::adopt_verified(pid, st),
+                (Some(pid), None) => executor::adopt(pid),
+                _ => None,
+            };
+            match adopted {
+                Some(p) => {
+                    tracing::info!(task = %tid, pid = p.pid(), "re-attached to a task that outlived the agent");
+                    live.insert(
+                        tid.clone(),
+                        Live { process: TaskProcess::Adopted(p), kill_requested: false, checks: Vec::new() },
+                    );
+                }
+                None => {
+                    tracing::warn!(task = %tid, "task did not survive the agent restart: reporting it LOST");
+                    rec.state = TaskState::Lost;
+                    lost.push(status(&agent_id, rec, tid, TaskState::Lost, "the task was gone when its agent restarted"));
+                }
+            }
+        }
+        cp.pending.extend(lost);
+        let client = MasterClient::new(config.master.clone(), config.token.clone());
+        let agent = Agent {
+            volumes: Arc::new(VolumeManager::new(config.work_dir.clone())),
+            config: Arc::new(config),
+            client,
+            inner: Arc::new(Mutex::new(Inner { cp, live })),
+            shutdown: Arc::new(Notify::new()),
+        };
+        agent.save()?;
+        let adopted: Vec<TaskId> = agent.lock().live.keys().cloned().collect();
+        for tid in adopted {
+            agent.watch(tid);
+        }
+        Ok(agent)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save_locked(&self, inner: &Inner) -> Result<()> {
+        durable::write_json_atomic(&Self::checkpoint_path(&self.config.work_dir), &inner.cp)?;
+        Ok(())
+    }
+
+    fn save(&self) -> Result<()> {
+        let inner = self.lock();
+        self.save_locked(&inner)
+    }
+
+    /// The agent's id, once registered.
+    pub fn id(&self) -> Option<AgentId> {
+        self.lock().cp.agent_id.clone()
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// A copy of the checkpoint, for status views and tests.
+    pub fn checkpoint(&self) -> Checkpoint {
+        self.lock().cp.clone()
+    }
+
+    fn registration(&self) -> RegisterAgent {
+        let inner = self.lock();
+        RegisterAgent {
+            agent_id: inner.cp.agent_id.clone(),
+            hostname: self.config.hostname.clone(),
+            attributes: self.config.attributes.clone(),
+            total: self.config.resources.clone(),
+            reservations: inner.cp.reservations.values().cloned().collect(),
+            tasks: inner
+                .cp
+                .tasks
+                .values()
+                .filter(|t| !t.state.is_terminal())
+                .map(|t| RunningTaskReport {
+                    framework_id: t.framework_id.clone(),
+                    role: t.role.clone(),
+                    info: t.info.clone(),
+                    state: t.state,
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs the agent until [`Agent::shutdown`] (tasks keep running: they
+    /// are re-attached by the next agent on this work dir).
+    pub async fn run(&self) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let reg = self.registration();
+            let registered = tokio::select! {
+                r = self.client.register_agent(&reg) => r,
+                _ = self.shutdown.notified() => return,
+            };
+            let agent_id = match registered {
+                Ok(r) => r.agent_id,
+                Err(e) => {
+                    tracing::warn!(error = %e, "registration with the master failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.shutdown.notified() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(200);
+            {
+                let mut inner = self.lock();
+                if inner.cp.agent_id.as_deref() != Some(&agent_id) {
+                    inner.cp.agent_id = Some(agent_id.clone());
+                    for s in inner.cp.pending.iter_mut() {
+                        s.agent_id = agent_id.clone();
+                    }
+                    if let Err(e) = self.save_locked(&inner) {
+                        tracing::error!(error = %e, "could not checkpoint the agent id");
+                    }
+                }
+            }
+            tracing::info!(agent = %agent_id, "registered with the master");
+            if self.session(&agent_id).await {
+                return;
+            }
+        }
+    }
+
+    /// One registration's life: events, heartbeats and resends. Returns true
+    /// on shutdown, false when the agent must register again.
+    async fn session(&self, agent_id: &str) -> bool {
+        let mut events = match self.client.agent_events(agent_id).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not open the event stream");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return false;
+            }
+        };
+        self.resend_pending();
+        let mut hb = tokio::time::interval(self.config.heartbeat_interval);
+        let mut retry = tokio::time::interval(self.config.status_retry);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.notified() => return true,
+                ev = events.next() => match ev {
+                    Ok(Some(ev)) => self.handle(ev),
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("event stream from the master closed; registering again");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        return false;
+                    }
+                },
+                _ = hb.tick() => {
+                    if let Err(e) = self.client.heartbeat(agent_id).await {
+                        tracing::warn!(error = %e, "heartbeat refused; registering again");
+                        return false;
+                    }
+                }
+                _ = retry.tick() => self.resend_pending(),
+            }
+        }
+    }
+
+    /// Stops the agent's loop. Tasks keep running.
+    pub fn shutdown(&self) {
+        self.shutdown.notify_waiters();
+        self.shutdown.notify_one();
+    }
+
+    /// Kills every task (used by `smack up` on Ctrl-C), each with its grace.
+    pub async fn kill_all(&self) {
+        let procs: Vec<(TaskId, TaskProcess, Duration)> = {
+            let mut inner = self.lock();
+            let Inner { live, cp } = &mut *inner;
+            live.iter_mut()
+                .map(|(id, l)| {
+                    l.kill_requested = true;
+                    let grace = cp.tasks.get(id).map(|t| t.info.kill_grace_period_ms).unwrap_or(5000);
+                    (id.clone(), l.process.clone(), Duration::from_millis(grace))
+                })
+                .collect()
+        };
+        let kills = procs.into_iter().map(|(id, p, grace)| async move {
+            if let Err(e) = p.kill(grace).await {
+                tracing::warn!(task = %id, error = %e, "kill failed");
+            }
+        });
+        futures::future::join_all(kills).await;
+    }
+
+    fn handle(&self, ev: AgentEvent) {
+        match ev {
+            AgentEvent::Heartbeat => {}
+            AgentEvent::Acknowledged { uuid } => {
+                let mut inner = self.lock();
+                let before = inner.cp.pending.len();
+                let acked: Vec<TaskStatus> = inner.cp.pending.iter().filter(|s| s.uuid == uuid).cloned().collect();
+                inner.cp.pending.retain(|s| s.uuid != uuid);
+                for s in acked {
+                    // A terminal update acknowledged: the task's record can go.
+                    if s.state.is_terminal() {
+                        let drop_it = inner.cp.tasks.get(&s.task_id).map(|t| t.state.is_terminal()).unwrap_or(false);
+                        if drop_it {
+                            inner.cp.tasks.remove(&s.task_id);
+                        }
+                    }
+                }
+                if inner.cp.pending.len() != before {
+                    if let Err(e) = self.save_locked(&inner) {
+                        tracing::error!(error = %e, "checkpoint failed");
+                    }
+                }
+            }
+            AgentEvent::Kill { task_id } => self.kill(&task_id),
+            AgentEvent::Apply { framework_id, role, operations } => {
+                for op in operations {
+                    if let Err(e) = self.apply(&framework_id, &role, op) {
+                        tracing::error!(error = %e, "operation failed on the agent");
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&self, framework_id: &str, role: &str, op: Operation) -> Result<()> {
+        match op {
+            Operation::Reserve { id, resources, labels } => {
+                let mut inner = self.lock();
+                inner.cp.reservations.insert(
+                    id.clone(),
+                    Reservation { id, role: role.to_string(), resources, labels, volumes: Vec::new() },
+                );
+                self.save_locked(&inner)
+            }
+            Operation::Unreserve { id } => {
+                let mut inner = self.lock();
+                inner.cp.reservations.remove(&id);
+                self.save_locked(&inner)
+            }
+            Operation::CreateVolume { reservation, mut volume } => {
+                let path = match &volume.source {
+                    VolumeSource::Root { .. } => self.volumes.create_root(role, &volume.id)?,
+                    VolumeSource::Mount { path } => self.volumes.create_mount(Path::new(path), &volume.id)?,
+                };
+                volume.host_path = path.display().to_string();
+                let mut inner = self.lock();
+                let res = inner
+                    .cp
+                    .reservations
+                    .get_mut(&reservation)
+                    .ok_or_else(|| Error::Other(format!("reservation {reservation} unknown on this agent")))?;
+                res.volumes.retain(|v| v.id != volume.id);
+                tracing::info!(volume = %volume.id, path = %volume.host_path, "persistent volume created");
+                res.volumes.push(volume);
+                self.save_locked(&inner)
+            }
+            Operation::DestroyVolume { reservation, volume } => {
+                let mut inner = self.lock();
+                let res = inner
+                    .cp
+                    .reservations
+                    .get_mut(&reservation)
+                    .ok_or_else(|| Error::Other(format!("reservation {reservation} unknown on this agent")))?;
+                if let Some(v) = res.volumes.iter().find(|v| v.id == volume) {
+                    if !v.host_path.is_empty() {
+                        self.volumes.destroy(Path::new(&v.host_path))?;
+                    }
+                    tracing::info!(volume = %volume, "persistent volume destroyed");
+                }
+                res.volumes.retain(|v| v.id != volume);
+                self.save_locked(&inner)
+            }
+            Operation::Launch { task } => {
+                self.launch(framework_id, role, task);
+                Ok(())
+            }
+            Operation::Kill { task } => {
+                self.kill(&task);
+                Ok(())
+            }
+        }
+    }
+
+    /// The environment a task gets: ports, volumes, where it runs.
+    fn task_env(&self, framework_id: &str, task: &TaskInfo, sandbox: &Path) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        let agent_id = self.id().unwrap_or_default();
+        env.insert("HOST".into(), self.config.hostname.clone());
+        env.insert("TASK_ID".into(), task.id.clone());
+        env.insert("TASK_NAME".into(), task.name.clone());
+        env.insert("FRAMEWORK_ID".into(), framework_id.to_string());
+        env.insert("AGENT_ID".into(), agent_id);
+        for (k, v) in &self.config.attributes {
+            env.insert(k.to_uppercase().replace('-', "_"), v.clone());
+        }
+        let ports: Vec<String> = task.resources.ports.iter_ports().map(|p| p.to_string()).collect();
+        for (i, p) in ports.iter().enumerate() {
+            env.insert(format!("PORT{i}"), p.clone());
+        }
+        env.insert("PORTS".into(), ports.join(","));
+        if let Some(rid) = &task.reservation {
+            let inner = self.lock();
+            if let Some(res) = inner.cp.reservations.get(rid) {
+                for vid in &task.volumes {
+                    if let Some(v) = res.volumes.iter().find(|v| &v.id == vid) {
+                        let name: String = v
+                            .container_path
+                            .chars()
+                            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+                            .collect();
+                        env.insert(format!("VOLUME_{name}"), v.host_path.clone());
+                        let link = sandbox.join(&v.container_path);
+                        let _ = std::fs::create_dir_all(sandbox);
+                        let _ = std::os::unix::fs::symlink(&v.host_path, &link);
+                    }
+                }
+            }
+        }
+        env.extend(task.env.clone());
+        env
+    }
+
+    fn launch(&self, framework_id: &str, role: &str, task: TaskInfo) {
+        let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
+        let sandbox = self.config.work_dir.join("sandboxes").join(format!("{}-{run}", task.id));
+        let env = self.task_env(framework_id, &task, &sandbox);
+        let mut spec = LaunchSpec::from_task(&task, sandbox.clone());
+        spec.env = env.clone();
+        let rec = TaskRecord {
+            framework_id: framework_id.to_string(),
+            role: role.to_string(),
+            info: task.clone(),
+            sandbox: sandbox.clone(),
+            pid: None,
+            start_ticks: None,
+            state: TaskState::Staging,
+        };
+        {
+            let mut inner = self.lock();
+            inner.cp.tasks.insert(task.id.clone(), rec);
+            let _ = self.save_locked(&inner);
+        }
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let tid = task.id.clone();
+            match executor::launch(spec).await {
+                Ok(running) => {
+                    let mut checks = Vec::new();
+                    if let Some(c) = &task.readiness_check {
+                        checks.push(("readiness", c.clone()));
+                    }
+                    if let Some(c) = &task.health_check {
+                        checks.push(("health", c.clone()));
+                    }
+                    {
+                        let mut inner = agent.lock();
+                        if let Some(r) = inner.cp.tasks.get_mut(&tid) {
+                            r.pid = Some(running.pid());
+                            r.start_ticks = running.start_ticks();
+                        }
+                        inner.live.insert(
+                            tid.clone(),
+                            Live { process: TaskProcess::Launched(running), kill_requested: false, checks: Vec::new() },
+                        );
+                    }
+                    tracing::info!(task = %tid, "task launched");
+                    agent.transition(&tid, TaskState::Running, "task launched", None, None);
+                    for (kind, spec) in checks {
+                        agent.start_check(&tid, kind, spec, env.clone(), sandbox.clone());
+                    }
+                    agent.watch(tid);
+                }
+                Err(e) => {
+                    tracing::error!(task = %tid, error = %e, "launch failed");
+                    agent.transition(&tid, TaskState::Failed, &format!("launch failed: {e}"), None, None);
+                }
+            }
+        });
+    }
+
+    fn start_check(
+        &self,
+        tid: &str,
+        kind: &'static str,
+        spec: crate::resources::CheckSpec,
+        env: BTreeMap<String, String>,
+        sandbox: PathBuf,
+    ) {
+        let (runner, mut rx) = CheckRunner::start(spec.clone(), self.config.hostname.clone(), sandbox, env);
+        {
+            let mut inner = self.lock();
+            match inner.live.get_mut(tid) {
+                Some(l) => l.checks.push(runner),
+                None => return,
+            }
+        }
+        let agent = self.clone();
+        let tid = tid.to_string();
+        tokio::spawn(async move {
+            while let Some(CheckEvent { passed, consecutive_failures, message }) = rx.recv().await {
+                if kind == "readiness" {
+                    agent.transition(&tid, TaskState::Running, &format!("readiness check: {message}"), Some(passed), None);
+                } else {
+                    agent.transition(&tid, TaskState::Running, &format!("health check: {message}"), None, Some(passed));
+                    if !passed && consecutive_failures >= spec.max_consecutive_failures {
+                        tracing::warn!(task = %tid, "health check failed {consecutive_failures} times: killing the task");
+                        agent.kill_unhealthy(&tid);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    fn kill_unhealthy(&self, tid: &str) {
+        let proc_and_grace = {
+            let inner = self.lock();
+            inner.live.get(tid).map(|l| {
+                let grace = inner.cp.tasks.get(tid).map(|t| t.info.kill_grace_period_ms).unwrap_or(5000);
+                (l.process.clone(), Duration::from_millis(grace))
+            })
+        };
+        if let Some((p, grace)) = proc_and_grace {
+            // Not a requested kill: the exit is reported FAILED.
+            tokio::spawn(async move {
+                let _ = p.kill(grace).await;
+            });
+        }
+    }
+
+    /// Watches a live task until it ends, then reports its final state.
+    fn watch(&self, tid: TaskId) {
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let Some(process) = agent.lock().live.get(&tid).map(|l| l.process.clone()) else { return };
+            let exit = process.wait().await;
+            let kill_requested = {
+                let mut inner = agent.lock();
+                let l = inner.live.remove(&tid);
+                l.map(|l| l.kill_requested).unwrap_or(false)
+            };
+            let (state, message) = match exit {
+                Some(e) => (e.task_state(kill_requested), e.to_string()),
+                None if kill_requested => (TaskState::Killed, "killed".to_string()),
+                None => (TaskState::Failed, "the re-attached process ended; its exit status is unknown".to_string()),
+            };
+            tracing::info!(task = %tid, state = %state, %message, "task ended");
+            agent.transition(&tid, state, &message, None, None);
+        });
+    }
+
+    fn kill(&self, tid: &str) {
+        let found = {
+            let mut inner = self.lock();
+            let grace = inner.cp.tasks.get(tid).map(|t| t.info.kill_grace_period_ms).unwrap_or(5000);
+            inner.live.get_mut(tid).map(|l| {
+                l.kill_requested = true;
+                (l.process.clone(), Duration::from_millis(grace))
+            })
+        };
+        match found {
+            Some((p, grace)) => {
+                let tid = tid.to_string();
+                tokio::spawn(async move {
+                    if let Err(e) = p.kill(grace).await {
+                        tracing::warn!(task = %tid, error = %e, "kill failed");
+                    }
+                });
+            }
+            None => {
+                let known = self.lock().cp.tasks.get(tid).map(|t| t.state);
+                match known {
+                    Some(s) if !s.is_terminal() => {
+                        self.transition(tid, TaskState::Killed, "killed before it started", None, None)
+                    }
+                    _ => tracing::info!(task = %tid, "kill of a task this agent does not run"),
+                }
+            }
+        }
+    }
+
+    /// Records a state change and queues its status update.
+    fn transition(&self, tid: &str, state: TaskState, message: &str, ready: Option<bool>, healthy: Option<bool>) {
+        let st = {
+            let mut inner = self.lock();
+            let agent_id = inner.cp.agent_id.clone().unwrap_or_default();
+            let Some(rec) = inner.cp.tasks.get_mut(tid) else { return };
+            if rec.state.is_terminal() {
+                return;
+            }
+            rec.state = state;
+            let mut st = status(&agent_id, rec, tid, state, message);
+            st.ready = ready;
+            st.healthy = healthy;
+            inner.cp.pending.push(st.clone());
+            if let Err(e) = self.save_locked(&inner) {
+                tracing::error!(error = %e, "checkpoint failed");
+            }
+            st
+        };
+        let agent = self.clone();
+        tokio::spawn(async move {
+            if !st.agent_id.is_empty() {
+                let _ = agent.client.status_update(&st.agent_id, &st).await;
+            }
+        });
+    }
+
+    fn resend_pending(&self) {
+        let pending = self.lock().cp.pending.clone();
+        if pending.is_empty() {
+            return;
+        }
+        let agent = self.clone();
+        tokio::spawn(async move {
+            for st in pending {
+                if st.agent_id.is_empty() {
+                    continue;
+                }
+                if let Err(e) = agent.client.status_update(&st.agent_id, &st).await {
+                    tracing::debug!(error = %e, "status resend failed; will retry");
+                    break;
+                }
+            }
+        });
+    }
+}
+
+fn status(agent_id: &str, rec: &TaskRecord, tid: &str, state: TaskState, message: &str) -> TaskStatus {
+    TaskStatus {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        task_id: tid.to_string(),
+        framework_id: rec.framework_id.clone(),
+        agent_id: agent_id.to_string(),
+        state,
+        message: message.to_string(),
+        ready: None,
+        healthy: None,
+        timestamp_ms: now_ms(),
+    }
+}

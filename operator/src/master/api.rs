@@ -1,0 +1,176 @@
+//! The master's HTTP API under `/v1/`: JSON requests, and event streams as
+//! newline-delimited JSON. Every route needs the cluster token
+//! (`Authorization: Bearer TOKEN`); without it the answer is 401.
+
+use super::core::Master;
+use crate::protocol::*;
+use crate::resources::TaskStatus;
+use crate::Error;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde::Serialize;
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::OperationRefused { .. } | Error::OfferNotOutstanding(_) => StatusCode::CONFLICT,
+            Error::Other(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(ApiError { error: self.to_string() })).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, Error>;
+
+async fn require_token(State(master): State<Master>, req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| constant_time_eq(t.trim().as_bytes(), master.token().as_bytes()))
+        .unwrap_or(false);
+    if !ok {
+        return Error::Unauthorized.into_response();
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Turns a receiver of events into an NDJSON body; `guard` lives as long
+/// as the body, so a closed connection marks the stream closed.
+fn ndjson<T: Serialize + Send + 'static, G: Send + 'static>(
+    rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+    guard: G,
+) -> Response {
+    let stream = futures::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        let ev = rx.recv().await?;
+        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(line), (rx, guard)))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(stream.boxed()))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The API router, with the token check on every route.
+pub fn router(master: Master) -> Router {
+    Router::new()
+        .route("/v1/agents", get(list_agents).post(register_agent))
+        .route("/v1/agents/{id}/events", get(agent_events))
+        .route("/v1/agents/{id}/heartbeat", post(heartbeat))
+        .route("/v1/agents/{id}/status", post(status_update))
+        .route("/v1/frameworks/subscribe", post(subscribe))
+        .route("/v1/frameworks/{id}/accept", post(accept))
+        .route("/v1/frameworks/{id}/decline", post(decline))
+        .route("/v1/frameworks/{id}/suppress", post(suppress))
+        .route("/v1/frameworks/{id}/revive", post(revive))
+        .route("/v1/frameworks/{id}/acknowledge", post(acknowledge))
+        .route("/v1/frameworks/{id}/kill", post(kill))
+        .route("/v1/frameworks/{id}/reconcile", post(reconcile))
+        .route("/v1/state", get(state))
+        .route("/v1/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .layer(middleware::from_fn_with_state(master.clone(), require_token))
+        .with_state(master)
+}
+
+async fn list_agents(State(m): State<Master>) -> Json<Vec<AgentSummary>> {
+    Json(m.agents())
+}
+
+async fn register_agent(State(m): State<Master>, Json(req): Json<RegisterAgent>) -> ApiResult<Json<Registered>> {
+    Ok(Json(m.register_agent(req)?))
+}
+
+async fn agent_events(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<Response> {
+    let sub = m.agent_events(&id)?;
+    Ok(ndjson(sub.events, sub.guard))
+}
+
+async fn heartbeat(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    m.heartbeat(&id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn status_update(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Json(status): Json<TaskStatus>,
+) -> ApiResult<StatusCode> {
+    m.status_update(&id, status)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn subscribe(State(m): State<Master>, Json(req): Json<Subscribe>) -> ApiResult<Response> {
+    let sub = m.subscribe(req)?;
+    Ok(ndjson(sub.events, sub.guard))
+}
+
+async fn accept(State(m): State<Master>, Path(id): Path<String>, Json(req): Json<Accept>) -> ApiResult<StatusCode> {
+    m.accept(&id, req)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn decline(State(m): State<Master>, Path(id): Path<String>, Json(req): Json<Decline>) -> ApiResult<StatusCode> {
+    m.decline(&id, req)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn suppress(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    m.suppress(&id)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn revive(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    m.revive(&id)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn acknowledge(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Json(req): Json<Acknowledge>,
+) -> ApiResult<StatusCode> {
+    m.acknowledge(&id, req)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn kill(State(m): State<Master>, Path(id): Path<String>, Json(req): Json<KillTask>) -> ApiResult<StatusCode> {
+    m.kill(&id, &req.task_id)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn reconcile(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Json(req): Json<Reconcile>,
+) -> ApiResult<StatusCode> {
+    m.reconcile(&id, req)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn state(State(m): State<Master>) -> Json<MasterState> {
+    Json(m.state())
+}
+
+/// Serves the API on `listener` until the future is dropped.
+pub async fn serve(master: Master, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router(master)).await
+}

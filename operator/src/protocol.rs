@@ -1,0 +1,191 @@
+//! The messages of the master's API: what agents and frameworks send, and
+//! the events streamed back to them (one JSON object a line).
+
+use crate::master::ledger::LedgerTask;
+use crate::resources::{
+    AgentId, Attributes, FrameworkId, Offer, OfferId, Operation, Reservation, Resources, TaskId, TaskInfo,
+    TaskStatus,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// An agent's registration (and re-registration after a restart).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterAgent {
+    /// Empty on first registration; the master assigns one.
+    #[serde(default)]
+    pub agent_id: Option<AgentId>,
+    pub hostname: String,
+    pub attributes: Attributes,
+    pub total: Resources,
+    /// The reservations (with volumes) the agent has checkpointed.
+    #[serde(default)]
+    pub reservations: Vec<Reservation>,
+    /// Tasks the agent still runs (re-attached after its restart).
+    #[serde(default)]
+    pub tasks: Vec<RunningTaskReport>,
+}
+
+/// A task an agent reports on (re-)registration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunningTaskReport {
+    pub framework_id: FrameworkId,
+    pub role: String,
+    pub info: TaskInfo,
+    pub state: crate::resources::TaskState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registered {
+    pub agent_id: AgentId,
+}
+
+/// What the master tells an agent, streamed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AgentEvent {
+    /// Apply a framework's accepted operations (already checked by the master).
+    Apply { framework_id: FrameworkId, role: String, operations: Vec<Operation> },
+    /// Kill a task (outside an accept: a framework's kill call, or a task
+    /// the master no longer knows).
+    Kill { task_id: TaskId },
+    /// A status update was acknowledged by its framework; stop resending it.
+    Acknowledged { uuid: String },
+    /// Keeps the stream alive.
+    Heartbeat,
+}
+
+/// A framework's subscription.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Subscribe {
+    /// Set to resume an earlier subscription (after a scheduler restart).
+    #[serde(default)]
+    pub framework_id: Option<FrameworkId>,
+    pub name: String,
+    pub role: String,
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// What the master tells a framework, streamed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FrameworkEvent {
+    Subscribed { framework_id: FrameworkId },
+    Offers { offers: Vec<Offer> },
+    Rescind { offer_id: OfferId },
+    Update { status: TaskStatus },
+    Heartbeat,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Accept {
+    pub offer_ids: Vec<OfferId>,
+    pub operations: Vec<Operation>,
+    /// Filter the rest of these agents' resources for this long.
+    #[serde(default)]
+    pub filter_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decline {
+    pub offer_ids: Vec<OfferId>,
+    #[serde(default)]
+    pub filter_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Acknowledge {
+    pub agent_id: AgentId,
+    pub task_id: TaskId,
+    pub uuid: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KillTask {
+    pub task_id: TaskId,
+}
+
+/// Ask for the latest known state of tasks (all of the framework's when empty).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reconcile {
+    #[serde(default)]
+    pub task_ids: Vec<TaskId>,
+}
+
+/// An agent as `smack agents` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSummary {
+    pub id: AgentId,
+    pub hostname: String,
+    pub zone: String,
+    pub state: AgentState,
+    pub attributes: Attributes,
+    pub total: Resources,
+    pub reserved: Resources,
+    pub used: Resources,
+    /// Reserved resources by role.
+    pub reserved_by_role: BTreeMap<String, Resources>,
+    pub tasks: usize,
+    /// Unix millis of the last heartbeat.
+    pub last_heartbeat_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AgentState {
+    Reachable,
+    Unreachable,
+}
+
+impl std::fmt::Display for AgentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AgentState::Reachable => "REACHABLE",
+            AgentState::Unreachable => "UNREACHABLE",
+        })
+    }
+}
+
+/// One agent's part of the master's ledger, for `GET /v1/state`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentLedgerView {
+    pub id: AgentId,
+    pub state: AgentState,
+    pub reservations: Vec<Reservation>,
+    pub tasks: Vec<LedgerTask>,
+    pub unreserved_free: Resources,
+}
+
+/// A framework as the master knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameworkSummary {
+    pub id: FrameworkId,
+    pub name: String,
+    pub role: String,
+    pub weight: f64,
+    pub connected: bool,
+    pub suppressed: bool,
+    /// Resources offered to it or used by its tasks.
+    pub allocated: Resources,
+    /// Its weighted dominant share.
+    pub share: f64,
+    pub outstanding_offers: usize,
+}
+
+/// `GET /v1/state`: the ledger and the frameworks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MasterState {
+    pub agents: Vec<AgentLedgerView>,
+    pub frameworks: Vec<FrameworkSummary>,
+}
+
+/// An error body of the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}

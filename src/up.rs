@@ -1,0 +1,94 @@
+//! `smack up`: the embedded default. One foreground process with a master and
+//! N local agents, each simulating a host on its own loopback address
+//! (127.0.1.N), with its own work dir, zone, port range and disk budget.
+
+use crate::cluster;
+use crate::commands::{parse_duration, shutdown_signal, start_master};
+use anyhow::{bail, Result};
+use clap::Args;
+use smack_operator::agent::{Agent, AgentConfig};
+use smack_operator::master::MasterConfig;
+use smack_operator::resources::{Attributes, PortRange, PortSet, Resources};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Args, Clone)]
+pub struct UpArgs {
+    /// How many local agents to run.
+    #[arg(long, default_value_t = 3)]
+    pub agents: u32,
+    /// Address of the master's API (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:5050")]
+    pub listen: String,
+    /// The first three octets of the agents' loopback addresses: agent N
+    /// gets PREFIX.N.
+    #[arg(long, default_value = "127.0.1")]
+    pub address_prefix: String,
+    /// Agent N offers ports PORT_BASE + N*1000 .. +999.
+    #[arg(long, default_value_t = 31000)]
+    pub port_base: u16,
+    /// cpus per agent.
+    #[arg(long, default_value_t = 2.0)]
+    pub agent_cpus: f64,
+    /// mem per agent, MiB.
+    #[arg(long, default_value_t = 6144)]
+    pub agent_mem: u64,
+    /// ROOT disk budget per agent, MiB.
+    #[arg(long, default_value_t = 20480)]
+    pub agent_disk: u64,
+    /// An agent silent this long is unreachable.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub agent_timeout: Duration,
+}
+
+const ZONES: [&str; 6] = ["zone-a", "zone-b", "zone-c", "zone-d", "zone-e", "zone-f"];
+
+pub fn agent_config(args: &UpArgs, state_dir: &Path, n: u32, master: &str, token: &str) -> Result<AgentConfig> {
+    let host = format!("{}.{}", args.address_prefix, n);
+    let zone = ZONES[(n as usize - 1) % ZONES.len()].to_string();
+    let mut attributes = Attributes::new();
+    attributes.insert("hostname".into(), host.clone());
+    attributes.insert("zone".into(), zone);
+    attributes.insert("rack".into(), format!("rack-{n}"));
+    let first = u32::from(args.port_base) + n * 1000;
+    if first + 999 > u32::from(u16::MAX) {
+        bail!("--port-base {} leaves no port range for agent {n}", args.port_base);
+    }
+    let ports = PortSet::from_ranges([PortRange::new(first as u16, (first + 999) as u16)]);
+    let mut c = AgentConfig::new(master, token, state_dir.join("agents").join(format!("agent-{n}")));
+    c.hostname = host;
+    c.attributes = attributes;
+    c.resources = Resources::new(args.agent_cpus, args.agent_mem, args.agent_disk).with_ports(ports);
+    Ok(c)
+}
+
+pub async fn run(state_dir: &Path, args: UpArgs) -> Result<()> {
+    if args.agents == 0 {
+        bail!("--agents must be at least 1");
+    }
+    let token = cluster::load_or_create_token(state_dir)?;
+    let config = MasterConfig { agent_timeout: args.agent_timeout, ..MasterConfig::default() };
+    let (_master, url) = start_master(state_dir, &args.listen, token.clone(), config).await?;
+    let mut agents = Vec::new();
+    for n in 1..=args.agents {
+        let agent = Agent::open(agent_config(&args, state_dir, n, &url, &token)?)?;
+        let a = agent.clone();
+        tokio::spawn(async move { a.run().await });
+        agents.push(agent);
+    }
+    println!("smack is up: {} agents", args.agents);
+    println!("  API:   {url}/v1/");
+    println!("  token: {token}");
+    println!("  (written to {})", cluster::cluster_file(state_dir).display());
+    println!("Ctrl-C stops every task cleanly; run again with the same --state-dir to resume.");
+    shutdown_signal().await;
+    println!("stopping tasks…");
+    futures::future::join_all(agents.iter().map(|a| a.kill_all())).await;
+    // Let the final status updates reach the master's ledger.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for a in &agents {
+        a.shutdown();
+    }
+    println!("stopped.");
+    Ok(())
+}
