@@ -141,6 +141,10 @@ impl MasterClient {
         self.post(&format!("/v1/agents/{agent_id}/status"), status).await.map(drop)
     }
 
+    pub async fn volumes_made(&self, agent_id: &str, reservations: &[crate::resources::Reservation]) -> Result<()> {
+        self.post(&format!("/v1/agents/{agent_id}/volumes"), &reservations).await.map(drop)
+    }
+
     // ---- frameworks ----
 
     pub async fn subscribe(&self, req: &Subscribe) -> Result<EventStream<FrameworkEvent>> {

@@ -331,13 +331,32 @@ impl Agent {
             }
             AgentEvent::Kill { task_id } => self.kill(&task_id),
             AgentEvent::Apply { framework_id, role, operations } => {
+                let made_volume = operations.iter().any(|o| matches!(o, Operation::CreateVolume { .. }));
                 for op in operations {
                     if let Err(e) = self.apply(&framework_id, &role, op) {
                         tracing::error!(error = %e, "operation failed on the agent");
                     }
                 }
+                if made_volume {
+                    self.report_volumes();
+                }
             }
         }
+    }
+
+    /// Tells the master where this agent's volumes are.
+    fn report_volumes(&self) {
+        let (id, reservations) = {
+            let inner = self.lock();
+            (inner.cp.agent_id.clone(), inner.cp.reservations.values().cloned().collect::<Vec<_>>())
+        };
+        let Some(id) = id else { return };
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.volumes_made(&id, &reservations).await {
+                tracing::warn!(error = %e, "could not report volume paths to the master");
+            }
+        });
     }
 
     fn apply(&self, framework_id: &str, role: &str, op: Operation) -> Result<()> {

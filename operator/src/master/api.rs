@@ -77,6 +77,7 @@ pub fn router(master: Master) -> Router {
         .route("/v1/agents/{id}/events", get(agent_events))
         .route("/v1/agents/{id}/heartbeat", post(heartbeat))
         .route("/v1/agents/{id}/status", post(status_update))
+        .route("/v1/agents/{id}/volumes", post(volumes_made))
         .route("/v1/frameworks/subscribe", post(subscribe))
         .route("/v1/frameworks/{id}/accept", post(accept))
         .route("/v1/frameworks/{id}/decline", post(decline))
@@ -115,6 +116,15 @@ async fn status_update(
     Json(status): Json<TaskStatus>,
 ) -> ApiResult<StatusCode> {
     m.status_update(&id, status)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+async fn volumes_made(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    Json(reservations): Json<Vec<crate::resources::Reservation>>,
+) -> ApiResult<StatusCode> {
+    m.volumes_made(&id, reservations)?;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -431,6 +431,34 @@ impl Master {
         Ok(())
     }
 
+    /// The agent reports where it made volumes: the master records each
+    /// volume's `host_path`. Reservations themselves are the master's to
+    /// change; unknown ones are ignored.
+    pub fn volumes_made(&self, agent_id: &str, reservations: Vec<crate::resources::Reservation>) -> Result<()> {
+        let mut inner = self.lock();
+        let a = inner
+            .agents
+            .get_mut(agent_id)
+            .ok_or_else(|| Error::NotFound { what: "agent", id: agent_id.to_string() })?;
+        let mut changed = false;
+        for r in reservations {
+            let Some(mine) = a.ledger.reservations.get_mut(&r.id) else { continue };
+            for v in mine.volumes.iter_mut() {
+                if let Some(theirs) = r.volumes.iter().find(|x| x.id == v.id) {
+                    if v.host_path != theirs.host_path {
+                        v.host_path = theirs.host_path.clone();
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if changed {
+            let entry = &inner.agents[agent_id];
+            self.persist_agent(entry);
+        }
+        Ok(())
+    }
+
     /// A status update from an agent: recorded, and forwarded to the
     /// task's framework, which acknowledges it.
     pub fn status_update(&self, agent_id: &str, status: TaskStatus) -> Result<()> {
