@@ -3,3 +3,4 @@
 
 mod offers;
 mod support;
+mod up;
