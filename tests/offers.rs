@@ -404,3 +404,43 @@ async fn requests_without_the_token_get_401() {
     let err = smack_operator::client::MasterClient::new(m.url.clone(), "bad").agents().await.unwrap_err();
     assert!(err.to_string().contains("unauthorized"), "{err}");
 }
+
+/// The master's registry and reservations survive a master restart, and a
+/// status update sent while the master was down is delivered afterwards:
+/// the agent resends it until it is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_restart_keeps_the_registry_and_loses_no_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = MasterProc::start(dir.path(), &[]).await;
+    let host = format!("{}.1", address_prefix());
+    let _agent = m.agent("a1", &host, &["--cpus", "2", "--mem", "1024", "--disk", "1000"]);
+    let agent_id = m.wait_agents(1).await[0].id.clone();
+    let mut fw = TestFramework::subscribe(m.client(), "store").await;
+    reserve_and_launch(&mut fw, "survivor").await;
+    let vol = volume_path(&m, "v1").await;
+    let pid = pid_in(&vol);
+    let fw_id = fw.id.clone();
+    drop(fw);
+
+    let listen = m.url.trim_start_matches("http://").to_string();
+    m.proc.kill9();
+    // The task dies while no master is there to hear it.
+    nix::sys::signal::kill(pid, Signal::SIGKILL).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let m2 = MasterProc::start(dir.path(), &["--listen", &listen]).await;
+    let state = m2.client().state().await.unwrap();
+    let a = state.agents.iter().find(|a| a.id == agent_id).expect("the agent is in the recovered registry");
+    let r1 = a.reservations.iter().find(|r| r.id == "r1").expect("reservation r1 survived the restart");
+    assert_eq!(r1.role, "store");
+    assert!(r1.volumes.iter().any(|v| v.id == "v1"));
+    assert!(state.frameworks.iter().any(|f| f.id == fw_id), "the framework is remembered");
+
+    let mut fw = TestFramework::resubscribe(m2.client(), "store", Some(fw_id.clone())).await;
+    assert_eq!(fw.id, fw_id);
+    let failed = fw.status("survivor", TaskState::Failed, T).await;
+    assert!(failed.message.contains("signal 9"), "{failed:?}");
+    m2.wait_agents(1).await;
+    let o = fw.offer_where("with r1 again", T, |o| o.agent_id == agent_id && o.reservation("r1").is_some()).await;
+    assert_eq!(o.reservation("r1").unwrap().free.cpus, 0.5);
+}

@@ -114,7 +114,10 @@ impl MasterProc {
         let cluster_json = state_dir.join("cluster.json");
         let _ = std::fs::remove_file(&cluster_json);
         let sd = state_dir.display().to_string();
-        let mut args = vec!["--state-dir", &sd, "master", "--listen", "127.0.0.1:0"];
+        let mut args = vec!["--state-dir", &sd, "master"];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra);
         let proc = spawn("master", &args, &state_dir.join("logs"));
         let (url, token) = wait_for("the master writes cluster.json", Duration::from_secs(20), || async {
