@@ -403,6 +403,8 @@ fn default_kill_grace_ms() -> u64 {
 }
 
 /// An operation in an accept. All of an accept's operations apply, or none.
+// An accept carries a handful of operations: boxing the task buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Operation {

@@ -80,12 +80,9 @@ struct AgentEntry {
 impl AgentEntry {
     fn send(&mut self, ev: AgentEvent) {
         if let Some(tx) = &self.tx {
-            match tx.send(ev) {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(ev)) => {
-                    self.tx = None;
-                    self.outbox.push(ev);
-                }
+            if let Err(mpsc::error::SendError(ev)) = tx.send(ev) {
+                self.tx = None;
+                self.outbox.push(ev);
             }
         } else {
             self.outbox.push(ev);

@@ -252,7 +252,9 @@ pub fn apply_operations(
                         if let Some(short) = free.shortfall(&task.resources) {
                             return Err(refuse(format!("more than offered in reservation {rid}: {short}")));
                         }
-                        p.reserved.get_mut(rid).map(|f| f.subtract(&task.resources));
+                        if let Some(f) = p.reserved.get_mut(rid) {
+                            f.subtract(&task.resources);
+                        }
                     }
                     None => {
                         if !task.volumes.is_empty() {
