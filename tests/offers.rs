@@ -444,3 +444,42 @@ async fn master_restart_keeps_the_registry_and_loses_no_status() {
     let o = fw.offer_where("with r1 again", T, |o| o.agent_id == agent_id && o.reservation("r1").is_some()).await;
     assert_eq!(o.reservation("r1").unwrap().free.cpus, 0.5);
 }
+
+/// Readiness and health checks run next to the task: a readiness check that
+/// passes is reported `ready`, a health check that keeps failing gets the
+/// task killed and reported `FAILED` with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_report_readiness_and_kill_unhealthy_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(dir.path(), &[]).await;
+    let host = format!("{}.1", address_prefix());
+    let _agent = m.agent("a1", &host, &["--cpus", "2", "--mem", "1024", "--disk", "1000"]);
+    m.wait_agents(1).await;
+    let mut fw = TestFramework::subscribe(m.client(), "checked").await;
+    let o = fw.offer_where("any", T, |o| o.unreserved.cpus >= 1.0).await;
+    let mut t = task("flaky", None, &[], 0.5, 32, r#"touch "$SMACK_SANDBOX/ready"; exec sleep 600"#);
+    t.readiness_check = Some(CheckSpec {
+        check: Check::Command { command: r#"test -f "$SMACK_SANDBOX/ready""#.into() },
+        interval_ms: 200,
+        timeout_ms: 1000,
+        max_consecutive_failures: 3,
+        grace_period_ms: 0,
+    });
+    // Healthy while the sandbox has no "sick" file; the test makes it sick.
+    t.health_check = Some(CheckSpec {
+        check: Check::Command { command: r#"test ! -f "$SMACK_SANDBOX/sick""#.into() },
+        interval_ms: 200,
+        timeout_ms: 1000,
+        max_consecutive_failures: 2,
+        grace_period_ms: 0,
+    });
+    fw.client
+        .accept(&fw.id, &Accept { offer_ids: vec![o.id], operations: vec![Operation::Launch { task: t }], filter_ms: None })
+        .await
+        .unwrap();
+    fw.status_where("flaky RUNNING with ready=true", T, |s| s.task_id == "flaky" && s.ready == Some(true)).await;
+    let sandbox = std::fs::read_dir(dir.path().join("agents/a1/sandboxes")).unwrap().next().unwrap().unwrap().path();
+    std::fs::write(sandbox.join("sick"), b"").unwrap();
+    let failed = fw.status("flaky", TaskState::Failed, T).await;
+    assert!(failed.message.contains("health check failed"), "{failed:?}");
+}

@@ -257,15 +257,26 @@ impl TestFramework {
 
     /// Waits for a status of `task` in `state`; offers meanwhile are declined.
     pub async fn status(&mut self, task: &str, state: TaskState, within: Duration) -> TaskStatus {
+        self.status_where(&format!("task {task} in {state}"), within, |s| s.task_id == task && s.state == state)
+            .await
+    }
+
+    /// Waits for a status matching `pred`; offers meanwhile are declined.
+    pub async fn status_where(
+        &mut self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&TaskStatus) -> bool,
+    ) -> TaskStatus {
         let until = Instant::now() + within;
         loop {
-            if let Some(s) = self.statuses.iter().find(|s| s.task_id == task && s.state == state) {
+            if let Some(s) = self.statuses.iter().find(|s| pred(s)) {
                 return s.clone();
             }
             if Instant::now() > until {
                 let seen: Vec<String> =
                     self.statuses.iter().map(|s| format!("{} {} {}", s.task_id, s.state, s.message)).collect();
-                panic!("task {task} never reached {state} within {within:?}; statuses seen: {seen:#?}");
+                panic!("never saw {what} within {within:?}; statuses seen: {seen:#?}");
             }
             self.decline_held(200).await;
             self.pump(until).await;

@@ -77,6 +77,8 @@ pub struct Checkpoint {
 struct Live {
     process: TaskProcess,
     kill_requested: bool,
+    /// Why the agent itself ended the task (a failing health check).
+    failure: Option<String>,
     checks: Vec<CheckRunner>,
 }
 
@@ -123,7 +125,7 @@ impl Agent {
                     tracing::info!(task = %tid, pid = p.pid(), "re-attached to a task that outlived the agent");
                     live.insert(
                         tid.clone(),
-                        Live { process: TaskProcess::Adopted(p), kill_requested: false, checks: Vec::new() },
+                        Live { process: TaskProcess::Adopted(p), kill_requested: false, failure: None, checks: Vec::new() },
                     );
                 }
                 None => {
@@ -497,7 +499,7 @@ impl Agent {
                         }
                         inner.live.insert(
                             tid.clone(),
-                            Live { process: TaskProcess::Launched(running), kill_requested: false, checks: Vec::new() },
+                            Live { process: TaskProcess::Launched(running), kill_requested: false, failure: None, checks: Vec::new() },
                         );
                     }
                     tracing::info!(task = %tid, "task launched");
@@ -541,7 +543,7 @@ impl Agent {
                     agent.transition(&tid, TaskState::Running, &format!("health check: {message}"), None, Some(passed));
                     if !passed && consecutive_failures >= spec.max_consecutive_failures {
                         tracing::warn!(task = %tid, "health check failed {consecutive_failures} times: killing the task");
-                        agent.kill_unhealthy(&tid);
+                        agent.kill_unhealthy(&tid, &message);
                         return;
                     }
                 }
@@ -549,11 +551,12 @@ impl Agent {
         });
     }
 
-    fn kill_unhealthy(&self, tid: &str) {
+    fn kill_unhealthy(&self, tid: &str, why: &str) {
         let proc_and_grace = {
-            let inner = self.lock();
-            inner.live.get(tid).map(|l| {
-                let grace = inner.cp.tasks.get(tid).map(|t| t.info.kill_grace_period_ms).unwrap_or(5000);
+            let mut inner = self.lock();
+            let grace = inner.cp.tasks.get(tid).map(|t| t.info.kill_grace_period_ms).unwrap_or(5000);
+            inner.live.get_mut(tid).map(|l| {
+                l.failure = Some(format!("health check failed: {why}"));
                 (l.process.clone(), Duration::from_millis(grace))
             })
         };
@@ -571,15 +574,18 @@ impl Agent {
         tokio::spawn(async move {
             let Some(process) = agent.lock().live.get(&tid).map(|l| l.process.clone()) else { return };
             let exit = process.wait().await;
-            let kill_requested = {
+            let (kill_requested, failure) = {
                 let mut inner = agent.lock();
                 let l = inner.live.remove(&tid);
-                l.map(|l| l.kill_requested).unwrap_or(false)
+                l.map(|l| (l.kill_requested, l.failure)).unwrap_or((false, None))
             };
-            let (state, message) = match exit {
+            let (state, message) = match (exit, failure) {
+                (_, Some(why)) => (TaskState::Failed, why),
+                (exit, None) => match exit {
                 Some(e) => (e.task_state(kill_requested), e.to_string()),
                 None if kill_requested => (TaskState::Killed, "killed".to_string()),
                 None => (TaskState::Failed, "the re-attached process ended; its exit status is unknown".to_string()),
+                },
             };
             tracing::info!(task = %tid, state = %state, %message, "task ended");
             agent.transition(&tid, state, &message, None, None);
