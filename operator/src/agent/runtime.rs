@@ -383,11 +383,7 @@ impl Agent {
                 };
                 volume.host_path = path.display().to_string();
                 let mut inner = self.lock();
-                let res = inner
-                    .cp
-                    .reservations
-                    .get_mut(&reservation)
-                    .ok_or_else(|| Error::Other(format!("reservation {reservation} unknown on this agent")))?;
+                let res = reservation_mut(&mut inner.cp, &reservation)?;
                 res.volumes.retain(|v| v.id != volume.id);
                 tracing::info!(volume = %volume.id, path = %volume.host_path, "persistent volume created");
                 res.volumes.push(volume);
@@ -395,11 +391,7 @@ impl Agent {
             }
             Operation::DestroyVolume { reservation, volume } => {
                 let mut inner = self.lock();
-                let res = inner
-                    .cp
-                    .reservations
-                    .get_mut(&reservation)
-                    .ok_or_else(|| Error::Other(format!("reservation {reservation} unknown on this agent")))?;
+                let res = reservation_mut(&mut inner.cp, &reservation)?;
                 if let Some(v) = res.volumes.iter().find(|v| v.id == volume) {
                     if !v.host_path.is_empty() {
                         self.volumes.destroy(Path::new(&v.host_path))?;
@@ -667,6 +659,10 @@ impl Agent {
             }
         });
     }
+}
+
+fn reservation_mut<'a>(cp: &'a mut Checkpoint, id: &str) -> Result<&'a mut Reservation> {
+    cp.reservations.get_mut(id).ok_or_else(|| Error::Other(format!("reservation {id} unknown on this agent")))
 }
 
 fn status(agent_id: &str, rec: &TaskRecord, tid: &str, state: TaskState, message: &str) -> TaskStatus {
