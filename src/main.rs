@@ -3,6 +3,7 @@
 
 mod cluster;
 mod commands;
+mod testsvc;
 mod up;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -48,6 +49,9 @@ enum Command {
     Master(commands::MasterArgs),
     /// Run an agent that offers this machine's resources to a master.
     Agent(commands::AgentArgs),
+    /// A small stateful service for trying the operator framework.
+    #[command(hide = true)]
+    TestService(testsvc::TestServiceArgs),
     /// List agents with their total, reserved and used resources.
     Agents {
         #[arg(long, short, value_enum, default_value = "table")]
@@ -74,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) => up::run(&cli.state_dir, args).await,
             Command::Master(args) => commands::run_master(&cli.state_dir, cli.token, args).await,
             Command::Agent(args) => commands::run_agent(&cli.state_dir, cli.master, cli.token, args).await,
+            Command::TestService(args) => testsvc::run(args).await,
             Command::Agents { output } => {
                 let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
                 commands::agents(&c, output).await
