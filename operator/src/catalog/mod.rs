@@ -1,2 +1,14 @@
 //! The catalog: Kafka, Cassandra and stage service templates, the artifacts
 //! they run from, their readiness checks and custom plans.
+//!
+//! - [`artifacts`]: the pinned Kafka and Cassandra versions, fetching their
+//!   jars with Maven (or using `KAFKA_HOME` / `CASSANDRA_HOME`), and the
+//!   verified `java` command lines.
+//! - [`kafka`]: KRaft node templates (`server.properties`, Log4j2 config,
+//!   cluster id, the `meta.properties` restart guard).
+//! - [`cassandra`]: Cassandra node templates (`cassandra.yaml`, rackdc,
+//!   logback).
+
+pub mod artifacts;
+pub mod cassandra;
+pub mod kafka;

@@ -1,3 +1,7 @@
 //! The framework side: service specs, plans, the offer evaluator, placement
 //! and recovery. Built on [`crate::client`] and [`crate::resources`]; it
 //! arrives with the operator-framework issue.
+pub mod spec;
+pub mod placement;
+pub mod evaluator;
+pub mod plan;
