@@ -3,6 +3,7 @@
 
 mod cluster;
 mod commands;
+mod service_cmd;
 mod testsvc;
 mod up;
 
@@ -49,6 +50,28 @@ enum Command {
     Master(commands::MasterArgs),
     /// Run an agent that offers this machine's resources to a master.
     Agent(commands::AgentArgs),
+    /// Run or check a service scheduler.
+    #[command(subcommand)]
+    Service(service_cmd::ServiceCommand),
+    /// Plans of a running service: list, show, pause, resume, restart, …
+    Plan {
+        #[command(subcommand)]
+        cmd: service_cmd::PlanCmd,
+        /// The service (default: the only one in the state dir).
+        #[arg(long, global = true)]
+        service: Option<String>,
+        #[arg(long, short, global = true, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Pods of a running service: list, status, restart, replace.
+    Pod {
+        #[command(subcommand)]
+        cmd: service_cmd::PodCmd,
+        #[arg(long, global = true)]
+        service: Option<String>,
+        #[arg(long, short, global = true, value_enum, default_value = "table")]
+        output: Output,
+    },
     /// A small stateful service for trying the operator framework.
     #[command(hide = true)]
     TestService(testsvc::TestServiceArgs),
@@ -79,6 +102,19 @@ fn main() -> anyhow::Result<()> {
             Command::Master(args) => commands::run_master(&cli.state_dir, cli.token, args).await,
             Command::Agent(args) => commands::run_agent(&cli.state_dir, cli.master, cli.token, args).await,
             Command::TestService(args) => testsvc::run(args).await,
+            Command::Service(service_cmd::ServiceCommand::Validate { spec }) => service_cmd::validate(&spec),
+            Command::Service(service_cmd::ServiceCommand::Run(args)) => {
+                let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
+                service_cmd::run_service(&cli.state_dir, &c, args).await
+            }
+            Command::Plan { cmd, service, output } => {
+                let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
+                service_cmd::plan(&cli.state_dir, &c, service.as_deref(), cmd, output).await
+            }
+            Command::Pod { cmd, service, output } => {
+                let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
+                service_cmd::pod(&cli.state_dir, &c, service.as_deref(), cmd, output).await
+            }
             Command::Agents { output } => {
                 let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
                 commands::agents(&c, output).await

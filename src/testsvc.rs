@@ -41,6 +41,7 @@ pub async fn run(args: TestServiceArgs) -> Result<()> {
         f.write_all(line.as_bytes())?;
         f.sync_all()?;
     }
+    std::fs::write(args.data.join("pid"), std::process::id().to_string())?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), port))
         .await
         .with_context(|| format!("binding {}:{port}", args.host))?;

@@ -5,3 +5,5 @@ pub mod spec;
 pub mod placement;
 pub mod evaluator;
 pub mod plan;
+pub mod service;
+pub mod api;

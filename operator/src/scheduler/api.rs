@@ -1,0 +1,177 @@
+//! The scheduler's HTTP API under `/v1/`: plans and pods, read and acted
+//! on. Same bearer token as the master; 401 without it.
+
+use super::plan::{render_tree, Plan, Status};
+use super::service::{PodRecord, ServiceScheduler, TaskRecord};
+use crate::protocol::ApiError;
+use crate::Error;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Clone)]
+struct Ctx {
+    scheduler: ServiceScheduler,
+    token: Arc<String>,
+}
+
+/// A plan in `plan list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanSummary {
+    pub name: String,
+    pub status: Status,
+}
+
+/// A plan with its rendered tree, for `plan show`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanView {
+    pub plan: Plan,
+    pub tree: String,
+}
+
+/// A pod and its tasks, for `pod status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodView {
+    pub pod: PodRecord,
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// The body of a plan command.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PlanCommand {
+    #[serde(default)]
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub step: Option<String>,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+}
+
+async fn auth(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.trim() == ctx.token.as_str());
+    if !ok {
+        return Error::Unauthorized.into_response();
+    }
+    next.run(req).await
+}
+
+fn bad(e: Error) -> Response {
+    let status = match &e {
+        Error::Unauthorized => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, Json(ApiError { error: e.to_string() })).into_response()
+}
+
+/// The scheduler's router.
+pub fn router(scheduler: ServiceScheduler, token: String) -> Router {
+    let ctx = Ctx { scheduler, token: Arc::new(token) };
+    Router::new()
+        .route("/v1/plans", get(list_plans))
+        .route("/v1/plans/{plan}", get(show_plan))
+        .route("/v1/plans/{plan}/{action}", post(plan_action))
+        .route("/v1/pods", get(list_pods))
+        .route("/v1/pods/{pod}", get(show_pod))
+        .route("/v1/pods/{pod}/{action}", post(pod_action))
+        .layer(middleware::from_fn_with_state(ctx.clone(), auth))
+        .with_state(ctx)
+}
+
+async fn list_plans(State(ctx): State<Ctx>) -> Json<Vec<PlanSummary>> {
+    let st = ctx.scheduler.snapshot();
+    Json(st.plans.values().map(|p| PlanSummary { name: p.name.clone(), status: p.status }).collect())
+}
+
+async fn show_plan(State(ctx): State<Ctx>, Path(plan): Path<String>) -> Response {
+    let st = ctx.scheduler.snapshot();
+    match st.plans.get(&plan) {
+        Some(p) => Json(PlanView { plan: p.clone(), tree: render_tree(p) }).into_response(),
+        None => {
+            let names: Vec<&str> = st.plans.keys().map(String::as_str).collect();
+            (StatusCode::NOT_FOUND, Json(ApiError { error: format!("no plan {plan:?}; plans: {}", names.join(", ")) }))
+                .into_response()
+        }
+    }
+}
+
+async fn plan_action(
+    State(ctx): State<Ctx>,
+    Path((plan, action)): Path<(String, String)>,
+    body: Option<Json<PlanCommand>>,
+) -> Response {
+    let cmd = body.map(|b| b.0).unwrap_or_default();
+    let phase = cmd.phase.clone();
+    let step = cmd.step.clone();
+    let r = ctx.scheduler.with_plan(&plan, |p| {
+        let e = |e: super::plan::PlanError| Error::Other(e.to_string());
+        match action.as_str() {
+            "pause" => p.pause(phase.as_deref()).map_err(e),
+            "resume" => p.resume(phase.as_deref()).map_err(e),
+            "restart" => p.restart(phase.as_deref(), step.as_deref()).map_err(e),
+            "force-complete" => match (&phase, &step) {
+                (Some(ph), Some(st)) => p.force_complete(ph, st).map_err(e),
+                _ => Err(Error::Other("force-complete needs a phase and a step".into())),
+            },
+            "start" => {
+                p.start(cmd.parameters.clone());
+                Ok(())
+            }
+            "stop" => {
+                p.stop();
+                Ok(())
+            }
+            other => Err(Error::Other(format!(
+                "unknown plan action {other:?}: expected pause, resume, restart, force-complete, start or stop"
+            ))),
+        }
+    });
+    match r {
+        Ok(()) => show_plan(State(ctx), Path(plan)).await,
+        Err(e) => bad(e),
+    }
+}
+
+fn pod_views(s: &ServiceScheduler) -> Vec<PodView> {
+    let st = s.snapshot();
+    st.pods
+        .values()
+        .map(|p| PodView {
+            pod: p.clone(),
+            tasks: p.tasks.values().filter_map(|id| st.tasks.get(id).cloned()).collect(),
+        })
+        .collect()
+}
+
+async fn list_pods(State(ctx): State<Ctx>) -> Json<Vec<PodView>> {
+    Json(pod_views(&ctx.scheduler))
+}
+
+async fn show_pod(State(ctx): State<Ctx>, Path(pod): Path<String>) -> Response {
+    match pod_views(&ctx.scheduler).into_iter().find(|p| p.pod.name == pod) {
+        Some(v) => Json(v).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(ApiError { error: format!("no pod {pod:?}") })).into_response(),
+    }
+}
+
+async fn pod_action(State(ctx): State<Ctx>, Path((pod, action)): Path<(String, String)>) -> Response {
+    let r = match action.as_str() {
+        "restart" => ctx.scheduler.restart_pod(&pod).await,
+        "replace" => ctx.scheduler.replace_pod(&pod).await,
+        other => Err(Error::Other(format!("unknown pod action {other:?}: expected restart or replace"))),
+    };
+    match r {
+        Ok(()) => show_pod(State(ctx), Path(pod)).await,
+        Err(e) => bad(e),
+    }
+}

@@ -1,0 +1,705 @@
+//! The service scheduler: one framework that turns a [`ServiceSpec`] into
+//! running pods and keeps them so. It subscribes to the master, runs the
+//! `deploy` plan through the offer evaluator, relaunches failed tasks in
+//! place (the `recovery` plan, with crash-loop backoff), places replaced pods
+//! anew, cleans up reservations nobody owns, and persists everything —
+//! spec, pods, task records (before the accept that launches them), plans
+//! and operator overrides — in the state store, so a restarted scheduler
+//! carries on where it stopped.
+
+use super::evaluator::{self, ExistingPlacement, PodRequirement, VolumeKind};
+use super::placement::{PlacementRule as Rule, PlacementView};
+use super::plan::{Phase, Plan, Step, StepState, Strategy};
+use super::spec::{self, Goal, PodSpec, ServiceSpec, VolumeType};
+use crate::client::MasterClient;
+use crate::protocol::{Accept, Acknowledge, Decline, FrameworkEvent, Reconcile, Subscribe};
+use crate::resources::{
+    now_ms, AgentId, Attributes, Offer, Operation, ReservationId, Resources, TaskId, TaskInfo, TaskState,
+    TaskStatus, VolumeId,
+};
+use crate::state::StateStore;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// A pod instance as the scheduler keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub name: String,
+    pub pod_type: String,
+    pub index: u32,
+    /// Where its reservation is, once placed.
+    pub agent_id: Option<AgentId>,
+    pub hostname: String,
+    pub attributes: Attributes,
+    pub reservation_id: Option<ReservationId>,
+    pub volume_ids: Vec<VolumeId>,
+    pub ports: BTreeMap<String, u16>,
+    /// Task name → the id of its latest launch.
+    pub tasks: BTreeMap<String, TaskId>,
+    /// Set by `pod replace`: the next placement is fresh.
+    pub replace: bool,
+    /// Why the pod waits for an offer, from the offer evaluator.
+    pub waiting: Option<String>,
+}
+
+/// A launched task as the scheduler keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: TaskId,
+    pub pod: String,
+    pub task: String,
+    pub agent_id: AgentId,
+    pub state: Option<TaskState>,
+    pub ready: bool,
+    pub message: String,
+    pub launched_ms: u64,
+}
+
+/// Everything the scheduler persists.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SchedulerState {
+    pub framework_id: Option<String>,
+    /// The target spec, as its YAML text.
+    pub spec_yaml: String,
+    pub spec_file: String,
+    pub pods: BTreeMap<String, PodRecord>,
+    pub tasks: BTreeMap<TaskId, TaskRecord>,
+    pub plans: BTreeMap<String, Plan>,
+    /// Reservations of ours that nobody owns any more (replaced pods).
+    pub orphans: BTreeSet<ReservationId>,
+}
+
+const STATE_KEY: &str = "state";
+
+/// A running service scheduler. Cheap to clone.
+#[derive(Clone)]
+pub struct ServiceScheduler {
+    inner: Arc<Mutex<Inner>>,
+    store: Arc<dyn StateStore>,
+    client: MasterClient,
+    wake: Arc<Notify>,
+}
+
+struct Inner {
+    spec: ServiceSpec,
+    state: SchedulerState,
+}
+
+fn key(service: &str) -> String {
+    format!("services/{service}/{STATE_KEY}")
+}
+
+fn short() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+}
+
+impl ServiceScheduler {
+    /// Opens the scheduler for `spec`: resumes its persisted state if any,
+    /// else starts with a fresh deploy plan. A changed spec is refused here
+    /// if unsafe, keeping the old target.
+    pub fn open(store: Arc<dyn StateStore>, client: MasterClient, yaml: &str, file: &str) -> Result<Self> {
+        let spec = ServiceSpec::from_yaml(yaml, file).map_err(|e| Error::Other(e.to_string()))?;
+        let k = key(&spec.name);
+        let saved: Option<SchedulerState> = match store.get(&k)? {
+            Some(b) => Some(serde_json::from_slice(&b).map_err(|source| Error::Codec { key: k.clone(), source })?),
+            None => None,
+        };
+        let (spec, state) = match saved {
+            Some(st) => {
+                let old = ServiceSpec::from_yaml(&st.spec_yaml, &st.spec_file).map_err(|e| Error::Other(e.to_string()))?;
+                let refusals = spec::validate_update(&old, &spec);
+                if !refusals.is_empty() {
+                    let msgs: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
+                    return Err(Error::Other(format!(
+                        "unsafe change refused; the running target is kept:\n  {}",
+                        msgs.join("\n  ")
+                    )));
+                }
+                if old != spec {
+                    let mut st = st;
+                    let changed = spec::changed_pods(&old, &spec);
+                    st.spec_yaml = yaml.to_string();
+                    st.spec_file = file.to_string();
+                    let update = update_plan(&spec, &changed)?;
+                    st.plans.insert("update".into(), update);
+                    (spec, st)
+                } else {
+                    (old, st)
+                }
+            }
+            None => {
+                let st = SchedulerState {
+                    spec_yaml: yaml.to_string(),
+                    spec_file: file.to_string(),
+                    plans: [("deploy".to_string(), deploy_plan(&spec)?)].into(),
+                    ..Default::default()
+                };
+                (spec, st)
+            }
+        };
+        let s = ServiceScheduler {
+            inner: Arc::new(Mutex::new(Inner { spec, state })),
+            store,
+            client,
+            wake: Arc::new(Notify::new()),
+        };
+        s.persist()?;
+        Ok(s)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn persist_locked(&self, inner: &Inner) -> Result<()> {
+        let k = key(&inner.spec.name);
+        let bytes = serde_json::to_vec(&inner.state).map_err(|source| Error::Codec { key: k.clone(), source })?;
+        self.store.put(&k, &bytes)
+    }
+
+    fn persist(&self) -> Result<()> {
+        let inner = self.lock();
+        self.persist_locked(&inner)
+    }
+
+    pub fn name(&self) -> String {
+        self.lock().spec.name.clone()
+    }
+
+    /// A copy of the persisted state, for the API and tests.
+    pub fn snapshot(&self) -> SchedulerState {
+        self.lock().state.clone()
+    }
+
+    pub fn spec(&self) -> ServiceSpec {
+        self.lock().spec.clone()
+    }
+
+    /// Applies an operator command to a plan and persists it.
+    pub fn with_plan<T>(&self, plan: &str, f: impl FnOnce(&mut Plan) -> Result<T>) -> Result<T> {
+        let mut inner = self.lock();
+        let names: Vec<String> = inner.state.plans.keys().cloned().collect();
+        let p = inner
+            .state
+            .plans
+            .get_mut(plan)
+            .ok_or_else(|| Error::Other(format!("no plan {plan:?}; plans: {}", names.join(", "))))?;
+        let out = f(p)?;
+        p.refresh();
+        self.persist_locked(&inner)?;
+        drop(inner);
+        self.wake.notify_one();
+        Ok(out)
+    }
+
+    /// `pod restart`: kill the pod's tasks; they come back in place.
+    pub async fn restart_pod(&self, pod: &str) -> Result<()> {
+        let (fw, tasks) = self.pod_tasks(pod)?;
+        for t in tasks {
+            self.client.kill(&fw, &t).await?;
+        }
+        Ok(())
+    }
+
+    /// `pod replace`: kill the pod's tasks and place it anew with fresh
+    /// volumes; its old reservation is destroyed when next offered.
+    pub async fn replace_pod(&self, pod: &str) -> Result<()> {
+        let (fw, tasks) = self.pod_tasks(pod)?;
+        {
+            let mut inner = self.lock();
+            let rec = inner.state.pods.get_mut(pod).expect("checked");
+            rec.replace = true;
+            let old = rec.reservation_id.take();
+            rec.agent_id = None;
+            rec.volume_ids.clear();
+            rec.ports.clear();
+            if let Some(old) = old {
+                inner.state.orphans.insert(old);
+            }
+            let inner = &mut *inner;
+            ensure_recovery_step(&mut inner.state, pod, &inner.spec);
+            if let Some(p) = inner.state.plans.get_mut("recovery") {
+                if let Ok(r) = p.step_ref("recover", pod) {
+                    let _ = p.reset_backoff(r);
+                    if let Some(s) = p.phases.get_mut(r.phase).and_then(|ph| ph.steps.get_mut(r.step)) {
+                        s.restart();
+                    }
+                    p.refresh();
+                }
+            }
+            self.persist_locked(&inner)?;
+        }
+        for t in tasks {
+            let _ = self.client.kill(&fw, &t).await;
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn pod_tasks(&self, pod: &str) -> Result<(String, Vec<TaskId>)> {
+        let inner = self.lock();
+        let rec = inner.state.pods.get(pod).ok_or_else(|| {
+            let names: Vec<&str> = inner.state.pods.keys().map(String::as_str).collect();
+            Error::Other(format!("no pod {pod:?}; pods: {}", names.join(", ")))
+        })?;
+        let fw = inner.state.framework_id.clone().ok_or_else(|| Error::Other("not subscribed yet".into()))?;
+        let live: Vec<TaskId> = rec
+            .tasks
+            .values()
+            .filter(|id| inner.state.tasks.get(*id).map(|t| !t.state.is_some_and(|s| s.is_terminal())).unwrap_or(false))
+            .cloned()
+            .collect();
+        Ok((fw, live))
+    }
+
+    /// Runs the scheduler: subscribes (again after any disconnect) and
+    /// handles offers and updates until the future is dropped.
+    pub async fn run(&self) {
+        loop {
+            if let Err(e) = self.session().await {
+                tracing::warn!(error = %e, "scheduler session ended; subscribing again");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn session(&self) -> Result<()> {
+        let (fid, role, name) = {
+            let inner = self.lock();
+            (inner.state.framework_id.clone(), inner.spec.role.clone(), inner.spec.name.clone())
+        };
+        let mut events = self.client.subscribe(&Subscribe { framework_id: fid, name, role, weight: 1.0 }).await?;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut suppressed = false;
+        loop {
+            tokio::select! {
+                ev = events.next() => {
+                    let Some(ev) = ev? else { return Err(Error::Other("the master closed the stream".into())) };
+                    match ev {
+                        FrameworkEvent::Subscribed { framework_id } => {
+                            {
+                                let mut inner = self.lock();
+                                inner.state.framework_id = Some(framework_id.clone());
+                                self.persist_locked(&inner)?;
+                            }
+                            tracing::info!(framework = %framework_id, "scheduler subscribed");
+                            self.client.reconcile(&framework_id, &Reconcile::default()).await?;
+                            suppressed = false;
+                        }
+                        FrameworkEvent::Offers { offers } => self.handle_offers(offers).await?,
+                        FrameworkEvent::Update { status } => self.handle_update(status).await?,
+                        FrameworkEvent::Rescind { .. } | FrameworkEvent::Heartbeat => {}
+                    }
+                }
+                _ = tick.tick() => {}
+                _ = self.wake.notified() => {}
+            }
+            // Suppress offers while there is nothing to do; revive when there is.
+            let (fw, work) = {
+                let mut inner = self.lock();
+                let now = now_ms();
+                for p in inner.state.plans.values_mut() {
+                    p.tick(now);
+                }
+                (inner.state.framework_id.clone(), has_work(&inner.state))
+            };
+            if let Some(fw) = fw {
+                if work && suppressed {
+                    self.client.revive(&fw).await?;
+                    suppressed = false;
+                } else if !work && !suppressed {
+                    self.client.suppress(&fw).await?;
+                    suppressed = true;
+                }
+            }
+        }
+    }
+
+    async fn handle_offers(&self, offers: Vec<Offer>) -> Result<()> {
+        let mut accepts: Vec<Accept> = Vec::new();
+        let mut used: BTreeSet<String> = BTreeSet::new();
+        let fw;
+        {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            fw = inner.state.framework_id.clone().unwrap_or_default();
+            let now = now_ms();
+            // Reservations nobody owns are destroyed and unreserved first.
+            let known: BTreeSet<String> =
+                inner.state.pods.values().filter_map(|p| p.reservation_id.clone()).collect();
+            for o in &offers {
+                // Every reservation of our role is this service's (one
+                // framework per role): one no pod owns is an orphan.
+                let ops = evaluator::orphaned_reservations(o, known.iter().map(String::as_str));
+                if !ops.is_empty() {
+                    for op in &ops {
+                        if let Operation::Unreserve { id } = op {
+                            inner.state.orphans.remove(id);
+                        }
+                    }
+                    tracing::info!(agent = %o.agent_id, n = ops.len(), "cleaning up reservations nobody owns");
+                    used.insert(o.id.clone());
+                    accepts.push(Accept { offer_ids: vec![o.id.clone()], operations: ops, filter_ms: None });
+                }
+            }
+            let mut view = PlacementView::new();
+            for p in inner.state.pods.values() {
+                if let Some(a) = &p.agent_id {
+                    view.insert(&p.pod_type, p.index as usize, a, &p.attributes);
+                }
+            }
+            for o in &offers {
+                view.observe_agent(&o.attributes);
+            }
+            // Recovery first, then the other plans.
+            let mut order: Vec<String> = inner.state.plans.keys().cloned().collect();
+            order.sort_by_key(|n| if n == "recovery" { 0 } else { 1 });
+            let mut busy: BTreeSet<String> = BTreeSet::new();
+            for name in &order {
+                busy.extend(inner.state.plans[name].pods_in_work());
+            }
+            for name in order {
+                let candidates = inner.state.plans[&name].candidates_excluding(now, &busy);
+                for r in candidates {
+                    let pod = inner.state.plans[&name].get(r).map(|s| s.pod_instance.clone()).unwrap_or_default();
+                    let Some(req) = requirement(&inner.spec, &inner.state, &pod) else { continue };
+                    let mut evals = Vec::new();
+                    let mut matched = None;
+                    for o in offers.iter().filter(|o| !used.contains(&o.id)) {
+                        let e = evaluator::evaluate(&req, o, &view);
+                        if e.passed() {
+                            matched = e.matched.clone();
+                            break;
+                        }
+                        evals.push(e);
+                    }
+                    let plan = inner.state.plans.get_mut(&name).expect("listed");
+                    let Some(m) = matched else {
+                        let why = if evals.is_empty() { "waiting for offers".to_string() } else { evaluator::summarize(&evals) };
+                        let _ = plan.set_message(r, why.clone());
+                        if let Some(p) = inner.state.pods.get_mut(&pod) {
+                            p.waiting = Some(why);
+                        }
+                        continue;
+                    };
+                    // Record the pod and its task records before the accept goes out.
+                    let pod_type = req.pod_type.clone();
+                    let pspec = inner.spec.pod(&pod_type).expect("requirement built from spec").clone();
+                    let offer = offers.iter().find(|o| o.id == m.offer_id).expect("matched offer");
+                    let rec = inner.state.pods.entry(pod.clone()).or_default();
+                    rec.name = pod.clone();
+                    rec.pod_type = pod_type.clone();
+                    rec.index = req.index as u32;
+                    rec.agent_id = Some(m.agent_id.clone());
+                    rec.hostname = m.hostname.clone();
+                    rec.attributes = offer.attributes.clone();
+                    rec.reservation_id = Some(m.reservation_id.clone());
+                    rec.volume_ids = m.volumes.iter().map(|v| v.id.clone()).collect();
+                    rec.ports = m.ports.clone();
+                    rec.replace = false;
+                    rec.waiting = None;
+                    let step_tasks = plan.get(r).map(|s| s.tasks.clone()).unwrap_or_default();
+                    let mut ops = m.operations.clone();
+                    let n = step_tasks.len().max(1) as f64;
+                    for (i, tname) in step_tasks.iter().enumerate() {
+                        let Some(tspec) = pspec.task(tname) else { continue };
+                        let tid = format!("{pod}-{tname}__{}", short());
+                        let mut res = Resources::new(m.task_resources.cpus / n, (m.task_resources.mem as f64 / n) as u64, 0);
+                        if i == 0 {
+                            res.ports = m.task_resources.ports.clone();
+                        }
+                        let info = task_info(&inner.spec, &pspec, tspec, &pod, req.index as u32, &tid, res, &m);
+                        rec.tasks.insert(tname.clone(), tid.clone());
+                        inner.state.tasks.insert(
+                            tid.clone(),
+                            TaskRecord {
+                                id: tid.clone(),
+                                pod: pod.clone(),
+                                task: tname.clone(),
+                                agent_id: m.agent_id.clone(),
+                                state: None,
+                                ready: false,
+                                message: String::new(),
+                                launched_ms: now,
+                            },
+                        );
+                        ops.push(Operation::Launch { task: info });
+                    }
+                    let _ = plan.start_step(r, now);
+                    let _ = plan.on_launched(r);
+                    view.insert(&pod_type, req.index, &m.agent_id, &offer.attributes);
+                    busy.insert(pod.clone());
+                    used.insert(m.offer_id.clone());
+                    tracing::info!(pod = %pod, agent = %m.agent_id, new = m.new, "launching pod");
+                    accepts.push(Accept { offer_ids: vec![m.offer_id.clone()], operations: ops, filter_ms: None });
+                }
+            }
+            self.persist_locked(inner)?;
+        }
+        for a in accepts {
+            if let Err(e) = self.client.accept(&fw, &a).await {
+                tracing::warn!(error = %e, "accept refused");
+            }
+        }
+        let unused: Vec<String> = offers.iter().filter(|o| !used.contains(&o.id)).map(|o| o.id.clone()).collect();
+        if !unused.is_empty() {
+            self.client.decline(&fw, &Decline { offer_ids: unused, filter_ms: Some(1000) }).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle_update(&self, status: TaskStatus) -> Result<()> {
+        let fw;
+        {
+            let mut guard = self.lock();
+            let inner = &mut *guard;
+            fw = inner.state.framework_id.clone().unwrap_or_default();
+            let now = now_ms();
+            if let Some(t) = inner.state.tasks.get_mut(&status.task_id) {
+                let was_terminal = t.state.is_some_and(|s| s.is_terminal());
+                t.state = Some(status.state);
+                t.message = status.message.clone();
+                if let Some(r) = status.ready {
+                    t.ready = r;
+                }
+                let t = t.clone();
+                let current = inner.state.pods.get(&t.pod).and_then(|p| p.tasks.get(&t.task)) == Some(&t.id);
+                let spec_task = inner.spec.pod(&pod_type_of(&t.pod)).and_then(|p| p.task(&t.task)).cloned();
+                if current && !was_terminal {
+                    let has_readiness = spec_task.as_ref().map(|s| s.readiness_check.is_some()).unwrap_or(false);
+                    let goal = spec_task.as_ref().map(|s| s.goal).unwrap_or(Goal::Running);
+                    for (name, plan) in inner.state.plans.iter_mut() {
+                        let Some(r) = plan.step_for_task(&t.pod, &t.task) else { continue };
+                        let Ok(step) = plan.get(r) else { continue };
+                        if !matches!(step.state, StepState::Starting | StepState::Started)
+                            && !(name == "recovery" || step.state == StepState::Complete)
+                        {
+                            continue;
+                        }
+                        match status.state {
+                            TaskState::Running => {
+                                let _ = plan.on_task_running(r, &t.task);
+                                if !has_readiness || t.ready {
+                                    let _ = plan.on_task_ready(r, &t.task);
+                                }
+                            }
+                            TaskState::Finished if goal != Goal::Running => {
+                                let _ = plan.on_task_finished(r, &t.task);
+                            }
+                            s if s.is_terminal() => {
+                                if step.state != StepState::Complete || name == "recovery" {
+                                    let _ = plan.on_task_failed(r, now);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    // A RUNNING-goal task that ended gets a recovery step.
+                    if status.state.is_terminal() && goal == Goal::Running {
+                        let deploy_done = inner
+                            .state
+                            .plans
+                            .values()
+                            .filter(|p| p.name != "recovery")
+                            .all(|p| p.step_for_task(&t.pod, &t.task).map(|r| p.get(r).map(|s| s.state == StepState::Complete).unwrap_or(true)).unwrap_or(true));
+                        if deploy_done {
+                            let spec = inner.spec.clone();
+                            ensure_recovery_step(&mut inner.state, &t.pod, &spec);
+                            if let Some(p) = inner.state.plans.get_mut("recovery") {
+                                if let Ok(r) = p.step_ref("recover", &t.pod) {
+                                    let st = p.get(r).map(|s| s.state).unwrap_or(StepState::Pending);
+                                    if st == StepState::Complete || st == StepState::Starting || st == StepState::Started {
+                                        let _ = p.on_task_failed(r, now);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                for p in inner.state.plans.values_mut() {
+                    p.refresh();
+                }
+            }
+            self.persist_locked(inner)?;
+        }
+        if !status.uuid.is_empty() && !status.agent_id.is_empty() {
+            self.client
+                .acknowledge(&fw, &Acknowledge { agent_id: status.agent_id, task_id: status.task_id, uuid: status.uuid })
+                .await?;
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+fn pod_type_of(pod: &str) -> String {
+    pod.rsplit_once('-').map(|(t, _)| t.to_string()).unwrap_or_else(|| pod.to_string())
+}
+
+fn has_work(st: &SchedulerState) -> bool {
+    !st.orphans.is_empty()
+        || st.plans.values().any(|p| {
+            p.steps().any(|(_, s)| matches!(s.state, StepState::Pending | StepState::Prepared | StepState::Delayed))
+        })
+}
+
+fn strategy_of(s: spec::Strategy) -> Strategy {
+    match s {
+        spec::Strategy::Serial => Strategy::Serial,
+        spec::Strategy::Parallel => Strategy::Parallel,
+        spec::Strategy::Canary => Strategy::Canary,
+        spec::Strategy::Dependency => Strategy::Dependency,
+    }
+}
+
+/// The deploy plan of a spec: its declared plan, or a serial phase per pod.
+fn deploy_plan(spec: &ServiceSpec) -> Result<Plan> {
+    plan_from_spec(spec, &spec.deploy_plan(), None)
+}
+
+fn update_plan(spec: &ServiceSpec, changed: &[String]) -> Result<Plan> {
+    let mut p = plan_from_spec(spec, &spec.deploy_plan(), Some(changed))?;
+    p.name = "update".into();
+    Ok(p)
+}
+
+fn plan_from_spec(spec: &ServiceSpec, ps: &spec::PlanSpec, only: Option<&[String]>) -> Result<Plan> {
+    let mut phases = Vec::new();
+    for ph in &ps.phases {
+        if only.is_some_and(|o| !o.contains(&ph.pod)) {
+            continue;
+        }
+        let Some(pod) = spec.pod(&ph.pod) else { continue };
+        let tasks: Vec<String> = match &ph.tasks {
+            Some(t) => t.clone(),
+            None => pod.tasks.iter().map(|t| t.name.clone()).collect(),
+        };
+        let indices: Vec<u32> = match &ph.steps {
+            Some(s) => s.clone(),
+            None => (0..pod.count).collect(),
+        };
+        let steps = indices.iter().map(|i| Step::new(&pod.instance_name(*i), tasks.clone())).collect();
+        phases.push(Phase::new(ph.name.clone(), strategy_of(ph.strategy), steps));
+    }
+    Plan::from_phases(ps.name.clone(), strategy_of(ps.strategy), phases).map_err(|e| Error::Other(e.to_string()))
+}
+
+fn ensure_recovery_step(st: &mut SchedulerState, pod: &str, spec: &ServiceSpec) {
+    let tasks: Vec<String> = spec
+        .pod(&pod_type_of(pod))
+        .map(|p| p.tasks.iter().filter(|t| t.goal == Goal::Running).map(|t| t.name.clone()).collect())
+        .unwrap_or_default();
+    let plan = st.plans.entry("recovery".into()).or_insert_with(|| {
+        Plan::from_phases("recovery", Strategy::Parallel, vec![Phase::new("recover", Strategy::Parallel, vec![])])
+            .expect("an empty recovery plan is valid")
+    });
+    if plan.step_ref("recover", pod).is_err() {
+        let mut step = Step::new(pod, tasks);
+        step.state = StepState::Complete;
+        plan.phases[0].steps.push(step);
+    }
+    plan.refresh();
+}
+
+fn to_rule(r: &spec::PlacementRule) -> Rule {
+    match r {
+        spec::PlacementRule::Unique { attribute } => Rule::unique(attribute),
+        spec::PlacementRule::MaxPer { attribute, max } => Rule::max_per(attribute, *max as usize),
+        spec::PlacementRule::GroupBy { attribute, count } => {
+            Rule::GroupBy { attribute: attribute.clone(), count: count.map(|c| c as usize) }
+        }
+        spec::PlacementRule::Like { attribute, pattern } => Rule::like(attribute, pattern),
+        spec::PlacementRule::Unlike { attribute, pattern } => Rule::unlike(attribute, pattern),
+        spec::PlacementRule::ColocateWith { pod } => Rule::colocate_with(pod),
+        spec::PlacementRule::Avoid { pod } => Rule::avoid(pod),
+    }
+}
+
+/// What a pod instance needs from an offer: fresh, or back on its own disk.
+fn requirement(spec: &ServiceSpec, st: &SchedulerState, pod: &str) -> Option<PodRequirement> {
+    let pod_type = pod_type_of(pod);
+    let index: usize = pod.rsplit_once('-')?.1.parse().ok()?;
+    let ps: &PodSpec = spec.pod(&pod_type)?;
+    let rid = format!("{}-{pod}-{}", spec.name, short());
+    let mut req = PodRequirement::new(&pod_type, index, rid, ps.resources.cpus, ps.resources.mem);
+    for p in &ps.resources.ports {
+        req = req.port(&p.name, p.port);
+    }
+    for v in &ps.volumes {
+        let kind = match v.kind {
+            VolumeType::Root => VolumeKind::Root,
+            VolumeType::Mount => VolumeKind::Mount,
+        };
+        req = req.volume(&v.path, v.size, kind);
+    }
+    for r in ps.rules() {
+        req = req.rule(to_rule(r));
+    }
+    if let Some(rec) = st.pods.get(pod) {
+        if let (Some(agent), Some(res)) = (&rec.agent_id, &rec.reservation_id) {
+            if !rec.replace {
+                req = req.existing(ExistingPlacement {
+                    agent_id: agent.clone(),
+                    reservation_id: res.clone(),
+                    volume_ids: rec.volume_ids.clone(),
+                    ports: rec.ports.clone(),
+                });
+            }
+        }
+    }
+    Some(req)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn task_info(
+    spec: &ServiceSpec,
+    pod: &PodSpec,
+    t: &spec::TaskSpec,
+    instance: &str,
+    index: u32,
+    tid: &str,
+    resources: Resources,
+    m: &evaluator::OfferMatch,
+) -> TaskInfo {
+    let mut env: BTreeMap<String, String> = t.env.clone();
+    env.insert("SERVICE_NAME".into(), spec.name.clone());
+    env.insert("POD_INSTANCE".into(), instance.to_string());
+    env.insert("POD_INSTANCE_INDEX".into(), index.to_string());
+    env.insert("TASK_NAME".into(), format!("{instance}-{}", t.name));
+    for p in &pod.resources.ports {
+        if let Some(port) = m.ports.get(&p.name) {
+            env.insert(p.env_name(), port.to_string());
+        }
+    }
+    // Config files are rendered with what the scheduler knows and written by
+    // the task's shell before its command runs.
+    let mut vars = env.clone();
+    vars.insert("HOST".into(), m.hostname.clone());
+    let mut prelude = String::new();
+    for c in &t.configs {
+        let text = spec::render_template(&c.template, &vars).unwrap_or_else(|e| format!("# template error: {e}\n"));
+        prelude.push_str(&format!(
+            "mkdir -p \"$(dirname '{dest}')\" && printf '%s' '{body}' > '{dest}' && ",
+            dest = c.dest.replace('\'', "'\\''"),
+            body = text.replace('\'', "'\\''")
+        ));
+    }
+    let port_of = |name: &str| m.ports.get(name).copied();
+    TaskInfo {
+        id: tid.to_string(),
+        name: format!("{instance}-{}", t.name),
+        command: format!("{prelude}{}", t.cmd),
+        env,
+        resources,
+        reservation: Some(m.reservation_id.clone()),
+        volumes: m.volumes.iter().map(|v| v.id.clone()).collect(),
+        health_check: t.health_check.as_ref().and_then(|c| c.to_check_spec(port_of)),
+        readiness_check: t.readiness_check.as_ref().and_then(|c| c.to_check_spec(port_of)),
+        kill_grace_period_ms: t.kill_grace_period_ms,
+        labels: [("pod".to_string(), instance.to_string())].into(),
+    }
+}

@@ -1,0 +1,255 @@
+//! `smack service run`, and the `plan` and `pod` commands that talk to a
+//! running service scheduler.
+
+use crate::cluster::{self, ClusterFile};
+use crate::Output;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use smack_operator::client::MasterClient;
+use smack_operator::protocol::ApiError;
+use smack_operator::scheduler::api::{self, PlanCommand, PlanSummary, PlanView, PodView};
+use smack_operator::scheduler::service::ServiceScheduler;
+use smack_operator::state::FileStore;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Args, Clone)]
+pub struct ServiceRunArgs {
+    /// The service spec (YAML).
+    pub spec: PathBuf,
+    /// Address of the scheduler's API (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+}
+
+#[derive(Subcommand, Clone)]
+pub enum ServiceCommand {
+    /// Run a service scheduler for SPEC against the master.
+    Run(ServiceRunArgs),
+    /// Check a service spec without deploying it.
+    Validate { spec: PathBuf },
+}
+
+#[derive(Subcommand, Clone)]
+pub enum PlanCmd {
+    /// List the service's plans.
+    List,
+    /// Show a plan as a tree.
+    Show { plan: String },
+    /// Pause a plan (or one phase): no new work starts.
+    Pause { plan: String, phase: Option<String> },
+    /// Resume a paused plan or phase (and approve a canary).
+    Resume { plan: String, phase: Option<String> },
+    /// Put a plan, phase or step back to PENDING.
+    Restart { plan: String, phase: Option<String>, step: Option<String> },
+    /// Mark a step COMPLETE.
+    ForceComplete { plan: String, phase: String, step: String },
+    /// Start a custom plan with parameters.
+    Start {
+        plan: String,
+        #[arg(short = 'p', long = "param", value_parser = parse_kv)]
+        params: Vec<(String, String)>,
+    },
+    /// Stop a custom plan.
+    Stop { plan: String },
+}
+
+#[derive(Subcommand, Clone)]
+pub enum PodCmd {
+    /// List pods with their agent and tasks.
+    List,
+    /// Show one pod (or all) with its tasks and why it waits.
+    Status { pod: Option<String> },
+    /// Restart a pod in place, on its own disk.
+    Restart { pod: String },
+    /// Replace a pod: new placement, fresh volume.
+    Replace { pod: String },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))
+}
+
+fn endpoint_file(state_dir: &Path, service: &str) -> PathBuf {
+    state_dir.join("services").join(service).join("endpoint.json")
+}
+
+pub async fn run_service(state_dir: &Path, c: &ClusterFile, args: ServiceRunArgs) -> Result<()> {
+    let yaml = std::fs::read_to_string(&args.spec).with_context(|| format!("reading {}", args.spec.display()))?;
+    let file = args.spec.display().to_string();
+    let store = FileStore::open(state_dir.join("scheduler")).context("opening the scheduler's state store")?;
+    let client = MasterClient::new(c.master.clone(), c.token.clone());
+    let s = ServiceScheduler::open(Arc::new(store), client, &yaml, &file)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let app = api::router(s.clone(), c.token.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let name = s.name();
+    let ep = endpoint_file(state_dir, &name);
+    smack_storage::durable::ensure_dir(ep.parent().expect("has a parent"))?;
+    smack_storage::durable::write_json_atomic(&ep, &serde_json::json!({ "url": url }))?;
+    println!("service {name}: scheduler API at {url}/v1/");
+    let run = s.clone();
+    tokio::select! {
+        _ = run.run() => {}
+        _ = crate::commands::shutdown_signal() => {}
+    }
+    Ok(())
+}
+
+pub fn validate(spec: &Path) -> Result<()> {
+    let yaml = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
+    match smack_operator::scheduler::spec::ServiceSpec::from_yaml(&yaml, &spec.display().to_string()) {
+        Ok(s) => {
+            println!("{}: ok ({} pod types)", spec.display(), s.pods.len());
+            Ok(())
+        }
+        Err(e) => bail!("{e}"),
+    }
+}
+
+/// A client of one service scheduler's API.
+struct SchedulerClient {
+    url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl SchedulerClient {
+    fn find(state_dir: &Path, c: &ClusterFile, service: Option<&str>) -> Result<Self> {
+        let dir = state_dir.join("services");
+        let name = match service {
+            Some(s) => s.to_string(),
+            None => {
+                let names: Vec<String> = std::fs::read_dir(&dir)
+                    .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                    .unwrap_or_default();
+                match names.as_slice() {
+                    [one] => one.clone(),
+                    [] => bail!("no service is running here ({} is empty): start one with `smack service run SPEC`", dir.display()),
+                    many => bail!("several services run here ({}): pick one with --service", many.join(", ")),
+                }
+            }
+        };
+        let ep = endpoint_file(state_dir, &name);
+        let v: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&ep).with_context(|| format!("service {name}: no endpoint at {}", ep.display()))?,
+        )?;
+        let url = v["url"].as_str().ok_or_else(|| anyhow!("{}: no url", ep.display()))?.to_string();
+        Ok(SchedulerClient { url, token: c.token.clone(), http: reqwest::Client::new() })
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> Result<T> {
+        let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.with_context(|| format!("cannot reach the scheduler at {}", self.url))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            let msg = serde_json::from_str::<ApiError>(&text).map(|e| e.error).unwrap_or(text);
+            bail!("{msg}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+pub async fn plan(state_dir: &Path, c: &ClusterFile, service: Option<&str>, cmd: PlanCmd, output: Output) -> Result<()> {
+    let s = SchedulerClient::find(state_dir, c, service)?;
+    let post = |plan: &str, action: &str, body: PlanCommand| {
+        let path = format!("/v1/plans/{plan}/{action}");
+        let body = serde_json::to_value(body).expect("serializable");
+        (path, body)
+    };
+    let view: PlanView = match cmd {
+        PlanCmd::List => {
+            let plans: Vec<PlanSummary> = s.call(reqwest::Method::GET, "/v1/plans", None).await?;
+            if output == Output::Json {
+                println!("{}", serde_json::to_string_pretty(&plans)?);
+            } else {
+                println!("{:<16} STATUS", "PLAN");
+                for p in plans {
+                    println!("{:<16} {}", p.name, p.status);
+                }
+            }
+            return Ok(());
+        }
+        PlanCmd::Show { plan } => s.call(reqwest::Method::GET, &format!("/v1/plans/{plan}"), None).await?,
+        PlanCmd::Pause { plan, phase } => {
+            let (p, b) = post(&plan, "pause", PlanCommand { phase, ..Default::default() });
+            s.call(reqwest::Method::POST, &p, Some(b)).await?
+        }
+        PlanCmd::Resume { plan, phase } => {
+            let (p, b) = post(&plan, "resume", PlanCommand { phase, ..Default::default() });
+            s.call(reqwest::Method::POST, &p, Some(b)).await?
+        }
+        PlanCmd::Restart { plan, phase, step } => {
+            let (p, b) = post(&plan, "restart", PlanCommand { phase, step, ..Default::default() });
+            s.call(reqwest::Method::POST, &p, Some(b)).await?
+        }
+        PlanCmd::ForceComplete { plan, phase, step } => {
+            let (p, b) = post(&plan, "force-complete", PlanCommand { phase: Some(phase), step: Some(step), ..Default::default() });
+            s.call(reqwest::Method::POST, &p, Some(b)).await?
+        }
+        PlanCmd::Start { plan, params } => {
+            let parameters: BTreeMap<String, String> = params.into_iter().collect();
+            let (p, b) = post(&plan, "start", PlanCommand { parameters, ..Default::default() });
+            s.call(reqwest::Method::POST, &p, Some(b)).await?
+        }
+        PlanCmd::Stop { plan } => {
+            let (p, b) = post(&plan, "stop", PlanCommand::default());
+            s.call(reqwest::Method::POST, &p, Some(b)).await?
+        }
+    };
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&view.plan)?);
+    } else {
+        print!("{}", view.tree);
+    }
+    Ok(())
+}
+
+pub async fn pod(state_dir: &Path, c: &ClusterFile, service: Option<&str>, cmd: PodCmd, output: Output) -> Result<()> {
+    let s = SchedulerClient::find(state_dir, c, service)?;
+    let views: Vec<PodView> = match cmd {
+        PodCmd::List | PodCmd::Status { pod: None } => s.call(reqwest::Method::GET, "/v1/pods", None).await?,
+        PodCmd::Status { pod: Some(p) } => vec![s.call(reqwest::Method::GET, &format!("/v1/pods/{p}"), None).await?],
+        PodCmd::Restart { pod } => vec![s.call(reqwest::Method::POST, &format!("/v1/pods/{pod}/restart"), None).await?],
+        PodCmd::Replace { pod } => vec![s.call(reqwest::Method::POST, &format!("/v1/pods/{pod}/replace"), None).await?],
+    };
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+        return Ok(());
+    }
+    println!("{:<16} {:<22} {:<16} {:<10} TASKS", "POD", "AGENT", "HOST", "ZONE");
+    for v in views {
+        let p = &v.pod;
+        let tasks: Vec<String> = v
+            .tasks
+            .iter()
+            .map(|t| format!("{}={}", t.task, t.state.map(|s| s.to_string()).unwrap_or_else(|| "LAUNCHING".into())))
+            .collect();
+        println!(
+            "{:<16} {:<22} {:<16} {:<10} {}",
+            p.name,
+            p.agent_id.clone().unwrap_or_else(|| "-".into()),
+            if p.hostname.is_empty() { "-" } else { &p.hostname },
+            p.attributes.get("zone").map(String::as_str).unwrap_or("-"),
+            tasks.join(" ")
+        );
+        if let Some(w) = &p.waiting {
+            println!("  waiting: {w}");
+        }
+    }
+    Ok(())
+}
+
+pub fn resolve(state_dir: &Path, master: Option<String>, token: Option<String>) -> Result<ClusterFile> {
+    cluster::resolve(master, token, state_dir)
+}
