@@ -2,5 +2,6 @@
 //! modules, so the (heavy) dependencies link once.
 
 mod offers;
+mod scheduler;
 mod support;
 mod up;

@@ -272,6 +272,84 @@ impl Artifact {
     }
 }
 
+/// Where smack caches downloaded jars: `$SMACK_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/smack/artifacts`, else `~/.cache/smack/artifacts`
+/// (`./.smack-cache/artifacts` when there is no home either).
+pub fn default_cache_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = var("SMACK_CACHE_DIR") {
+        return dir;
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME") {
+        return dir.join("smack").join("artifacts");
+    }
+    match var("HOME") {
+        Some(home) => home.join(".cache").join("smack").join("artifacts"),
+        None => PathBuf::from(".smack-cache").join("artifacts"),
+    }
+}
+
+/// What is on this machine for a service, without fetching anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactStatus {
+    pub service: Service,
+    pub version: String,
+    /// `maven` (smack's cache) or the `*_HOME` install.
+    pub source: ArtifactSource,
+    /// The directory the jars are (or would be) in.
+    pub lib_dir: PathBuf,
+    pub jars: usize,
+    /// Whether it is ready to run: a finished cache entry, or a home with jars.
+    pub complete: bool,
+}
+
+/// The state of a service's jars: the `*_HOME` install when that variable
+/// is set (as [`resolve`] would use it), else the cache entry.
+pub fn status(service: Service, cache_dir: &Path) -> ArtifactStatus {
+    if let Some(home) = std::env::var_os(service.home_var()).filter(|h| !h.is_empty()) {
+        let home = PathBuf::from(home);
+        return match from_home(service, &home) {
+            Ok(a) => ArtifactStatus {
+                service,
+                jars: jar_names(&a.lib_dir).len(),
+                version: a.version,
+                source: a.source,
+                lib_dir: a.lib_dir,
+                complete: true,
+            },
+            Err(_) => ArtifactStatus {
+                service,
+                version: "unknown".into(),
+                lib_dir: home.join("libs"),
+                source: ArtifactSource::Home(home),
+                jars: 0,
+                complete: false,
+            },
+        };
+    }
+    let entry = cache_entry(service, cache_dir);
+    let lib = entry.join("lib");
+    ArtifactStatus {
+        service,
+        version: service.version().into(),
+        source: ArtifactSource::Maven,
+        jars: jar_names(&lib).len(),
+        lib_dir: lib,
+        complete: is_complete(service, &entry),
+    }
+}
+
+/// The directory Maven is downloading into right now for this process, if
+/// any (`lib.partial-<pid>` of the cache entry), for progress reports.
+pub fn partial_dir(service: Service, cache_dir: &Path) -> PathBuf {
+    cache_entry(service, cache_dir).join(format!("lib.partial-{}", std::process::id()))
+}
+
+/// The number of jars in `dir` (0 when it does not exist).
+pub fn jar_count(dir: &Path) -> usize {
+    jar_names(dir).len()
+}
+
 /// The cache directory of a service's pinned version: `<cache>/<service>-<version>`.
 pub fn cache_entry(service: Service, cache_dir: &Path) -> PathBuf {
     cache_dir.join(format!("{}-{}", service.name(), service.version()))
@@ -1202,6 +1280,28 @@ mod tests {
             "-Dkafka.logs.dir=/a/b"
         );
         assert_eq!(shell_quote("a b"), "'a b'");
+    }
+
+    #[test]
+    fn status_reports_cache_entries_without_fetching() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = status(Service::Cassandra, dir.path());
+        if std::env::var_os("CASSANDRA_HOME").is_none() {
+            assert!(!st.complete);
+            assert_eq!(st.jars, 0);
+            assert_eq!(st.source, ArtifactSource::Maven);
+            let entry = cache_entry(Service::Cassandra, dir.path());
+            fs::create_dir_all(entry.join("lib")).unwrap();
+            fs::write(entry.join("lib").join(Service::Cassandra.main_jar()), b"").unwrap();
+            fs::write(entry.join(COMPLETE_MARKER), b"done").unwrap();
+            let st = status(Service::Cassandra, dir.path());
+            assert!(st.complete);
+            assert_eq!(st.jars, 1);
+            assert_eq!(st.lib_dir, entry.join("lib"));
+        }
+        assert!(partial_dir(Service::Kafka, dir.path())
+            .ends_with(format!("lib.partial-{}", std::process::id())));
+        assert!(default_cache_dir().is_absolute() || std::env::var_os("HOME").is_none());
     }
 
     #[test]

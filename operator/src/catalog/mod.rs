@@ -8,7 +8,11 @@
 //!   cluster id, the `meta.properties` restart guard).
 //! - [`cassandra`]: Cassandra node templates (`cassandra.yaml`, rackdc,
 //!   logback).
+//! - [`launch`]: a node config turned into an agent task's shell command
+//!   (configs written into the sandbox, data on the volume, `exec java`),
+//!   and the readiness checks.
 
 pub mod artifacts;
 pub mod cassandra;
 pub mod kafka;
+pub mod launch;

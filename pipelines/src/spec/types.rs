@@ -1,0 +1,345 @@
+//! The typed pipeline file: one struct per YAML mapping, kebab-case fields,
+//! unknown fields refused. The JSON Schema is generated from these types.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::units::{Duration, Size};
+
+/// A pipeline: Kafka sources, SQL stages, sinks, and the services they need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// The pipeline's name: lowercase letters, digits and `-`, starting with a
+    /// letter. It names the framework and its role.
+    pub name: String,
+    /// The Kafka and Cassandra clusters: run by smack, or external.
+    #[serde(default)]
+    pub services: Services,
+    /// Named sources: Kafka topics with a typed schema. SQL reads them by name.
+    #[serde(default)]
+    pub sources: IndexMap<String, Source>,
+    /// Named stages: SQL over sources and earlier stages, in file order.
+    #[serde(default)]
+    pub stages: IndexMap<String, Stage>,
+    /// Named sinks: where a stage's (or a source's) rows go.
+    #[serde(default)]
+    pub sinks: IndexMap<String, Sink>,
+    /// How often a stage flushes its sinks and checkpoints its state and
+    /// offsets, e.g. `10s`.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: Duration,
+    /// Config tests run by `smack pipeline test`: input records per source,
+    /// the rows each sink must receive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<PipelineTest>,
+}
+
+fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// The services a pipeline needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Services {
+    /// The Kafka cluster; needed by any source or Kafka sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaService>,
+    /// The Cassandra cluster; needed by any Cassandra sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cassandra: Option<CassandraService>,
+}
+
+/// Kafka brokers run by smack (KRaft mode), or an external cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KafkaService {
+    /// How many brokers (default 1).
+    #[serde(default = "one")]
+    pub brokers: u32,
+    /// CPUs per broker (default 1).
+    #[serde(default = "one_cpu")]
+    pub cpus: f64,
+    /// Memory per broker: MiB, or with a unit (`2Gi`). Default 2Gi.
+    #[serde(default = "default_mem")]
+    pub mem: Size,
+    /// Data volume per broker: MiB, or with a unit (`10Gi`). Default 10Gi.
+    #[serde(default = "default_disk")]
+    pub disk: Size,
+    /// Placement rules for the broker pods, e.g. `- unique: hostname`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<PlacementRule>,
+    /// Use this cluster instead of running brokers; excludes the fields above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalKafka>,
+}
+
+/// An external Kafka cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ExternalKafka {
+    /// `host:port` of one or more brokers.
+    pub bootstrap_servers: Vec<String>,
+}
+
+/// Cassandra nodes run by smack, or an external cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CassandraService {
+    /// How many nodes (default 1).
+    #[serde(default = "one")]
+    pub nodes: u32,
+    /// CPUs per node (default 1).
+    #[serde(default = "one_cpu")]
+    pub cpus: f64,
+    /// Memory per node: MiB, or with a unit (`4Gi`). Default 2Gi.
+    #[serde(default = "default_mem")]
+    pub mem: Size,
+    /// Data volume per node: MiB, or with a unit (`10Gi`). Default 10Gi.
+    #[serde(default = "default_disk")]
+    pub disk: Size,
+    /// The datacenter name (default `dc1`).
+    #[serde(default = "default_datacenter")]
+    pub datacenter: String,
+    /// Placement rules for the node pods, e.g. `- unique: hostname`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<PlacementRule>,
+    /// Use this cluster instead of running nodes; excludes the fields above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalCassandra>,
+}
+
+/// An external Cassandra (or Scylla) cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ExternalCassandra {
+    /// `host:port` of one or more nodes.
+    pub contact_points: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn one_cpu() -> f64 {
+    1.0
+}
+fn default_mem() -> Size {
+    Size::from_mib(2048)
+}
+fn default_disk() -> Size {
+    Size::from_mib(10240)
+}
+fn default_datacenter() -> String {
+    "dc1".into()
+}
+
+/// Where a service's pods may go (the operator's placement rules).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PlacementRule {
+    /// At most one pod per value of this attribute (`hostname`, `zone`, `rack`).
+    Unique(String),
+    /// At most N pods per value of an attribute, e.g. `{zone: 2}`.
+    MaxPer(IndexMap<String, u32>),
+    /// Spread pods evenly over the values of an attribute.
+    GroupBy(String),
+}
+
+/// A source: records from a Kafka topic, decoded with a typed schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Source {
+    /// A Kafka topic.
+    Kafka(KafkaSource),
+}
+
+impl Source {
+    /// The declared fields, in order.
+    pub fn schema(&self) -> &IndexMap<String, FieldType> {
+        match self {
+            Source::Kafka(k) => &k.schema,
+        }
+    }
+    /// The event-time field, if any.
+    pub fn event_time(&self) -> Option<&str> {
+        match self {
+            Source::Kafka(k) => k.event_time.as_deref(),
+        }
+    }
+}
+
+/// A Kafka topic read as a source (`type: kafka`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KafkaSource {
+    /// The topic; created on apply if missing.
+    pub topic: String,
+    /// Partitions of the topic, at least 1 (default 1).
+    #[serde(default = "one")]
+    pub partitions: u32,
+    /// Replication factor, at most the number of brokers (default 1).
+    #[serde(default = "one")]
+    pub replication: u32,
+    /// How records are encoded (default `json`).
+    #[serde(default)]
+    pub format: Format,
+    /// The record's fields and their types, in order (CSV columns follow it).
+    pub schema: IndexMap<String, FieldType>,
+    /// The field holding the event time (a `timestamp` or `long` field, epoch
+    /// milliseconds). Windows run on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    /// The watermark over the event time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<Watermark>,
+    /// What happens to a record that does not decode (default `dead-letter`).
+    #[serde(default)]
+    pub on_decode_error: OnDecodeError,
+}
+
+/// A record encoding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// One JSON object per record.
+    #[default]
+    Json,
+    /// Avro, with the schema derived from the declared fields.
+    Avro,
+    /// One CSV line per record, fields in declared order.
+    Csv,
+}
+
+/// A field's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FieldType {
+    /// UTF-8 text.
+    String,
+    /// 32-bit signed integer.
+    Int,
+    /// 64-bit signed integer.
+    Long,
+    /// 64-bit float.
+    Double,
+    /// `true` or `false`.
+    Boolean,
+    /// A point in time: RFC 3339 text, or epoch milliseconds.
+    Timestamp,
+}
+
+/// The watermark: how far event time may run backwards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Watermark {
+    /// Records up to this much older than the newest seen still count, e.g. `5s`.
+    pub max_out_of_orderness: Duration,
+}
+
+/// What a source does with a record that does not decode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDecodeError {
+    /// Send it to the dead-letter topic with the reason, and count it.
+    #[default]
+    DeadLetter,
+    /// Stop the stage task with an error.
+    Fail,
+    /// Skip it, and count it.
+    Drop,
+}
+
+/// A stage: SQL over sources and earlier stages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Stage {
+    /// One SELECT. Tables are source and stage names. Event-time windows go in
+    /// GROUP BY: `TUMBLE(ts, INTERVAL '1' MINUTE)`, `HOP(ts, slide, size)`,
+    /// `SESSION(ts, gap)`; the SELECT list may then use `window_start` and
+    /// `window_end`.
+    pub sql: String,
+    /// How many stage tasks (default 1).
+    #[serde(default = "one")]
+    pub parallelism: u32,
+    /// The column that partitions the stage's state; with GROUP BY, one of
+    /// the GROUP BY expressions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Window options, for a stage with a window in GROUP BY.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<WindowOptions>,
+}
+
+/// Options of a windowed stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WindowOptions {
+    /// How long after the watermark passes a window's end its late records
+    /// still update it (default `0s`); later ones are dead-lettered.
+    #[serde(default)]
+    pub allowed_lateness: Duration,
+}
+
+/// A sink: where rows go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Sink {
+    /// Upserts into a Cassandra table.
+    Cassandra(CassandraSink),
+    /// Produces to a Kafka topic.
+    Kafka(KafkaSink),
+}
+
+impl Sink {
+    /// The stage or source this sink reads.
+    pub fn from(&self) -> &str {
+        match self {
+            Sink::Cassandra(s) => &s.from,
+            Sink::Kafka(s) => &s.from,
+        }
+    }
+}
+
+/// A Cassandra table (`type: cassandra`); rows are upserts on the primary key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CassandraSink {
+    /// The stage or source whose rows are written.
+    pub from: String,
+    /// The keyspace; created on apply if missing.
+    pub keyspace: String,
+    /// The table; created on apply if missing.
+    pub table: String,
+    /// The primary key columns, partition key first; each a column of `from`.
+    pub primary_key: Vec<String>,
+}
+
+/// A Kafka topic (`type: kafka`), written by an idempotent producer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KafkaSink {
+    /// The stage or source whose rows are written.
+    pub from: String,
+    /// The topic; created on apply if missing.
+    pub topic: String,
+    /// How rows are encoded (default `json`).
+    #[serde(default)]
+    pub format: Format,
+}
+
+/// One config test: records into sources, the rows each sink must get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PipelineTest {
+    /// What the test shows.
+    pub name: String,
+    /// Records per source name, in the order they are produced.
+    pub inputs: IndexMap<String, Vec<Record>>,
+    /// Rows per sink name, in any order.
+    pub expect: IndexMap<String, Vec<Record>>,
+}
+
+/// One record or row: field name → value.
+pub type Record = serde_json::Map<String, serde_json::Value>;

@@ -1,0 +1,221 @@
+//! The operator framework end to end: a service scheduler process deploys a
+//! small stateful service (`smack test-service`) on 4 agents in 3 zones by
+//! its placement rules; its plan survives a scheduler restart while paused;
+//! a killed task comes back on its own disk; a replaced pod moves with a
+//! fresh volume and its old reservation is cleaned up.
+
+use crate::support::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(60);
+
+fn spec(bin: &str) -> String {
+    format!(
+        r#"name: hello
+pods:
+  hello:
+    count: 3
+    resources:
+      cpus: 0.2
+      mem: 64
+      ports:
+        http: 0
+    volumes:
+      - path: data
+        type: ROOT
+        size: 16
+    placement:
+      - unique: hostname
+      - max-per: {{zone: 1}}
+    tasks:
+      server:
+        cmd: exec {bin} test-service --port $PORT_HTTP
+        goal: RUNNING
+        kill-grace-period: 2s
+        readiness-check:
+          tcp: http
+          interval: 1s
+          timeout: 1s
+plans:
+  deploy:
+    strategy: serial
+    phases:
+      - name: hello
+        strategy: canary
+        pod: hello
+"#
+    )
+}
+
+fn cli(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(smack_bin())
+        .arg("--state-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("SMACK_MASTER")
+        .env_remove("SMACK_TOKEN")
+        .output()
+        .expect("run smack");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn json(dir: &Path, args: &[&str]) -> Option<Value> {
+    let mut a = args.to_vec();
+    a.extend(["--output", "json"]);
+    serde_json::from_str(&cli(dir, &a).ok()?).ok()
+}
+
+async fn wait_plan(dir: &Path, plan: &str, want: &str) -> Value {
+    wait_for(&format!("plan {plan} {want}"), T, || async {
+        let v = json(dir, &["plan", "show", plan])?;
+        (v["status"] == want).then_some(v)
+    })
+    .await
+}
+
+fn start_scheduler(dir: &Path, spec_file: &Path) -> Proc {
+    let _ = std::fs::remove_file(dir.join("services/hello/endpoint.json"));
+    let sd = dir.display().to_string();
+    let sf = spec_file.display().to_string();
+    spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &dir.join("logs"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_deploys_by_its_rules_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = MasterProc::start(d, &[]).await;
+    let p = address_prefix();
+    let zones = ["zone-a", "zone-b", "zone-c", "zone-a"];
+    let mut agents = Vec::new();
+    for (i, z) in zones.iter().enumerate() {
+        let n = i + 1;
+        agents.push(m.agent(
+            &format!("a{n}"),
+            &format!("{p}.{n}"),
+            &["--zone", z, "--cpus", "1", "--mem", "512", "--disk", "200", "--ports", "43000-43099"],
+        ));
+    }
+    m.wait_agents(4).await;
+    let spec_file = d.join("hello.yaml");
+    std::fs::write(&spec_file, spec(smack_bin())).unwrap();
+    assert!(cli(d, &["service", "validate", &spec_file.display().to_string()]).unwrap().contains("ok"));
+
+    // Deploy (a canary phase: the first pod, then wait); pause after the
+    // first pod is up, then kill the scheduler.
+    let mut sched = start_scheduler(d, &spec_file);
+    wait_for("the first deploy step COMPLETE", T, || async {
+        let v = json(d, &["plan", "show", "deploy"])?;
+        let steps = v["phases"][0]["steps"].as_array()?.clone();
+        steps.iter().any(|s| s["state"] == "COMPLETE").then_some(())
+    })
+    .await;
+    cli(d, &["plan", "pause", "deploy"]).unwrap();
+    sched.kill9();
+    let mut sched = start_scheduler(d, &spec_file);
+    let v = wait_for("the restarted scheduler answers", T, || async { json(d, &["plan", "show", "deploy"]) }).await;
+    assert_eq!(v["status"], "WAITING", "the pause survived the restart: {v:#}");
+    assert_eq!(v["interrupted"], true, "{v:#}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let v = json(d, &["plan", "show", "deploy"]).unwrap();
+    assert_eq!(v["status"], "WAITING", "a paused plan does not go on: {v:#}");
+    let steps = v["phases"][0]["steps"].as_array().unwrap();
+    assert_eq!(steps.iter().filter(|s| s["state"] == "COMPLETE").count(), 1, "{v:#}");
+    let tree = cli(d, &["plan", "show", "deploy"]).unwrap();
+    assert!(tree.contains("deploy (serial strategy) (WAITING)"), "{tree}");
+    cli(d, &["plan", "resume", "deploy"]).unwrap();
+    wait_plan(d, "deploy", "COMPLETE").await;
+
+    // Placement: distinct agents, distinct zones.
+    let pods = json(d, &["pod", "list"]).unwrap();
+    let pods = pods.as_array().unwrap();
+    assert_eq!(pods.len(), 3);
+    let mut hosts: Vec<String> = pods.iter().map(|v| v["pod"]["hostname"].as_str().unwrap().to_string()).collect();
+    let mut zs: Vec<String> = pods.iter().map(|v| v["pod"]["attributes"]["zone"].as_str().unwrap().to_string()).collect();
+    hosts.sort();
+    hosts.dedup();
+    zs.sort();
+    zs.dedup();
+    assert_eq!((hosts.len(), zs.len()), (3, 3), "unique hostname and max-per zone 1: {pods:#?}");
+    let table = cli(d, &["pod", "list"]).unwrap();
+    for v in pods {
+        assert!(table.contains(v["pod"]["name"].as_str().unwrap()) && table.contains("server=RUNNING"), "{table}");
+    }
+
+    // A killed task comes back on the same agent, with its volume data.
+    let state = m.client().state().await.unwrap();
+    let vol_of = |pod: &Value| -> std::path::PathBuf {
+        let vid = pod["pod"]["volume_ids"][0].as_str().unwrap().to_string();
+        let state = &state;
+        state
+            .agents
+            .iter()
+            .flat_map(|a| &a.reservations)
+            .flat_map(|r| &r.volumes)
+            .find(|v| v.id == vid)
+            .map(|v| std::path::PathBuf::from(&v.host_path))
+            .unwrap_or_else(|| panic!("volume {vid} not in the ledger"))
+    };
+    let victim = &pods[0];
+    let name = victim["pod"]["name"].as_str().unwrap().to_string();
+    let agent = victim["pod"]["agent_id"].as_str().unwrap().to_string();
+    let vol = vol_of(victim);
+    let pid: i32 = read(vol.join("pid")).trim().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    wait_for("the killed task restarts on its own volume", T, || async {
+        (read(vol.join("starts.log")).lines().count() == 2).then_some(())
+    })
+    .await;
+    let after = wait_for("the pod runs again", T, || async {
+        let v = json(d, &["pod", "status", &name])?;
+        let p = v.as_array()?.first()?.clone();
+        (p["tasks"].as_array()?.iter().any(|t| t["state"] == "RUNNING")).then_some(p)
+    })
+    .await;
+    assert_eq!(after["pod"]["agent_id"], agent.as_str(), "recovery in place");
+    let rec = json(d, &["plan", "show", "recovery"]).unwrap();
+    assert!(rec.to_string().contains(&name), "a recovery step for {name}: {rec:#}");
+
+    // Replace the pod in zone-a: it moves to the other zone-a agent with a
+    // fresh volume, and its old reservation is destroyed.
+    let za = pods.iter().find(|v| v["pod"]["attributes"]["zone"] == "zone-a").unwrap();
+    let za_name = za["pod"]["name"].as_str().unwrap().to_string();
+    let za_agent = za["pod"]["agent_id"].as_str().unwrap().to_string();
+    let za_res = za["pod"]["reservation_id"].as_str().unwrap().to_string();
+    cli(d, &["pod", "replace", &za_name]).unwrap();
+    let moved = wait_for("the replaced pod runs elsewhere", T, || async {
+        let v = json(d, &["pod", "status", &za_name])?;
+        let p = v.as_array()?.first()?.clone();
+        let running = p["tasks"].as_array()?.iter().any(|t| t["state"] == "RUNNING");
+        (running && p["pod"]["agent_id"] != za_agent.as_str()).then_some(p)
+    })
+    .await;
+    assert_eq!(moved["pod"]["attributes"]["zone"], "zone-a");
+    let c = m.client();
+    wait_for("the old reservation leaves the ledger", T, || async {
+        let s = c.state().await.ok()?;
+        (!s.agents.iter().flat_map(|a| &a.reservations).any(|r| r.id == za_res)).then_some(())
+    })
+    .await;
+    let new_state = c.state().await.unwrap();
+    let new_vid = moved["pod"]["volume_ids"][0].as_str().unwrap();
+    let new_vol = new_state
+        .agents
+        .iter()
+        .flat_map(|a| &a.reservations)
+        .flat_map(|r| &r.volumes)
+        .find(|v| v.id == new_vid)
+        .unwrap();
+    let lines = read(std::path::Path::new(&new_vol.host_path).join("starts.log"));
+    assert_eq!(lines.lines().count(), 1, "a fresh volume: {lines:?}");
+    sched.signal(Signal::SIGTERM);
+    let _ = sched.wait_exit(Duration::from_secs(10));
+    drop(agents);
+}
