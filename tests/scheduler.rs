@@ -183,6 +183,30 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     let rec = json(d, &["plan", "show", "recovery"]).unwrap();
     assert!(rec.to_string().contains(&name), "a recovery step for {name}: {rec:#}");
 
+    // Killed again and again, it backs off longer each time (DELAYED).
+    let mut last_delay = 0;
+    for round in 2..=3 {
+        let pid: i32 = wait_for("the relaunched task's pid", T, || async {
+            let p: i32 = read(vol.join("pid")).trim().parse().ok()?;
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).ok().map(|_| p)
+        })
+        .await;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+        let step = wait_for(&format!("the recovery step DELAYED after failure {round}"), T, || async {
+            let v = json(d, &["plan", "show", "recovery"])?;
+            let step = v["phases"][0]["steps"].as_array()?.iter().find(|s| s["pod_instance"] == name.as_str())?.clone();
+            (step["state"] == "DELAYED" && step["backoff"]["attempts"].as_u64()? >= round - 1).then_some(step)
+        })
+        .await;
+        let delay = step["backoff"]["delay_ms"].as_u64().unwrap();
+        assert!(delay > last_delay, "backoff grows: {delay} after {last_delay}");
+        last_delay = delay;
+        wait_for("the task restarts after its backoff", T, || async {
+            (read(vol.join("starts.log")).lines().count() == round as usize + 1).then_some(())
+        })
+        .await;
+    }
+
     // Replace the pod in zone-a: it moves to the other zone-a agent with a
     // fresh volume, and its old reservation is destroyed.
     let za = pods.iter().find(|v| v["pod"]["attributes"]["zone"] == "zone-a").unwrap();

@@ -421,6 +421,10 @@ impl Agent {
         env.insert("TASK_NAME".into(), task.name.clone());
         env.insert("FRAMEWORK_ID".into(), framework_id.to_string());
         env.insert("AGENT_ID".into(), agent_id);
+        // Tasks may run smack's own subcommands (e.g. `stage run`).
+        if let Ok(exe) = std::env::current_exe() {
+            env.insert("SMACK_BIN".into(), exe.display().to_string());
+        }
         for (k, v) in &self.config.attributes {
             env.insert(k.to_uppercase().replace('-', "_"), v.clone());
         }

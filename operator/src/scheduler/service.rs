@@ -220,7 +220,7 @@ impl ServiceScheduler {
             if let Some(old) = old {
                 inner.state.orphans.insert(old);
             }
-            let inner = &mut *inner;
+            let inner: &mut Inner = &mut inner;
             ensure_recovery_step(&mut inner.state, pod, &inner.spec);
             if let Some(p) = inner.state.plans.get_mut("recovery") {
                 if let Ok(r) = p.step_ref("recover", pod) {
@@ -231,7 +231,7 @@ impl ServiceScheduler {
                     p.refresh();
                 }
             }
-            self.persist_locked(&inner)?;
+            self.persist_locked(inner)?;
         }
         for t in tasks {
             let _ = self.client.kill(&fw, &t).await;
@@ -475,25 +475,22 @@ impl ServiceScheduler {
                     for (name, plan) in inner.state.plans.iter_mut() {
                         let Some(r) = plan.step_for_task(&t.pod, &t.task) else { continue };
                         let Ok(step) = plan.get(r) else { continue };
-                        if !matches!(step.state, StepState::Starting | StepState::Started)
-                            && !(name == "recovery" || step.state == StepState::Complete)
-                        {
-                            continue;
-                        }
+                        let in_flight = matches!(step.state, StepState::Starting | StepState::Started);
+                        let complete = step.state == StepState::Complete;
                         match status.state {
-                            TaskState::Running => {
+                            TaskState::Running if in_flight => {
                                 let _ = plan.on_task_running(r, &t.task);
                                 if !has_readiness || t.ready {
                                     let _ = plan.on_task_ready(r, &t.task);
                                 }
                             }
-                            TaskState::Finished if goal != Goal::Running => {
+                            TaskState::Finished if goal != Goal::Running && in_flight => {
                                 let _ = plan.on_task_finished(r, &t.task);
                             }
-                            s if s.is_terminal() => {
-                                if step.state != StepState::Complete || name == "recovery" {
-                                    let _ = plan.on_task_failed(r, now);
-                                }
+                            // A failure while launching backs the step off; a
+                            // failure after COMPLETE is the recovery plan's.
+                            s if s.is_terminal() && (in_flight || (complete && name == "recovery")) => {
+                                let _ = plan.on_task_failed(r, now);
                             }
                             _ => {}
                         }
