@@ -54,6 +54,7 @@ async fn three_agents(c: &MasterClient) -> Vec<AgentSummary> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_agents_and_resumes_with_the_same_reservations_and_volumes() {
     let dir = tempfile::tempdir().unwrap();
+    let _reaper = TaskReaper(dir.path().to_path_buf());
     let prefix = address_prefix();
     let (mut up, c) = start_up(dir.path(), &prefix).await;
     let agents = three_agents(&c).await;

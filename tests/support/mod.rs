@@ -166,6 +166,35 @@ impl MasterProc {
     }
 }
 
+/// Kills every process whose working directory lies under `dir`: the tasks
+/// a test's agents launched (each in its own process group, so they outlive
+/// an agent killed by the test).
+pub fn kill_tasks_under(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) else { continue };
+        if cwd.starts_with(dir) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Kills the tasks under a dir when dropped (for tests without a MasterProc).
+pub struct TaskReaper(pub PathBuf);
+
+impl Drop for TaskReaper {
+    fn drop(&mut self) {
+        kill_tasks_under(&self.0);
+    }
+}
+
+impl Drop for MasterProc {
+    fn drop(&mut self) {
+        kill_tasks_under(&self.state_dir);
+    }
+}
+
 /// A test framework: subscribes, and collects offers and status updates.
 pub struct TestFramework {
     pub id: String,
