@@ -1,8 +1,10 @@
 //! The `smack` binary: the CLI and the process entry points. Thin: it parses
 //! flags and delegates to the crates.
 
+mod artifacts;
 mod cluster;
 mod commands;
+mod pipeline_cmd;
 mod service_cmd;
 mod testsvc;
 mod up;
@@ -72,9 +74,16 @@ enum Command {
         #[arg(long, short, global = true, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Pipeline files: validate, schema.
+    Pipeline {
+        #[command(subcommand)]
+        cmd: pipeline_cmd::PipelineCmd,
+    },
     /// A small stateful service for trying the operator framework.
     #[command(hide = true)]
     TestService(testsvc::TestServiceArgs),
+    /// Fetch and list the Kafka and Cassandra jars (Maven Central or *_HOME).
+    Artifacts(artifacts::ArtifactsArgs),
     /// List agents with their total, reserved and used resources.
     Agents {
         #[arg(long, short, value_enum, default_value = "table")]
@@ -103,6 +112,10 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(args) => commands::run_agent(&cli.state_dir, cli.master, cli.token, args).await,
             Command::TestService(args) => testsvc::run(args).await,
             Command::Service(service_cmd::ServiceCommand::Validate { spec }) => service_cmd::validate(&spec),
+            Command::Service(service_cmd::ServiceCommand::Update { spec, service }) => {
+                let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
+                service_cmd::update(&cli.state_dir, &c, service.as_deref(), &spec).await
+            }
             Command::Service(service_cmd::ServiceCommand::Run(args)) => {
                 let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
                 service_cmd::run_service(&cli.state_dir, &c, args).await
@@ -115,6 +128,8 @@ fn main() -> anyhow::Result<()> {
                 let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
                 service_cmd::pod(&cli.state_dir, &c, service.as_deref(), cmd, output).await
             }
+            Command::Artifacts(args) => artifacts::run(args).await,
+            Command::Pipeline { cmd } => pipeline_cmd::run(cmd),
             Command::Agents { output } => {
                 let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
                 commands::agents(&c, output).await

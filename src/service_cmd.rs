@@ -29,6 +29,12 @@ pub enum ServiceCommand {
     Run(ServiceRunArgs),
     /// Check a service spec without deploying it.
     Validate { spec: PathBuf },
+    /// Apply a changed spec to the running service (refused if unsafe).
+    Update {
+        spec: PathBuf,
+        #[arg(long)]
+        service: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Clone)]
@@ -111,6 +117,19 @@ pub fn validate(spec: &Path) -> Result<()> {
         }
         Err(e) => bail!("{e}"),
     }
+}
+
+pub async fn update(state_dir: &Path, c: &ClusterFile, service: Option<&str>, spec: &Path) -> Result<()> {
+    let yaml = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
+    let s = SchedulerClient::find(state_dir, c, service)?;
+    let body = serde_json::json!({ "yaml": yaml, "file": spec.display().to_string() });
+    let r: api::SpecUpdated = s.call(reqwest::Method::POST, "/v1/spec", Some(body)).await?;
+    if r.plans.is_empty() {
+        println!("no change");
+    } else {
+        println!("accepted: started {}", r.plans.join(", "));
+    }
+    Ok(())
 }
 
 /// A client of one service scheduler's API.

@@ -13,11 +13,16 @@ use std::time::Duration;
 const T: Duration = Duration::from_secs(60);
 
 fn spec(bin: &str) -> String {
+    spec_with(bin, 3, "1", 16, false)
+}
+
+fn spec_with(bin: &str, count: u32, version: &str, size: u32, allow_decommission: bool) -> String {
     format!(
         r#"name: hello
 pods:
   hello:
-    count: 3
+    count: {count}
+    allow-decommission: {allow_decommission}
     resources:
       cpus: 0.2
       mem: 64
@@ -26,13 +31,15 @@ pods:
     volumes:
       - path: data
         type: ROOT
-        size: 16
+        size: {size}
     placement:
       - unique: hostname
       - max-per: {{zone: 1}}
     tasks:
       server:
         cmd: exec {bin} test-service --port $PORT_HTTP
+        env:
+          CONFIG_VERSION: "{version}"
         goal: RUNNING
         kill-grace-period: 2s
         readiness-check:
@@ -239,6 +246,72 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
         .unwrap();
     let lines = read(std::path::Path::new(&new_vol.host_path).join("starts.log"));
     assert_eq!(lines.lines().count(), 1, "a fresh volume: {lines:?}");
+
+    // A config change rolls one pod at a time, each waiting for readiness.
+    let sf = spec_file.display().to_string();
+    std::fs::write(&spec_file, spec_with(smack_bin(), 3, "2", 16, false)).unwrap();
+    let out = cli(d, &["service", "update", &sf]).unwrap();
+    assert!(out.contains("update"), "{out}");
+    let mut most_down = 0;
+    wait_for("the update plan COMPLETE", T, || {
+        let v = json(d, &["pod", "list"]);
+        let plan = json(d, &["plan", "show", "update"]);
+        if let Some(v) = v {
+            let down = v.as_array().map(|a| a.iter().filter(|p| !p["tasks"].as_array().is_some_and(|t| t.iter().any(|t| t["state"] == "RUNNING" && t["ready"] == true))).count()).unwrap_or(0);
+            most_down = most_down.max(down);
+        }
+        async move { plan.filter(|p| p["status"] == "COMPLETE").map(|_| ()) }
+    })
+    .await;
+    assert!(most_down <= 1, "at most one pod down at a time during the roll, saw {most_down}");
+    let state = m.client().state().await.unwrap();
+    for p in json(d, &["pod", "list"]).unwrap().as_array().unwrap() {
+        let vid = p["pod"]["volume_ids"][0].as_str().unwrap();
+        let vol = state.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id == vid).unwrap();
+        let log = read(Path::new(&vol.host_path).join("starts.log"));
+        assert!(log.lines().last().unwrap().ends_with("config=2"), "{}: {log}", p["pod"]["name"]);
+    }
+
+    // An unsafe change is refused; the old target keeps running.
+    std::fs::write(&spec_file, spec_with(smack_bin(), 3, "2", 32, false)).unwrap();
+    let err = cli(d, &["service", "update", &sf]).unwrap_err();
+    assert!(err.contains("unsafe change refused") && err.contains("size"), "{err}");
+    assert_eq!(json(d, &["plan", "show", "update"]).unwrap()["status"], "COMPLETE");
+
+    // Scale 3 → 4: with one pod per zone and 3 zones the fourth cannot be
+    // placed; it waits, and `pod status` says why.
+    std::fs::write(&spec_file, spec_with(smack_bin(), 4, "2", 16, false)).unwrap();
+    cli(d, &["service", "update", &sf]).unwrap();
+    let why = wait_for("hello-3 says why it waits", T, || async {
+        let v = json(d, &["pod", "status", "hello-3"])?;
+        v[0]["pod"]["waiting"].as_str().map(String::from)
+    })
+    .await;
+    assert!(why.contains("placement"), "{why}");
+    let shown = cli(d, &["pod", "status", "hello-3"]).unwrap();
+    assert!(shown.contains("waiting:"), "{shown}");
+
+    // Lowering the count needs allow-decommission; with it, 4 → 2 removes
+    // hello-2 (and the never-placed hello-3), and hello-2's reservation
+    // and volume leave the master's ledger.
+    std::fs::write(&spec_file, spec_with(smack_bin(), 2, "2", 16, false)).unwrap();
+    let err = cli(d, &["service", "update", &sf]).unwrap_err();
+    assert!(err.contains("allow-decommission"), "{err}");
+    let gone_res = json(d, &["pod", "status", "hello-2"]).unwrap()[0]["pod"]["reservation_id"].as_str().unwrap().to_string();
+    std::fs::write(&spec_file, spec_with(smack_bin(), 2, "2", 16, true)).unwrap();
+    cli(d, &["service", "update", &sf]).unwrap();
+    wait_plan(d, "decommission", "COMPLETE").await;
+    wait_for("hello-2's reservation leaves the ledger", T, || async {
+        let s = c.state().await.ok()?;
+        (!s.agents.iter().flat_map(|a| &a.reservations).any(|r| r.id == gone_res)).then_some(())
+    })
+    .await;
+    let pods = json(d, &["pod", "list"]).unwrap();
+    let names: Vec<&str> = pods.as_array().unwrap().iter().map(|p| p["pod"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["hello-0", "hello-1"]);
+    let s = c.state().await.unwrap();
+    assert_eq!(s.agents.iter().flat_map(|a| &a.reservations).filter(|r| r.role == "hello").count(), 2);
+
     sched.signal(Signal::SIGTERM);
     let _ = sched.wait_exit(Duration::from_secs(10));
     drop(agents);

@@ -276,7 +276,11 @@ impl Artifact {
 /// `$XDG_CACHE_HOME/smack/artifacts`, else `~/.cache/smack/artifacts`
 /// (`./.smack-cache/artifacts` when there is no home either).
 pub fn default_cache_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = var("SMACK_CACHE_DIR") {
         return dir;
     }
@@ -879,6 +883,18 @@ pub fn no_memlock_prefix(running_as_root: bool) -> Vec<String> {
     } else {
         Vec::new()
     }
+}
+
+/// Whether this process runs with effective uid 0 (read from
+/// `/proc/self/status`; `false` where that cannot be read).
+pub fn running_as_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let uids = s.lines().find_map(|l| l.strip_prefix("Uid:"))?.to_string();
+            uids.split_whitespace().nth(1).map(|e| e == "0")
+        })
+        .unwrap_or(false)
 }
 
 /// Quotes one word for `/bin/sh` (single quotes; `*` stays literal).

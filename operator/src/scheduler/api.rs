@@ -81,6 +81,7 @@ pub fn router(scheduler: ServiceScheduler, token: String) -> Router {
         .route("/v1/plans", get(list_plans))
         .route("/v1/plans/{plan}", get(show_plan))
         .route("/v1/plans/{plan}/{action}", post(plan_action))
+        .route("/v1/spec", get(get_spec).post(update_spec))
         .route("/v1/pods", get(list_pods))
         .route("/v1/pods/{pod}", get(show_pod))
         .route("/v1/pods/{pod}/{action}", post(pod_action))
@@ -139,6 +140,33 @@ async fn plan_action(
     match r {
         Ok(()) => show_plan(State(ctx), Path(plan)).await,
         Err(e) => bad(e),
+    }
+}
+
+/// A changed spec, for `service update`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpecUpdate {
+    pub yaml: String,
+    #[serde(default)]
+    pub file: String,
+}
+
+/// What an accepted update started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpecUpdated {
+    pub plans: Vec<String>,
+}
+
+async fn get_spec(State(ctx): State<Ctx>) -> Json<SpecUpdate> {
+    let st = ctx.scheduler.snapshot();
+    Json(SpecUpdate { yaml: st.spec_yaml, file: st.spec_file })
+}
+
+async fn update_spec(State(ctx): State<Ctx>, Json(u): Json<SpecUpdate>) -> Response {
+    let file = if u.file.is_empty() { "spec.yaml".to_string() } else { u.file };
+    match ctx.scheduler.update_spec(&u.yaml, &file) {
+        Ok(plans) => Json(SpecUpdated { plans }).into_response(),
+        Err(e) => (StatusCode::CONFLICT, Json(ApiError { error: e.to_string() })).into_response(),
     }
 }
 

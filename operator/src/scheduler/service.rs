@@ -71,6 +71,10 @@ pub struct SchedulerState {
     pub plans: BTreeMap<String, Plan>,
     /// Reservations of ours that nobody owns any more (replaced pods).
     pub orphans: BTreeSet<ReservationId>,
+    /// Pods whose tasks the scheduler stopped on purpose (an update roll,
+    /// a decommission): their ends are not failures to recover.
+    #[serde(default)]
+    pub stopping: BTreeSet<String>,
 }
 
 const STATE_KEY: &str = "state";
@@ -111,25 +115,15 @@ impl ServiceScheduler {
         let (spec, state) = match saved {
             Some(st) => {
                 let old = ServiceSpec::from_yaml(&st.spec_yaml, &st.spec_file).map_err(|e| Error::Other(e.to_string()))?;
-                let refusals = spec::validate_update(&old, &spec);
-                if !refusals.is_empty() {
-                    let msgs: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
-                    return Err(Error::Other(format!(
-                        "unsafe change refused; the running target is kept:\n  {}",
-                        msgs.join("\n  ")
-                    )));
-                }
+                check_update(&old, &spec)?;
+                let mut st = st;
                 if old != spec {
-                    let mut st = st;
-                    let changed = spec::changed_pods(&old, &spec);
+                    let plans = update_plans(&old, &spec, &st)?;
                     st.spec_yaml = yaml.to_string();
                     st.spec_file = file.to_string();
-                    let update = update_plan(&spec, &changed)?;
-                    st.plans.insert("update".into(), update);
-                    (spec, st)
-                } else {
-                    (old, st)
+                    apply_update_plans(&mut st, plans);
                 }
+                (spec, st)
             }
             None => {
                 let st = SchedulerState {
@@ -194,6 +188,29 @@ impl ServiceScheduler {
         drop(inner);
         self.wake.notify_one();
         Ok(out)
+    }
+
+    /// Applies a changed spec to the running service: refused with the
+    /// reasons (and the old target kept) when unsafe; otherwise an `update`
+    /// plan rolls the pods whose config changed, new pods are deployed, and
+    /// removed ones decommissioned.
+    pub fn update_spec(&self, yaml: &str, file: &str) -> Result<Vec<String>> {
+        let new = ServiceSpec::from_yaml(yaml, file).map_err(|e| Error::Other(e.to_string()))?;
+        let mut inner = self.lock();
+        check_update(&inner.spec, &new)?;
+        if inner.spec == new {
+            return Ok(Vec::new());
+        }
+        let plans = update_plans(&inner.spec, &new, &inner.state)?;
+        let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
+        inner.spec = new;
+        inner.state.spec_yaml = yaml.to_string();
+        inner.state.spec_file = file.to_string();
+        apply_update_plans(&mut inner.state, plans);
+        self.persist_locked(&inner)?;
+        drop(inner);
+        self.wake.notify_one();
+        Ok(names)
     }
 
     /// `pod restart`: kill the pod's tasks; they come back in place.
@@ -321,6 +338,7 @@ impl ServiceScheduler {
 
     async fn handle_offers(&self, offers: Vec<Offer>) -> Result<()> {
         let mut accepts: Vec<Accept> = Vec::new();
+        let mut kills: Vec<TaskId> = Vec::new();
         let mut used: BTreeSet<String> = BTreeSet::new();
         let fw;
         {
@@ -366,6 +384,36 @@ impl ServiceScheduler {
                 let candidates = inner.state.plans[&name].candidates_excluding(now, &busy);
                 for r in candidates {
                     let pod = inner.state.plans[&name].get(r).map(|s| s.pod_instance.clone()).unwrap_or_default();
+                    // A pod still running its old tasks is stopped first (an
+                    // update rolls it; a decommission removes it).
+                    let live: Vec<TaskId> = live_tasks(&inner.state, &pod);
+                    if name == "decommission" {
+                        if live.is_empty() {
+                            if let Some(rec) = inner.state.pods.remove(&pod) {
+                                if let Some(res) = rec.reservation_id {
+                                    inner.state.orphans.insert(res);
+                                }
+                            }
+                            let plan = inner.state.plans.get_mut(&name).expect("listed");
+                            let _ = plan.start_step(r, now);
+                            if let Some(st) = plan.phases.get_mut(r.phase).and_then(|ph| ph.steps.get_mut(r.step)) {
+                                st.force_complete();
+                            }
+                            plan.refresh();
+                        } else {
+                            inner.state.stopping.insert(pod.clone());
+                            kills.extend(live);
+                        }
+                        continue;
+                    }
+                    if !live.is_empty() && name != "recovery" {
+                        inner.state.stopping.insert(pod.clone());
+                        kills.extend(live);
+                        let plan = inner.state.plans.get_mut(&name).expect("listed");
+                        let _ = plan.set_message(r, "stopping the old tasks before relaunch".to_string());
+                        busy.insert(pod.clone());
+                        continue;
+                    }
                     let Some(req) = requirement(&inner.spec, &inner.state, &pod) else { continue };
                     let mut evals = Vec::new();
                     let mut matched = None;
@@ -381,9 +429,13 @@ impl ServiceScheduler {
                     let Some(m) = matched else {
                         let why = if evals.is_empty() { "waiting for offers".to_string() } else { evaluator::summarize(&evals) };
                         let _ = plan.set_message(r, why.clone());
-                        if let Some(p) = inner.state.pods.get_mut(&pod) {
-                            p.waiting = Some(why);
-                        }
+                        let p = inner.state.pods.entry(pod.clone()).or_insert_with(|| PodRecord {
+                            name: pod.clone(),
+                            pod_type: req.pod_type.clone(),
+                            index: req.index as u32,
+                            ..Default::default()
+                        });
+                        p.waiting = Some(why);
                         continue;
                     };
                     // Record the pod and its task records before the accept goes out.
@@ -440,6 +492,11 @@ impl ServiceScheduler {
             }
             self.persist_locked(inner)?;
         }
+        for t in kills {
+            if let Err(e) = self.client.kill(&fw, &t).await {
+                tracing::warn!(task = %t, error = %e, "kill failed");
+            }
+        }
         for a in accepts {
             if let Err(e) = self.client.accept(&fw, &a).await {
                 tracing::warn!(error = %e, "accept refused");
@@ -472,7 +529,11 @@ impl ServiceScheduler {
                 if current && !was_terminal {
                     let has_readiness = spec_task.as_ref().map(|s| s.readiness_check.is_some()).unwrap_or(false);
                     let goal = spec_task.as_ref().map(|s| s.goal).unwrap_or(Goal::Running);
+                    let on_purpose = status.state.is_terminal() && inner.state.stopping.contains(&t.pod);
                     for (name, plan) in inner.state.plans.iter_mut() {
+                        if on_purpose && name == "recovery" {
+                            continue;
+                        }
                         let Some(r) = plan.step_for_task(&t.pod, &t.task) else { continue };
                         let Ok(step) = plan.get(r) else { continue };
                         let in_flight = matches!(step.state, StepState::Starting | StepState::Started);
@@ -495,8 +556,12 @@ impl ServiceScheduler {
                             _ => {}
                         }
                     }
-                    // A RUNNING-goal task that ended gets a recovery step.
-                    if status.state.is_terminal() && goal == Goal::Running {
+                    // A RUNNING-goal task that ended gets a recovery step,
+                    // unless the scheduler stopped it on purpose.
+                    if on_purpose {
+                        inner.state.stopping.remove(&t.pod);
+                    }
+                    if status.state.is_terminal() && goal == Goal::Running && !on_purpose {
                         let deploy_done = inner
                             .state
                             .plans
@@ -533,6 +598,82 @@ impl ServiceScheduler {
     }
 }
 
+fn check_update(old: &ServiceSpec, new: &ServiceSpec) -> Result<()> {
+    let refusals = spec::validate_update(old, new);
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    let msgs: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
+    Err(Error::Other(format!("unsafe change refused; the running target is kept:\n  {}", msgs.join("\n  "))))
+}
+
+/// Tasks of a pod not yet ended.
+fn live_tasks(st: &SchedulerState, pod: &str) -> Vec<TaskId> {
+    let Some(rec) = st.pods.get(pod) else { return Vec::new() };
+    rec.tasks
+        .values()
+        .filter(|id| st.tasks.get(*id).is_some_and(|t| !t.state.is_some_and(|s| s.is_terminal())))
+        .cloned()
+        .collect()
+}
+
+/// The plans a spec change yields: `update` (pods whose config changed, one
+/// at a time, each waiting for readiness; and new pods of a higher count),
+/// and `decommission` (pods beyond a lowered count).
+fn update_plans(old: &ServiceSpec, new: &ServiceSpec, st: &SchedulerState) -> Result<Vec<Plan>> {
+    let changed = spec::changed_pods(old, new);
+    let mut update_phases = Vec::new();
+    let mut decommission_phases = Vec::new();
+    for pod in &new.pods {
+        let tasks: Vec<String> = pod.tasks.iter().map(|t| t.name.clone()).collect();
+        let old_count = old.pod(&pod.name).map(|p| p.count).unwrap_or(0);
+        let mut steps = Vec::new();
+        if changed.contains(&pod.name) {
+            for i in 0..pod.count.min(old_count) {
+                if st.pods.contains_key(&pod.instance_name(i)) {
+                    steps.push(Step::new(&pod.instance_name(i), tasks.clone()));
+                }
+            }
+        }
+        for i in old_count..pod.count {
+            steps.push(Step::new(&pod.instance_name(i), tasks.clone()));
+        }
+        if !steps.is_empty() {
+            update_phases.push(Phase::new(pod.name.clone(), Strategy::Serial, steps));
+        }
+        if pod.count < old_count {
+            let steps: Vec<Step> = (pod.count..old_count)
+                .rev()
+                .map(|i| pod.instance_name(i))
+                .filter(|n| st.pods.contains_key(n))
+                .map(|n| Step::new(&n, tasks.clone()))
+                .collect();
+            if !steps.is_empty() {
+                decommission_phases.push(Phase::new(pod.name.clone(), Strategy::Serial, steps));
+            }
+        }
+    }
+    let mut plans = Vec::new();
+    if !update_phases.is_empty() {
+        plans.push(Plan::from_phases("update", Strategy::Serial, update_phases).map_err(|e| Error::Other(e.to_string()))?);
+    }
+    if !decommission_phases.is_empty() {
+        plans.push(
+            Plan::from_phases("decommission", Strategy::Serial, decommission_phases)
+                .map_err(|e| Error::Other(e.to_string()))?,
+        );
+    }
+    Ok(plans)
+}
+
+fn apply_update_plans(st: &mut SchedulerState, plans: Vec<Plan>) {
+    // A newer change supersedes an unfinished update.
+    st.plans.remove("update");
+    for p in plans {
+        st.plans.insert(p.name.clone(), p);
+    }
+}
+
 fn pod_type_of(pod: &str) -> String {
     pod.rsplit_once('-').map(|(t, _)| t.to_string()).unwrap_or_else(|| pod.to_string())
 }
@@ -555,21 +696,12 @@ fn strategy_of(s: spec::Strategy) -> Strategy {
 
 /// The deploy plan of a spec: its declared plan, or a serial phase per pod.
 fn deploy_plan(spec: &ServiceSpec) -> Result<Plan> {
-    plan_from_spec(spec, &spec.deploy_plan(), None)
+    plan_from_spec(spec, &spec.deploy_plan())
 }
 
-fn update_plan(spec: &ServiceSpec, changed: &[String]) -> Result<Plan> {
-    let mut p = plan_from_spec(spec, &spec.deploy_plan(), Some(changed))?;
-    p.name = "update".into();
-    Ok(p)
-}
-
-fn plan_from_spec(spec: &ServiceSpec, ps: &spec::PlanSpec, only: Option<&[String]>) -> Result<Plan> {
+fn plan_from_spec(spec: &ServiceSpec, ps: &spec::PlanSpec) -> Result<Plan> {
     let mut phases = Vec::new();
     for ph in &ps.phases {
-        if only.is_some_and(|o| !o.contains(&ph.pod)) {
-            continue;
-        }
         let Some(pod) = spec.pod(&ph.pod) else { continue };
         let tasks: Vec<String> = match &ph.tasks {
             Some(t) => t.clone(),

@@ -109,7 +109,8 @@ impl Size {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let expected = || format!("expected a size in MiB or with a unit like `512Mi` or `2Gi`, found `{s}`");
+        let expected =
+            || format!("expected a size in MiB or with a unit like `512Mi` or `2Gi`, found `{s}`");
         let n: u64 = num.parse().map_err(|_| expected())?;
         let mul = match unit {
             "" | "Mi" | "MiB" => 1,
@@ -117,7 +118,9 @@ impl Size {
             "Ti" | "TiB" => 1024 * 1024,
             _ => return Err(expected()),
         };
-        n.checked_mul(mul).map(Size).ok_or_else(|| format!("size `{s}` is too large"))
+        n.checked_mul(mul)
+            .map(Size)
+            .ok_or_else(|| format!("size `{s}` is too large"))
     }
 }
 

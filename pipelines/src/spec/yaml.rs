@@ -37,7 +37,12 @@ impl<'t> Cx<'t> {
     }
 
     /// Records an error; set `.hint` on the result to add a hint.
-    pub(super) fn err(&mut self, pos: Pos, field: &str, message: impl Into<String>) -> &mut SpecError {
+    pub(super) fn err(
+        &mut self,
+        pos: Pos,
+        field: &str,
+        message: impl Into<String>,
+    ) -> &mut SpecError {
         self.errors.push(SpecError {
             file: self.file.clone(),
             line: pos.line.max(1),
@@ -85,8 +90,15 @@ fn find<'n>(root: &'n Node, path: &[&str]) -> Vec<(Option<&'n MarkedScalarNode>,
     let mut at = root;
     for seg in path {
         let next = match at {
-            Node::Mapping(m) => m.iter().find(|(k, _)| k.as_str() == *seg).map(|(k, v)| (Some(k), v)),
-            Node::Sequence(s) => seg.parse::<usize>().ok().and_then(|i| s.get(i)).map(|v| (None, v)),
+            Node::Mapping(m) => m
+                .iter()
+                .find(|(k, _)| k.as_str() == *seg)
+                .map(|(k, v)| (Some(k), v)),
+            Node::Sequence(s) => seg
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| s.get(i))
+                .map(|v| (None, v)),
             Node::Scalar(_) => None,
         };
         match next {

@@ -1,0 +1,429 @@
+//! Unit tests: every kind of error at its exact line and column, both
+//! examples valid, and the JSON Schema.
+
+use super::*;
+
+/// A valid pipeline; tests replace parts of it. Line numbers matter.
+const BASE: &str = "\
+name: t
+services:
+  kafka: { brokers: 1 }
+  cassandra: { nodes: 1 }
+sources:
+  tx:
+    type: kafka
+    topic: tx
+    partitions: 2
+    replication: 1
+    schema: { card_id: string, amount: double, ts: timestamp }
+    event-time: ts
+stages:
+  agg:
+    sql: |
+      SELECT card_id, window_start, COUNT(*) AS n, SUM(amount) AS total
+      FROM tx
+      GROUP BY card_id, TUMBLE(ts, INTERVAL '1' MINUTE)
+    key: card_id
+sinks:
+  out:
+    type: cassandra
+    from: agg
+    keyspace: k
+    table: t
+    primary-key: [card_id, window_start]
+";
+
+fn errors(text: &str) -> Vec<String> {
+    match PipelineSpec::from_yaml(text, "p.yaml") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn edit(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "BASE has no {from:?}");
+    BASE.replacen(from, to, 1)
+}
+
+/// Exactly one error, starting with `prefix` (`p.yaml:L:C: field: message`).
+#[track_caller]
+fn one_error(text: &str, prefix: &str) {
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "expected one error, got {errs:#?}");
+    assert!(
+        errs[0].starts_with(prefix),
+        "expected {prefix:?}, got {:?}",
+        errs[0]
+    );
+}
+
+#[test]
+fn base_is_valid() {
+    let p = PipelineSpec::from_yaml(BASE, "p.yaml").unwrap();
+    assert_eq!(p.name, "t");
+    let Source::Kafka(k) = &p.sources["tx"];
+    assert_eq!(
+        (k.partitions, k.replication, k.format),
+        (2, 1, Format::Json)
+    );
+    assert_eq!(k.on_decode_error, OnDecodeError::DeadLetter);
+    assert_eq!(p.stages["agg"].key.as_deref(), Some("card_id"));
+    assert_eq!(p.sinks["out"].from(), "agg");
+    assert_eq!(p.checkpoint_interval, Duration::from_secs(10));
+}
+
+#[test]
+fn examples_are_valid() {
+    for (file, counts) in [("fraud-detection", (1, 1, 2)), ("ad-tech", (2, 3, 1))] {
+        let path = format!(
+            "{}/../examples/{file}/pipeline.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let p = PipelineSpec::from_yaml(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (p.sources.len(), p.stages.len(), p.sinks.len()),
+            counts,
+            "{file}"
+        );
+        assert!(!p.tests.is_empty(), "{file} has tests");
+    }
+}
+
+#[test]
+fn unknown_top_level_field() {
+    one_error(
+        &format!("{BASE}colour: red\n"),
+        "p.yaml:27:1: unknown field `colour`, expected one of `name`",
+    );
+}
+
+#[test]
+fn unknown_field_in_a_source() {
+    one_error(
+        &edit(
+            "    event-time: ts\n",
+            "    event-time: ts\n    colour: red\n",
+        ),
+        "p.yaml:13:5: sources.tx: unknown field `colour`, expected one of `topic`",
+    );
+}
+
+#[test]
+fn unknown_field_in_a_stage_and_a_sink_both_reported() {
+    let text = edit(
+        "    key: card_id\n",
+        "    key: card_id\n    paralelism: 2\n",
+    )
+    .replace("    table: t\n", "    tabel: t\n");
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("p.yaml:20:5: stages.agg: unknown field `paralelism`"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1].starts_with("p.yaml:26:5: sinks.out: unknown field `tabel`"),
+        "{}",
+        errs[1]
+    );
+}
+
+#[test]
+fn wrong_type() {
+    one_error(
+        &edit("partitions: 2", "partitions: two"),
+        "p.yaml:9:17: sources.tx.partitions: expected a whole number, found `two`",
+    );
+    one_error(
+        &edit("amount: double", "amount: decimal"),
+        "p.yaml:11:40: sources.tx.schema.amount: unknown variant `decimal`",
+    );
+}
+
+#[test]
+fn missing_field() {
+    one_error(
+        &edit("    topic: tx\n", ""),
+        "p.yaml:6:3: sources.tx: missing field `topic`",
+    );
+}
+
+#[test]
+fn unknown_type() {
+    one_error(
+        &edit("type: cassandra", "type: postgres"),
+        "p.yaml:22:11: sinks.out.type: unknown type `postgres`, expected `cassandra` or `kafka`",
+    );
+}
+
+#[test]
+fn bad_sink_from() {
+    one_error(&edit("from: agg", "from: agg2"), "p.yaml:23:11: sinks.out.from: `agg2` is not a stage or source; expected one of `tx` or `agg` (hint: did you mean `agg`?)");
+}
+
+#[test]
+fn sql_parse_error_is_mapped_into_the_file() {
+    // Line 2 of the SQL is line 17 of the file; the block is indented 6.
+    one_error(
+        &edit("      FROM tx\n", "      FROM tx WHERE amount > > 3\n"),
+        "p.yaml:17:30: stages.agg.sql: SQL does not parse: Expected: an expression, found: >",
+    );
+}
+
+#[test]
+fn sql_parse_error_in_a_one_line_sql() {
+    let text = edit(
+        "    sql: |\n      SELECT card_id, window_start, COUNT(*) AS n, SUM(amount) AS total\n      FROM tx\n      GROUP BY card_id, TUMBLE(ts, INTERVAL '1' MINUTE)\n",
+        "    sql: \"SELECT card_id,, amount FROM tx\"\n",
+    );
+    // SQL column 16 is file column 11 + 15: the value's quote is at 10.
+    let errs = errors(&text);
+    assert!(
+        errs[0].starts_with(
+            "p.yaml:15:26: stages.agg.sql: SQL does not parse: Expected: an expression, found: ,"
+        ),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn unknown_table() {
+    one_error(&edit("      FROM tx\n", "      FROM txs\n"), "p.yaml:17:12: stages.agg.sql: unknown table `txs`, expected a source or an earlier stage: `tx` (hint: did you mean `tx`?)");
+}
+
+#[test]
+fn stage_reading_a_later_stage() {
+    let text = format!(
+        "{}  later:\n    sql: SELECT card_id FROM tx\n",
+        BASE.split("sinks:").next().unwrap()
+    ) + "sinks:"
+        + BASE.split("sinks:").nth(1).unwrap();
+    let text = text.replace("      FROM tx\n", "      FROM later\n");
+    one_error(
+        &text,
+        "p.yaml:17:12: stages.agg.sql: stage `later` is declared after `agg`",
+    );
+}
+
+#[test]
+fn unknown_column() {
+    one_error(
+        &edit("SUM(amount)", "SUM(amont)"),
+        "p.yaml:16:56: stages.agg.sql: unknown column `amont` in `tx`",
+    );
+}
+
+#[test]
+fn unknown_column_in_where() {
+    one_error(
+        &edit("      FROM tx\n", "      FROM tx WHERE merchant = 'x'\n"),
+        "p.yaml:17:21: stages.agg.sql: unknown column `merchant`",
+    );
+}
+
+#[test]
+fn key_not_in_group_by() {
+    one_error(
+        &edit("key: card_id", "key: amount"),
+        "p.yaml:19:10: stages.agg.key: key `amount` is not among the GROUP BY expressions",
+    );
+}
+
+#[test]
+fn group_by_without_key() {
+    one_error(
+        &edit("    key: card_id\n", ""),
+        "p.yaml:14:3: stages.agg: a stage with GROUP BY needs `key`",
+    );
+}
+
+#[test]
+fn window_outside_group_by() {
+    one_error(
+        &edit(
+            "SELECT card_id, window_start,",
+            "SELECT card_id, TUMBLE(ts, INTERVAL '1' MINUTE) AS w, window_start,",
+        ),
+        "p.yaml:16:23: stages.agg.sql: `TUMBLE` belongs in GROUP BY",
+    );
+}
+
+#[test]
+fn hop_and_session_are_accepted_and_checked() {
+    assert!(errors(&edit(
+        "TUMBLE(ts, INTERVAL '1' MINUTE)",
+        "HOP(ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"
+    ))
+    .is_empty());
+    assert!(errors(&edit(
+        "TUMBLE(ts, INTERVAL '1' MINUTE)",
+        "SESSION(ts, INTERVAL '5' MINUTE)"
+    ))
+    .is_empty());
+    one_error(
+        &edit(
+            "TUMBLE(ts, INTERVAL '1' MINUTE)",
+            "HOP(ts, INTERVAL '1' MINUTE)",
+        ),
+        "p.yaml:18:25: stages.agg.sql: expected `HOP(ts, INTERVAL",
+    );
+    one_error(
+        &edit("TUMBLE(ts,", "TUMBLE(card_id,"),
+        "p.yaml:18:32: stages.agg.sql: `TUMBLE` runs on the source's event time: expected `ts`",
+    );
+}
+
+#[test]
+fn replication_above_brokers() {
+    one_error(
+        &edit("replication: 1", "replication: 3"),
+        "p.yaml:10:18: sources.tx.replication: replication 3 is more than the 1 Kafka broker",
+    );
+}
+
+#[test]
+fn partitions_at_least_one() {
+    one_error(
+        &edit("partitions: 2", "partitions: 0"),
+        "p.yaml:9:17: sources.tx.partitions: must be at least 1",
+    );
+}
+
+#[test]
+fn primary_key_column_not_produced() {
+    one_error(&edit("[card_id, window_start]", "[card_id, window_end]"), "p.yaml:26:28: sinks.out.primary-key.1: primary-key column `window_end` is not produced by stage `agg`");
+}
+
+#[test]
+fn durations() {
+    assert!(errors(&format!("{BASE}checkpoint-interval: 1m\n")).is_empty());
+    one_error(&format!("{BASE}checkpoint-interval: 10\n"), "p.yaml:27:22: checkpoint-interval: expected a duration like `10s`, `1m` or `500ms`, found `10`");
+    one_error(
+        &format!("{BASE}checkpoint-interval: 10 parsecs\n"),
+        "p.yaml:27:22: checkpoint-interval: expected a duration like `10s`",
+    );
+    assert_eq!(Duration::parse("500ms").unwrap().0.as_millis(), 500);
+    assert_eq!(Duration::parse("2h").unwrap().to_string(), "2h");
+}
+
+#[test]
+fn duplicate_names() {
+    one_error(
+        &edit("sinks:\n  out:", "sinks:\n  agg:"),
+        "p.yaml:21:3: sinks.agg: the name `agg` is taken by stages.agg",
+    );
+    let dup = edit(
+        "  agg:\n",
+        "  tx:\n    sql: SELECT card_id FROM tx\n  agg:\n",
+    );
+    let errs = errors(&dup);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("p.yaml:14:3: stages.tx: the name `tx` is taken by sources.tx")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn duplicate_key_in_a_mapping() {
+    one_error(
+        &edit("    key: card_id\n", "    key: card_id\n    key: n\n"),
+        "p.yaml:20:5: duplicate key `key` (first at line 19)",
+    );
+}
+
+#[test]
+fn invalid_names() {
+    one_error(
+        &edit("  tx:\n", "  Tx-1:\n").replace("FROM tx", "FROM \"Tx-1\""),
+        "p.yaml:6:3: sources.Tx-1: invalid name `Tx-1`",
+    );
+}
+
+#[test]
+fn services_needed_and_external_exclusive() {
+    one_error(
+        &edit("  cassandra: { nodes: 1 }\n", ""),
+        "p.yaml:21:11: sinks.out.type: a Cassandra sink needs `services.cassandra`",
+    );
+    one_error(
+        &edit(
+            "  kafka: { brokers: 1 }",
+            "  kafka: { brokers: 1, external: { bootstrap-servers: [\"h:9092\"] } }",
+        ),
+        "p.yaml:3:12: services.kafka.brokers: `brokers` sizes a kafka cluster that smack runs",
+    );
+}
+
+#[test]
+fn errors_are_collected_in_file_order() {
+    let text = edit("replication: 1", "replication: 3")
+        .replace("SUM(amount)", "SUM(amont)")
+        .replace("from: agg", "from: nope");
+    let errs = errors(&text);
+    let positions: Vec<&str> = errs.iter().map(|e| e.split(": ").next().unwrap()).collect();
+    assert_eq!(
+        positions,
+        ["p.yaml:10:18", "p.yaml:16:56", "p.yaml:23:11"],
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn complex_sql_is_parsed_not_column_checked() {
+    let text = edit(
+        "      FROM tx\n",
+        "      FROM tx WHERE card_id IN (SELECT card_id FROM tx WHERE whatever > 1)\n",
+    );
+    assert_eq!(errors(&text), Vec::<String>::new());
+}
+
+#[test]
+fn tests_section() {
+    let ok = format!("{BASE}tests:\n  - name: one\n    inputs:\n      tx:\n        - {{ card_id: c1, amount: 1.5, ts: 1000 }}\n    expect:\n      out:\n        - {{ card_id: c1, n: 1 }}\n");
+    let p = PipelineSpec::from_yaml(&ok, "p.yaml").unwrap();
+    assert_eq!(p.tests[0].inputs["tx"][0]["amount"], serde_json::json!(1.5));
+    assert_eq!(p.tests[0].expect["out"][0]["n"], serde_json::json!(1));
+    one_error(
+        &ok.replace("amount: 1.5", "amnt: 1.5"),
+        "p.yaml:31:26: tests.0.inputs.tx.0.amnt: `amnt` is not a field of source `tx`",
+    );
+    one_error(
+        &ok.replace("      out:", "      nope:"),
+        "p.yaml:33:7: tests.0.expect.nope: `nope` is not a sink",
+    );
+}
+
+#[test]
+fn round_trips_through_json() {
+    let p = PipelineSpec::from_yaml(BASE, "p.yaml").unwrap();
+    let json = serde_json::to_value(&p).unwrap();
+    assert_eq!(json["sources"]["tx"]["type"], "kafka");
+    assert_eq!(json["checkpoint-interval"], "10s");
+    let back: PipelineSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(back, p);
+}
+
+#[test]
+fn schema_has_the_top_level_properties() {
+    let s = json_schema();
+    let props = s["properties"].as_object().expect("properties");
+    for k in [
+        "name",
+        "services",
+        "sources",
+        "stages",
+        "sinks",
+        "checkpoint-interval",
+        "tests",
+    ] {
+        assert!(props.contains_key(k), "schema lacks {k}");
+    }
+    assert_eq!(s["additionalProperties"], serde_json::json!(false));
+    assert!(s["required"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("name")));
+}
