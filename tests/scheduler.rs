@@ -94,6 +94,25 @@ fn start_scheduler(dir: &Path, spec_file: &Path) -> Proc {
     spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &dir.join("logs"))
 }
 
+/// Prints what the scheduler saw when a wait fails.
+struct DiagOnPanic {
+    dir: std::path::PathBuf,
+    pod: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for DiagOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("pod status: {:?}", cli(&self.dir, &["pod", "status", &self.pod, "--output", "json"]));
+            eprintln!("recovery: {:?}", cli(&self.dir, &["plan", "show", "recovery"]));
+            let log = read(&self.log);
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("scheduler log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_deploys_by_its_rules_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,13 +240,17 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     let za_agent = za["pod"]["agent_id"].as_str().unwrap().to_string();
     let za_res = za["pod"]["reservation_id"].as_str().unwrap().to_string();
     cli(d, &["pod", "replace", &za_name]).unwrap();
+    let diag = DiagOnPanic { dir: d.to_path_buf(), pod: za_name.clone(), log: sched.log.clone() };
     let moved = wait_for("the replaced pod runs elsewhere", T, || async {
         let v = json(d, &["pod", "status", &za_name])?;
         let p = v.as_array()?.first()?.clone();
         let running = p["tasks"].as_array()?.iter().any(|t| t["state"] == "RUNNING");
-        (running && p["pod"]["agent_id"] != za_agent.as_str()).then_some(p)
+        let agent = p["pod"]["agent_id"].as_str()?;
+        let current = p["tasks"].as_array()?.iter().all(|t| t["agent_id"] == agent);
+        (running && current && agent != za_agent).then_some(p)
     })
     .await;
+    std::mem::forget(diag);
     assert_eq!(moved["pod"]["attributes"]["zone"], "zone-a");
     let c = m.client();
     wait_for("the old reservation leaves the ledger", T, || async {

@@ -42,6 +42,9 @@ pub struct PodRecord {
     pub tasks: BTreeMap<String, TaskId>,
     /// Set by `pod replace`: the next placement is fresh.
     pub replace: bool,
+    /// The host a replaced pod left: its new placement avoids it.
+    #[serde(default)]
+    pub replaced_from: Option<String>,
     /// Why the pod waits for an offer, from the offer evaluator.
     pub waiting: Option<String>,
 }
@@ -232,6 +235,8 @@ impl ServiceScheduler {
             rec.replace = true;
             let old = rec.reservation_id.take();
             rec.agent_id = None;
+            rec.replaced_from = Some(std::mem::take(&mut rec.hostname)).filter(|h| !h.is_empty());
+            rec.attributes.clear();
             rec.volume_ids.clear();
             rec.ports.clear();
             if let Some(old) = old {
@@ -453,6 +458,7 @@ impl ServiceScheduler {
                     rec.volume_ids = m.volumes.iter().map(|v| v.id.clone()).collect();
                     rec.ports = m.ports.clone();
                     rec.replace = false;
+                    rec.replaced_from = None;
                     rec.waiting = None;
                     let step_tasks = plan.get(r).map(|s| s.tasks.clone()).unwrap_or_default();
                     let mut ops = m.operations.clone();
@@ -769,6 +775,9 @@ fn requirement(spec: &ServiceSpec, st: &SchedulerState, pod: &str) -> Option<Pod
         req = req.rule(to_rule(r));
     }
     if let Some(rec) = st.pods.get(pod) {
+        if let (true, Some(old)) = (rec.replace, &rec.replaced_from) {
+            req = req.rule(Rule::unlike("hostname", old));
+        }
         if let (Some(agent), Some(res)) = (&rec.agent_id, &rec.reservation_id) {
             if !rec.replace {
                 req = req.existing(ExistingPlacement {
