@@ -105,7 +105,8 @@ impl Drop for DiagOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("pod status: {:?}", cli(&self.dir, &["pod", "status", &self.pod, "--output", "json"]));
-            eprintln!("recovery: {:?}", cli(&self.dir, &["plan", "show", "recovery"]));
+            eprintln!("recovery: {:?}", cli(&self.dir, &["plan", "show", "recovery"]).map_err(|e| e.lines().next().unwrap_or("").to_string()));
+            eprintln!("deploy: {:?}", cli(&self.dir, &["plan", "show", "deploy", "--output", "json"]));
             let log = read(&self.log);
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!("scheduler log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
@@ -271,6 +272,12 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     assert_eq!(lines.lines().count(), 1, "a fresh volume: {lines:?}");
 
     // A config change rolls one pod at a time, each waiting for readiness.
+    wait_for("all three pods running and ready", T, || async {
+        let v = json(d, &["pod", "list"])?;
+        let ready = v.as_array()?.iter().filter(|p| p["tasks"].as_array().is_some_and(|t| t.iter().any(|t| t["state"] == "RUNNING" && t["ready"] == true))).count();
+        (ready == 3).then_some(())
+    })
+    .await;
     let sf = spec_file.display().to_string();
     std::fs::write(&spec_file, spec_with(smack_bin(), 3, "2", 16, false)).unwrap();
     let out = cli(d, &["service", "update", &sf]).unwrap();
@@ -337,5 +344,64 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
 
     sched.signal(Signal::SIGTERM);
     let _ = sched.wait_exit(Duration::from_secs(10));
+    drop(agents);
+}
+
+/// A scheduler killed after it recorded a launch and before its accept
+/// reached the master: restarted, it finds the reservation never came to
+/// be, places the pod afresh, and the deploy completes with exactly one
+/// reservation per pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_killed_before_its_accept_leaves_no_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = MasterProc::start(d, &[]).await;
+    let p = address_prefix();
+    let mut agents = Vec::new();
+    for (i, z) in ["zone-a", "zone-b", "zone-c"].iter().enumerate() {
+        let n = i + 1;
+        agents.push(m.agent(&format!("a{n}"), &format!("{p}.{n}"), &["--zone", z, "--cpus", "1", "--mem", "512", "--disk", "200"]));
+    }
+    m.wait_agents(3).await;
+    let spec_file = d.join("hello.yaml");
+    std::fs::write(&spec_file, spec(smack_bin())).unwrap();
+    let log = d.join("logs/faulty-scheduler.log");
+    std::fs::create_dir_all(d.join("logs")).unwrap();
+    let f = std::fs::File::create(&log).unwrap();
+    let mut faulty = std::process::Command::new(smack_bin())
+        .arg("--state-dir")
+        .arg(d)
+        .args(["service", "run"])
+        .arg(&spec_file)
+        .env("SMACK_FAULT", "scheduler-exit-before-accept")
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || faulty.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(86), "the fault hook fired: {}", read(&log));
+    let c = m.client();
+    let reserved = |s: &smack_operator::protocol::MasterState| -> Vec<String> {
+        s.agents.iter().flat_map(|a| &a.reservations).filter(|r| r.role == "hello").map(|r| r.id.clone()).collect()
+    };
+    assert!(reserved(&c.state().await.unwrap()).is_empty(), "the accept never reached the master");
+
+    let sched = start_scheduler(d, &spec_file);
+    let _diag = DiagOnPanic { dir: d.to_path_buf(), pod: "hello-0".into(), log: sched.log.clone() };
+    // The spec's deploy phase is a canary: approve it once the first pod is up.
+    wait_for("the canary pod COMPLETE", T, || async {
+        let v = json(d, &["plan", "show", "deploy"])?;
+        (v["phases"][0]["steps"][0]["state"] == "COMPLETE").then_some(())
+    })
+    .await;
+    cli(d, &["plan", "resume", "deploy"]).unwrap();
+    wait_plan(d, "deploy", "COMPLETE").await;
+    let ids = reserved(&c.state().await.unwrap());
+    assert_eq!(ids.len(), 3, "one reservation per pod, no duplicates: {ids:?}");
+    let pods = json(d, &["pod", "list"]).unwrap();
+    for p in pods.as_array().unwrap() {
+        let rid = p["pod"]["reservation_id"].as_str().unwrap();
+        assert!(ids.iter().any(|i| i == rid), "{rid} in the ledger {ids:?}");
+    }
     drop(agents);
 }

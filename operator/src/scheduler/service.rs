@@ -309,7 +309,16 @@ impl ServiceScheduler {
                                 self.persist_locked(&inner)?;
                             }
                             tracing::info!(framework = %framework_id, "scheduler subscribed");
-                            self.client.reconcile(&framework_id, &Reconcile::default()).await?;
+                            // Ask for every task we think is alive: one the master
+                            // does not know (an accept lost in a crash) comes back
+                            // LOST and its step is retried.
+                            let ids: Vec<TaskId> = {
+                                let inner = self.lock();
+                                inner.state.tasks.values().filter(|t| !t.state.is_some_and(|s| s.is_terminal())).map(|t| t.id.clone()).collect()
+                            };
+                            if !ids.is_empty() {
+                                self.client.reconcile(&framework_id, &Reconcile { task_ids: ids }).await?;
+                            }
                             suppressed = false;
                         }
                         FrameworkEvent::Offers { offers } => self.handle_offers(offers).await?,
@@ -419,6 +428,7 @@ impl ServiceScheduler {
                         busy.insert(pod.clone());
                         continue;
                     }
+                    forget_lost_reservation(&mut inner.state, &pod, &offers);
                     let Some(req) = requirement(&inner.spec, &inner.state, &pod) else { continue };
                     let mut evals = Vec::new();
                     let mut matched = None;
@@ -497,6 +507,14 @@ impl ServiceScheduler {
                 }
             }
             self.persist_locked(inner)?;
+        }
+        if std::env::var("SMACK_FAULT").as_deref() == Ok("scheduler-exit-before-accept")
+            && accepts.iter().any(|a| a.operations.iter().any(|o| matches!(o, Operation::Launch { .. })))
+        {
+            // Fault injection for tests: die after the task records are
+            // persisted and before the accept reaches the master.
+            tracing::warn!("SMACK_FAULT: exiting before the accept");
+            std::process::exit(86);
         }
         for t in kills {
             if let Err(e) = self.client.kill(&fw, &t).await {
@@ -601,6 +619,27 @@ impl ServiceScheduler {
         }
         self.wake.notify_one();
         Ok(())
+    }
+}
+
+/// A placed pod with no live task whose agent offers without its
+/// reservation: the reservation never came to be (an accept lost in a
+/// scheduler crash) or is gone, so the pod is placed afresh.
+fn forget_lost_reservation(st: &mut SchedulerState, pod: &str, offers: &[Offer]) {
+    if !live_tasks(st, pod).is_empty() {
+        return;
+    }
+    let Some(rec) = st.pods.get_mut(pod) else { return };
+    let (Some(agent), Some(rid)) = (rec.agent_id.clone(), rec.reservation_id.clone()) else { return };
+    let seen_without = offers.iter().any(|o| o.agent_id == agent && o.reservation(&rid).is_none());
+    if seen_without {
+        tracing::warn!(pod = %pod, reservation = %rid, "the pod's reservation is not on its agent: placing it anew");
+        rec.agent_id = None;
+        rec.reservation_id = None;
+        rec.volume_ids.clear();
+        rec.ports.clear();
+        rec.hostname.clear();
+        rec.attributes.clear();
     }
 }
 
