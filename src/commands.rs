@@ -7,6 +7,7 @@ use clap::Args;
 use smack_operator::agent::{Agent, AgentConfig};
 use smack_operator::client::MasterClient;
 use smack_operator::master::{api, Master, MasterConfig};
+use smack_operator::metrics::{self, AgentMetrics};
 use smack_operator::resources::{Attributes, PortRange, PortSet, Resources};
 use smack_operator::state::FileStore;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,8 @@ pub fn parse_ports(s: &str) -> Result<PortSet, String> {
 
 /// Parses `PATH:SIZE_MiB` for a MOUNT disk.
 pub fn parse_mount(s: &str) -> Result<(String, u64), String> {
-    let (path, size) = s.rsplit_once(':').ok_or_else(|| format!("{s:?}: expected PATH:SIZE_MIB, e.g. /mnt/disk1:10240"))?;
+    let (path, size) =
+        s.rsplit_once(':').ok_or_else(|| format!("{s:?}: expected PATH:SIZE_MIB, e.g. /mnt/disk1:10240"))?;
     let size: u64 = size.parse().map_err(|_| format!("{s:?}: the size must be a whole number of MiB"))?;
     if !path.starts_with('/') {
         return Err(format!("{s:?}: the mount path must be absolute"));
@@ -113,6 +115,7 @@ pub async fn run_master(state_dir: &Path, token: Option<String>, args: MasterArg
     };
     let (_master, url) = start_master(state_dir, &args.listen, token, args.config()).await?;
     println!("master API at {url}/v1/ (token in {})", cluster::cluster_file(state_dir).display());
+    println!("master metrics at {url}/metrics (no token)");
     shutdown_signal().await;
     Ok(())
 }
@@ -147,6 +150,10 @@ pub struct AgentArgs {
     pub mounts: Vec<(String, u64)>,
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
+    /// Serve this agent's Prometheus metrics at ADDR/metrics (OpenMetrics
+    /// text, no token; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 impl AgentArgs {
@@ -177,7 +184,21 @@ impl AgentArgs {
 pub async fn run_agent(state_dir: &Path, master: Option<String>, token: Option<String>, args: AgentArgs) -> Result<()> {
     let c = cluster::resolve(master, token, state_dir)?;
     let work_dir = args.work_dir.clone().unwrap_or_else(|| state_dir.join("agent"));
-    let agent = Agent::open(args.config(c.master, c.token, work_dir)?)?;
+    let agent_metrics = AgentMetrics::new();
+    let agent = Agent::open_with_metrics(args.config(c.master, c.token, work_dir)?, agent_metrics.clone())?;
+    if let Some(listen) = &args.metrics_listen {
+        let registry = metrics::new_registry();
+        agent_metrics.register(&mut registry.write().unwrap_or_else(|p| p.into_inner()));
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding --metrics-listen {listen}"))?;
+        println!("agent metrics at http://{}/metrics", listener.local_addr()?);
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(registry, listener).await {
+                tracing::error!(error = %e, "the metrics server stopped");
+            }
+        });
+    }
     let a = agent.clone();
     let run = tokio::spawn(async move { a.run().await });
     shutdown_signal().await;

@@ -21,6 +21,9 @@ pub struct ServiceRunArgs {
     /// Address of the scheduler's API (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: String,
+    /// A pod whose task stays LOST (agent unreachable) this long is replaced.
+    #[arg(long, default_value = "5m", value_parser = crate::commands::parse_duration)]
+    pub permanent_failure_timeout: std::time::Duration,
 }
 
 #[derive(Subcommand, Clone)]
@@ -88,7 +91,8 @@ pub async fn run_service(state_dir: &Path, c: &ClusterFile, args: ServiceRunArgs
     let file = args.spec.display().to_string();
     let store = FileStore::open(state_dir.join("scheduler")).context("opening the scheduler's state store")?;
     let client = MasterClient::new(c.master.clone(), c.token.clone());
-    let s = ServiceScheduler::open(Arc::new(store), client, &yaml, &file)?;
+    let s = ServiceScheduler::open(Arc::new(store), client, &yaml, &file)?
+        .with_permanent_failure_timeout(args.permanent_failure_timeout);
     let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let app = api::router(s.clone(), c.token.clone());

@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use smack_operator::agent::{Agent, AgentConfig};
 use smack_operator::master::MasterConfig;
+use smack_operator::metrics::AgentMetrics;
 use smack_operator::resources::{Attributes, PortRange, PortSet, Resources};
 use std::path::Path;
 use std::time::Duration;
@@ -68,16 +69,21 @@ pub async fn run(state_dir: &Path, args: UpArgs) -> Result<()> {
     }
     let token = cluster::load_or_create_token(state_dir)?;
     let config = MasterConfig { agent_timeout: args.agent_timeout, ..MasterConfig::default() };
-    let (_master, url) = start_master(state_dir, &args.listen, token.clone(), config).await?;
+    let (master, url) = start_master(state_dir, &args.listen, token.clone(), config).await?;
+    // Every agent's families go into the master's registry: one scrape of
+    // the master's /metrics shows them all, told apart by their agent label.
+    let agent_metrics = AgentMetrics::new();
+    agent_metrics.register(&mut master.registry().write().unwrap_or_else(|p| p.into_inner()));
     let mut agents = Vec::new();
     for n in 1..=args.agents {
-        let agent = Agent::open(agent_config(&args, state_dir, n, &url, &token)?)?;
+        let agent = Agent::open_with_metrics(agent_config(&args, state_dir, n, &url, &token)?, agent_metrics.clone())?;
         let a = agent.clone();
         tokio::spawn(async move { a.run().await });
         agents.push(agent);
     }
     println!("smack is up: {} agents", args.agents);
     println!("  API:   {url}/v1/");
+    println!("  metrics: {url}/metrics");
     println!("  token: {token}");
     println!("  (written to {})", cluster::cluster_file(state_dir).display());
     println!("Ctrl-C stops every task cleanly; run again with the same --state-dir to resume.");

@@ -405,3 +405,66 @@ async fn a_scheduler_killed_before_its_accept_leaves_no_duplicates() {
     }
     drop(agents);
 }
+
+/// Permanent failure: an agent gone past the permanent-failure timeout gets
+/// its pod replaced elsewhere; when the agent comes back, the pod's old task
+/// is killed (never live on two agents) and its old reservation destroyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_lost_for_good_is_replaced_and_its_old_task_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = MasterProc::start(d, &["--agent-timeout", "2s"]).await;
+    let p = address_prefix();
+    let args = ["--zone", "zone-a", "--cpus", "1", "--mem", "512", "--disk", "200"];
+    let mut a1 = Some(m.agent("a1", &format!("{p}.1"), &args));
+    let mut a2 = Some(m.agent("a2", &format!("{p}.2"), &args));
+    m.wait_agents(2).await;
+    let spec_file = d.join("hello.yaml");
+    let text = spec_with(smack_bin(), 1, "1", 16, false).replace("strategy: canary", "strategy: serial");
+    std::fs::write(&spec_file, text).unwrap();
+    let sd = d.display().to_string();
+    let sf = spec_file.display().to_string();
+    let _sched = spawn(
+        "scheduler",
+        &["--state-dir", &sd, "service", "run", &sf, "--permanent-failure-timeout", "3s"],
+        &d.join("logs"),
+    );
+    wait_plan(d, "deploy", "COMPLETE").await;
+    let pod = json(d, &["pod", "status", "hello-0"]).unwrap()[0].clone();
+    let first_agent = pod["pod"]["agent_id"].as_str().unwrap().to_string();
+    let first_host = pod["pod"]["hostname"].as_str().unwrap().to_string();
+    let first_res = pod["pod"]["reservation_id"].as_str().unwrap().to_string();
+    let c = m.client();
+    let state = c.state().await.unwrap();
+    let vid = pod["pod"]["volume_ids"][0].as_str().unwrap();
+    let vol = state.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id == vid).unwrap();
+    let old_pid: i32 = read(Path::new(&vol.host_path).join("pid")).trim().parse().unwrap();
+
+    // The agent dies (its task lives on, cut off): LOST, then replaced.
+    let name = if first_host.ends_with(".1") { "a1" } else { "a2" };
+    if name == "a1" { a1.take().unwrap().kill9() } else { a2.take().unwrap().kill9() }
+    let moved = wait_for("hello-0 replaced onto the other agent", T, || async {
+        let v = json(d, &["pod", "status", "hello-0"])?;
+        let p = v[0].clone();
+        let agent = p["pod"]["agent_id"].as_str()?;
+        let running = p["tasks"].as_array()?.iter().any(|t| t["state"] == "RUNNING" && t["agent_id"] == agent);
+        (agent != first_agent && running).then_some(p)
+    })
+    .await;
+    assert_ne!(moved["pod"]["reservation_id"], first_res.as_str());
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(old_pid), None).is_ok(), "the cut-off task still runs");
+
+    // The agent comes back: the old task is killed, the old reservation goes.
+    let _back = m.agent(name, &first_host, &args);
+    wait_for("the old task is killed", T, || async {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(old_pid), None).is_err().then_some(())
+    })
+    .await;
+    wait_for("the old reservation leaves the ledger", T, || async {
+        let s = c.state().await.ok()?;
+        let ids: Vec<&str> =
+            s.agents.iter().flat_map(|a| &a.reservations).filter(|r| r.role == "hello").map(|r| r.id.as_str()).collect();
+        (ids.len() == 1 && ids[0] != first_res).then_some(())
+    })
+    .await;
+}

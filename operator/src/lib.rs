@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod client;
 pub mod error;
 pub mod master;
+pub mod metrics;
 pub mod protocol;
 pub mod resources;
 pub mod scheduler;

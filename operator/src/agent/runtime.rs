@@ -6,6 +6,7 @@
 use super::checks::{CheckEvent, CheckRunner};
 use super::executor::{self, LaunchSpec, TaskProcess};
 use crate::client::MasterClient;
+use crate::metrics::{AgentMetrics, AgentSnapshot};
 use crate::protocol::{AgentEvent, RegisterAgent, RunningTaskReport};
 use crate::resources::{
     now_ms, AgentId, Attributes, FrameworkId, Operation, Reservation, ReservationId, Resources, TaskId, TaskInfo,
@@ -95,6 +96,7 @@ pub struct Agent {
     inner: Arc<Mutex<Inner>>,
     volumes: Arc<VolumeManager>,
     shutdown: Arc<Notify>,
+    metrics: Arc<AgentMetrics>,
 }
 
 impl Agent {
@@ -105,6 +107,12 @@ impl Agent {
     /// Opens the agent on its work dir: reads its checkpoint, re-attaches to
     /// tasks still alive and marks the others `LOST` (to be reported).
     pub fn open(config: AgentConfig) -> Result<Agent> {
+        Self::open_with_metrics(config, AgentMetrics::new())
+    }
+
+    /// [`Agent::open`], counting into `metrics` (shared by the agents of one
+    /// process, registered by the caller) and adding this agent's gauges.
+    pub fn open_with_metrics(config: AgentConfig, metrics: Arc<AgentMetrics>) -> Result<Agent> {
         durable::ensure_dir(&config.work_dir)?;
         let path = Self::checkpoint_path(&config.work_dir);
         let mut cp: Checkpoint = durable::read_json(&path)?.unwrap_or_default();
@@ -125,13 +133,24 @@ impl Agent {
                     tracing::info!(task = %tid, pid = p.pid(), "re-attached to a task that outlived the agent");
                     live.insert(
                         tid.clone(),
-                        Live { process: TaskProcess::Adopted(p), kill_requested: false, failure: None, checks: Vec::new() },
+                        Live {
+                            process: TaskProcess::Adopted(p),
+                            kill_requested: false,
+                            failure: None,
+                            checks: Vec::new(),
+                        },
                     );
                 }
                 None => {
                     tracing::warn!(task = %tid, "task did not survive the agent restart: reporting it LOST");
                     rec.state = TaskState::Lost;
-                    lost.push(status(&agent_id, rec, tid, TaskState::Lost, "the task was gone when its agent restarted"));
+                    lost.push(status(
+                        &agent_id,
+                        rec,
+                        tid,
+                        TaskState::Lost,
+                        "the task was gone when its agent restarted",
+                    ));
                 }
             }
         }
@@ -143,8 +162,10 @@ impl Agent {
             client,
             inner: Arc::new(Mutex::new(Inner { cp, live })),
             shutdown: Arc::new(Notify::new()),
+            metrics,
         };
         agent.save()?;
+        agent.add_gauges();
         let adopted: Vec<TaskId> = agent.lock().live.keys().cloned().collect();
         for tid in adopted {
             agent.watch(tid);
@@ -154,6 +175,47 @@ impl Agent {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tasks by state and volume bytes, read on each scrape. Weak: the
+    /// metrics must not keep a dropped agent alive.
+    fn add_gauges(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        let volumes = self.volumes.clone();
+        let hostname = self.config.hostname.clone();
+        self.metrics.add_agent(&self.config.hostname, move || {
+            let inner = inner.upgrade()?;
+            let mut snap = AgentSnapshot { hostname: hostname.clone(), ..Default::default() };
+            let paths: Vec<(String, PathBuf)> = {
+                let inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+                for t in inner.cp.tasks.values() {
+                    *snap.tasks.entry(t.state).or_default() += 1;
+                }
+                inner
+                    .cp
+                    .reservations
+                    .values()
+                    .flat_map(|r| r.volumes.iter())
+                    .filter(|v| !v.host_path.is_empty())
+                    .map(|v| (v.id.clone(), PathBuf::from(&v.host_path)))
+                    .collect()
+            };
+            // Walked outside the lock: a big volume must not stall the agent.
+            for (id, path) in paths {
+                match volumes.usage_bytes(&path) {
+                    Ok(bytes) => {
+                        snap.volumes.insert(id, bytes);
+                    }
+                    Err(e) => tracing::warn!(volume = %id, error = %e, "could not measure a volume"),
+                }
+            }
+            Some(snap)
+        });
+    }
+
+    /// The metrics this agent counts into.
+    pub fn metrics(&self) -> &Arc<AgentMetrics> {
+        &self.metrics
     }
 
     fn save_locked(&self, inner: &Inner) -> Result<()> {
@@ -300,6 +362,9 @@ impl Agent {
                 })
                 .collect()
         };
+        for _ in &procs {
+            self.metrics.killed(&self.config.hostname);
+        }
         let kills = procs.into_iter().map(|(id, p, grace)| async move {
             if let Err(e) = p.kill(grace).await {
                 tracing::warn!(task = %id, error = %e, "kill failed");
@@ -495,10 +560,16 @@ impl Agent {
                         }
                         inner.live.insert(
                             tid.clone(),
-                            Live { process: TaskProcess::Launched(running), kill_requested: false, failure: None, checks: Vec::new() },
+                            Live {
+                                process: TaskProcess::Launched(running),
+                                kill_requested: false,
+                                failure: None,
+                                checks: Vec::new(),
+                            },
                         );
                     }
                     tracing::info!(task = %tid, "task launched");
+                    agent.metrics.launched(&agent.config.hostname);
                     agent.transition(&tid, TaskState::Running, "task launched", None, None);
                     for (kind, spec) in checks {
                         agent.start_check(&tid, kind, spec, env.clone(), sandbox.clone());
@@ -532,10 +603,26 @@ impl Agent {
         let agent = self.clone();
         let tid = tid.to_string();
         tokio::spawn(async move {
+            // The runner reports changes, not every check: failures are
+            // counted from the streak length each event carries.
+            let mut counted = 0u32;
             while let Some(CheckEvent { passed, consecutive_failures, message }) = rx.recv().await {
                 if kind == "readiness" {
-                    agent.transition(&tid, TaskState::Running, &format!("readiness check: {message}"), Some(passed), None);
+                    agent.transition(
+                        &tid,
+                        TaskState::Running,
+                        &format!("readiness check: {message}"),
+                        Some(passed),
+                        None,
+                    );
                 } else {
+                    if passed {
+                        counted = 0;
+                    } else {
+                        let new = consecutive_failures.saturating_sub(counted);
+                        agent.metrics.health_checks_failed(&agent.config.hostname, u64::from(new));
+                        counted = counted.max(consecutive_failures);
+                    }
                     agent.transition(&tid, TaskState::Running, &format!("health check: {message}"), None, Some(passed));
                     if !passed && consecutive_failures >= spec.max_consecutive_failures {
                         tracing::warn!(task = %tid, "health check failed {consecutive_failures} times: killing the task");
@@ -578,9 +665,11 @@ impl Agent {
             let (state, message) = match (exit, failure) {
                 (_, Some(why)) => (TaskState::Failed, why),
                 (exit, None) => match exit {
-                Some(e) => (e.task_state(kill_requested), e.to_string()),
-                None if kill_requested => (TaskState::Killed, "killed".to_string()),
-                None => (TaskState::Failed, "the re-attached process ended; its exit status is unknown".to_string()),
+                    Some(e) => (e.task_state(kill_requested), e.to_string()),
+                    None if kill_requested => (TaskState::Killed, "killed".to_string()),
+                    None => {
+                        (TaskState::Failed, "the re-attached process ended; its exit status is unknown".to_string())
+                    }
                 },
             };
             tracing::info!(task = %tid, state = %state, %message, "task ended");
@@ -599,6 +688,7 @@ impl Agent {
         };
         match found {
             Some((p, grace)) => {
+                self.metrics.killed(&self.config.hostname);
                 let tid = tid.to_string();
                 tokio::spawn(async move {
                     if let Err(e) = p.kill(grace).await {
@@ -610,6 +700,7 @@ impl Agent {
                 let known = self.lock().cp.tasks.get(tid).map(|t| t.state);
                 match known {
                     Some(s) if !s.is_terminal() => {
+                        self.metrics.killed(&self.config.hostname);
                         self.transition(tid, TaskState::Killed, "killed before it started", None, None)
                     }
                     _ => tracing::info!(task = %tid, "kill of a task this agent does not run"),

@@ -1,6 +1,10 @@
 //! The master's HTTP API under `/v1/`: JSON requests, and event streams as
-//! newline-delimited JSON. Every route needs the cluster token
+//! newline-delimited JSON. Every route under `/v1/` needs the cluster token
 //! (`Authorization: Bearer TOKEN`); without it the answer is 401.
+//!
+//! Outside `/v1/`, `GET /metrics` serves the master's registry (OpenMetrics
+//! text) without a token, for Prometheus; see [`crate::metrics`] for why
+//! that is safe.
 
 use super::core::Master;
 use crate::protocol::*;
@@ -70,8 +74,10 @@ fn ndjson<T: Serialize + Send + 'static, G: Send + 'static>(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// The API router, with the token check on every route.
+/// The API router: the token check on every `/v1/` route, and `/metrics`
+/// without it.
 pub fn router(master: Master) -> Router {
+    let metrics = crate::metrics::router(master.registry());
     Router::new()
         .route("/v1/agents", get(list_agents).post(register_agent))
         .route("/v1/agents/{id}/events", get(agent_events))
@@ -90,6 +96,7 @@ pub fn router(master: Master) -> Router {
         .route("/v1/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .layer(middleware::from_fn_with_state(master.clone(), require_token))
         .with_state(master)
+        .merge(metrics)
 }
 
 async fn list_agents(State(m): State<Master>) -> Json<Vec<AgentSummary>> {

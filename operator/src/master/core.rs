@@ -8,10 +8,11 @@
 
 use super::allocator::{Allocator, AllocatorConfig};
 use super::ledger::{apply_operations, AgentLedger, LedgerTask, OfferedPool};
+use crate::metrics::{MasterMetrics, MasterSnapshot, SharedRegistry};
 use crate::protocol::*;
 use crate::resources::{
-    now_ms, AgentId, Attributes, FrameworkId, Offer, OfferId, Operation, ReservedOffer, Resources, TaskId,
-    TaskState, TaskStatus,
+    now_ms, AgentId, Attributes, FrameworkId, Offer, OfferId, Operation, ReservedOffer, Resources, TaskId, TaskState,
+    TaskStatus,
 };
 use crate::state::StateStore;
 use crate::{Error, Result};
@@ -124,6 +125,7 @@ struct Inner {
     latest: HashMap<TaskId, TaskStatus>,
     next_offer: u64,
     next_generation: u64,
+    metrics: Arc<MasterMetrics>,
 }
 
 /// The master. Cheap to clone; every clone is the same master.
@@ -134,6 +136,7 @@ pub struct Master {
     config: Arc<MasterConfig>,
     wake: Arc<Notify>,
     token: Arc<String>,
+    registry: SharedRegistry,
 }
 
 /// A framework's live subscription: events, and a guard that marks the
@@ -226,21 +229,63 @@ impl Master {
             );
         }
         tracing::info!(agents = agents.len(), frameworks = frameworks.len(), "master state recovered");
+        let metrics = Arc::new(MasterMetrics::default());
+        let inner = Arc::new(Mutex::new(Inner {
+            agents,
+            frameworks,
+            offers: HashMap::new(),
+            allocator,
+            latest: HashMap::new(),
+            next_offer: 1,
+            next_generation: 1,
+            metrics: metrics.clone(),
+        }));
+        let registry = crate::metrics::new_registry();
+        {
+            // Weak: the registry must not keep a dropped master alive.
+            let weak = Arc::downgrade(&inner);
+            let mut reg = registry.write().unwrap_or_else(|p| p.into_inner());
+            metrics.register(&mut reg, move || {
+                let inner = weak.upgrade()?;
+                let inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+                Some(Self::metrics_snapshot(&inner))
+            });
+        }
         Ok(Master {
-            inner: Arc::new(Mutex::new(Inner {
-                agents,
-                frameworks,
-                offers: HashMap::new(),
-                allocator,
-                latest: HashMap::new(),
-                next_offer: 1,
-                next_generation: 1,
-            })),
+            inner,
             store,
             config: Arc::new(config),
             wake: Arc::new(Notify::new()),
             token: Arc::new(token),
+            registry,
         })
+    }
+
+    /// The master's metrics registry, served at `GET /metrics`. Others in
+    /// the same process (the agents of `smack up`) may register into it.
+    pub fn registry(&self) -> SharedRegistry {
+        self.registry.clone()
+    }
+
+    /// The gauges' values, read from the ledger: reachable agents only.
+    fn metrics_snapshot(inner: &Inner) -> MasterSnapshot {
+        let mut s = MasterSnapshot::default();
+        for a in inner.agents.values() {
+            if !a.reachable {
+                s.agents_unreachable += 1;
+                continue;
+            }
+            s.agents_reachable += 1;
+            s.capacity.add(&a.ledger.total);
+            for r in a.ledger.reservations.values() {
+                s.reserved.entry(r.role.clone()).or_default().add(&r.resources);
+            }
+            for t in a.ledger.tasks.values().filter(|t| t.state != TaskState::Lost) {
+                s.used.entry(t.role.clone()).or_default().add(&t.info.resources);
+            }
+        }
+        s.frameworks_connected = inner.frameworks.values().filter(|f| f.tx.is_some()).count() as u64;
+        s
     }
 
     /// The cluster token every API call must carry.
@@ -311,11 +356,17 @@ impl Master {
             .map(|t| {
                 (
                     t.info.id.clone(),
-                    LedgerTask { framework_id: t.framework_id.clone(), role: t.role.clone(), info: t.info.clone(), state: t.state },
+                    LedgerTask {
+                        framework_id: t.framework_id.clone(),
+                        role: t.role.clone(),
+                        info: t.info.clone(),
+                        state: t.state,
+                    },
                 )
             })
             .collect();
         let mut lost = Vec::new();
+        let mut back: Vec<(FrameworkId, TaskId, TaskState)> = Vec::new();
         let known = inner.agents.contains_key(&id);
         if known {
             let a = inner.agents.get_mut(&id).expect("known");
@@ -328,6 +379,14 @@ impl Master {
             a.attributes = req.attributes.clone();
             a.ledger.total = req.total.clone();
             a.ledger.reservations = req.reservations.iter().map(|r| (r.id.clone(), r.clone())).collect();
+            // Tasks the master had given up as LOST are alive after all: tell
+            // their frameworks (a replaced pod's old task is then killed).
+            for (tid, t) in &reported {
+                let was_lost = a.ledger.tasks.get(tid).is_none_or(|old| old.state == TaskState::Lost);
+                if was_lost && !t.state.is_terminal() {
+                    back.push((t.framework_id.clone(), tid.clone(), t.state));
+                }
+            }
             a.ledger.tasks = reported;
             a.reachable = true;
             a.last_heartbeat_ms = now;
@@ -358,6 +417,20 @@ impl Master {
             Self::rescind_offer(&mut inner, &oid);
         }
         inner.allocator.set_agent_reachable(&id, true);
+        for (fw, tid, state) in back {
+            let status = TaskStatus {
+                uuid: String::new(),
+                task_id: tid,
+                framework_id: fw,
+                agent_id: id.clone(),
+                state,
+                message: "the agent re-registered with this task".into(),
+                ready: None,
+                healthy: None,
+                timestamp_ms: now,
+            };
+            Self::forward_status(&mut inner, status);
+        }
         for (fw, tid) in lost {
             let status = TaskStatus {
                 uuid: uuid::Uuid::new_v4().to_string(),
@@ -599,6 +672,7 @@ impl Master {
 
     fn rescind_offer(inner: &mut Inner, offer_id: &str) {
         if let Some(o) = Self::drop_offer(inner, offer_id) {
+            inner.metrics.offer_rescinded();
             if let Some(f) = inner.frameworks.get_mut(&o.framework_id) {
                 f.send(FrameworkEvent::Rescind { offer_id: o.id.clone() });
             }
@@ -609,6 +683,16 @@ impl Master {
     /// changes nothing: the ledger is as before and the offers stay
     /// outstanding.
     pub fn accept(&self, framework_id: &str, req: Accept) -> Result<()> {
+        let kinds: Vec<&'static str> = req.operations.iter().map(Operation::kind).collect();
+        let result = self.accept_inner(framework_id, req);
+        let metrics = self.lock().metrics.clone();
+        for kind in kinds {
+            metrics.operation(kind, result.is_ok());
+        }
+        result
+    }
+
+    fn accept_inner(&self, framework_id: &str, req: Accept) -> Result<()> {
         let mut inner = self.lock();
         let (role, _) = Self::framework(&inner, framework_id)?;
         if req.offer_ids.is_empty() {
@@ -638,7 +722,8 @@ impl Master {
         }
         let agent_id = agent_id.expect("at least one offer");
         let applied = {
-            let a = inner.agents.get(&agent_id).ok_or_else(|| Error::NotFound { what: "agent", id: agent_id.clone() })?;
+            let a =
+                inner.agents.get(&agent_id).ok_or_else(|| Error::NotFound { what: "agent", id: agent_id.clone() })?;
             apply_operations(&a.ledger, &pool, framework_id, &role, &req.operations)?
         };
         for oid in &req.offer_ids {
@@ -688,6 +773,7 @@ impl Master {
         }
         for oid in &req.offer_ids {
             if let Some(o) = Self::drop_offer(&mut inner, oid) {
+                inner.metrics.offer_declined();
                 inner.allocator.decline(framework_id, &o.agent_id, req.filter_ms, now);
             }
         }
@@ -829,6 +915,7 @@ impl Master {
     /// One step of the master's clock: marks silent agents unreachable
     /// (their tasks `LOST`), rescinds stale offers, and runs the allocator.
     pub fn tick(&self) {
+        let started = std::time::Instant::now();
         let now = now_ms();
         let mut inner = self.lock();
         let timeout = self.config.agent_timeout.as_millis() as u64;
@@ -920,13 +1007,17 @@ impl Master {
         }
         for (fid, offers) in batches {
             let ids: Vec<OfferId> = offers.iter().map(|o| o.id.clone()).collect();
-            let delivered = inner.frameworks.get_mut(&fid).map(|f| f.send(FrameworkEvent::Offers { offers })).unwrap_or(false);
-            if !delivered {
+            let delivered =
+                inner.frameworks.get_mut(&fid).map(|f| f.send(FrameworkEvent::Offers { offers })).unwrap_or(false);
+            if delivered {
+                inner.metrics.offers_made(ids.len() as u64);
+            } else {
                 for oid in ids {
                     Self::drop_offer(&mut inner, &oid);
                 }
             }
         }
+        inner.metrics.allocation_cycle(started.elapsed());
     }
 
     /// Sends a heartbeat event on every open stream.

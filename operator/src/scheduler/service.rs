@@ -47,6 +47,10 @@ pub struct PodRecord {
     pub replaced_from: Option<String>,
     /// Why the pod waits for an offer, from the offer evaluator.
     pub waiting: Option<String>,
+    /// When its task was reported LOST (its agent unreachable); past the
+    /// permanent-failure timeout the pod is replaced.
+    #[serde(default)]
+    pub lost_since_ms: Option<u64>,
 }
 
 /// A launched task as the scheduler keeps it.
@@ -85,6 +89,8 @@ const STATE_KEY: &str = "state";
 /// A running service scheduler. Cheap to clone.
 #[derive(Clone)]
 pub struct ServiceScheduler {
+    /// A pod whose task stays LOST this long is replaced (placed anew).
+    permanent_failure_ms: u64,
     inner: Arc<Mutex<Inner>>,
     store: Arc<dyn StateStore>,
     client: MasterClient,
@@ -139,6 +145,7 @@ impl ServiceScheduler {
             }
         };
         let s = ServiceScheduler {
+            permanent_failure_ms: 5 * 60 * 1000,
             inner: Arc::new(Mutex::new(Inner { spec, state })),
             store,
             client,
@@ -146,6 +153,12 @@ impl ServiceScheduler {
         };
         s.persist()?;
         Ok(s)
+    }
+
+    /// Sets the permanent-failure timeout (default 5 minutes).
+    pub fn with_permanent_failure_timeout(mut self, d: Duration) -> Self {
+        self.permanent_failure_ms = d.as_millis() as u64;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -233,6 +246,7 @@ impl ServiceScheduler {
             let mut inner = self.lock();
             let rec = inner.state.pods.get_mut(pod).expect("checked");
             rec.replace = true;
+            rec.lost_since_ms = None;
             let old = rec.reservation_id.take();
             rec.agent_id = None;
             rec.replaced_from = Some(std::mem::take(&mut rec.hostname)).filter(|h| !h.is_empty());
@@ -330,6 +344,21 @@ impl ServiceScheduler {
                 _ = self.wake.notified() => {}
             }
             // Suppress offers while there is nothing to do; revive when there is.
+            let gone: Vec<String> = {
+                let inner = self.lock();
+                let now = now_ms();
+                inner
+                    .state
+                    .pods
+                    .values()
+                    .filter(|p| p.lost_since_ms.is_some_and(|t| now.saturating_sub(t) >= self.permanent_failure_ms))
+                    .map(|p| p.name.clone())
+                    .collect()
+            };
+            for pod in gone {
+                tracing::warn!(pod = %pod, "task LOST past the permanent-failure timeout: replacing the pod");
+                self.replace_pod(&pod).await?;
+            }
             let (fw, work) = {
                 let mut inner = self.lock();
                 let now = now_ms();
@@ -535,11 +564,33 @@ impl ServiceScheduler {
 
     async fn handle_update(&self, status: TaskStatus) -> Result<()> {
         let fw;
+        let mut stale_kill: Option<TaskId> = None;
         {
             let mut guard = self.lock();
             let inner = &mut *guard;
             fw = inner.state.framework_id.clone().unwrap_or_default();
             let now = now_ms();
+            let stale = match inner.state.tasks.get(&status.task_id) {
+                None => true,
+                Some(t) => inner.state.pods.get(&t.pod).and_then(|p| p.tasks.get(&t.task)) != Some(&t.id),
+            };
+            if stale && !status.state.is_terminal() {
+                // A task of ours that is not its pod's current one (an agent
+                // came back after its pod was replaced): a pod is never live
+                // on two agents at once.
+                tracing::warn!(task = %status.task_id, "killing a task that is no longer its pod's");
+                stale_kill = Some(status.task_id.clone());
+            }
+            if let Some(t) = inner.state.tasks.get(&status.task_id) {
+                if let Some(p) = inner.state.pods.get_mut(&t.pod) {
+                    if p.tasks.get(&t.task) == Some(&t.id) {
+                        p.lost_since_ms = match status.state {
+                            TaskState::Lost => p.lost_since_ms.or(Some(now)),
+                            _ => None,
+                        };
+                    }
+                }
+            }
             if let Some(t) = inner.state.tasks.get_mut(&status.task_id) {
                 let was_terminal = t.state.is_some_and(|s| s.is_terminal());
                 t.state = Some(status.state);
@@ -611,6 +662,9 @@ impl ServiceScheduler {
                 }
             }
             self.persist_locked(inner)?;
+        }
+        if let Some(t) = stale_kill {
+            let _ = self.client.kill(&fw, &t).await;
         }
         if !status.uuid.is_empty() && !status.agent_id.is_empty() {
             self.client
