@@ -74,6 +74,10 @@ pub enum PodCmd {
     Restart { pod: String },
     /// Replace a pod: new placement, fresh volume.
     Replace { pod: String },
+    /// Maintenance: relaunch the pod with `sleep` in place of its commands, on its own disk.
+    Pause { pod: String },
+    /// End maintenance: relaunch the pod's real commands.
+    Resume { pod: String },
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -245,6 +249,8 @@ pub async fn pod(state_dir: &Path, c: &ClusterFile, service: Option<&str>, cmd: 
         PodCmd::Status { pod: Some(p) } => vec![s.call(reqwest::Method::GET, &format!("/v1/pods/{p}"), None).await?],
         PodCmd::Restart { pod } => vec![s.call(reqwest::Method::POST, &format!("/v1/pods/{pod}/restart"), None).await?],
         PodCmd::Replace { pod } => vec![s.call(reqwest::Method::POST, &format!("/v1/pods/{pod}/replace"), None).await?],
+        PodCmd::Pause { pod } => vec![s.call(reqwest::Method::POST, &format!("/v1/pods/{pod}/pause"), None).await?],
+        PodCmd::Resume { pod } => vec![s.call(reqwest::Method::POST, &format!("/v1/pods/{pod}/resume"), None).await?],
     };
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&views)?);
@@ -259,12 +265,13 @@ pub async fn pod(state_dir: &Path, c: &ClusterFile, service: Option<&str>, cmd: 
             .map(|t| format!("{}={}", t.task, t.state.map(|s| s.to_string()).unwrap_or_else(|| "LAUNCHING".into())))
             .collect();
         println!(
-            "{:<16} {:<22} {:<16} {:<10} {}",
+            "{:<16} {:<22} {:<16} {:<10} {}{}",
             p.name,
             p.agent_id.clone().unwrap_or_else(|| "-".into()),
             if p.hostname.is_empty() { "-" } else { &p.hostname },
             p.attributes.get("zone").map(String::as_str).unwrap_or("-"),
-            tasks.join(" ")
+            tasks.join(" "),
+            if p.paused { " (PAUSED)" } else { "" }
         );
         if let Some(w) = &p.waiting {
             println!("  waiting: {w}");

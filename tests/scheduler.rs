@@ -342,6 +342,32 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     let s = c.state().await.unwrap();
     assert_eq!(s.agents.iter().flat_map(|a| &a.reservations).filter(|r| r.role == "hello").count(), 2);
 
+    // Maintenance: a paused pod runs `sleep` on its own disk (no new start
+    // line, its port closed); resumed, its command runs again.
+    let h0 = json(d, &["pod", "status", "hello-0"]).unwrap()[0].clone();
+    let vid = h0["pod"]["volume_ids"][0].as_str().unwrap().to_string();
+    let s = c.state().await.unwrap();
+    let vol0 = std::path::PathBuf::from(&s.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id == vid).unwrap().host_path);
+    let starts = read(vol0.join("starts.log")).lines().count();
+    let out = cli(d, &["pod", "pause", "hello-0"]).unwrap();
+    assert!(out.contains("(PAUSED)"), "{out}");
+    let paused_task = wait_for("hello-0 runs its maintenance task", T, || async {
+        let v = json(d, &["pod", "status", "hello-0"])?;
+        let t = v[0]["tasks"][0].clone();
+        (t["state"] == "RUNNING" && t["id"] != h0["tasks"][0]["id"]).then_some(t)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(read(vol0.join("starts.log")).lines().count(), starts, "the service itself did not start while paused");
+    cli(d, &["pod", "resume", "hello-0"]).unwrap();
+    wait_for("hello-0 runs its service again", T, || async {
+        let v = json(d, &["pod", "status", "hello-0"])?;
+        let t = v[0]["tasks"][0].clone();
+        let again = read(vol0.join("starts.log")).lines().count() == starts + 1;
+        (t["state"] == "RUNNING" && t["id"] != paused_task["id"] && again).then_some(())
+    })
+    .await;
+
     sched.signal(Signal::SIGTERM);
     let _ = sched.wait_exit(Duration::from_secs(10));
     drop(agents);

@@ -1118,3 +1118,79 @@ impl Master {
 fn short_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    //! The framework API used in-process: the same calls the HTTP API makes.
+    use super::*;
+    use crate::state::MemoryStore;
+
+    fn agent_registration(host: &str) -> RegisterAgent {
+        RegisterAgent {
+            agent_id: None,
+            hostname: host.into(),
+            attributes: [("zone".to_string(), "zone-a".to_string())].into(),
+            total: Resources::new(4.0, 4096, 1000),
+            reservations: vec![],
+            tasks: vec![],
+        }
+    }
+
+    fn next_offers(sub: &mut FrameworkSubscription) -> Vec<Offer> {
+        loop {
+            match sub.events.try_recv() {
+                Ok(FrameworkEvent::Offers { offers }) => return offers,
+                Ok(_) => continue,
+                Err(e) => panic!("no offers queued: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn in_process_framework_reserves_and_the_master_remembers() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let m = Master::open(store.clone(), MasterConfig::default(), "t".into()).unwrap();
+        let agent = m.register_agent(agent_registration("127.0.1.1")).unwrap().agent_id;
+        let mut sub = m
+            .subscribe(Subscribe { framework_id: None, name: "f".into(), role: "r".into(), weight: 1.0 })
+            .unwrap();
+        m.tick();
+        let offers = next_offers(&mut sub);
+        assert_eq!(offers.len(), 1);
+        assert_eq!(offers[0].unreserved.cpus, 4.0);
+        let reserve = Operation::Reserve { id: "res-1".into(), resources: Resources::new(1.0, 512, 100), labels: Default::default() };
+        m.accept(&sub.framework_id, Accept { offer_ids: vec![offers[0].id.clone()], operations: vec![reserve], filter_ms: None })
+            .unwrap();
+        let a = &m.agents()[0];
+        assert_eq!(a.reserved.cpus, 1.0);
+        assert_eq!(a.reserved_by_role["r"].mem, 512);
+        // The reservation comes back in the next offer, to the same role.
+        m.tick();
+        let again = next_offers(&mut sub);
+        assert!(again[0].reservation("res-1").is_some());
+        // A master opened on the same store knows the agent and reservation.
+        drop(sub);
+        let m2 = Master::open(store, MasterConfig::default(), "t".into()).unwrap();
+        let st = m2.state();
+        assert_eq!(st.agents[0].id, agent);
+        assert_eq!(st.agents[0].state, AgentState::Unreachable);
+        assert_eq!(st.agents[0].reservations[0].id, "res-1");
+    }
+
+    #[test]
+    fn suppressed_frameworks_get_no_offers_until_revived() {
+        let m = Master::open(Arc::new(MemoryStore::new()), MasterConfig::default(), "t".into()).unwrap();
+        m.register_agent(agent_registration("127.0.1.1")).unwrap();
+        let mut sub = m
+            .subscribe(Subscribe { framework_id: None, name: "f".into(), role: "r".into(), weight: 1.0 })
+            .unwrap();
+        m.suppress(&sub.framework_id).unwrap();
+        m.tick();
+        while let Ok(ev) = sub.events.try_recv() {
+            assert!(!matches!(ev, FrameworkEvent::Offers { .. }), "offers while suppressed");
+        }
+        m.revive(&sub.framework_id).unwrap();
+        m.tick();
+        assert_eq!(next_offers(&mut sub).len(), 1);
+    }
+}

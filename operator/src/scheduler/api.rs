@@ -196,7 +196,9 @@ async fn pod_action(State(ctx): State<Ctx>, Path((pod, action)): Path<(String, S
     let r = match action.as_str() {
         "restart" => ctx.scheduler.restart_pod(&pod).await,
         "replace" => ctx.scheduler.replace_pod(&pod).await,
-        other => Err(Error::Other(format!("unknown pod action {other:?}: expected restart or replace"))),
+        "pause" => ctx.scheduler.pause_pod(&pod, true).await,
+        "resume" => ctx.scheduler.pause_pod(&pod, false).await,
+        other => Err(Error::Other(format!("unknown pod action {other:?}: expected restart, replace, pause or resume"))),
     };
     match r {
         Ok(()) => show_pod(State(ctx), Path(pod)).await,

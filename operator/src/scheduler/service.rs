@@ -47,6 +47,10 @@ pub struct PodRecord {
     pub replaced_from: Option<String>,
     /// Why the pod waits for an offer, from the offer evaluator.
     pub waiting: Option<String>,
+    /// In maintenance (`pod pause`): its tasks run `sleep` on its own disk
+    /// so an operator can inspect the volume; rolls skip it.
+    #[serde(default)]
+    pub paused: bool,
     /// When its task was reported LOST (its agent unreachable); past the
     /// permanent-failure timeout the pod is replaced.
     #[serde(default)]
@@ -227,6 +231,21 @@ impl ServiceScheduler {
         drop(inner);
         self.wake.notify_one();
         Ok(names)
+    }
+
+    /// `pod pause`: relaunch the pod's tasks with `sleep` in place of their
+    /// commands, on their own disk; `pod resume` ends it.
+    pub async fn pause_pod(&self, pod: &str, paused: bool) -> Result<()> {
+        {
+            let mut inner = self.lock();
+            let rec = inner.state.pods.get_mut(pod).ok_or_else(|| Error::Other(format!("no pod {pod:?}")))?;
+            if rec.paused == paused {
+                return Ok(());
+            }
+            rec.paused = paused;
+            self.persist_locked(&inner)?;
+        }
+        self.restart_pod(pod).await
     }
 
     /// `pod restart`: kill the pod's tasks; they come back in place.
@@ -509,7 +528,12 @@ impl ServiceScheduler {
                         if i == 0 {
                             res.ports = m.task_resources.ports.clone();
                         }
-                        let info = task_info(&inner.spec, &pspec, tspec, &pod, req.index as u32, &tid, res, &m);
+                        let mut info = task_info(&inner.spec, &pspec, tspec, &pod, req.index as u32, &tid, res, &m);
+                        if rec.paused {
+                            info.command = "exec sleep 2147483647".into();
+                            info.health_check = None;
+                            info.readiness_check = None;
+                        }
                         rec.tasks.insert(tname.clone(), tid.clone());
                         inner.state.tasks.insert(
                             tid.clone(),
@@ -602,7 +626,9 @@ impl ServiceScheduler {
                 let current = inner.state.pods.get(&t.pod).and_then(|p| p.tasks.get(&t.task)) == Some(&t.id);
                 let spec_task = inner.spec.pod(&pod_type_of(&t.pod)).and_then(|p| p.task(&t.task)).cloned();
                 if current && !was_terminal {
-                    let has_readiness = spec_task.as_ref().map(|s| s.readiness_check.is_some()).unwrap_or(false);
+                    let paused = inner.state.pods.get(&t.pod).is_some_and(|p| p.paused);
+                    let has_readiness =
+                        !paused && spec_task.as_ref().map(|s| s.readiness_check.is_some()).unwrap_or(false);
                     let goal = spec_task.as_ref().map(|s| s.goal).unwrap_or(Goal::Running);
                     let on_purpose = status.state.is_terminal() && inner.state.stopping.contains(&t.pod);
                     for (name, plan) in inner.state.plans.iter_mut() {
@@ -729,7 +755,7 @@ fn update_plans(old: &ServiceSpec, new: &ServiceSpec, st: &SchedulerState) -> Re
         let mut steps = Vec::new();
         if changed.contains(&pod.name) {
             for i in 0..pod.count.min(old_count) {
-                if st.pods.contains_key(&pod.instance_name(i)) {
+                if st.pods.get(&pod.instance_name(i)).is_some_and(|p| !p.paused) {
                     steps.push(Step::new(&pod.instance_name(i), tasks.clone()));
                 }
             }
