@@ -79,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         cmd: pipeline_cmd::PipelineCmd,
     },
+    /// Print a shell completion script: `smack completions bash > /etc/bash_completion.d/smack`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// A small stateful service for trying the operator framework.
     #[command(hide = true)]
     TestService(testsvc::TestServiceArgs),
@@ -103,6 +108,14 @@ fn init_tracing(format: LogFormat) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = &cli.command {
+        use clap::CommandFactory;
+        let mut out = Vec::new();
+        clap_complete::generate(*shell, &mut Cli::command(), "smack", &mut out);
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(&out);
+        return Ok(());
+    }
     init_tracing(cli.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -110,6 +123,7 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) => up::run(&cli.state_dir, args).await,
             Command::Master(args) => commands::run_master(&cli.state_dir, cli.token, args).await,
             Command::Agent(args) => commands::run_agent(&cli.state_dir, cli.master, cli.token, args).await,
+            Command::Completions { .. } => Ok(()),
             Command::TestService(args) => testsvc::run(args).await,
             Command::Service(service_cmd::ServiceCommand::Validate { spec }) => service_cmd::validate(&spec),
             Command::Service(service_cmd::ServiceCommand::Update { spec, service }) => {

@@ -45,7 +45,12 @@ pub enum PlanCmd {
     /// List the service's plans.
     List,
     /// Show a plan as a tree.
-    Show { plan: String },
+    Show {
+        plan: String,
+        /// Redraw the tree in place every second until the plan completes.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Pause a plan (or one phase): no new work starts.
     Pause { plan: String, phase: Option<String> },
     /// Resume a paused plan or phase (and approve a canary).
@@ -207,7 +212,23 @@ pub async fn plan(state_dir: &Path, c: &ClusterFile, service: Option<&str>, cmd:
             }
             return Ok(());
         }
-        PlanCmd::Show { plan } => s.call(reqwest::Method::GET, &format!("/v1/plans/{plan}"), None).await?,
+        PlanCmd::Show { plan, watch: true } if output != Output::Json => {
+            loop {
+                let v: PlanView = s.call(reqwest::Method::GET, &format!("/v1/plans/{plan}"), None).await?;
+                // Clear the screen and draw the tree again in place.
+                print!("\x1b[2J\x1b[H{}", v.tree);
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                if v.plan.status == smack_operator::scheduler::plan::Status::Complete {
+                    return Ok(());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    _ = crate::commands::shutdown_signal() => return Ok(()),
+                }
+            }
+        }
+        PlanCmd::Show { plan, .. } => s.call(reqwest::Method::GET, &format!("/v1/plans/{plan}"), None).await?,
         PlanCmd::Pause { plan, phase } => {
             let (p, b) = post(&plan, "pause", PlanCommand { phase, ..Default::default() });
             s.call(reqwest::Method::POST, &p, Some(b)).await?

@@ -150,3 +150,15 @@ async fn up_runs_agents_and_resumes_with_the_same_reservations_and_volumes() {
     })
     .await;
 }
+
+#[test]
+fn shell_completions_cover_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = std::process::Command::new(smack_bin()).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        for cmd in ["agents", "plan", "pod", "service", "up"] {
+            assert!(text.contains(cmd), "{shell} completion lacks {cmd}");
+        }
+    }
+}
