@@ -26,67 +26,10 @@ mod tests;
 pub use types::*;
 pub use units::{Duration, Size};
 
-use std::fmt;
 
-/// One problem in a pipeline file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecError {
-    pub file: String,
-    /// Line and column, both from 1.
-    pub line: usize,
-    pub column: usize,
-    /// The field's path, e.g. `sources.transactions.replication`.
-    pub field: String,
-    /// What is wrong and what was expected.
-    pub message: String,
-    /// How to fix it, where we can tell.
-    pub hint: Option<String>,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
-        if !self.field.is_empty() {
-            write!(f, "{}: ", self.field)?;
-        }
-        f.write_str(&self.message)?;
-        if let Some(h) = &self.hint {
-            write!(f, " (hint: {h})")?;
-        }
-        Ok(())
-    }
-}
-
-/// Every problem found in a pipeline file, in file order; displays as one
-/// `file:line:column: field: message` per line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecErrors(pub Vec<SpecError>);
-
-impl SpecErrors {
-    pub fn iter(&self) -> impl Iterator<Item = &SpecError> {
-        self.0.iter()
-    }
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Display for SpecErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for SpecErrors {}
+// Errors in a pipeline file have the same shape as those in a service spec
+// (file:line:column, field, message, hint): one type serves both.
+pub use smack_operator::scheduler::spec::{SpecError, SpecErrors};
 
 impl PipelineSpec {
     /// Parses and validates a pipeline file; `file` names it in errors.
