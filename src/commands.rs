@@ -154,6 +154,10 @@ pub struct AgentArgs {
     /// text, no token; port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Serve this agent's API (task logs, token required) on ADDR
+    /// (default: HOSTNAME:0, a free port on --hostname).
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<String>,
 }
 
 impl AgentArgs {
@@ -185,7 +189,13 @@ pub async fn run_agent(state_dir: &Path, master: Option<String>, token: Option<S
     let c = cluster::resolve(master, token, state_dir)?;
     let work_dir = args.work_dir.clone().unwrap_or_else(|| state_dir.join("agent"));
     let agent_metrics = AgentMetrics::new();
-    let agent = Agent::open_with_metrics(args.config(c.master, c.token, work_dir)?, agent_metrics.clone())?;
+    let listen = args.http_listen.clone().unwrap_or_else(|| format!("{}:0", args.hostname));
+    let (api_listener, endpoint) = bind_agent_api(&listen, &args.hostname).await?;
+    let mut config = args.config(c.master, c.token, work_dir)?;
+    config.endpoint = Some(endpoint.clone());
+    let agent = Agent::open_with_metrics(config, agent_metrics.clone())?;
+    serve_agent_api(agent.clone(), api_listener);
+    println!("agent API (task logs) at {endpoint}/v1/");
     if let Some(listen) = &args.metrics_listen {
         let registry = metrics::new_registry();
         agent_metrics.register(&mut registry.write().unwrap_or_else(|p| p.into_inner()));
@@ -207,6 +217,30 @@ pub async fn run_agent(state_dir: &Path, master: Option<String>, token: Option<S
     agent.shutdown();
     let _ = tokio::time::timeout(Duration::from_secs(2), run).await;
     Ok(())
+}
+
+/// Binds an agent's API on `listen`; returns the listener and the URL others
+/// reach it at (`hostname` stands in for an unspecified bind address).
+pub async fn bind_agent_api(listen: &str, hostname: &str) -> Result<(tokio::net::TcpListener, String)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the agent API on {listen} (set --http-listen)"))?;
+    let addr = listener.local_addr()?;
+    let endpoint = if addr.ip().is_unspecified() {
+        format!("http://{hostname}:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    };
+    Ok((listener, endpoint))
+}
+
+/// Serves an agent's API (see `smack_operator::agent::logs`) in the background.
+pub fn serve_agent_api(agent: Agent, listener: tokio::net::TcpListener) {
+    tokio::spawn(async move {
+        if let Err(e) = smack_operator::agent::logs::serve(agent, listener).await {
+            tracing::error!(error = %e, "the agent API server stopped");
+        }
+    });
 }
 
 /// Waits for Ctrl-C or SIGTERM.

@@ -6,6 +6,7 @@ mod cluster;
 mod commands;
 mod pipeline_cmd;
 mod service_cmd;
+mod task_cmd;
 mod testsvc;
 mod up;
 
@@ -89,6 +90,11 @@ enum Command {
     TestService(testsvc::TestServiceArgs),
     /// Fetch and list the Kafka and Cassandra jars (Maven Central or *_HOME).
     Artifacts(artifacts::ArtifactsArgs),
+    /// Tasks: read their logs (`smack task log TASK [--follow]`).
+    Task {
+        #[command(subcommand)]
+        cmd: task_cmd::TaskCmd,
+    },
     /// List agents with their total, reserved and used resources.
     Agents {
         #[arg(long, short, value_enum, default_value = "table")]
@@ -144,6 +150,10 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Artifacts(args) => artifacts::run(args).await,
             Command::Pipeline { cmd } => pipeline_cmd::run(cmd),
+            Command::Task { cmd } => {
+                let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
+                task_cmd::run(&c, cmd).await
+            }
             Command::Agents { output } => {
                 let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
                 commands::agents(&c, output).await

@@ -3,7 +3,7 @@
 //! (127.0.1.N), with its own work dir, zone, port range and disk budget.
 
 use crate::cluster;
-use crate::commands::{parse_duration, shutdown_signal, start_master};
+use crate::commands::{bind_agent_api, parse_duration, serve_agent_api, shutdown_signal, start_master};
 use anyhow::{bail, Result};
 use clap::Args;
 use smack_operator::agent::{Agent, AgentConfig};
@@ -76,7 +76,12 @@ pub async fn run(state_dir: &Path, args: UpArgs) -> Result<()> {
     agent_metrics.register(&mut master.registry().write().unwrap_or_else(|p| p.into_inner()));
     let mut agents = Vec::new();
     for n in 1..=args.agents {
-        let agent = Agent::open_with_metrics(agent_config(&args, state_dir, n, &url, &token)?, agent_metrics.clone())?;
+        let mut config = agent_config(&args, state_dir, n, &url, &token)?;
+        // Each agent serves its task logs on its own loopback address.
+        let (listener, endpoint) = bind_agent_api(&format!("{}:0", config.hostname), &config.hostname).await?;
+        config.endpoint = Some(endpoint);
+        let agent = Agent::open_with_metrics(config, agent_metrics.clone())?;
+        serve_agent_api(agent.clone(), listener);
         let a = agent.clone();
         tokio::spawn(async move { a.run().await });
         agents.push(agent);

@@ -2,6 +2,7 @@
 //! modules, so the (heavy) dependencies link once.
 
 mod catalog;
+mod logs;
 mod metrics;
 mod offers;
 mod scheduler;

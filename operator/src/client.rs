@@ -189,4 +189,52 @@ impl MasterClient {
     pub async fn state(&self) -> Result<MasterState> {
         self.get_json("/v1/state").await
     }
+
+    /// The agent that runs (or ran) a task, with its HTTP endpoint.
+    pub async fn task_agent(&self, task_id: &str) -> Result<TaskAgent> {
+        self.get_json(&format!("/v1/tasks/{}/agent", encode(task_id))).await
+    }
+
+    /// Reads a task's log from its agent's API at `endpoint` (with this
+    /// client's token): `stream` is `stdout` or `stderr`; see
+    /// [`crate::agent::logs`] for `offset` and `lines`.
+    pub async fn task_log(
+        &self,
+        endpoint: &str,
+        task_id: &str,
+        stream: &str,
+        offset: Option<u64>,
+        lines: Option<usize>,
+    ) -> Result<TaskLog> {
+        let mut url = format!("{}/v1/tasks/{}/log?stream={stream}", endpoint.trim_end_matches('/'), encode(task_id));
+        if let Some(o) = offset {
+            url.push_str(&format!("&offset={o}"));
+        }
+        if let Some(n) = lines {
+            url.push_str(&format!("&lines={n}"));
+        }
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| Error::Other(format!("cannot reach the agent at {endpoint}: {e}")))?;
+        let resp = self.check(&url, resp).await?;
+        resp.json().await.map_err(|e| Error::Other(format!("bad answer from the agent at {endpoint}: {e}")))
+    }
+}
+
+/// Percent-encodes a path segment (task ids are usually safe already).
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -24,6 +24,10 @@ pub struct RegisterAgent {
     /// Tasks the agent still runs (re-attached after its restart).
     #[serde(default)]
     pub tasks: Vec<RunningTaskReport>,
+    /// The URL of the agent's own HTTP API (task logs), e.g.
+    /// `http://10.0.0.5:41234`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 /// A task an agent reports on (re-)registration.
@@ -133,6 +137,34 @@ pub struct AgentSummary {
     pub tasks: usize,
     /// Unix millis of the last heartbeat.
     pub last_heartbeat_ms: u64,
+    /// The URL of the agent's own HTTP API (task logs).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+/// `GET /v1/tasks/{id}/agent`: where a task runs or ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskAgent {
+    pub task_id: TaskId,
+    pub agent_id: AgentId,
+    /// The agent's HTTP API, if it announced one.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The task's latest known state, if the master has seen one.
+    #[serde(default)]
+    pub state: Option<crate::resources::TaskState>,
+}
+
+/// An agent's answer to `GET /v1/tasks/{id}/log`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskLog {
+    pub task_id: TaskId,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The byte offset of the end of `data` in the file: pass it back as
+    /// `offset` to read what follows.
+    pub offset: u64,
+    pub data: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 
 pub mod checks;
 pub mod executor;
+pub mod logs;
 pub mod runtime;
 
 pub use runtime::{Agent, AgentConfig};

@@ -36,6 +36,9 @@ pub struct AgentConfig {
     pub heartbeat_interval: Duration,
     /// How often unacknowledged status updates are sent again.
     pub status_retry: Duration,
+    /// The URL of the agent's own HTTP API (task logs), announced to the
+    /// master on registration; see [`super::logs`].
+    pub endpoint: Option<String>,
 }
 
 impl AgentConfig {
@@ -49,6 +52,7 @@ impl AgentConfig {
             resources: Resources::default(),
             heartbeat_interval: Duration::from_secs(1),
             status_retry: Duration::from_secs(2),
+            endpoint: None,
         }
     }
 }
@@ -262,7 +266,30 @@ impl Agent {
                     state: t.state,
                 })
                 .collect(),
+            endpoint: self.config.endpoint.clone(),
         }
+    }
+
+    /// The sandbox of a task: from the checkpoint while the agent tracks it,
+    /// else the newest `sandboxes/<task_id>-<run>` dir (a finished task's
+    /// record is dropped once its final status is acknowledged).
+    pub fn sandbox_of(&self, task_id: &str) -> Option<PathBuf> {
+        if let Some(t) = self.lock().cp.tasks.get(task_id) {
+            return Some(t.sandbox.clone());
+        }
+        let prefix = format!("{task_id}-");
+        let rd = std::fs::read_dir(self.config.work_dir.join("sandboxes")).ok()?;
+        rd.flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                // The run suffix is 8 hex digits: `t-1-…` must not match `t`.
+                name.strip_prefix(&prefix)
+                    .is_some_and(|run| run.len() == 8 && run.bytes().all(|b| b.is_ascii_hexdigit()))
+            })
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .max_by_key(|(modified, _)| *modified)
+            .map(|(_, path)| path)
     }
 
     /// Runs the agent until [`Agent::shutdown`] (tasks keep running: they

@@ -92,6 +92,7 @@ pub fn router(master: Master) -> Router {
         .route("/v1/frameworks/{id}/acknowledge", post(acknowledge))
         .route("/v1/frameworks/{id}/kill", post(kill))
         .route("/v1/frameworks/{id}/reconcile", post(reconcile))
+        .route("/v1/tasks/{id}/agent", get(task_agent))
         .route("/v1/state", get(state))
         .route("/v1/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .layer(middleware::from_fn_with_state(master.clone(), require_token))
@@ -181,6 +182,10 @@ async fn reconcile(
 ) -> ApiResult<StatusCode> {
     m.reconcile(&id, req)?;
     Ok(StatusCode::ACCEPTED)
+}
+
+async fn task_agent(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<Json<TaskAgent>> {
+    Ok(Json(m.task_agent(&id)?))
 }
 
 async fn state(State(m): State<Master>) -> Json<MasterState> {

@@ -70,6 +70,8 @@ struct AgentEntry {
     hostname: String,
     attributes: Attributes,
     ledger: AgentLedger,
+    /// The agent's own HTTP API (task logs), as it registered it.
+    endpoint: Option<String>,
     reachable: bool,
     last_heartbeat_ms: u64,
     /// Events not yet taken by the agent's stream.
@@ -201,6 +203,7 @@ impl Master {
                     hostname: p.hostname,
                     attributes: p.attributes,
                     ledger: p.ledger,
+                    endpoint: None,
                     reachable: false,
                     last_heartbeat_ms: now,
                     outbox: Vec::new(),
@@ -377,6 +380,7 @@ impl Master {
             }
             a.hostname = req.hostname.clone();
             a.attributes = req.attributes.clone();
+            a.endpoint = req.endpoint.clone();
             a.ledger.total = req.total.clone();
             a.ledger.reservations = req.reservations.iter().map(|r| (r.id.clone(), r.clone())).collect();
             // Tasks the master had given up as LOST are alive after all: tell
@@ -401,6 +405,7 @@ impl Master {
                     hostname: req.hostname.clone(),
                     attributes: req.attributes.clone(),
                     ledger,
+                    endpoint: req.endpoint.clone(),
                     reachable: true,
                     last_heartbeat_ms: now,
                     outbox: Vec::new(),
@@ -1076,9 +1081,30 @@ impl Master {
                     reserved_by_role: by_role,
                     tasks: a.ledger.tasks.len(),
                     last_heartbeat_ms: a.last_heartbeat_ms,
+                    endpoint: a.endpoint.clone(),
                 }
             })
             .collect()
+    }
+
+    /// The agent running a task (from the ledger), or the one that ran it
+    /// (from the latest status the master saw, kept in memory for every
+    /// task), with the agent's HTTP endpoint for reading the task's logs.
+    pub fn task_agent(&self, task_id: &str) -> Result<TaskAgent> {
+        let inner = self.lock();
+        let found = inner
+            .agents
+            .values()
+            .find_map(|a| a.ledger.tasks.get(task_id).map(|t| (a.id.clone(), Some(t.state))))
+            .or_else(|| inner.latest.get(task_id).map(|s| (s.agent_id.clone(), Some(s.state))));
+        let Some((agent_id, state)) = found.filter(|(a, _)| !a.is_empty()) else {
+            return Err(Error::NotFound { what: "task", id: task_id.to_string() });
+        };
+        // A newer status may be ahead of the ledger's state (or the ledger
+        // has already dropped a task that ended).
+        let state = inner.latest.get(task_id).map(|s| s.state).or(state);
+        let endpoint = inner.agents.get(&agent_id).and_then(|a| a.endpoint.clone());
+        Ok(TaskAgent { task_id: task_id.to_string(), agent_id, endpoint, state })
     }
 
     /// The whole ledger and the frameworks.
@@ -1133,6 +1159,7 @@ mod tests {
             total: Resources::new(4.0, 4096, 1000),
             reservations: vec![],
             tasks: vec![],
+            endpoint: None,
         }
     }
 

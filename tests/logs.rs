@@ -1,0 +1,189 @@
+//! Issue 6, "Logs": `smack task log` reads a task's stdout/stderr from the
+//! agent that runs (or ran) it, through the master; `--follow` streams.
+
+use crate::support::*;
+use smack_operator::protocol::Accept;
+use smack_operator::resources::*;
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(30);
+
+fn task(id: &str, command: &str) -> TaskInfo {
+    TaskInfo {
+        id: id.into(),
+        name: id.into(),
+        command: command.into(),
+        env: BTreeMap::new(),
+        resources: Resources::new(0.1, 16, 0),
+        reservation: None,
+        volumes: Vec::new(),
+        health_check: None,
+        readiness_check: None,
+        kill_grace_period_ms: 1000,
+        labels: BTreeMap::new(),
+    }
+}
+
+/// Runs `smack task log ARGS…` against the master; (success, stdout, stderr).
+fn task_log(m: &MasterProc, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(smack_bin())
+        .args(["--master", &m.url, "--token", &m.token, "task", "log"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run smack task log");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `smack task log ARGS…` until its output satisfies `ok`.
+async fn log_until(m: &MasterProc, what: &str, args: &[&str], ok: impl Fn(&str) -> bool) -> String {
+    wait_for(what, T, || {
+        let (success, out, _) = task_log(m, args);
+        let r = (success && ok(&out)).then_some(out);
+        async move { r }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_log_reads_running_and_finished_tasks_and_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(dir.path(), &[]).await;
+    let host = format!("{}.1", address_prefix());
+    let _agent = m.agent(
+        "a1",
+        &host,
+        &[
+            "--cpus",
+            "2",
+            "--mem",
+            "1024",
+            "--disk",
+            "1000",
+            "--ports",
+            "41000-41010",
+        ],
+    );
+    m.wait_agents(1).await;
+    let mut fw = TestFramework::subscribe(m.client(), "logs").await;
+    let offer = fw
+        .offer_where("with 1 cpu", T, |o| o.unreserved.cpus >= 1.0)
+        .await;
+    fw.client
+        .accept(
+            &fw.id,
+            &Accept {
+                offer_ids: vec![offer.id],
+                operations: vec![
+                    Operation::Launch {
+                        task: task(
+                            "runner",
+                            "for i in 1 2 3; do echo line-$i; done; echo err >&2; sleep 600",
+                        ),
+                    },
+                    Operation::Launch {
+                        task: task("done-1", "echo done-task; exit 0"),
+                    },
+                    Operation::Launch {
+                        task: task(
+                            "ticker",
+                            "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
+                        ),
+                    },
+                ],
+                filter_ms: None,
+            },
+        )
+        .await
+        .expect("launch");
+    fw.status("runner", TaskState::Running, T).await;
+    fw.status("done-1", TaskState::Finished, T).await;
+    fw.status("ticker", TaskState::Running, T).await;
+
+    // A running task: stdout, stderr, the last line.
+    let out = log_until(&m, "runner's stdout has 3 lines", &["runner"], |o| {
+        o.contains("line-3")
+    })
+    .await;
+    assert_eq!(out, "line-1\nline-2\nline-3\n");
+    let err = log_until(&m, "runner's stderr", &["runner", "--stderr"], |o| {
+        o.contains("err")
+    })
+    .await;
+    assert_eq!(err, "err\n");
+    let (ok, last, e) = task_log(&m, &["runner", "--lines", "1"]);
+    assert!(ok, "{e}");
+    assert_eq!(last, "line-3\n");
+
+    // A finished task, its final status acknowledged (so the agent dropped
+    // it from its checkpoint): its log is still there.
+    fw.idle(Duration::from_millis(500)).await;
+    let (ok, done, e) = task_log(&m, &["done-1"]);
+    assert!(ok, "{e}");
+    assert_eq!(done, "done-task\n");
+
+    // An unknown task: a clear error naming the known ones.
+    let (ok, _, e) = task_log(&m, &["no-such-task"]);
+    assert!(!ok);
+    assert!(
+        e.contains("no task no-such-task") && e.contains("runner"),
+        "{e}"
+    );
+
+    // --follow streams new lines.
+    let mut follow = Command::new(smack_bin())
+        .args([
+            "--master", &m.url, "--token", &m.token, "task", "log", "ticker", "--follow",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn smack task log --follow");
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let tick = |l: &str| l.strip_prefix("tick-").and_then(|n| n.parse::<u64>().ok());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut first = None;
+    let mut newest = 0;
+    while Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let n = tick(&line).unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        assert!(
+            n > newest,
+            "lines out of order or repeated: {n} after {newest}"
+        );
+        newest = n;
+        let f = *first.get_or_insert(n);
+        // Some seconds of new lines after the ones already there at start.
+        if n >= f + 10 {
+            break;
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let f = first.expect("--follow printed nothing");
+    assert!(
+        newest >= f + 10,
+        "--follow stopped streaming: first tick-{f}, last tick-{newest}"
+    );
+}
