@@ -53,6 +53,14 @@ plans:
       - name: hello
         strategy: canary
         pod: hello
+  restart-all:
+    strategy: serial
+    parameters:
+      REASON: routine
+    phases:
+      - name: restart
+        strategy: serial
+        pod: hello
 "#
     )
 }
@@ -367,6 +375,20 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
         (t["state"] == "RUNNING" && t["id"] != paused_task["id"] && again).then_some(())
     })
     .await;
+
+    // A custom plan, stopped until started with parameters that reach the
+    // tasks it relaunches as env (here overriding CONFIG_VERSION).
+    let v = json(d, &["plan", "show", "restart-all"]).unwrap();
+    assert_eq!(v["interrupted"], true, "a custom plan waits for `plan start`: {v:#}");
+    cli(d, &["plan", "start", "restart-all", "-p", "CONFIG_VERSION=custom"]).unwrap();
+    wait_plan(d, "restart-all", "COMPLETE").await;
+    let state = c.state().await.unwrap();
+    for p in json(d, &["pod", "list"]).unwrap().as_array().unwrap() {
+        let vid = p["pod"]["volume_ids"][0].as_str().unwrap();
+        let vol = state.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id == vid).unwrap();
+        let log = read(Path::new(&vol.host_path).join("starts.log"));
+        assert!(log.lines().last().unwrap().ends_with("config=custom"), "{}: {log}", p["pod"]["name"]);
+    }
 
     sched.signal(Signal::SIGTERM);
     let _ = sched.wait_exit(Duration::from_secs(10));

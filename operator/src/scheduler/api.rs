@@ -111,7 +111,13 @@ async fn plan_action(
     Path((plan, action)): Path<(String, String)>,
     body: Option<Json<PlanCommand>>,
 ) -> Response {
-    let cmd = body.map(|b| b.0).unwrap_or_default();
+    let mut cmd = body.map(|b| b.0).unwrap_or_default();
+    // A custom plan's declared parameters are defaults for `plan start`.
+    if action == "start" {
+        let mut merged = ctx.scheduler.spec().plan(&plan).map(|p| p.parameters.clone()).unwrap_or_default();
+        merged.extend(std::mem::take(&mut cmd.parameters));
+        cmd.parameters = merged;
+    }
     let phase = cmd.phase.clone();
     let step = cmd.step.clone();
     let r = ctx.scheduler.with_plan(&plan, |p| {

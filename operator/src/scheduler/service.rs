@@ -148,6 +148,8 @@ impl ServiceScheduler {
                 (spec, st)
             }
         };
+        let mut state = state;
+        add_custom_plans(&spec, &mut state)?;
         let s = ServiceScheduler {
             permanent_failure_ms: 5 * 60 * 1000,
             inner: Arc::new(Mutex::new(Inner { spec, state })),
@@ -227,6 +229,8 @@ impl ServiceScheduler {
         inner.state.spec_yaml = yaml.to_string();
         inner.state.spec_file = file.to_string();
         apply_update_plans(&mut inner.state, plans);
+        let inner_ref: &mut Inner = &mut inner;
+        add_custom_plans(&inner_ref.spec, &mut inner_ref.state)?;
         self.persist_locked(&inner)?;
         drop(inner);
         self.wake.notify_one();
@@ -529,6 +533,8 @@ impl ServiceScheduler {
                             res.ports = m.task_resources.ports.clone();
                         }
                         let mut info = task_info(&inner.spec, &pspec, tspec, &pod, req.index as u32, &tid, res, &m);
+                        // A custom plan's parameters reach the tasks it launches as env.
+                        info.env.extend(plan.parameters.clone());
                         if rec.paused {
                             info.command = "exec sleep 2147483647".into();
                             info.health_check = None;
@@ -663,13 +669,17 @@ impl ServiceScheduler {
                         inner.state.stopping.remove(&t.pod);
                     }
                     if status.state.is_terminal() && goal == Goal::Running && !on_purpose {
-                        let deploy_done = inner
-                            .state
-                            .plans
-                            .values()
-                            .filter(|p| p.name != "recovery")
-                            .all(|p| p.step_for_task(&t.pod, &t.task).map(|r| p.get(r).map(|s| s.state == StepState::Complete).unwrap_or(true)).unwrap_or(true));
-                        if deploy_done {
+                        // Unless another plan is working on the pod (and has just
+                        // backed its step off), recovery relaunches it.
+                        let handled_elsewhere = inner.state.plans.values().filter(|p| p.name != "recovery").any(|p| {
+                            p.step_for_task(&t.pod, &t.task).and_then(|r| p.get(r).ok()).is_some_and(|s| {
+                                matches!(
+                                    s.state,
+                                    StepState::Prepared | StepState::Starting | StepState::Started | StepState::Delayed
+                                )
+                            })
+                        });
+                        if !handled_elsewhere {
                             let spec = inner.spec.clone();
                             ensure_recovery_step(&mut inner.state, &t.pod, &spec);
                             if let Some(p) = inner.state.plans.get_mut("recovery") {
@@ -791,6 +801,21 @@ fn update_plans(old: &ServiceSpec, new: &ServiceSpec, st: &SchedulerState) -> Re
     Ok(plans)
 }
 
+/// Custom plans declared in the spec, stopped until `plan start`.
+fn add_custom_plans(spec: &ServiceSpec, st: &mut SchedulerState) -> Result<()> {
+    for ps in spec.plans.iter().filter(|p| p.is_custom()) {
+        // A running custom plan keeps its steps; a stopped one follows the spec.
+        if st.plans.get(&ps.name).is_some_and(|p| !p.interrupted) {
+            continue;
+        }
+        let mut plan = plan_from_spec(spec, ps)?;
+        plan.stop();
+        plan.parameters = ps.parameters.clone();
+        st.plans.insert(ps.name.clone(), plan);
+    }
+    Ok(())
+}
+
 fn apply_update_plans(st: &mut SchedulerState, plans: Vec<Plan>) {
     // A newer change supersedes an unfinished update.
     st.plans.remove("update");
@@ -805,7 +830,7 @@ fn pod_type_of(pod: &str) -> String {
 
 fn has_work(st: &SchedulerState) -> bool {
     !st.orphans.is_empty()
-        || st.plans.values().any(|p| {
+        || st.plans.values().filter(|p| !p.interrupted).any(|p| {
             p.steps().any(|(_, s)| matches!(s.state, StepState::Pending | StepState::Prepared | StepState::Delayed))
         })
 }
