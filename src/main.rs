@@ -136,6 +136,10 @@ fn main() -> anyhow::Result<()> {
                 let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
                 service_cmd::update(&cli.state_dir, &c, service.as_deref(), &spec).await
             }
+            Command::Service(service_cmd::ServiceCommand::Diff { spec, service, output }) => {
+                let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
+                service_cmd::diff(&cli.state_dir, &c, service.as_deref(), &spec, output).await
+            }
             Command::Service(service_cmd::ServiceCommand::Run(args)) => {
                 let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
                 service_cmd::run_service(&cli.state_dir, &c, args).await

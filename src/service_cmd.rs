@@ -33,10 +33,19 @@ pub enum ServiceCommand {
     /// Check a service spec without deploying it.
     Validate { spec: PathBuf },
     /// Apply a changed spec to the running service (refused if unsafe).
+    #[command(alias = "apply")]
     Update {
         spec: PathBuf,
         #[arg(long)]
         service: Option<String>,
+    },
+    /// Show what applying a spec would change: pods added, removed, restarted, and why.
+    Diff {
+        spec: PathBuf,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, short, value_enum, default_value = "table")]
+        output: Output,
     },
 }
 
@@ -141,6 +150,33 @@ pub async fn update(state_dir: &Path, c: &ClusterFile, service: Option<&str>, sp
         println!("no change");
     } else {
         println!("accepted: started {}", r.plans.join(", "));
+    }
+    Ok(())
+}
+
+pub async fn diff(state_dir: &Path, c: &ClusterFile, service: Option<&str>, spec: &Path, output: Output) -> Result<()> {
+    let yaml = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
+    let s = SchedulerClient::find(state_dir, c, service)?;
+    let body = serde_json::json!({ "yaml": yaml, "file": spec.display().to_string() });
+    let d: smack_operator::scheduler::service::SpecDiff = s.call(reqwest::Method::POST, "/v1/spec/diff", Some(body)).await?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(());
+    }
+    for p in &d.added {
+        println!("+ {p}  (new)");
+    }
+    for p in &d.removed {
+        println!("- {p}  (decommissioned: tasks killed, volumes destroyed)");
+    }
+    for (p, why) in &d.restarted {
+        println!("~ {p}  (restarted: {why})");
+    }
+    for r in &d.refused {
+        println!("! refused: {r}");
+    }
+    if d.added.is_empty() && d.removed.is_empty() && d.restarted.is_empty() && d.refused.is_empty() {
+        println!("no change");
     }
     Ok(())
 }

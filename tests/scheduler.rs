@@ -288,7 +288,11 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     .await;
     let sf = spec_file.display().to_string();
     std::fs::write(&spec_file, spec_with(smack_bin(), 3, "2", 16, false)).unwrap();
-    let out = cli(d, &["service", "update", &sf]).unwrap();
+    let diff = cli(d, &["service", "diff", &sf]).unwrap();
+    for i in 0..3 {
+        assert!(diff.contains(&format!("~ hello-{i}  (restarted: the `hello` pod's config changed)")), "{diff}");
+    }
+    let out = cli(d, &["service", "apply", &sf]).unwrap();
     assert!(out.contains("update"), "{out}");
     let mut most_down = 0;
     wait_for("the update plan COMPLETE", T, || {
@@ -319,6 +323,7 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     // Scale 3 → 4: with one pod per zone and 3 zones the fourth cannot be
     // placed; it waits, and `pod status` says why.
     std::fs::write(&spec_file, spec_with(smack_bin(), 4, "2", 16, false)).unwrap();
+    assert_eq!(cli(d, &["service", "diff", &sf]).unwrap().trim(), "+ hello-3  (new)");
     cli(d, &["service", "update", &sf]).unwrap();
     let why = wait_for("hello-3 says why it waits", T, || async {
         let v = json(d, &["pod", "status", "hello-3"])?;
@@ -337,6 +342,8 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     assert!(err.contains("allow-decommission"), "{err}");
     let gone_res = json(d, &["pod", "status", "hello-2"]).unwrap()[0]["pod"]["reservation_id"].as_str().unwrap().to_string();
     std::fs::write(&spec_file, spec_with(smack_bin(), 2, "2", 16, true)).unwrap();
+    let diff = json(d, &["service", "diff", &sf]).unwrap();
+    assert_eq!(diff["removed"], serde_json::json!(["hello-2", "hello-3"]), "{diff:#}");
     cli(d, &["service", "update", &sf]).unwrap();
     wait_plan(d, "decommission", "COMPLETE").await;
     wait_for("hello-2's reservation leaves the ledger", T, || async {

@@ -82,6 +82,7 @@ pub fn router(scheduler: ServiceScheduler, token: String) -> Router {
         .route("/v1/plans/{plan}", get(show_plan))
         .route("/v1/plans/{plan}/{action}", post(plan_action))
         .route("/v1/spec", get(get_spec).post(update_spec))
+        .route("/v1/spec/diff", post(diff_spec))
         .route("/v1/pods", get(list_pods))
         .route("/v1/pods/{pod}", get(show_pod))
         .route("/v1/pods/{pod}/{action}", post(pod_action))
@@ -173,6 +174,14 @@ async fn update_spec(State(ctx): State<Ctx>, Json(u): Json<SpecUpdate>) -> Respo
     match ctx.scheduler.update_spec(&u.yaml, &file) {
         Ok(plans) => Json(SpecUpdated { plans }).into_response(),
         Err(e) => (StatusCode::CONFLICT, Json(ApiError { error: e.to_string() })).into_response(),
+    }
+}
+
+async fn diff_spec(State(ctx): State<Ctx>, Json(u): Json<SpecUpdate>) -> Response {
+    let file = if u.file.is_empty() { "spec.yaml".to_string() } else { u.file };
+    match ctx.scheduler.diff_spec(&u.yaml, &file) {
+        Ok(d) => Json(d).into_response(),
+        Err(e) => bad(e),
     }
 }
 

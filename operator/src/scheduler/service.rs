@@ -82,10 +82,34 @@ pub struct SchedulerState {
     pub plans: BTreeMap<String, Plan>,
     /// Reservations of ours that nobody owns any more (replaced pods).
     pub orphans: BTreeSet<ReservationId>,
+    /// Earlier targets, oldest first (the last 10), with when they ended.
+    #[serde(default)]
+    pub spec_history: Vec<SpecVersion>,
     /// Pods whose tasks the scheduler stopped on purpose (an update roll,
     /// a decommission): their ends are not failures to recover.
     #[serde(default)]
     pub stopping: BTreeSet<String>,
+}
+
+/// A spec the service ran, kept in its history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpecVersion {
+    pub yaml: String,
+    pub file: String,
+    pub replaced_ms: u64,
+}
+
+/// What applying a spec would do, for `service diff`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpecDiff {
+    /// Pod instances that would be added.
+    pub added: Vec<String>,
+    /// Pod instances that would be decommissioned.
+    pub removed: Vec<String>,
+    /// Pod instances that would be restarted, with why.
+    pub restarted: Vec<(String, String)>,
+    /// Why the change would be refused, if it would.
+    pub refused: Vec<String>,
 }
 
 const STATE_KEY: &str = "state";
@@ -223,6 +247,17 @@ impl ServiceScheduler {
         if inner.spec == new {
             return Ok(Vec::new());
         }
+        if let Some(why) = destructive_in_flight(&inner.state) {
+            return Err(Error::Other(format!("change refused while {why}; apply it again once that completes")));
+        }
+        let old = SpecVersion {
+            yaml: std::mem::take(&mut inner.state.spec_yaml),
+            file: std::mem::take(&mut inner.state.spec_file),
+            replaced_ms: now_ms(),
+        };
+        inner.state.spec_history.push(old);
+        let excess = inner.state.spec_history.len().saturating_sub(10);
+        inner.state.spec_history.drain(..excess);
         let plans = update_plans(&inner.spec, &new, &inner.state)?;
         let names: Vec<String> = plans.iter().map(|p| p.name.clone()).collect();
         inner.spec = new;
@@ -235,6 +270,39 @@ impl ServiceScheduler {
         drop(inner);
         self.wake.notify_one();
         Ok(names)
+    }
+
+    /// What applying `yaml` would change, without changing anything.
+    pub fn diff_spec(&self, yaml: &str, file: &str) -> Result<SpecDiff> {
+        let new = ServiceSpec::from_yaml(yaml, file).map_err(|e| Error::Other(e.to_string()))?;
+        let inner = self.lock();
+        let mut d = SpecDiff {
+            refused: spec::validate_update(&inner.spec, &new).iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        };
+        if let Some(why) = destructive_in_flight(&inner.state) {
+            d.refused.push(format!("{why}: a change now would be refused"));
+        }
+        let changed = spec::changed_pods(&inner.spec, &new);
+        for pod in &new.pods {
+            let old_count = inner.spec.pod(&pod.name).map(|p| p.count).unwrap_or(0);
+            for i in old_count..pod.count {
+                d.added.push(pod.instance_name(i));
+            }
+            for i in pod.count..old_count {
+                d.removed.push(pod.instance_name(i));
+            }
+            if changed.contains(&pod.name) {
+                for i in 0..pod.count.min(old_count) {
+                    let name = pod.instance_name(i);
+                    let paused = inner.state.pods.get(&name).is_some_and(|p| p.paused);
+                    if !paused {
+                        d.restarted.push((name, format!("the `{}` pod's config changed", pod.name)));
+                    }
+                }
+            }
+        }
+        Ok(d)
     }
 
     /// `pod pause`: relaunch the pod's tasks with `sleep` in place of their
@@ -733,6 +801,16 @@ fn forget_lost_reservation(st: &mut SchedulerState, pod: &str, offers: &[Offer])
     }
 }
 
+/// A replace or decommission still under way, if any.
+fn destructive_in_flight(st: &SchedulerState) -> Option<String> {
+    if let Some(p) = st.plans.get("decommission") {
+        if !p.is_complete() {
+            return Some("the decommission plan is in progress".into());
+        }
+    }
+    st.pods.values().find(|p| p.replace).map(|p| format!("pod {} is being replaced", p.name))
+}
+
 fn check_update(old: &ServiceSpec, new: &ServiceSpec) -> Result<()> {
     let refusals = spec::validate_update(old, new);
     if refusals.is_empty() {
@@ -983,5 +1061,33 @@ fn task_info(
         readiness_check: t.readiness_check.as_ref().and_then(|c| c.to_check_spec(port_of)),
         kill_grace_period_ms: t.kill_grace_period_ms,
         labels: [("pod".to_string(), instance.to_string())].into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_waits_for_destructive_work_in_flight() {
+        let mut st = SchedulerState::default();
+        assert_eq!(destructive_in_flight(&st), None);
+        st.pods.insert("db-1".into(), PodRecord { name: "db-1".into(), replace: true, ..Default::default() });
+        assert_eq!(destructive_in_flight(&st).unwrap(), "pod db-1 is being replaced");
+        st.pods.clear();
+        let plan = Plan::from_phases(
+            "decommission",
+            Strategy::Serial,
+            vec![Phase::new("db", Strategy::Serial, vec![Step::new("db-2", ["node"])])],
+        )
+        .unwrap();
+        st.plans.insert("decommission".into(), plan);
+        assert_eq!(destructive_in_flight(&st).unwrap(), "the decommission plan is in progress");
+    }
+
+    #[test]
+    fn pod_types_come_from_instance_names() {
+        assert_eq!(pod_type_of("kafka-0"), "kafka");
+        assert_eq!(pod_type_of("my-db-12"), "my-db");
     }
 }
