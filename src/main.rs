@@ -140,6 +140,14 @@ fn main() -> anyhow::Result<()> {
                 let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
                 service_cmd::diff(&cli.state_dir, &c, service.as_deref(), &spec, output).await
             }
+            Command::Service(service_cmd::ServiceCommand::Status { service, output }) => {
+                let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
+                service_cmd::status(&cli.state_dir, &c, service.as_deref(), output).await
+            }
+            Command::Service(service_cmd::ServiceCommand::Delete { service }) => {
+                let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
+                service_cmd::delete(&cli.state_dir, &c, service.as_deref()).await
+            }
             Command::Service(service_cmd::ServiceCommand::Run(args)) => {
                 let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
                 service_cmd::run_service(&cli.state_dir, &c, args).await

@@ -39,6 +39,18 @@ pub enum ServiceCommand {
         #[arg(long)]
         service: Option<String>,
     },
+    /// Plans and pods of the running service at a glance.
+    Status {
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, short, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Decommission every pod of the service: tasks killed, volumes destroyed, reservations released.
+    Delete {
+        #[arg(long)]
+        service: Option<String>,
+    },
     /// Show what applying a spec would change: pods added, removed, restarted, and why.
     Diff {
         spec: PathBuf,
@@ -179,6 +191,39 @@ pub async fn diff(state_dir: &Path, c: &ClusterFile, service: Option<&str>, spec
         println!("no change");
     }
     Ok(())
+}
+
+pub async fn status(state_dir: &Path, c: &ClusterFile, service: Option<&str>, output: Output) -> Result<()> {
+    let s = SchedulerClient::find(state_dir, c, service)?;
+    let plans: Vec<PlanSummary> = s.call(reqwest::Method::GET, "/v1/plans", None).await?;
+    let pods: Vec<PodView> = s.call(reqwest::Method::GET, "/v1/pods", None).await?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plans": plans, "pods": pods }))?);
+        return Ok(());
+    }
+    for p in &plans {
+        println!("plan {:<16} {}", p.name, p.status);
+    }
+    for v in &pods {
+        let states: Vec<String> =
+            v.tasks.iter().map(|t| format!("{}={}", t.task, t.state.map(|s| s.to_string()).unwrap_or_else(|| "LAUNCHING".into()))).collect();
+        println!("pod  {:<16} {:<16} {}", v.pod.name, if v.pod.hostname.is_empty() { "-" } else { &v.pod.hostname }, states.join(" "));
+    }
+    Ok(())
+}
+
+pub async fn delete(state_dir: &Path, c: &ClusterFile, service: Option<&str>) -> Result<()> {
+    let s = SchedulerClient::find(state_dir, c, service)?;
+    let _: serde_json::Value = s.call(reqwest::Method::POST, "/v1/delete", None).await?;
+    println!("decommissioning every pod…");
+    loop {
+        let pods: Vec<PodView> = s.call(reqwest::Method::GET, "/v1/pods", None).await?;
+        if pods.is_empty() {
+            println!("deleted: no pods left; their reservations are released as their agents offer them");
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// A client of one service scheduler's API.

@@ -522,4 +522,16 @@ async fn a_pod_lost_for_good_is_replaced_and_its_old_task_killed() {
         (ids.len() == 1 && ids[0] != first_res).then_some(())
     })
     .await;
+
+    // `service status` sums it up; `service delete` removes every pod and,
+    // once offered, every reservation of the service.
+    let st = json(d, &["service", "status"]).unwrap();
+    assert_eq!(st["pods"].as_array().unwrap().len(), 1, "{st:#}");
+    let out = cli(d, &["service", "delete"]).unwrap();
+    assert!(out.contains("deleted"), "{out}");
+    wait_for("no reservation of the service is left", T, || async {
+        let s = c.state().await.ok()?;
+        (!s.agents.iter().flat_map(|a| &a.reservations).any(|r| r.role == "hello")).then_some(())
+    })
+    .await;
 }

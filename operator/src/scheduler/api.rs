@@ -83,6 +83,7 @@ pub fn router(scheduler: ServiceScheduler, token: String) -> Router {
         .route("/v1/plans/{plan}/{action}", post(plan_action))
         .route("/v1/spec", get(get_spec).post(update_spec))
         .route("/v1/spec/diff", post(diff_spec))
+        .route("/v1/delete", post(delete_service))
         .route("/v1/pods", get(list_pods))
         .route("/v1/pods/{pod}", get(show_pod))
         .route("/v1/pods/{pod}/{action}", post(pod_action))
@@ -182,6 +183,13 @@ async fn diff_spec(State(ctx): State<Ctx>, Json(u): Json<SpecUpdate>) -> Respons
     match ctx.scheduler.diff_spec(&u.yaml, &file) {
         Ok(d) => Json(d).into_response(),
         Err(e) => bad(e),
+    }
+}
+
+async fn delete_service(State(ctx): State<Ctx>) -> Response {
+    match ctx.scheduler.delete_all() {
+        Ok(()) => Json(serde_json::json!({"deleting": true})).into_response(),
+        Err(e) => (StatusCode::CONFLICT, Json(ApiError { error: e.to_string() })).into_response(),
     }
 }
 

@@ -272,6 +272,41 @@ impl ServiceScheduler {
         Ok(names)
     }
 
+    /// `service delete`: decommission every pod (tasks killed, volumes
+    /// destroyed, reservations released). The scheduler keeps running
+    /// until the caller stops it.
+    pub fn delete_all(&self) -> Result<()> {
+        let mut inner = self.lock();
+        if let Some(why) = destructive_in_flight(&inner.state) {
+            return Err(Error::Other(format!("delete refused while {why}")));
+        }
+        let mut phases = Vec::new();
+        for pod in &inner.spec.pods {
+            let tasks: Vec<String> = pod.tasks.iter().map(|t| t.name.clone()).collect();
+            let mut names: Vec<&PodRecord> = inner.state.pods.values().filter(|p| p.pod_type == pod.name).collect();
+            names.sort_by_key(|p| std::cmp::Reverse(p.index));
+            let steps: Vec<Step> = names.iter().map(|p| Step::new(&p.name, tasks.clone())).collect();
+            if !steps.is_empty() {
+                phases.push(Phase::new(pod.name.clone(), Strategy::Serial, steps));
+            }
+        }
+        // Nothing else may start work on these pods any more.
+        let names: Vec<String> = inner.state.plans.keys().cloned().collect();
+        for n in names {
+            if let Some(p) = inner.state.plans.get_mut(&n) {
+                let _ = p.pause(None);
+            }
+        }
+        if !phases.is_empty() {
+            let plan = Plan::from_phases("decommission", Strategy::Serial, phases).map_err(|e| Error::Other(e.to_string()))?;
+            inner.state.plans.insert("decommission".into(), plan);
+        }
+        self.persist_locked(&inner)?;
+        drop(inner);
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// What applying `yaml` would change, without changing anything.
     pub fn diff_spec(&self, yaml: &str, file: &str) -> Result<SpecDiff> {
         let new = ServiceSpec::from_yaml(yaml, file).map_err(|e| Error::Other(e.to_string()))?;
