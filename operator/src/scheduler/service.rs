@@ -698,6 +698,7 @@ impl ServiceScheduler {
     async fn handle_update(&self, status: TaskStatus) -> Result<()> {
         let fw;
         let mut stale_kill: Option<TaskId> = None;
+        let mut sibling_kills: Vec<TaskId> = Vec::new();
         {
             let mut guard = self.lock();
             let inner = &mut *guard;
@@ -783,6 +784,9 @@ impl ServiceScheduler {
                             })
                         });
                         if !handled_elsewhere {
+                            // The pod comes back whole: its other tasks stop too
+                            // (every task counts as essential for now).
+                            sibling_kills = live_tasks(&inner.state, &t.pod);
                             let spec = inner.spec.clone();
                             ensure_recovery_step(&mut inner.state, &t.pod, &spec);
                             if let Some(p) = inner.state.plans.get_mut("recovery") {
@@ -802,7 +806,7 @@ impl ServiceScheduler {
             }
             self.persist_locked(inner)?;
         }
-        if let Some(t) = stale_kill {
+        for t in stale_kill.into_iter().chain(sibling_kills) {
             let _ = self.client.kill(&fw, &t).await;
         }
         if !status.uuid.is_empty() && !status.agent_id.is_empty() {
