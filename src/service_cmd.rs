@@ -155,7 +155,17 @@ pub fn validate(spec: &Path) -> Result<()> {
 
 pub async fn update(state_dir: &Path, c: &ClusterFile, service: Option<&str>, spec: &Path) -> Result<()> {
     let yaml = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
-    let s = SchedulerClient::find(state_dir, c, service)?;
+    let parsed = smack_operator::scheduler::spec::ServiceSpec::from_yaml(&yaml, &spec.display().to_string())
+        .map_err(|e| anyhow!("{e}"))?;
+    let name = service.map(String::from).unwrap_or_else(|| parsed.name.clone());
+    let running = match SchedulerClient::find(state_dir, c, Some(&name)) {
+        Ok(s) => s.call::<Vec<PlanSummary>>(reqwest::Method::GET, "/v1/plans", None).await.is_ok(),
+        Err(_) => false,
+    };
+    if !running {
+        return start_detached(state_dir, c, &name, spec).await;
+    }
+    let s = SchedulerClient::find(state_dir, c, Some(&name))?;
     let body = serde_json::json!({ "yaml": yaml, "file": spec.display().to_string() });
     let r: api::SpecUpdated = s.call(reqwest::Method::POST, "/v1/spec", Some(body)).await?;
     if r.plans.is_empty() {
@@ -224,6 +234,41 @@ pub async fn delete(state_dir: &Path, c: &ClusterFile, service: Option<&str>) ->
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// Deploys a spec no scheduler runs yet: starts `smack service run` in the
+/// background (its own process group, logs in the state dir) and waits for
+/// its API.
+async fn start_detached(state_dir: &Path, c: &ClusterFile, name: &str, spec: &Path) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let dir = state_dir.join("services").join(name);
+    smack_storage::durable::ensure_dir(&dir)?;
+    let _ = std::fs::remove_file(endpoint_file(state_dir, name));
+    let log = dir.join("scheduler.log");
+    let f = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--state-dir")
+        .arg(abs(state_dir))
+        .args(["--master", &c.master, "--token", &c.token, "service", "run"])
+        .arg(abs(spec))
+        .stdin(std::process::Stdio::null())
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .process_group(0)
+        .current_dir(&dir)
+        .spawn()
+        .context("starting the service scheduler")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !endpoint_file(state_dir, name).exists() {
+        if std::time::Instant::now() > deadline {
+            bail!("the scheduler for {name} did not come up within 20 s; see {}", log.display());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    println!("deploying {name}: scheduler started (pid {}, log {})", child.id(), log.display());
+    println!("watch it with `smack plan show deploy --watch`");
+    Ok(())
 }
 
 /// A client of one service scheduler's API.

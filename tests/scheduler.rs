@@ -441,8 +441,10 @@ async fn a_scheduler_killed_before_its_accept_leaves_no_duplicates() {
     };
     assert!(reserved(&c.state().await.unwrap()).is_empty(), "the accept never reached the master");
 
-    let sched = start_scheduler(d, &spec_file);
-    let _diag = DiagOnPanic { dir: d.to_path_buf(), pod: "hello-0".into(), log: sched.log.clone() };
+    // `service apply` of a spec no scheduler runs starts one in the background.
+    let out = cli(d, &["service", "apply", &spec_file.display().to_string()]).unwrap();
+    assert!(out.contains("deploying hello"), "{out}");
+    let _diag = DiagOnPanic { dir: d.to_path_buf(), pod: "hello-0".into(), log: d.join("services/hello/scheduler.log") };
     // The spec's deploy phase is a canary: approve it once the first pod is up.
     wait_for("the canary pod COMPLETE", T, || async {
         let v = json(d, &["plan", "show", "deploy"])?;
