@@ -1,9 +1,16 @@
-//! The framework side: service specs, plans, the offer evaluator, placement
-//! and recovery. Built on [`crate::client`] and [`crate::resources`]; it
-//! arrives with the operator-framework issue.
-pub mod spec;
-pub mod placement;
+//! The framework side: a service spec turned into running pods and kept so.
+//!
+//! Read in this order: [`spec`] (the YAML service spec and its checks),
+//! [`placement`] (placement rules over agent attributes), [`evaluator`] (an
+//! offer through ordered stages, each PASS or FAIL with a reason), [`plan`]
+//! (plans, phases, steps and strategies: pure state machines), then
+//! [`service`] (the scheduler that drives them against the master) and
+//! [`api`] (its HTTP API). All but the last two are pure and tested with
+//! plain values.
+
+pub mod api;
 pub mod evaluator;
+pub mod placement;
 pub mod plan;
 pub mod service;
-pub mod api;
+pub mod spec;
