@@ -537,3 +537,74 @@ async fn a_pod_lost_for_good_is_replaced_and_its_old_task_killed() {
     })
     .await;
 }
+
+/// An essential task brings its pod back whole; a non-essential one that
+/// fails comes back alone, next to the pod's running task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn essential_and_non_essential_tasks_recover_differently() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = MasterProc::start(d, &[]).await;
+    let p = address_prefix();
+    let _a1 = m.agent("a1", &format!("{p}.1"), &["--cpus", "1", "--mem", "512", "--disk", "200"]);
+    m.wait_agents(1).await;
+    let bin = smack_bin();
+    let spec = format!(
+        r#"name: duo
+pods:
+  duo:
+    count: 1
+    resources:
+      cpus: 0.4
+      mem: 128
+      ports:
+        http: 0
+    volumes:
+      - path: data
+        type: ROOT
+        size: 16
+    tasks:
+      server:
+        cmd: exec {bin} test-service --port $PORT_HTTP
+        goal: RUNNING
+      sidecar:
+        cmd: echo $$ > "$VOLUME_DATA/sidecar.pid"; exec sleep 600
+        goal: RUNNING
+        essential: false
+"#
+    );
+    let spec_file = d.join("duo.yaml");
+    std::fs::write(&spec_file, spec).unwrap();
+    let out = cli(d, &["service", "apply", &spec_file.display().to_string()]).unwrap();
+    assert!(out.contains("deploying duo"), "{out}");
+    wait_plan(d, "deploy", "COMPLETE").await;
+    let c = m.client();
+    let s = c.state().await.unwrap();
+    let vol = s.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id.ends_with("-data")).unwrap();
+    let vol = std::path::PathBuf::from(&vol.host_path);
+    let pid_of = |f: &str| -> i32 { read(vol.join(f)).trim().parse().unwrap_or(0) };
+    let alive = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+    let (server, sidecar) = (pid_of("pid"), pid_of("sidecar.pid"));
+    assert!(server > 0 && sidecar > 0);
+
+    // The sidecar dies: it alone comes back; the server keeps running.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sidecar), Signal::SIGKILL).unwrap();
+    wait_for("a new sidecar", T, || async {
+        let p = pid_of("sidecar.pid");
+        (p != sidecar && p > 0 && alive(p)).then_some(())
+    })
+    .await;
+    assert!(alive(server), "the server was left alone");
+    assert_eq!(read(vol.join("starts.log")).lines().count(), 1);
+
+    // The server dies: the whole pod comes back, sidecar included.
+    let sidecar2 = pid_of("sidecar.pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server), Signal::SIGKILL).unwrap();
+    wait_for("the pod back whole", T, || async {
+        let (s2, c2) = (pid_of("pid"), pid_of("sidecar.pid"));
+        (s2 != server && c2 != sidecar2 && alive(s2) && alive(c2) && read(vol.join("starts.log")).lines().count() == 2)
+            .then_some(())
+    })
+    .await;
+    assert!(!alive(sidecar2), "the old sidecar was stopped");
+}

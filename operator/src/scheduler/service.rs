@@ -584,7 +584,29 @@ impl ServiceScheduler {
                         continue;
                     }
                     forget_lost_reservation(&mut inner.state, &pod, &offers);
-                    let Some(req) = requirement(&inner.spec, &inner.state, &pod) else { continue };
+                    let Some(mut req) = requirement(&inner.spec, &inner.state, &pod) else { continue };
+                    // A non-essential task that failed alone is relaunched
+                    // alone, next to its pod's live tasks, from their share.
+                    let all_tasks = inner.state.plans[&name].get(r).map(|s| s.tasks.clone()).unwrap_or_default();
+                    let live_names = live_task_names(&inner.state, &pod);
+                    let partial = name == "recovery" && !live_names.is_empty();
+                    if partial {
+                        let pspec = inner.spec.pod(&req.pod_type);
+                        let essential_missing = all_tasks.iter().filter(|t| !live_names.contains(*t)).any(|t| {
+                            pspec.and_then(|p| p.task(t)).is_none_or(|ts| ts.essential)
+                        });
+                        if essential_missing {
+                            // Its other tasks are being stopped: the pod comes back whole.
+                            continue;
+                        }
+                        let n = all_tasks.len().max(1) as f64;
+                        let missing = all_tasks.iter().filter(|t| !live_names.contains(*t)).count() as f64;
+                        req.cpus = req.cpus * missing / n;
+                        req.mem = (req.mem as f64 * missing / n) as u64;
+                        if all_tasks.first().is_some_and(|t| live_names.contains(t)) {
+                            req.ports.clear();
+                        }
+                    }
                     let mut evals = Vec::new();
                     let mut matched = None;
                     for o in offers.iter().filter(|o| !used.contains(&o.id)) {
@@ -629,9 +651,12 @@ impl ServiceScheduler {
                     let mut ops = m.operations.clone();
                     let n = step_tasks.len().max(1) as f64;
                     for (i, tname) in step_tasks.iter().enumerate() {
+                        if partial && live_names.contains(tname) {
+                            continue;
+                        }
                         let Some(tspec) = pspec.task(tname) else { continue };
                         let tid = format!("{pod}-{tname}__{}", short());
-                        let mut res = Resources::new(m.task_resources.cpus / n, (m.task_resources.mem as f64 / n) as u64, 0);
+                        let mut res = Resources::new(pspec.resources.cpus / n, (pspec.resources.mem as f64 / n) as u64, 0);
                         if i == 0 {
                             res.ports = m.task_resources.ports.clone();
                         }
@@ -661,6 +686,11 @@ impl ServiceScheduler {
                     }
                     let _ = plan.start_step(r, now);
                     let _ = plan.on_launched(r);
+                    // The tasks left running count as running and ready.
+                    for t in &live_names {
+                        let _ = plan.on_task_running(r, t);
+                        let _ = plan.on_task_ready(r, t);
+                    }
                     view.insert(&pod_type, req.index, &m.agent_id, &offer.attributes);
                     busy.insert(pod.clone());
                     used.insert(m.offer_id.clone());
@@ -784,9 +814,11 @@ impl ServiceScheduler {
                             })
                         });
                         if !handled_elsewhere {
-                            // The pod comes back whole: its other tasks stop too
-                            // (every task counts as essential for now).
-                            sibling_kills = live_tasks(&inner.state, &t.pod);
+                            // An essential task brings its pod back whole: its other
+                            // tasks stop too. A non-essential one comes back alone.
+                            if spec_task.as_ref().is_none_or(|s| s.essential) {
+                                sibling_kills = live_tasks(&inner.state, &t.pod);
+                            }
                             let spec = inner.spec.clone();
                             ensure_recovery_step(&mut inner.state, &t.pod, &spec);
                             if let Some(p) = inner.state.plans.get_mut("recovery") {
@@ -857,6 +889,16 @@ fn check_update(old: &ServiceSpec, new: &ServiceSpec) -> Result<()> {
     }
     let msgs: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
     Err(Error::Other(format!("unsafe change refused; the running target is kept:\n  {}", msgs.join("\n  "))))
+}
+
+/// Names of a pod's tasks not yet ended.
+fn live_task_names(st: &SchedulerState, pod: &str) -> BTreeSet<String> {
+    let Some(rec) = st.pods.get(pod) else { return BTreeSet::new() };
+    rec.tasks
+        .iter()
+        .filter(|(_, id)| st.tasks.get(*id).is_some_and(|t| !t.state.is_some_and(|s| s.is_terminal())))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Tasks of a pod not yet ended.
