@@ -74,12 +74,7 @@ fn fetch(cache: &Path, services: &[Service]) -> anyhow::Result<()> {
     for &service in services {
         let before = artifacts::status(service, cache);
         if before.complete {
-            println!(
-                "{service} {}: ready, {} jars in {}",
-                before.version,
-                before.jars,
-                before.lib_dir.display()
-            );
+            println!("{service} {}: ready, {} jars in {}", before.version, before.jars, before.lib_dir.display());
             continue;
         }
         if matches!(before.source, ArtifactSource::Maven) {
@@ -112,9 +107,7 @@ fn fetch(cache: &Path, services: &[Service]) -> anyhow::Result<()> {
         if tty {
             eprintln!();
         }
-        let a = worker
-            .join()
-            .map_err(|_| anyhow::anyhow!("the fetch of {service} panicked"))??;
+        let a = worker.join().map_err(|_| anyhow::anyhow!("the fetch of {service} panicked"))??;
         println!(
             "{service} {}: ready, {} jars in {} ({:.1} s)",
             a.version,
@@ -139,10 +132,8 @@ fn source_text(s: &ArtifactSource) -> String {
 }
 
 fn list(cache: &Path, output: Output) -> anyhow::Result<()> {
-    let rows: Vec<ArtifactStatus> = [Service::Kafka, Service::Cassandra]
-        .into_iter()
-        .map(|s| artifacts::status(s, cache))
-        .collect();
+    let rows: Vec<ArtifactStatus> =
+        [Service::Kafka, Service::Cassandra].into_iter().map(|s| artifacts::status(s, cache)).collect();
     if output == Output::Json {
         let v = serde_json::json!({ "cache_dir": cache, "artifacts": rows });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -156,11 +147,7 @@ fn list(cache: &Path, output: Output) -> anyhow::Result<()> {
                 r.service.to_string(),
                 r.version.clone(),
                 source_text(&r.source),
-                if r.complete {
-                    "yes".into()
-                } else {
-                    "no".into()
-                },
+                if r.complete { "yes".into() } else { "no".into() },
                 r.jars.to_string(),
                 r.lib_dir.display().to_string(),
             ]
@@ -174,11 +161,7 @@ fn list(cache: &Path, output: Output) -> anyhow::Result<()> {
         }
     }
     let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", parts.join("  ").trim_end());
     };
     line(header.to_vec());

@@ -40,10 +40,7 @@ pub fn run(cmd: PipelineCmd) -> anyhow::Result<()> {
             Ok(())
         }
         PipelineCmd::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&smack_pipelines::spec::json_schema())?
-            );
+            println!("{}", serde_json::to_string_pretty(&smack_pipelines::spec::json_schema())?);
             Ok(())
         }
     }

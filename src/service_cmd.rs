@@ -107,9 +107,7 @@ pub enum PodCmd {
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))
 }
 
 fn endpoint_file(state_dir: &Path, service: &str) -> PathBuf {
@@ -123,7 +121,8 @@ pub async fn run_service(state_dir: &Path, c: &ClusterFile, args: ServiceRunArgs
     let client = MasterClient::new(c.master.clone(), c.token.clone());
     let s = ServiceScheduler::open(Arc::new(store), client, &yaml, &file)?
         .with_permanent_failure_timeout(args.permanent_failure_timeout);
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let app = api::router(s.clone(), c.token.clone());
     tokio::spawn(async move {
@@ -180,7 +179,8 @@ pub async fn diff(state_dir: &Path, c: &ClusterFile, service: Option<&str>, spec
     let yaml = std::fs::read_to_string(spec).with_context(|| format!("reading {}", spec.display()))?;
     let s = SchedulerClient::find(state_dir, c, service)?;
     let body = serde_json::json!({ "yaml": yaml, "file": spec.display().to_string() });
-    let d: smack_operator::scheduler::service::SpecDiff = s.call(reqwest::Method::POST, "/v1/spec/diff", Some(body)).await?;
+    let d: smack_operator::scheduler::service::SpecDiff =
+        s.call(reqwest::Method::POST, "/v1/spec/diff", Some(body)).await?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
@@ -215,9 +215,17 @@ pub async fn status(state_dir: &Path, c: &ClusterFile, service: Option<&str>, ou
         println!("plan {:<16} {}", p.name, p.status);
     }
     for v in &pods {
-        let states: Vec<String> =
-            v.tasks.iter().map(|t| format!("{}={}", t.task, t.state.map(|s| s.to_string()).unwrap_or_else(|| "LAUNCHING".into()))).collect();
-        println!("pod  {:<16} {:<16} {}", v.pod.name, if v.pod.hostname.is_empty() { "-" } else { &v.pod.hostname }, states.join(" "));
+        let states: Vec<String> = v
+            .tasks
+            .iter()
+            .map(|t| format!("{}={}", t.task, t.state.map(|s| s.to_string()).unwrap_or_else(|| "LAUNCHING".into())))
+            .collect();
+        println!(
+            "pod  {:<16} {:<16} {}",
+            v.pod.name,
+            if v.pod.hostname.is_empty() { "-" } else { &v.pod.hostname },
+            states.join(" ")
+        );
     }
     Ok(())
 }
@@ -289,7 +297,10 @@ impl SchedulerClient {
                     .unwrap_or_default();
                 match names.as_slice() {
                     [one] => one.clone(),
-                    [] => bail!("no service is running here ({} is empty): start one with `smack service run SPEC`", dir.display()),
+                    [] => bail!(
+                        "no service is running here ({} is empty): start one with `smack service run SPEC`",
+                        dir.display()
+                    ),
                     many => bail!("several services run here ({}): pick one with --service", many.join(", ")),
                 }
             }
@@ -302,7 +313,12 @@ impl SchedulerClient {
         Ok(SchedulerClient { url, token: c.token.clone(), http: reqwest::Client::new() })
     }
 
-    async fn call<T: serde::de::DeserializeOwned>(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> Result<T> {
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T> {
         let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -318,7 +334,13 @@ impl SchedulerClient {
     }
 }
 
-pub async fn plan(state_dir: &Path, c: &ClusterFile, service: Option<&str>, cmd: PlanCmd, output: Output) -> Result<()> {
+pub async fn plan(
+    state_dir: &Path,
+    c: &ClusterFile,
+    service: Option<&str>,
+    cmd: PlanCmd,
+    output: Output,
+) -> Result<()> {
     let s = SchedulerClient::find(state_dir, c, service)?;
     let post = |plan: &str, action: &str, body: PlanCommand| {
         let path = format!("/v1/plans/{plan}/{action}");
@@ -368,7 +390,11 @@ pub async fn plan(state_dir: &Path, c: &ClusterFile, service: Option<&str>, cmd:
             s.call(reqwest::Method::POST, &p, Some(b)).await?
         }
         PlanCmd::ForceComplete { plan, phase, step } => {
-            let (p, b) = post(&plan, "force-complete", PlanCommand { phase: Some(phase), step: Some(step), ..Default::default() });
+            let (p, b) = post(
+                &plan,
+                "force-complete",
+                PlanCommand { phase: Some(phase), step: Some(step), ..Default::default() },
+            );
             s.call(reqwest::Method::POST, &p, Some(b)).await?
         }
         PlanCmd::Start { plan, params } => {

@@ -34,20 +34,8 @@ const QUIET_AFTER_END: Duration = Duration::from_secs(2);
 
 pub async fn run(c: &ClusterFile, cmd: TaskCmd) -> Result<()> {
     match cmd {
-        TaskCmd::Log {
-            task,
-            stderr,
-            lines,
-            follow,
-        } => {
-            log(
-                c,
-                &task,
-                if stderr { "stderr" } else { "stdout" },
-                lines,
-                follow,
-            )
-            .await
+        TaskCmd::Log { task, stderr, lines, follow } => {
+            log(c, &task, if stderr { "stderr" } else { "stdout" }, lines, follow).await
         }
     }
 }
@@ -60,12 +48,7 @@ async fn locate(client: &MasterClient, task: &str) -> Result<(TaskAgent, String)
             let known: Vec<String> = client
                 .state()
                 .await
-                .map(|s| {
-                    s.agents
-                        .iter()
-                        .flat_map(|a| a.tasks.iter().map(|t| t.info.id.clone()))
-                        .collect()
-                })
+                .map(|s| s.agents.iter().flat_map(|a| a.tasks.iter().map(|t| t.info.id.clone())).collect())
                 .unwrap_or_default();
             if known.is_empty() {
                 bail!("no task {task}: the master knows no running task");
@@ -83,13 +66,7 @@ async fn locate(client: &MasterClient, task: &str) -> Result<(TaskAgent, String)
     Ok((found, endpoint))
 }
 
-async fn log(
-    c: &ClusterFile,
-    task: &str,
-    stream: &str,
-    lines: Option<usize>,
-    follow: bool,
-) -> Result<()> {
+async fn log(c: &ClusterFile, task: &str, stream: &str, lines: Option<usize>, follow: bool) -> Result<()> {
     let client = MasterClient::new(c.master.clone(), c.token.clone());
     let (found, endpoint) = locate(&client, task).await?;
     let read = |offset: Option<u64>, lines: Option<usize>| {
@@ -99,9 +76,7 @@ async fn log(
             client
                 .task_log(&endpoint, task, stream, offset, lines)
                 .await
-                .map_err(|e| {
-                    anyhow!("reading the {stream} of task {task} from agent {agent_id}: {e}")
-                })
+                .map_err(|e| anyhow!("reading the {stream} of task {task} from agent {agent_id}: {e}"))
         }
     };
     let first = read(None, lines).await?;

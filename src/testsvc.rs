@@ -54,7 +54,11 @@ pub async fn run(args: TestServiceArgs) -> Result<()> {
             let n = sock.read(&mut buf).await.unwrap_or(0);
             let req = String::from_utf8_lossy(&buf[..n]);
             let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let body = if path == "/ready" { "ready\n".to_string() } else { std::fs::read_to_string(&log).unwrap_or_default() };
+            let body = if path == "/ready" {
+                "ready\n".to_string()
+            } else {
+                std::fs::read_to_string(&log).unwrap_or_default()
+            };
             let resp = format!(
                 "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n{body}",
                 body.len()

@@ -22,12 +22,8 @@ fn cache_dir() -> PathBuf {
 }
 
 fn resolve_blocking(service: Service) -> Artifact {
-    artifacts::resolve(service, &cache_dir()).unwrap_or_else(|e| {
-        panic!(
-            "cannot obtain {service} (cache {}): {e}",
-            cache_dir().display()
-        )
-    })
+    artifacts::resolve(service, &cache_dir())
+        .unwrap_or_else(|e| panic!("cannot obtain {service} (cache {}): {e}", cache_dir().display()))
 }
 
 fn tail(path: &Path, lines: usize) -> String {
@@ -43,11 +39,7 @@ fn sandbox(work: &Path, task: &str) -> Option<PathBuf> {
         .ok()?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{task}-")))
-        })
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{task}-"))))
 }
 
 fn task_logs(work: &Path, task: &str) -> String {
@@ -91,49 +83,33 @@ async fn wait_ready(fw: &mut TestFramework, work: &Path, task: &str) {
     .await;
     match found {
         Ok(s) if s.state == TaskState::Running => {}
-        Ok(s) => panic!(
-            "{task} ended before it was ready: {} {}\n{}",
-            s.state,
-            s.message,
-            task_logs(work, task)
-        ),
-        Err(_) => panic!(
-            "{task} was not ready within {READY:?}\n{}",
-            task_logs(work, task)
-        ),
+        Ok(s) => panic!("{task} ended before it was ready: {} {}\n{}", s.state, s.message, task_logs(work, task)),
+        Err(_) => panic!("{task} was not ready within {READY:?}\n{}", task_logs(work, task)),
     }
 }
 
 fn pid_of(work: &Path, task: &str) -> nix::unistd::Pid {
     let sb = sandbox(work, task).unwrap_or_else(|| panic!("no sandbox for {task}"));
     let s = read(sb.join(launch::PID_FILE));
-    nix::unistd::Pid::from_raw(
-        s.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("no pid file in {}", sb.display())),
-    )
+    nix::unistd::Pid::from_raw(s.trim().parse().unwrap_or_else(|_| panic!("no pid file in {}", sb.display())))
 }
 
 /// The volume's path on its agent, as the master's ledger records it.
 async fn volume_path(m: &MasterProc, vol: &str) -> PathBuf {
     let c = m.client();
-    wait_for(
-        &format!("the master's ledger shows where volume {vol} is"),
-        T,
-        || {
-            let c = c.clone();
-            async move {
-                let state = c.state().await.ok()?;
-                state
-                    .agents
-                    .iter()
-                    .flat_map(|a| a.reservations.iter())
-                    .flat_map(|r| r.volumes.iter())
-                    .find(|v| v.id == vol && !v.host_path.is_empty())
-                    .map(|v| PathBuf::from(&v.host_path))
-            }
-        },
-    )
+    wait_for(&format!("the master's ledger shows where volume {vol} is"), T, || {
+        let c = c.clone();
+        async move {
+            let state = c.state().await.ok()?;
+            state
+                .agents
+                .iter()
+                .flat_map(|a| a.reservations.iter())
+                .flat_map(|r| r.volumes.iter())
+                .find(|v| v.id == vol && !v.host_path.is_empty())
+                .map(|v| PathBuf::from(&v.host_path))
+        }
+    })
     .await
 }
 
@@ -247,34 +223,20 @@ public class CassandraProbe {
 
 /// Runs a probe source file with `java` on `classpath`; returns its
 /// `PROBE …` line, or fails with its output.
-async fn probe(
-    java: &Path,
-    dir: &Path,
-    file: &str,
-    source: &str,
-    classpath: &str,
-    args: Vec<&str>,
-) -> String {
+async fn probe(java: &Path, dir: &Path, file: &str, source: &str, classpath: &str, args: Vec<&str>) -> String {
     let src = dir.join(file);
     std::fs::write(&src, source).unwrap();
     let mut cmd = tokio::process::Command::new(java);
     cmd.arg("-Xmx128m")
         .arg("-Dlog4j2.level=WARN")
-        .arg(format!(
-            "-Dlogback.configurationFile={}",
-            dir.join("probe-logback.xml").display()
-        ))
+        .arg(format!("-Dlogback.configurationFile={}", dir.join("probe-logback.xml").display()))
         .arg("-cp")
         .arg(classpath)
         .arg(&src)
         .args(&args)
         .kill_on_drop(true)
         .stdin(std::process::Stdio::null());
-    std::fs::write(
-        dir.join("probe-logback.xml"),
-        cassandra::cassandra_logback_xml("WARN"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("probe-logback.xml"), cassandra::cassandra_logback_xml("WARN")).unwrap();
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .unwrap_or_else(|_| panic!("{file} {args:?} did not finish within 60 s"))
@@ -282,11 +244,7 @@ async fn probe(
     let stdout = String::from_utf8_lossy(&out.stdout);
     match stdout.lines().find(|l| l.starts_with("PROBE ")) {
         Some(l) if out.status.success() => l.to_string(),
-        _ => panic!(
-            "{file} {args:?} failed ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        _ => panic!("{file} {args:?} failed ({}):\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr)),
     }
 }
 
@@ -298,14 +256,10 @@ async fn probe(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_kafka_and_cassandra_on_reserved_volumes() {
     let started = Instant::now();
-    let (kafka_jars, cassandra_jars) = tokio::task::spawn_blocking(|| {
-        (
-            resolve_blocking(Service::Kafka),
-            resolve_blocking(Service::Cassandra),
-        )
-    })
-    .await
-    .expect("resolving artifacts");
+    let (kafka_jars, cassandra_jars) =
+        tokio::task::spawn_blocking(|| (resolve_blocking(Service::Kafka), resolve_blocking(Service::Cassandra)))
+            .await
+            .expect("resolving artifacts");
     let java = artifacts::java_binary().expect("java");
     for s in [Service::Kafka, Service::Cassandra] {
         artifacts::check_java(s, artifacts::java_feature_version(&java).unwrap()).unwrap();
@@ -322,18 +276,7 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
     let _agent = m.agent(
         "a1",
         &host,
-        &[
-            "--cpus",
-            "4",
-            "--mem",
-            "4096",
-            "--disk",
-            "4000",
-            "--ports",
-            "42000-42099",
-            "--zone",
-            "zone-a",
-        ],
+        &["--cpus", "4", "--mem", "4096", "--disk", "4000", "--ports", "42000-42099", "--zone", "zone-a"],
     );
     m.wait_agents(1).await;
 
@@ -360,8 +303,7 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
     let kafka_pod = Pod {
         reservation: "kafka-0",
         volume: "kafka-0-data",
-        resources: Resources::new(1.0, 1024, 0)
-            .with_ports(PortSet::from_ports([broker_port, controller_port])),
+        resources: Resources::new(1.0, 1024, 0).with_ports(PortSet::from_ports([broker_port, controller_port])),
         command: kafka_cmd,
         readiness: launch::kafka_readiness_check(),
     };
@@ -378,8 +320,7 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
     );
     cnode.allocate_tokens_for_rf = 1;
     cnode.rack = "zone-a".into();
-    let mut cjvm =
-        launch::cassandra_task_jvm(&cassandra_jars, 256, launch::in_volume("data", "cassandra"));
+    let mut cjvm = launch::cassandra_task_jvm(&cassandra_jars, 256, launch::in_volume("data", "cassandra"));
     cjvm.ring_delay_ms = Some(1000);
     let cass_cmd = launch::cassandra_task_command(&launch::CassandraLaunch {
         artifact: cassandra_jars.clone(),
@@ -393,16 +334,13 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
     let cass_pod = Pod {
         reservation: "cassandra-0",
         volume: "cassandra-0-data",
-        resources: Resources::new(1.5, 1536, 0)
-            .with_ports(PortSet::from_ports([storage_port, native_port])),
+        resources: Resources::new(1.5, 1536, 0).with_ports(PortSet::from_ports([storage_port, native_port])),
         command: cass_cmd,
         readiness: launch::cassandra_readiness_check(),
     };
 
     let mut fw = TestFramework::subscribe(m.client(), "catalog").await;
-    let offer = fw
-        .offer_where("with room for both pods", T, |o| o.unreserved.cpus >= 2.5)
-        .await;
+    let offer = fw.offer_where("with room for both pods", T, |o| o.unreserved.cpus >= 2.5).await;
     let agent_id = offer.agent_id.clone();
     let mut ops = Vec::new();
     for (pod, disk) in [(&kafka_pod, 1000u64), (&cass_pod, 1500u64)] {
@@ -423,21 +361,10 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
             },
         });
     }
-    ops.push(Operation::Launch {
-        task: kafka_pod.task("kafka-0-run1"),
-    });
-    ops.push(Operation::Launch {
-        task: cass_pod.task("cassandra-0-run1"),
-    });
+    ops.push(Operation::Launch { task: kafka_pod.task("kafka-0-run1") });
+    ops.push(Operation::Launch { task: cass_pod.task("cassandra-0-run1") });
     fw.client
-        .accept(
-            &fw.id,
-            &Accept {
-                offer_ids: vec![offer.id],
-                operations: ops,
-                filter_ms: None,
-            },
-        )
+        .accept(&fw.id, &Accept { offer_ids: vec![offer.id], operations: ops, filter_ms: None })
         .await
         .expect("accept reserve + volumes + launch");
 
@@ -451,43 +378,23 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
     let cvol = volume_path(&m, "cassandra-0-data").await;
     let meta_before = read(kvol.join("kafka/meta.properties"));
     let meta = kafka::parse_meta_properties(&meta_before).unwrap_or_else(|| {
-        panic!(
-            "no meta.properties on the Kafka volume {}\n{}",
-            kvol.display(),
-            task_logs(&work, "kafka-0-run1")
-        )
+        panic!("no meta.properties on the Kafka volume {}\n{}", kvol.display(), task_logs(&work, "kafka-0-run1"))
     });
     assert_eq!(meta.cluster_id, cluster_id);
     assert_eq!(meta.node_id, 0);
-    assert!(
-        kvol.join("kafka/__cluster_metadata-0").is_dir(),
-        "the metadata log is on the volume"
-    );
-    assert!(read(sandbox(&work, "kafka-0-run1").unwrap().join("stdout"))
-        .contains(launch::KAFKA_FORMAT_LINE));
+    assert!(kvol.join("kafka/__cluster_metadata-0").is_dir(), "the metadata log is on the volume");
+    assert!(read(sandbox(&work, "kafka-0-run1").unwrap().join("stdout")).contains(launch::KAFKA_FORMAT_LINE));
     let local_before = system_local_dir(&cvol).unwrap_or_else(|| {
-        panic!(
-            "no system/local-* on the Cassandra volume\n{}",
-            task_logs(&work, "cassandra-0-run1")
-        )
+        panic!("no system/local-* on the Cassandra volume\n{}", task_logs(&work, "cassandra-0-run1"))
     });
-    let segments = std::fs::read_dir(cvol.join("cassandra/commitlog"))
-        .unwrap()
-        .count();
+    let segments = std::fs::read_dir(cvol.join("cassandra/commitlog")).unwrap().count();
     assert!(segments > 0, "Cassandra's commit log is on the volume");
 
     // Real data through real clients, right before the crash.
     let bootstrap = format!("{host}:{broker_port}");
     let native = native_port.to_string();
     let (kw, cw) = tokio::join!(
-        probe(
-            &java,
-            &work,
-            "KafkaProbe.java",
-            KAFKA_PROBE,
-            &kafka_jars.classpath,
-            vec![&bootstrap, "write"]
-        ),
+        probe(&java, &work, "KafkaProbe.java", KAFKA_PROBE, &kafka_jars.classpath, vec![&bootstrap, "write"]),
         probe(
             &java,
             &work,
@@ -497,10 +404,7 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
             vec![&host, &native, "write"]
         ),
     );
-    assert_eq!(
-        (kw.as_str(), cw.as_str()),
-        ("PROBE wrote 10", "PROBE wrote 10")
-    );
+    assert_eq!((kw.as_str(), cw.as_str()), ("PROBE wrote 10", "PROBE wrote 10"));
     let probed_at = started.elapsed();
 
     // SIGKILL both JVMs: the agent reports them FAILED.
@@ -518,8 +422,7 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
             o.agent_id == agent_id
                 && [&kafka_pod, &cass_pod].iter().all(|p| {
                     o.reservation(p.reservation).is_some_and(|r| {
-                        r.free.cpus >= p.resources.cpus
-                            && r.reservation.volumes.iter().any(|v| v.id == p.volume)
+                        r.free.cpus >= p.resources.cpus && r.reservation.volumes.iter().any(|v| v.id == p.volume)
                     })
                 })
         })
@@ -531,12 +434,8 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
             &Accept {
                 offer_ids: vec![again.id],
                 operations: vec![
-                    Operation::Launch {
-                        task: kafka_pod.task("kafka-0-run2"),
-                    },
-                    Operation::Launch {
-                        task: cass_pod.task("cassandra-0-run2"),
-                    },
+                    Operation::Launch { task: kafka_pod.task("kafka-0-run2") },
+                    Operation::Launch { task: cass_pod.task("cassandra-0-run2") },
                 ],
                 filter_ms: None,
             },
@@ -549,14 +448,7 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
 
     // The records and rows written before the SIGKILL are all there.
     let (kr, cr) = tokio::join!(
-        probe(
-            &java,
-            &work,
-            "KafkaProbe.java",
-            KAFKA_PROBE,
-            &kafka_jars.classpath,
-            vec![&bootstrap, "read"]
-        ),
+        probe(&java, &work, "KafkaProbe.java", KAFKA_PROBE, &kafka_jars.classpath, vec![&bootstrap, "read"]),
         probe(
             &java,
             &work,
@@ -573,26 +465,15 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
     assert_eq!(cr, format!("PROBE read {}", want_rows.join(",")));
 
     // Kafka: same storage, not formatted again.
-    assert_eq!(
-        read(kvol.join("kafka/meta.properties")),
-        meta_before,
-        "meta.properties changed: reformatted?"
-    );
+    assert_eq!(read(kvol.join("kafka/meta.properties")), meta_before, "meta.properties changed: reformatted?");
     let k2 = read(sandbox(&work, "kafka-0-run2").unwrap().join("stdout"));
-    assert!(
-        !k2.contains(launch::KAFKA_FORMAT_LINE),
-        "the second run formatted the volume again"
-    );
+    assert!(!k2.contains(launch::KAFKA_FORMAT_LINE), "the second run formatted the volume again");
     // Cassandra: the same system tables, and the commit log on the volume replayed.
-    assert_eq!(
-        system_local_dir(&cvol).as_deref(),
-        Some(local_before.as_str())
-    );
+    assert_eq!(system_local_dir(&cvol).as_deref(), Some(local_before.as_str()));
     let c2 = read(sandbox(&work, "cassandra-0-run2").unwrap().join("stdout"));
     let commitlog = cvol.join("cassandra/commitlog");
     assert!(
-        c2.lines()
-            .any(|l| l.contains("Replaying") && l.contains(&commitlog.display().to_string())),
+        c2.lines().any(|l| l.contains("Replaying") && l.contains(&commitlog.display().to_string())),
         "Cassandra did not replay its commit log from the volume\n{}",
         task_logs(&work, "cassandra-0-run2")
     );

@@ -58,25 +58,10 @@ async fn task_log_reads_running_and_finished_tasks_and_follows() {
     let dir = tempfile::tempdir().unwrap();
     let m = MasterProc::start(dir.path(), &[]).await;
     let host = format!("{}.1", address_prefix());
-    let _agent = m.agent(
-        "a1",
-        &host,
-        &[
-            "--cpus",
-            "2",
-            "--mem",
-            "1024",
-            "--disk",
-            "1000",
-            "--ports",
-            "41000-41010",
-        ],
-    );
+    let _agent = m.agent("a1", &host, &["--cpus", "2", "--mem", "1024", "--disk", "1000", "--ports", "41000-41010"]);
     m.wait_agents(1).await;
     let mut fw = TestFramework::subscribe(m.client(), "logs").await;
-    let offer = fw
-        .offer_where("with 1 cpu", T, |o| o.unreserved.cpus >= 1.0)
-        .await;
+    let offer = fw.offer_where("with 1 cpu", T, |o| o.unreserved.cpus >= 1.0).await;
     fw.client
         .accept(
             &fw.id,
@@ -84,19 +69,11 @@ async fn task_log_reads_running_and_finished_tasks_and_follows() {
                 offer_ids: vec![offer.id],
                 operations: vec![
                     Operation::Launch {
-                        task: task(
-                            "runner",
-                            "for i in 1 2 3; do echo line-$i; done; echo err >&2; sleep 600",
-                        ),
+                        task: task("runner", "for i in 1 2 3; do echo line-$i; done; echo err >&2; sleep 600"),
                     },
+                    Operation::Launch { task: task("done-1", "echo done-task; exit 0") },
                     Operation::Launch {
-                        task: task("done-1", "echo done-task; exit 0"),
-                    },
-                    Operation::Launch {
-                        task: task(
-                            "ticker",
-                            "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
-                        ),
+                        task: task("ticker", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done"),
                     },
                 ],
                 filter_ms: None,
@@ -109,15 +86,9 @@ async fn task_log_reads_running_and_finished_tasks_and_follows() {
     fw.status("ticker", TaskState::Running, T).await;
 
     // A running task: stdout, stderr, the last line.
-    let out = log_until(&m, "runner's stdout has 3 lines", &["runner"], |o| {
-        o.contains("line-3")
-    })
-    .await;
+    let out = log_until(&m, "runner's stdout has 3 lines", &["runner"], |o| o.contains("line-3")).await;
     assert_eq!(out, "line-1\nline-2\nline-3\n");
-    let err = log_until(&m, "runner's stderr", &["runner", "--stderr"], |o| {
-        o.contains("err")
-    })
-    .await;
+    let err = log_until(&m, "runner's stderr", &["runner", "--stderr"], |o| o.contains("err")).await;
     assert_eq!(err, "err\n");
     let (ok, last, e) = task_log(&m, &["runner", "--lines", "1"]);
     assert!(ok, "{e}");
@@ -133,16 +104,11 @@ async fn task_log_reads_running_and_finished_tasks_and_follows() {
     // An unknown task: a clear error naming the known ones.
     let (ok, _, e) = task_log(&m, &["no-such-task"]);
     assert!(!ok);
-    assert!(
-        e.contains("no task no-such-task") && e.contains("runner"),
-        "{e}"
-    );
+    assert!(e.contains("no task no-such-task") && e.contains("runner"), "{e}");
 
     // --follow streams new lines.
     let mut follow = Command::new(smack_bin())
-        .args([
-            "--master", &m.url, "--token", &m.token, "task", "log", "ticker", "--follow",
-        ])
+        .args(["--master", &m.url, "--token", &m.token, "task", "log", "ticker", "--follow"])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -168,10 +134,7 @@ async fn task_log_reads_running_and_finished_tasks_and_follows() {
             continue;
         };
         let n = tick(&line).unwrap_or_else(|| panic!("unexpected line {line:?}"));
-        assert!(
-            n > newest,
-            "lines out of order or repeated: {n} after {newest}"
-        );
+        assert!(n > newest, "lines out of order or repeated: {n} after {newest}");
         newest = n;
         let f = *first.get_or_insert(n);
         // Some seconds of new lines after the ones already there at start.
@@ -182,8 +145,5 @@ async fn task_log_reads_running_and_finished_tasks_and_follows() {
     let _ = follow.kill();
     let _ = follow.wait();
     let f = first.expect("--follow printed nothing");
-    assert!(
-        newest >= f + 10,
-        "--follow stopped streaming: first tick-{f}, last tick-{newest}"
-    );
+    assert!(newest >= f + 10, "--follow stopped streaming: first tick-{f}, last tick-{newest}");
 }

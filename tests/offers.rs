@@ -28,7 +28,12 @@ fn task(id: &str, reservation: Option<&str>, volumes: &[&str], cpus: f64, mem: u
 }
 
 fn root_volume(id: &str, size: u64) -> Volume {
-    Volume { id: id.into(), source: VolumeSource::Root { size }, container_path: "data".into(), host_path: String::new() }
+    Volume {
+        id: id.into(),
+        source: VolumeSource::Root { size },
+        container_path: "data".into(),
+        host_path: String::new(),
+    }
 }
 
 /// Appends a line to the volume, records its pid there, and keeps running.
@@ -103,7 +108,9 @@ async fn volume_survives_a_task_crash() {
     let again = fw
         .offer_where("with reservation r1 and volume v1 free", T, |o| {
             o.agent_id == offer.agent_id
-                && o.reservation("r1").map(|r| r.free.cpus >= 0.5 && r.reservation.volumes.iter().any(|v| v.id == "v1")).unwrap_or(false)
+                && o.reservation("r1")
+                    .map(|r| r.free.cpus >= 0.5 && r.reservation.volumes.iter().any(|v| v.id == "v1"))
+                    .unwrap_or(false)
         })
         .await;
     fw.client
@@ -247,7 +254,11 @@ async fn invalid_accepts_are_refused_and_change_nothing() {
         &other.id,
         &Accept {
             offer_ids: vec![o.id],
-            operations: vec![Operation::Reserve { id: "theirs".into(), resources: Resources::new(0.5, 64, 100), labels: BTreeMap::new() }],
+            operations: vec![Operation::Reserve {
+                id: "theirs".into(),
+                resources: Resources::new(0.5, 64, 100),
+                labels: BTreeMap::new(),
+            }],
             filter_ms: None,
         },
     )
@@ -261,7 +272,11 @@ async fn invalid_accepts_are_refused_and_change_nothing() {
     let before = c.state().await.unwrap().agents;
     let cases: Vec<(Vec<Operation>, &str)> = vec![
         (
-            vec![Operation::Reserve { id: "big".into(), resources: Resources::new(64.0, 1, 1), labels: BTreeMap::new() }],
+            vec![Operation::Reserve {
+                id: "big".into(),
+                resources: Resources::new(64.0, 1, 1),
+                labels: BTreeMap::new(),
+            }],
             "operation 0 (RESERVE) refused: more than offered: cpus 64 wanted",
         ),
         (
@@ -294,7 +309,11 @@ async fn invalid_accepts_are_refused_and_change_nothing() {
         &fw.id,
         &Accept {
             offer_ids: vec![offer.id.clone()],
-            operations: vec![Operation::Reserve { id: "mine".into(), resources: Resources::new(0.2, 8, 8), labels: BTreeMap::new() }],
+            operations: vec![Operation::Reserve {
+                id: "mine".into(),
+                resources: Resources::new(0.2, 8, 8),
+                labels: BTreeMap::new(),
+            }],
             filter_ms: None,
         },
     )
@@ -352,14 +371,24 @@ async fn two_frameworks_get_drf_shares() {
                 if o.unreserved.cpus + 1e-9 >= cpus && o.unreserved.mem >= mem {
                     launched[i] += 1;
                     let t = task(&format!("{}-{}", i, launched[i]), None, &[], cpus, mem, "exec sleep 600");
-                    c.accept(&fw.id, &Accept { offer_ids: vec![o.id], operations: vec![Operation::Launch { task: t }], filter_ms: Some(0) })
-                        .await
-                        .unwrap();
+                    c.accept(
+                        &fw.id,
+                        &Accept {
+                            offer_ids: vec![o.id],
+                            operations: vec![Operation::Launch { task: t }],
+                            filter_ms: Some(0),
+                        },
+                    )
+                    .await
+                    .unwrap();
                     progress = true;
                 } else {
-                    c.decline(&fw.id, &smack_operator::protocol::Decline { offer_ids: vec![o.id], filter_ms: Some(100) })
-                        .await
-                        .unwrap();
+                    c.decline(
+                        &fw.id,
+                        &smack_operator::protocol::Decline { offer_ids: vec![o.id], filter_ms: Some(100) },
+                    )
+                    .await
+                    .unwrap();
                 }
             }
         }
@@ -474,7 +503,10 @@ async fn checks_report_readiness_and_kill_unhealthy_tasks() {
         grace_period_ms: 0,
     });
     fw.client
-        .accept(&fw.id, &Accept { offer_ids: vec![o.id], operations: vec![Operation::Launch { task: t }], filter_ms: None })
+        .accept(
+            &fw.id,
+            &Accept { offer_ids: vec![o.id], operations: vec![Operation::Launch { task: t }], filter_ms: None },
+        )
         .await
         .unwrap();
     fw.status_where("flaky RUNNING with ready=true", T, |s| s.task_id == "flaky" && s.ready == Some(true)).await;

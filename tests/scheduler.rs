@@ -113,7 +113,10 @@ impl Drop for DiagOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("pod status: {:?}", cli(&self.dir, &["pod", "status", &self.pod, "--output", "json"]));
-            eprintln!("recovery: {:?}", cli(&self.dir, &["plan", "show", "recovery"]).map_err(|e| e.lines().next().unwrap_or("").to_string()));
+            eprintln!(
+                "recovery: {:?}",
+                cli(&self.dir, &["plan", "show", "recovery"]).map_err(|e| e.lines().next().unwrap_or("").to_string())
+            );
             eprintln!("deploy: {:?}", cli(&self.dir, &["plan", "show", "deploy", "--output", "json"]));
             let log = read(&self.log);
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
@@ -173,7 +176,8 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     let pods = pods.as_array().unwrap();
     assert_eq!(pods.len(), 3);
     let mut hosts: Vec<String> = pods.iter().map(|v| v["pod"]["hostname"].as_str().unwrap().to_string()).collect();
-    let mut zs: Vec<String> = pods.iter().map(|v| v["pod"]["attributes"]["zone"].as_str().unwrap().to_string()).collect();
+    let mut zs: Vec<String> =
+        pods.iter().map(|v| v["pod"]["attributes"]["zone"].as_str().unwrap().to_string()).collect();
     hosts.sort();
     hosts.dedup();
     zs.sort();
@@ -282,7 +286,13 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     // A config change rolls one pod at a time, each waiting for readiness.
     wait_for("all three pods running and ready", T, || async {
         let v = json(d, &["pod", "list"])?;
-        let ready = v.as_array()?.iter().filter(|p| p["tasks"].as_array().is_some_and(|t| t.iter().any(|t| t["state"] == "RUNNING" && t["ready"] == true))).count();
+        let ready = v
+            .as_array()?
+            .iter()
+            .filter(|p| {
+                p["tasks"].as_array().is_some_and(|t| t.iter().any(|t| t["state"] == "RUNNING" && t["ready"] == true))
+            })
+            .count();
         (ready == 3).then_some(())
     })
     .await;
@@ -299,7 +309,18 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
         let v = json(d, &["pod", "list"]);
         let plan = json(d, &["plan", "show", "update"]);
         if let Some(v) = v {
-            let down = v.as_array().map(|a| a.iter().filter(|p| !p["tasks"].as_array().is_some_and(|t| t.iter().any(|t| t["state"] == "RUNNING" && t["ready"] == true))).count()).unwrap_or(0);
+            let down = v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|p| {
+                            !p["tasks"]
+                                .as_array()
+                                .is_some_and(|t| t.iter().any(|t| t["state"] == "RUNNING" && t["ready"] == true))
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
             most_down = most_down.max(down);
         }
         async move { plan.filter(|p| p["status"] == "COMPLETE").map(|_| ()) }
@@ -309,7 +330,8 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     let state = m.client().state().await.unwrap();
     for p in json(d, &["pod", "list"]).unwrap().as_array().unwrap() {
         let vid = p["pod"]["volume_ids"][0].as_str().unwrap();
-        let vol = state.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id == vid).unwrap();
+        let vol =
+            state.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id == vid).unwrap();
         let log = read(Path::new(&vol.host_path).join("starts.log"));
         assert!(log.lines().last().unwrap().ends_with("config=2"), "{}: {log}", p["pod"]["name"]);
     }
@@ -340,7 +362,8 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     std::fs::write(&spec_file, spec_with(smack_bin(), 2, "2", 16, false)).unwrap();
     let err = cli(d, &["service", "update", &sf]).unwrap_err();
     assert!(err.contains("allow-decommission"), "{err}");
-    let gone_res = json(d, &["pod", "status", "hello-2"]).unwrap()[0]["pod"]["reservation_id"].as_str().unwrap().to_string();
+    let gone_res =
+        json(d, &["pod", "status", "hello-2"]).unwrap()[0]["pod"]["reservation_id"].as_str().unwrap().to_string();
     std::fs::write(&spec_file, spec_with(smack_bin(), 2, "2", 16, true)).unwrap();
     let diff = json(d, &["service", "diff", &sf]).unwrap();
     assert_eq!(diff["removed"], serde_json::json!(["hello-2", "hello-3"]), "{diff:#}");
@@ -362,7 +385,15 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     let h0 = json(d, &["pod", "status", "hello-0"]).unwrap()[0].clone();
     let vid = h0["pod"]["volume_ids"][0].as_str().unwrap().to_string();
     let s = c.state().await.unwrap();
-    let vol0 = std::path::PathBuf::from(&s.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id == vid).unwrap().host_path);
+    let vol0 = std::path::PathBuf::from(
+        &s.agents
+            .iter()
+            .flat_map(|a| &a.reservations)
+            .flat_map(|r| &r.volumes)
+            .find(|v| v.id == vid)
+            .unwrap()
+            .host_path,
+    );
     let starts = read(vol0.join("starts.log")).lines().count();
     let out = cli(d, &["pod", "pause", "hello-0"]).unwrap();
     assert!(out.contains("(PAUSED)"), "{out}");
@@ -392,7 +423,8 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     let state = c.state().await.unwrap();
     for p in json(d, &["pod", "list"]).unwrap().as_array().unwrap() {
         let vid = p["pod"]["volume_ids"][0].as_str().unwrap();
-        let vol = state.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id == vid).unwrap();
+        let vol =
+            state.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id == vid).unwrap();
         let log = read(Path::new(&vol.host_path).join("starts.log"));
         assert!(log.lines().last().unwrap().ends_with("config=custom"), "{}: {log}", p["pod"]["name"]);
     }
@@ -415,7 +447,11 @@ async fn a_scheduler_killed_before_its_accept_leaves_no_duplicates() {
     let mut agents = Vec::new();
     for (i, z) in ["zone-a", "zone-b", "zone-c"].iter().enumerate() {
         let n = i + 1;
-        agents.push(m.agent(&format!("a{n}"), &format!("{p}.{n}"), &["--zone", z, "--cpus", "1", "--mem", "512", "--disk", "200"]));
+        agents.push(m.agent(
+            &format!("a{n}"),
+            &format!("{p}.{n}"),
+            &["--zone", z, "--cpus", "1", "--mem", "512", "--disk", "200"],
+        ));
     }
     m.wait_agents(3).await;
     let spec_file = d.join("hello.yaml");
@@ -444,7 +480,8 @@ async fn a_scheduler_killed_before_its_accept_leaves_no_duplicates() {
     // `service apply` of a spec no scheduler runs starts one in the background.
     let out = cli(d, &["service", "apply", &spec_file.display().to_string()]).unwrap();
     assert!(out.contains("deploying hello"), "{out}");
-    let _diag = DiagOnPanic { dir: d.to_path_buf(), pod: "hello-0".into(), log: d.join("services/hello/scheduler.log") };
+    let _diag =
+        DiagOnPanic { dir: d.to_path_buf(), pod: "hello-0".into(), log: d.join("services/hello/scheduler.log") };
     // The spec's deploy phase is a canary: approve it once the first pod is up.
     wait_for("the canary pod COMPLETE", T, || async {
         let v = json(d, &["plan", "show", "deploy"])?;
@@ -499,7 +536,11 @@ async fn a_pod_lost_for_good_is_replaced_and_its_old_task_killed() {
 
     // The agent dies (its task lives on, cut off): LOST, then replaced.
     let name = if first_host.ends_with(".1") { "a1" } else { "a2" };
-    if name == "a1" { a1.take().unwrap().kill9() } else { a2.take().unwrap().kill9() }
+    if name == "a1" {
+        a1.take().unwrap().kill9()
+    } else {
+        a2.take().unwrap().kill9()
+    }
     let moved = wait_for("hello-0 replaced onto the other agent", T, || async {
         let v = json(d, &["pod", "status", "hello-0"])?;
         let p = v[0].clone();
@@ -519,8 +560,13 @@ async fn a_pod_lost_for_good_is_replaced_and_its_old_task_killed() {
     .await;
     wait_for("the old reservation leaves the ledger", T, || async {
         let s = c.state().await.ok()?;
-        let ids: Vec<&str> =
-            s.agents.iter().flat_map(|a| &a.reservations).filter(|r| r.role == "hello").map(|r| r.id.as_str()).collect();
+        let ids: Vec<&str> = s
+            .agents
+            .iter()
+            .flat_map(|a| &a.reservations)
+            .filter(|r| r.role == "hello")
+            .map(|r| r.id.as_str())
+            .collect();
         (ids.len() == 1 && ids[0] != first_res).then_some(())
     })
     .await;
@@ -580,7 +626,13 @@ pods:
     wait_plan(d, "deploy", "COMPLETE").await;
     let c = m.client();
     let s = c.state().await.unwrap();
-    let vol = s.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id.ends_with("-data")).unwrap();
+    let vol = s
+        .agents
+        .iter()
+        .flat_map(|a| &a.reservations)
+        .flat_map(|r| &r.volumes)
+        .find(|v| v.id.ends_with("-data"))
+        .unwrap();
     let vol = std::path::PathBuf::from(&vol.host_path);
     let pid_of = |f: &str| -> i32 { read(vol.join(f)).trim().parse().unwrap_or(0) };
     let alive = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();

@@ -66,7 +66,8 @@ async fn up_runs_agents_and_resumes_with_the_same_reservations_and_volumes() {
     assert_eq!(hosts, [1, 2, 3].map(|n| format!("{prefix}.{n}")));
 
     // `smack agents` finds the cluster through cluster.json; json and table agree.
-    let json: Vec<AgentSummary> = serde_json::from_str(&smack_cli(dir.path(), &["agents", "--output", "json"])).unwrap();
+    let json: Vec<AgentSummary> =
+        serde_json::from_str(&smack_cli(dir.path(), &["agents", "--output", "json"])).unwrap();
     assert_eq!(json.len(), 3);
     let table = smack_cli(dir.path(), &["agents"]);
     for a in &json {
@@ -81,7 +82,9 @@ async fn up_runs_agents_and_resumes_with_the_same_reservations_and_volumes() {
     let writer = |id: &str| TaskInfo {
         id: id.into(),
         name: id.into(),
-        command: r#"echo "run $TASK_ID in $ZONE" >> "$VOLUME_DATA/lines"; echo $$ > "$VOLUME_DATA/pid"; exec sleep 600"#.into(),
+        command:
+            r#"echo "run $TASK_ID in $ZONE" >> "$VOLUME_DATA/lines"; echo $$ > "$VOLUME_DATA/pid"; exec sleep 600"#
+                .into(),
         env: BTreeMap::new(),
         resources: Resources::new(0.5, 64, 0),
         reservation: Some("r1".into()),
@@ -96,10 +99,19 @@ async fn up_runs_agents_and_resumes_with_the_same_reservations_and_volumes() {
         &Accept {
             offer_ids: vec![offer.id.clone()],
             operations: vec![
-                Operation::Reserve { id: "r1".into(), resources: Resources::new(0.5, 64, 100), labels: BTreeMap::new() },
+                Operation::Reserve {
+                    id: "r1".into(),
+                    resources: Resources::new(0.5, 64, 100),
+                    labels: BTreeMap::new(),
+                },
                 Operation::CreateVolume {
                     reservation: "r1".into(),
-                    volume: Volume { id: "v1".into(), source: VolumeSource::Root { size: 64 }, container_path: "data".into(), host_path: String::new() },
+                    volume: Volume {
+                        id: "v1".into(),
+                        source: VolumeSource::Root { size: 64 },
+                        container_path: "data".into(),
+                        host_path: String::new(),
+                    },
                 },
                 Operation::Launch { task: writer("w1") },
             ],
@@ -111,7 +123,12 @@ async fn up_runs_agents_and_resumes_with_the_same_reservations_and_volumes() {
     fw.status("w1", TaskState::Running, T).await;
     let vol = wait_for("the volume's path in the ledger", T, || async {
         let s = c.state().await.ok()?;
-        s.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).find(|v| v.id == "v1" && !v.host_path.is_empty()).map(|v| std::path::PathBuf::from(&v.host_path))
+        s.agents
+            .iter()
+            .flat_map(|a| &a.reservations)
+            .flat_map(|r| &r.volumes)
+            .find(|v| v.id == "v1" && !v.host_path.is_empty())
+            .map(|v| std::path::PathBuf::from(&v.host_path))
     })
     .await;
     let pid: i32 = wait_for("pid file", T, || async { read(vol.join("pid")).trim().parse().ok() }).await;
@@ -141,9 +158,12 @@ async fn up_runs_agents_and_resumes_with_the_same_reservations_and_volumes() {
         })
         .await;
     assert_eq!(o.agent_id, offer.agent_id);
-    c2.accept(&fw.id, &Accept { offer_ids: vec![o.id], operations: vec![Operation::Launch { task: writer("w2") }], filter_ms: None })
-        .await
-        .unwrap();
+    c2.accept(
+        &fw.id,
+        &Accept { offer_ids: vec![o.id], operations: vec![Operation::Launch { task: writer("w2") }], filter_ms: None },
+    )
+    .await
+    .unwrap();
     fw.status("w2", TaskState::Running, T).await;
     wait_for("the second run sees the first run's line", T, || async {
         (read(vol.join("lines")) == format!("run w1 in {zone}\nrun w2 in {zone}\n")).then_some(())

@@ -7,9 +7,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use smack_operator::master::allocator::{Allocator, AllocatorConfig};
-use smack_operator::resources::{
-    Attributes, PortRange, PortSet, Reservation, ReservedOffer, Resources,
-};
+use smack_operator::resources::{Attributes, PortRange, PortSet, Reservation, ReservedOffer, Resources};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -45,10 +43,7 @@ impl Rng {
 /// the filters still active at `NOW_MS`, the rest expired).
 fn cluster(filters_per_framework: usize) -> Allocator {
     let mut rng = Rng(42);
-    let mut al = Allocator::new(AllocatorConfig {
-        seed: 1,
-        ..AllocatorConfig::default()
-    });
+    let mut al = Allocator::new(AllocatorConfig { seed: 1, ..AllocatorConfig::default() });
     let ports = PortSet::from_ranges([PortRange::new(31000, 32000)]);
     for i in 0..AGENTS {
         let mut attributes = Attributes::new();
@@ -61,10 +56,8 @@ fn cluster(filters_per_framework: usize) -> Allocator {
         al.add_agent(id.clone(), total.clone(), attributes);
         let used_cpus = rng.below(24) as f64;
         let used_mem = rng.below(96) * GIB;
-        let mut free =
-            Resources::new(32.0 - used_cpus, 128 * GIB - used_mem, 512 * GIB).with_ports(
-                PortSet::from_ranges([PortRange::new(31000 + rng.below(500) as u16, 32000)]),
-            );
+        let mut free = Resources::new(32.0 - used_cpus, 128 * GIB - used_mem, 512 * GIB)
+            .with_ports(PortSet::from_ranges([PortRange::new(31000 + rng.below(500) as u16, 32000)]));
         if i % 4 == 0 && rng.below(2) == 0 {
             free = free.with_mount("/mnt/disk0", 2048 * GIB);
         }
@@ -92,11 +85,7 @@ fn cluster(filters_per_framework: usize) -> Allocator {
         let id = format!("framework-{f:04}");
         let weight = if f % 10 == 0 { 2.0 } else { 1.0 };
         al.add_framework(id.clone(), format!("role-{:03}", f % ROLES), weight);
-        let held = Resources::new(
-            rng.below(200) as f64,
-            rng.below(800) * GIB,
-            rng.below(4000) * GIB,
-        );
+        let held = Resources::new(rng.below(200) as f64, rng.below(800) * GIB, rng.below(4000) * GIB);
         al.add_allocation(&id, &held);
         if f % 20 == 0 {
             al.suppress(&id);
@@ -114,15 +103,9 @@ fn bench_cycle(c: &mut Criterion, name: &str, filters_per_framework: usize) {
     let state = cluster(filters_per_framework);
     let offers = state.clone().allocate(NOW_MS).len();
     let mut group = c.benchmark_group("allocator");
-    group
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(10));
+    group.sample_size(20).measurement_time(Duration::from_secs(10));
     group.bench_function(name, |b| {
-        b.iter_batched(
-            || state.clone(),
-            |mut al| black_box(al.allocate(black_box(NOW_MS))),
-            BatchSize::LargeInput,
-        )
+        b.iter_batched(|| state.clone(), |mut al| black_box(al.allocate(black_box(NOW_MS))), BatchSize::LargeInput)
     });
     group.finish();
 

@@ -53,10 +53,7 @@ fn agents() -> Vec<Offer> {
             let mut attributes = Attributes::new();
             attributes.insert("hostname".into(), hostname.clone());
             attributes.insert("zone".into(), format!("zone-{}", i % ZONES));
-            attributes.insert(
-                "rack".into(),
-                format!("rack-{}-{}", i % ZONES, (i / ZONES) % 20),
-            );
+            attributes.insert("rack".into(), format!("rack-{}-{}", i % ZONES, (i / ZONES) % 20));
             Offer {
                 id: format!("offer-{i:05}"),
                 framework_id: "bench".into(),
@@ -102,11 +99,7 @@ struct Run {
 /// Places every pod; with `record`, times each evaluation on its own.
 /// Returns the run's figures and the final placement view.
 fn simulate(mut offers: Vec<Offer>, record: bool) -> (Run, PlacementView) {
-    let index: HashMap<String, usize> = offers
-        .iter()
-        .enumerate()
-        .map(|(i, o)| (o.agent_id.clone(), i))
-        .collect();
+    let index: HashMap<String, usize> = offers.iter().enumerate().map(|(i, o)| (o.agent_id.clone(), i)).collect();
     let mut view = PlacementView::new();
     let mut rng = Rng(7);
     let mut evaluations = 0;
@@ -115,11 +108,8 @@ fn simulate(mut offers: Vec<Offer>, record: bool) -> (Run, PlacementView) {
     let start = Instant::now();
     for t in 0..POD_TYPES {
         // Colocated pods are offered the agents their partner runs on.
-        let partners: Option<Vec<usize>> = (t % 2 == 1).then(|| {
-            view.agents_running(&pod_type(t - 1))
-                .map(|a| index[a])
-                .collect()
-        });
+        let partners: Option<Vec<usize>> =
+            (t % 2 == 1).then(|| view.agents_running(&pod_type(t - 1)).map(|a| index[a]).collect());
         for i in 0..INSTANCES {
             let req = requirement(t, i);
             let mut attempt = 0;
@@ -147,21 +137,11 @@ fn simulate(mut offers: Vec<Offer>, record: bool) -> (Run, PlacementView) {
                     break;
                 }
                 attempt += 1;
-                assert!(
-                    attempt < 10 * AGENTS,
-                    "{} found no agent: {:?}",
-                    req.name(),
-                    e.outcomes
-                );
+                assert!(attempt < 10 * AGENTS, "{} found no agent: {:?}", req.name(), e.outcomes);
             }
         }
     }
-    let run = Run {
-        elapsed: start.elapsed(),
-        placed,
-        evaluations,
-        eval_ns,
-    };
+    let run = Run { elapsed: start.elapsed(), placed, evaluations, eval_ns };
     (run, view)
 }
 
@@ -173,15 +153,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 fn placement(c: &mut Criterion) {
     let offers = agents();
     let mut group = c.benchmark_group("placement");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(15));
+    group.sample_size(10).measurement_time(Duration::from_secs(15));
     group.bench_function("place_100k_pods_on_10k_agents", |b| {
-        b.iter_batched(
-            || offers.clone(),
-            |o| black_box(simulate(o, false).0.placed),
-            BatchSize::LargeInput,
-        )
+        b.iter_batched(|| offers.clone(), |o| black_box(simulate(o, false).0.placed), BatchSize::LargeInput)
     });
 
     // One evaluation against a full view (100,000 pods): a new pod of a
@@ -200,9 +174,7 @@ fn placement(c: &mut Criterion) {
 
     // Plain timings: placements/s from three untimed-inside runs, and the
     // distribution of single evaluations from a run timing each one.
-    let mut runs: Vec<Duration> = (0..3)
-        .map(|_| simulate(offers.clone(), false).0.elapsed)
-        .collect();
+    let mut runs: Vec<Duration> = (0..3).map(|_| simulate(offers.clone(), false).0.elapsed).collect();
     runs.sort();
     let median = runs[1];
     let (full, _) = simulate(offers.clone(), true);

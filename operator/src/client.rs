@@ -116,7 +116,8 @@ impl MasterClient {
     }
 
     async fn stream<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: String) -> Result<EventStream<T>> {
-        let resp = req.bearer_auth(&self.token).send().await.map_err(|source| Error::Http { url: url.clone(), source })?;
+        let resp =
+            req.bearer_auth(&self.token).send().await.map_err(|source| Error::Http { url: url.clone(), source })?;
         let resp = self.check(&url, resp).await?;
         Ok(EventStream { inner: resp.bytes_stream().boxed(), buf: Vec::new(), ready: VecDeque::new(), url })
     }

@@ -3,8 +3,7 @@
 
 use crate::master::ledger::LedgerTask;
 use crate::resources::{
-    AgentId, Attributes, FrameworkId, Offer, OfferId, Operation, Reservation, Resources, TaskId, TaskInfo,
-    TaskStatus,
+    AgentId, Attributes, FrameworkId, Offer, OfferId, Operation, Reservation, Resources, TaskId, TaskInfo, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -79,10 +79,7 @@ impl PortSet {
         self.0.iter().any(|r| r.begin <= p && p <= r.end)
     }
     pub fn contains(&self, other: &PortSet) -> bool {
-        other
-            .0
-            .iter()
-            .all(|o| self.0.iter().any(|r| r.begin <= o.begin && o.end <= r.end))
+        other.0.iter().all(|o| self.0.iter().any(|r| r.begin <= o.begin && o.end <= r.end))
     }
     pub fn insert_range(&mut self, r: PortRange) {
         if r.is_empty() {
@@ -532,10 +529,7 @@ pub struct TaskStatus {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

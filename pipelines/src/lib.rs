@@ -34,9 +34,6 @@ pub enum Error {
 /// Reads, parses and validates the pipeline file at `path`; errors name it
 /// as given.
 pub fn load(path: &Path) -> Result<PipelineSpec, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
     Ok(PipelineSpec::from_yaml(&text, &path.display().to_string())?)
 }

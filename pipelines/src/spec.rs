@@ -26,7 +26,6 @@ mod tests;
 pub use types::*;
 pub use units::{Duration, Size};
 
-
 // Errors in a pipeline file have the same shape as those in a service spec
 // (file:line:column, field, message, hint): one type serves both.
 pub use smack_operator::scheduler::spec::{SpecError, SpecErrors};

@@ -90,10 +90,7 @@ impl CheckpointStore {
         text.trim()
             .parse::<u64>()
             .map(Some)
-            .map_err(|_| Error::Corrupt {
-                reason: format!("expected an epoch number, found {:?}", text.trim()),
-                path,
-            })
+            .map_err(|_| Error::Corrupt { reason: format!("expected an epoch number, found {:?}", text.trim()), path })
     }
 
     /// The bytes of checkpoint `epoch` if it is still kept (or is an
@@ -129,13 +126,7 @@ impl CheckpointStore {
     /// rest, including uncommitted leftovers above `latest`.
     fn prune(&self, latest: u64) -> Result<()> {
         let epochs = self.epochs()?;
-        let keep: Vec<u64> = epochs
-            .iter()
-            .rev()
-            .copied()
-            .filter(|e| *e <= latest)
-            .take(KEEP)
-            .collect();
+        let keep: Vec<u64> = epochs.iter().rev().copied().filter(|e| *e <= latest).take(KEEP).collect();
         let mut removed = false;
         for epoch in epochs.into_iter().filter(|e| !keep.contains(e)) {
             let path = self.checkpoint_path(epoch);
@@ -166,10 +157,8 @@ mod tests {
     use crate::durable::TEMP_MARKER;
 
     fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut v: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     }
@@ -195,24 +184,15 @@ mod tests {
         assert_eq!(store.epochs().unwrap(), vec![2, 3]);
         assert_eq!(store.read(2).unwrap().as_deref(), Some(&b"two"[..]));
         assert_eq!(store.read(1).unwrap(), None);
-        assert_eq!(
-            names(dir.path()),
-            vec!["LATEST", "checkpoint-2", "checkpoint-3"]
-        );
+        assert_eq!(names(dir.path()), vec!["LATEST", "checkpoint-2", "checkpoint-3"]);
     }
 
     #[test]
     fn latest_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        CheckpointStore::open(dir.path())
-            .unwrap()
-            .commit(10, b"state+offsets")
-            .unwrap();
+        CheckpointStore::open(dir.path()).unwrap().commit(10, b"state+offsets").unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
-        assert_eq!(
-            store.latest().unwrap(),
-            Some((10, b"state+offsets".to_vec()))
-        );
+        assert_eq!(store.latest().unwrap(), Some((10, b"state+offsets".to_vec())));
     }
 
     #[test]
@@ -223,10 +203,7 @@ mod tests {
         store.commit(9, b"b").unwrap();
         for stale in [9, 5, 0] {
             let err = store.commit(stale, b"x").unwrap_err();
-            assert!(
-                matches!(err, Error::StaleEpoch { latest: 9, .. }),
-                "{err:?}"
-            );
+            assert!(matches!(err, Error::StaleEpoch { latest: 9, .. }), "{err:?}");
         }
         assert_eq!(
             store.commit(3, b"x").unwrap_err().to_string(),
@@ -277,16 +254,9 @@ mod tests {
     #[test]
     fn temp_leftovers_are_removed_on_open() {
         let dir = tempfile::tempdir().unwrap();
-        CheckpointStore::open(dir.path())
-            .unwrap()
-            .commit(1, b"one")
-            .unwrap();
+        CheckpointStore::open(dir.path()).unwrap().commit(1, b"one").unwrap();
         fs::write(dir.path().join(format!(".LATEST{TEMP_MARKER}99.0")), b"2").unwrap();
-        fs::write(
-            dir.path().join(format!(".checkpoint-2{TEMP_MARKER}99.1")),
-            b"half",
-        )
-        .unwrap();
+        fs::write(dir.path().join(format!(".checkpoint-2{TEMP_MARKER}99.1")), b"half").unwrap();
         let store = CheckpointStore::open(dir.path()).unwrap();
         assert_eq!(names(dir.path()), vec!["LATEST", "checkpoint-1"]);
         assert_eq!(store.latest().unwrap(), Some((1, b"one".to_vec())));
@@ -300,14 +270,8 @@ mod tests {
         let err = store.latest().unwrap_err();
         assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
         let text = err.to_string();
-        assert!(
-            text.contains("LATEST") && text.contains("\"seven\""),
-            "{text}"
-        );
-        assert!(
-            store.commit(1, b"x").is_err(),
-            "no commit over a corrupt pointer"
-        );
+        assert!(text.contains("LATEST") && text.contains("\"seven\""), "{text}");
+        assert!(store.commit(1, b"x").is_err(), "no commit over a corrupt pointer");
     }
 
     #[test]
@@ -316,10 +280,7 @@ mod tests {
         let store = CheckpointStore::open(dir.path()).unwrap();
         fs::write(dir.path().join(LATEST), b"4\n").unwrap();
         let err = store.latest().unwrap_err().to_string();
-        assert!(
-            err.contains("names epoch 4") && err.contains("checkpoint-4"),
-            "{err}"
-        );
+        assert!(err.contains("names epoch 4") && err.contains("checkpoint-4"), "{err}");
     }
 
     #[test]
@@ -340,10 +301,7 @@ mod tests {
     #[test]
     fn checkpoint_names_parse_strictly() {
         assert_eq!(parse_checkpoint_name("checkpoint-0"), Some(0));
-        assert_eq!(
-            parse_checkpoint_name("checkpoint-18446744073709551615"),
-            Some(u64::MAX)
-        );
+        assert_eq!(parse_checkpoint_name("checkpoint-18446744073709551615"), Some(u64::MAX));
         assert_eq!(parse_checkpoint_name("checkpoint-007"), None);
         assert_eq!(parse_checkpoint_name("checkpoint-+7"), None);
         assert_eq!(parse_checkpoint_name("LATEST"), None);

@@ -43,22 +43,12 @@ pub fn is_temp_name(name: &OsStr) -> bool {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let context = || format!("writing {}", path.display());
     let name = path.file_name().ok_or_else(|| {
-        Error::io(
-            context(),
-            io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"),
-        )
+        Error::io(context(), io::Error::new(io::ErrorKind::InvalidInput, "the path has no file name"))
     })?;
     let dir = parent_dir(path);
-    let kept: String = name
-        .to_string_lossy()
-        .chars()
-        .take(TEMP_NAME_KEEP)
-        .collect();
-    let tmp = dir.join(format!(
-        ".{kept}{TEMP_MARKER}{}.{}",
-        std::process::id(),
-        NEXT_TEMP.fetch_add(1, Ordering::Relaxed)
-    ));
+    let kept: String = name.to_string_lossy().chars().take(TEMP_NAME_KEEP).collect();
+    let tmp =
+        dir.join(format!(".{kept}{TEMP_MARKER}{}.{}", std::process::id(), NEXT_TEMP.fetch_add(1, Ordering::Relaxed)));
 
     let result = write_and_rename(&tmp, path, bytes);
     if result.is_err() {
@@ -89,10 +79,8 @@ pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
 
 /// Writes `value` as pretty JSON (one trailing newline) with [`write_atomic`].
 pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Encode {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut bytes =
+        serde_json::to_vec_pretty(value).map_err(|source| Error::Encode { path: path.to_path_buf(), source })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
 }
@@ -104,19 +92,12 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     let Some(bytes) = read_optional(path)? else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| Error::Decode {
-            path: path.to_path_buf(),
-            source,
-        })
+    serde_json::from_slice(&bytes).map(Some).map_err(|source| Error::Decode { path: path.to_path_buf(), source })
 }
 
 /// Flushes a directory's entries (new, renamed or removed files) to disk.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
 
 /// Creates `dir` and any missing parents, and fsyncs the parent of each
@@ -131,8 +112,7 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    fs::create_dir_all(dir)
-        .map_err(|e| Error::io(format!("creating directory {}", dir.display()), e))?;
+    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating directory {}", dir.display()), e))?;
     for created in missing.iter().rev() {
         sync_dir(parent_dir(created))?;
     }
@@ -160,12 +140,7 @@ pub fn remove_temp_files(dir: &Path) -> Result<usize> {
         match fs::remove_file(&path) {
             Ok(()) => removed += 1,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::io(
-                    format!("removing leftover temp file {}", path.display()),
-                    e,
-                ))
-            }
+            Err(e) => return Err(Error::io(format!("removing leftover temp file {}", path.display()), e)),
         }
     }
     if removed > 0 {
@@ -196,10 +171,8 @@ mod tests {
     }
 
     fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut v: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     }
@@ -240,10 +213,7 @@ mod tests {
     fn reading_a_directory_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let err = read_optional(dir.path()).unwrap_err();
-        assert!(
-            err.to_string().contains(&dir.path().display().to_string()),
-            "{err}"
-        );
+        assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
     }
 
     #[test]
@@ -282,27 +252,14 @@ mod tests {
     fn crash_leftovers_are_invisible_and_cleaned() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("state.json");
-        write_json_atomic(
-            &p,
-            &Rec {
-                name: "old".into(),
-                n: 1,
-            },
-        )
-        .unwrap();
+        write_json_atomic(&p, &Rec { name: "old".into(), n: 1 }).unwrap();
         // A crash after the temp file was written but before the rename.
         let leftover = dir.path().join(format!(".state.json{TEMP_MARKER}4242.7"));
         fs::write(&leftover, b"{ half a rec").unwrap();
         fs::write(dir.path().join("other"), b"keep me").unwrap();
 
         let rec: Rec = read_json(&p).unwrap().unwrap();
-        assert_eq!(
-            rec,
-            Rec {
-                name: "old".into(),
-                n: 1
-            }
-        );
+        assert_eq!(rec, Rec { name: "old".into(), n: 1 });
 
         assert_eq!(remove_temp_files(dir.path()).unwrap(), 1);
         assert_eq!(names(dir.path()), vec!["other", "state.json"]);
@@ -327,17 +284,11 @@ mod tests {
     fn json_round_trips_and_is_pretty() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("r.json");
-        let rec = Rec {
-            name: "a".into(),
-            n: 7,
-        };
+        let rec = Rec { name: "a".into(), n: 7 };
         write_json_atomic(&p, &rec).unwrap();
         assert_eq!(read_json::<Rec>(&p).unwrap(), Some(rec));
         let text = fs::read_to_string(&p).unwrap();
-        assert!(
-            text.ends_with("}\n") && text.contains("\n  \"name\""),
-            "{text}"
-        );
+        assert!(text.ends_with("}\n") && text.contains("\n  \"name\""), "{text}");
     }
 
     #[test]

@@ -40,9 +40,7 @@ impl VolumeManager {
     /// A manager for the agent whose work dir is `work_dir`. Touches nothing
     /// on disk until a volume is created.
     pub fn new(work_dir: impl Into<PathBuf>) -> Self {
-        VolumeManager {
-            work_dir: work_dir.into(),
-        }
+        VolumeManager { work_dir: work_dir.into() }
     }
 
     /// The agent's work dir.
@@ -84,11 +82,7 @@ impl VolumeManager {
         match mount_volume_id(path)? {
             Some(existing) if existing == id => return Ok(path.to_path_buf()),
             Some(existing) => {
-                return Err(Error::VolumeInUse {
-                    path: path.to_path_buf(),
-                    existing,
-                    requested: id.to_string(),
-                })
+                return Err(Error::VolumeInUse { path: path.to_path_buf(), existing, requested: id.to_string() })
             }
             None => {}
         }
@@ -96,9 +90,7 @@ impl VolumeManager {
         for entry in fs::read_dir(path).map_err(listing)? {
             let name = entry.map_err(listing)?.file_name();
             if name != LOST_AND_FOUND && !durable::is_temp_name(&name) {
-                return Err(Error::MountNotEmpty {
-                    path: path.to_path_buf(),
-                });
+                return Err(Error::MountNotEmpty { path: path.to_path_buf() });
             }
         }
         durable::remove_temp_files(path)?;
@@ -133,21 +125,14 @@ impl VolumeManager {
             Err(e) => return Err(Error::io(format!("inspecting {}", path.display()), e)),
         };
         if self.root_parts(path).is_some() {
-            let removed = if meta.is_dir() {
-                fs::remove_dir_all(path)
-            } else {
-                fs::remove_file(path)
-            };
+            let removed = if meta.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
             removed.map_err(|e| Error::io(format!("destroying volume {}", path.display()), e))?;
             sync_dir(durable::parent_dir(path))?;
             tracing::info!(path = %path.display(), "ROOT volume destroyed");
             return Ok(());
         }
         if mount_volume_id(path)?.is_none() {
-            return Err(Error::NotAVolume {
-                path: path.to_path_buf(),
-                roles_dir: self.roles_dir(),
-            });
+            return Err(Error::NotAVolume { path: path.to_path_buf(), roles_dir: self.roles_dir() });
         }
         let listing = |e| Error::io(format!("listing {}", path.display()), e);
         for entry in fs::read_dir(path).map_err(listing)? {
@@ -157,11 +142,7 @@ impl VolumeManager {
             }
             let child = entry.path();
             let is_dir = entry.file_type().map_err(listing)?.is_dir();
-            let removed = if is_dir {
-                fs::remove_dir_all(&child)
-            } else {
-                fs::remove_file(&child)
-            };
+            let removed = if is_dir { fs::remove_dir_all(&child) } else { fs::remove_file(&child) };
             match removed {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -170,8 +151,7 @@ impl VolumeManager {
         }
         sync_dir(path)?;
         let marker = path.join(MARKER);
-        fs::remove_file(&marker)
-            .map_err(|e| Error::io(format!("removing {}", marker.display()), e))?;
+        fs::remove_file(&marker).map_err(|e| Error::io(format!("removing {}", marker.display()), e))?;
         sync_dir(path)?;
         tracing::info!(path = %path.display(), "MOUNT volume destroyed");
         Ok(())
@@ -190,20 +170,14 @@ impl VolumeManager {
                 Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
             };
             for entry in entries {
-                let entry =
-                    entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+                let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
                 if dir == path && entry.file_name() == MARKER {
                     continue;
                 }
                 let meta = match entry.metadata() {
                     Ok(meta) => meta,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => {
-                        return Err(Error::io(
-                            format!("inspecting {}", entry.path().display()),
-                            e,
-                        ))
-                    }
+                    Err(e) => return Err(Error::io(format!("inspecting {}", entry.path().display()), e)),
                 };
                 if meta.is_dir() {
                     stack.push(entry.path());
@@ -239,8 +213,7 @@ impl VolumeManager {
             return None;
         };
         let (role, id) = (role.to_str()?, id.to_str()?);
-        (validate_name("role", role).is_ok() && validate_name("volume id", id).is_ok())
-            .then_some((role, id))
+        (validate_name("role", role).is_ok() && validate_name("volume id", id).is_ok()).then_some((role, id))
     }
 }
 
@@ -250,16 +223,11 @@ pub fn mount_volume_id(path: &Path) -> Result<Option<String>> {
     let Some(bytes) = read_optional(&marker)? else {
         return Ok(None);
     };
-    let id = String::from_utf8(bytes).map_err(|_| Error::Corrupt {
-        path: marker.clone(),
-        reason: "not UTF-8".into(),
-    })?;
+    let id =
+        String::from_utf8(bytes).map_err(|_| Error::Corrupt { path: marker.clone(), reason: "not UTF-8".into() })?;
     let id = id.trim();
     if validate_name("volume id", id).is_err() {
-        return Err(Error::Corrupt {
-            path: marker,
-            reason: format!("{id:?} is not a valid volume id"),
-        });
+        return Err(Error::Corrupt { path: marker, reason: format!("{id:?} is not a valid volume id") });
     }
     Ok(Some(id.to_string()))
 }
@@ -286,11 +254,7 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
         None
     };
     match reason {
-        Some(reason) => Err(Error::InvalidName {
-            what,
-            name: name.to_string(),
-            reason,
-        }),
+        Some(reason) => Err(Error::InvalidName { what, name: name.to_string(), reason }),
         None => Ok(()),
     }
 }
@@ -348,27 +312,13 @@ mod tests {
     #[test]
     fn traversal_in_role_or_id_is_refused() {
         let (dir, vm) = setup();
-        let bad = [
-            "", ".", "..", "../x", "a/b", "/abs", "a\\b", "x..", "a\0b", "a\nb", " a",
-        ];
+        let bad = ["", ".", "..", "../x", "a/b", "/abs", "a\\b", "x..", "a\0b", "a\nb", " a"];
         for name in bad {
             let err = vm.create_root(name, "v").unwrap_err();
-            assert!(
-                matches!(err, Error::InvalidName { what: "role", .. }),
-                "{name:?}: {err}"
-            );
+            assert!(matches!(err, Error::InvalidName { what: "role", .. }), "{name:?}: {err}");
             assert!(err.to_string().starts_with("invalid role"), "{err}");
             let err = vm.create_root("r", name).unwrap_err();
-            assert!(
-                matches!(
-                    err,
-                    Error::InvalidName {
-                        what: "volume id",
-                        ..
-                    }
-                ),
-                "{name:?}"
-            );
+            assert!(matches!(err, Error::InvalidName { what: "volume id", .. }), "{name:?}");
             assert!(err.to_string().contains("invalid volume id"), "{err}");
         }
         assert!(!dir.path().join("agent").exists(), "nothing may be created");
@@ -381,10 +331,7 @@ mod tests {
         assert_eq!(err, "invalid role \"..\": must not contain \"..\"");
         let err = vm.create_root("r", "").unwrap_err().to_string();
         assert_eq!(err, "invalid volume id \"\": must not be empty");
-        let err = vm
-            .create_root("r", &"v".repeat(256))
-            .unwrap_err()
-            .to_string();
+        let err = vm.create_root("r", &"v".repeat(256)).unwrap_err().to_string();
         assert!(err.ends_with("must be at most 255 bytes"), "{err}");
     }
 
@@ -466,16 +413,9 @@ mod tests {
         let (dir, vm) = setup();
         let mnt = dir.path().join("disk");
         fs::create_dir_all(mnt.join(LOST_AND_FOUND)).unwrap();
-        fs::write(
-            mnt.join(format!(".{MARKER}{}1.0", durable::TEMP_MARKER)),
-            b"v0",
-        )
-        .unwrap();
+        fs::write(mnt.join(format!(".{MARKER}{}1.0", durable::TEMP_MARKER)), b"v0").unwrap();
         vm.create_mount(&mnt, "v1").unwrap();
-        let mut names: Vec<_> = fs::read_dir(&mnt)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let mut names: Vec<_> = fs::read_dir(&mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
         names.sort();
         assert_eq!(names, vec![MARKER, LOST_AND_FOUND]);
     }
@@ -484,10 +424,7 @@ mod tests {
     fn mount_with_bad_id_is_refused_before_touching_disk() {
         let (dir, vm) = setup();
         let mnt = dir.path().join("disk");
-        assert!(matches!(
-            vm.create_mount(&mnt, "../x"),
-            Err(Error::InvalidName { .. })
-        ));
+        assert!(matches!(vm.create_mount(&mnt, "../x"), Err(Error::InvalidName { .. })));
         assert!(!mnt.exists());
     }
 
@@ -597,18 +534,14 @@ mod tests {
         vm.create_root("b", "v2").unwrap();
         vm.create_root("a", "v1").unwrap();
         vm.create_root("b", "v1").unwrap();
-        let want =
-            [("a", "v1"), ("b", "v1"), ("b", "v2")].map(|(r, v)| (r.to_string(), v.to_string()));
+        let want = [("a", "v1"), ("b", "v1"), ("b", "v2")].map(|(r, v)| (r.to_string(), v.to_string()));
         assert_eq!(vm.list_root().unwrap(), want);
     }
 
     #[test]
     fn root_path_checks_names() {
         let (_dir, vm) = setup();
-        assert!(vm
-            .root_path("r", "v")
-            .unwrap()
-            .ends_with("volumes/roles/r/v"));
+        assert!(vm.root_path("r", "v").unwrap().ends_with("volumes/roles/r/v"));
         assert!(vm.root_path("r", "v/../../x").is_err());
     }
 }

@@ -137,17 +137,8 @@ impl MasterProc {
     pub fn agent(&self, name: &str, hostname: &str, extra: &[&str]) -> Proc {
         let work = self.state_dir.join("agents").join(name);
         let work = work.display().to_string();
-        let mut args = vec![
-            "agent",
-            "--master",
-            &self.url,
-            "--token",
-            &self.token,
-            "--work-dir",
-            &work,
-            "--hostname",
-            hostname,
-        ];
+        let mut args =
+            vec!["agent", "--master", &self.url, "--token", &self.token, "--work-dir", &work, "--hostname", hostname];
         args.extend_from_slice(extra);
         spawn(name, &args, &self.state_dir.join("logs"))
     }
@@ -286,8 +277,7 @@ impl TestFramework {
 
     /// Waits for a status of `task` in `state`; offers meanwhile are declined.
     pub async fn status(&mut self, task: &str, state: TaskState, within: Duration) -> TaskStatus {
-        self.status_where(&format!("task {task} in {state}"), within, |s| s.task_id == task && s.state == state)
-            .await
+        self.status_where(&format!("task {task} in {state}"), within, |s| s.task_id == task && s.state == state).await
     }
 
     /// Waits for a status matching `pred`; offers meanwhile are declined.

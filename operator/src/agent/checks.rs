@@ -36,16 +36,10 @@ pub struct CheckOutcome {
 
 impl CheckOutcome {
     fn pass(message: impl Into<String>) -> Self {
-        CheckOutcome {
-            passed: true,
-            message: message.into(),
-        }
+        CheckOutcome { passed: true, message: message.into() }
     }
     fn fail(message: impl Into<String>) -> Self {
-        CheckOutcome {
-            passed: false,
-            message: message.into(),
-        }
+        CheckOutcome { passed: false, message: message.into() }
     }
 }
 
@@ -66,12 +60,7 @@ pub async fn run_once(
     }
 }
 
-async fn run_command(
-    command: &str,
-    sandbox: &Path,
-    env: &BTreeMap<String, String>,
-    timeout: Duration,
-) -> CheckOutcome {
+async fn run_command(command: &str, sandbox: &Path, env: &BTreeMap<String, String>, timeout: Duration) -> CheckOutcome {
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(command)
@@ -85,12 +74,7 @@ async fn run_command(
         .kill_on_drop(true);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => {
-            return CheckOutcome::fail(format!(
-                "cannot run check command in {}: {e}",
-                sandbox.display()
-            ))
-        }
+        Err(e) => return CheckOutcome::fail(format!("cannot run check command in {}: {e}", sandbox.display())),
     };
     let pgid = child.id().map(|p| p as i32);
     let stdout = child.stdout.take().map(|o| tokio::spawn(read_tail(o)));
@@ -120,9 +104,7 @@ async fn run_command(
     match waited {
         Err(_) => CheckOutcome::fail(with_output(format!("command timed out after {timeout:?}"))),
         Ok(Err(e)) => CheckOutcome::fail(format!("waiting for check command: {e}")),
-        Ok(Ok(status)) if status.success() => {
-            CheckOutcome::pass(with_output("command exited 0".to_string()))
-        }
+        Ok(Ok(status)) if status.success() => CheckOutcome::pass(with_output("command exited 0".to_string())),
         Ok(Ok(status)) => {
             use std::os::unix::process::ExitStatusExt;
             let head = match (status.code(), status.signal()) {
@@ -184,35 +166,24 @@ async fn run_tcp(host: &str, port: u16, timeout: Duration) -> CheckOutcome {
 }
 
 async fn run_http(host: &str, port: u16, path: &str, timeout: Duration) -> CheckOutcome {
-    let path = if path.starts_with('/') {
-        path.to_string()
-    } else {
-        format!("/{path}")
-    };
+    let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
     let url = format!("http://{}{path}", authority(host, port));
     match tokio::time::timeout(timeout, http_status(host, port, &path)).await {
         Err(_) => CheckOutcome::fail(format!("GET {url} timed out after {timeout:?}")),
         Ok(Err(e)) => CheckOutcome::fail(format!("GET {url}: {e}")),
-        Ok(Ok((code, line))) if (200..400).contains(&code) => {
-            CheckOutcome::pass(format!("GET {url}: {line}"))
-        }
+        Ok(Ok((code, line))) if (200..400).contains(&code) => CheckOutcome::pass(format!("GET {url}: {line}")),
         Ok(Ok((_, line))) => CheckOutcome::fail(format!("GET {url}: {line}")),
     }
 }
 
 /// Sends a minimal GET and returns the status code and status line.
 async fn http_status(host: &str, port: u16, path: &str) -> Result<(u16, String), String> {
-    let mut stream = connect(host, port)
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+    let mut stream = connect(host, port).await.map_err(|e| format!("cannot connect: {e}"))?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: smack-agent\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         authority(host, port)
     );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("sending request: {e}"))?;
+    stream.write_all(request.as_bytes()).await.map_err(|e| format!("sending request: {e}"))?;
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -223,10 +194,7 @@ async fn http_status(host: &str, port: u16, path: &str) -> Result<(u16, String),
         if head.len() >= MAX_STATUS_LINE {
             return Err("no status line in the first 8 KiB of the response".to_string());
         }
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("reading response: {e}"))?;
+        let n = stream.read(&mut buf).await.map_err(|e| format!("reading response: {e}"))?;
         if n == 0 {
             break;
         }
@@ -299,10 +267,7 @@ impl CheckRunner {
         env: BTreeMap<String, String>,
     ) -> (Self, mpsc::Receiver<CheckEvent>) {
         let (tx, rx) = mpsc::channel(16);
-        (
-            Self::spawn(spec, CheckContext { host, sandbox, env }, tx),
-            rx,
-        )
+        (Self::spawn(spec, CheckContext { host, sandbox, env }, tx), rx)
     }
 
     /// Starts checking now; the grace period counts from `launched_at`
@@ -332,20 +297,12 @@ impl Drop for CheckRunner {
     }
 }
 
-async fn run_loop(
-    spec: CheckSpec,
-    ctx: CheckContext,
-    events: mpsc::Sender<CheckEvent>,
-    launched_at: Instant,
-) {
+async fn run_loop(spec: CheckSpec, ctx: CheckContext, events: mpsc::Sender<CheckEvent>, launched_at: Instant) {
     let timeout = Duration::from_millis(spec.timeout_ms.max(1));
-    let mut ticker =
-        tokio::time::interval(Duration::from_millis(spec.interval_ms).max(MIN_INTERVAL));
+    let mut ticker = tokio::time::interval(Duration::from_millis(spec.interval_ms).max(MIN_INTERVAL));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut tracker = Tracker::new(
-        spec.max_consecutive_failures,
-        launched_at + Duration::from_millis(spec.grace_period_ms),
-    );
+    let mut tracker =
+        Tracker::new(spec.max_consecutive_failures, launched_at + Duration::from_millis(spec.grace_period_ms));
     loop {
         ticker.tick().await;
         let outcome = run_once(&spec.check, &ctx.host, &ctx.sandbox, &ctx.env, timeout).await;
@@ -369,12 +326,7 @@ struct Tracker {
 
 impl Tracker {
     fn new(max_failures: u32, grace_until: Instant) -> Self {
-        Tracker {
-            max_failures: max_failures.max(1),
-            grace_until: Some(grace_until),
-            last: None,
-            failures: 0,
-        }
+        Tracker { max_failures: max_failures.max(1), grace_until: Some(grace_until), last: None, failures: 0 }
     }
 
     fn observe(&mut self, outcome: CheckOutcome, now: Instant) -> Option<CheckEvent> {
@@ -383,11 +335,7 @@ impl Tracker {
             self.failures = 0;
             let changed = self.last != Some(true);
             self.last = Some(true);
-            return changed.then_some(CheckEvent {
-                passed: true,
-                consecutive_failures: 0,
-                message: outcome.message,
-            });
+            return changed.then_some(CheckEvent { passed: true, consecutive_failures: 0, message: outcome.message });
         }
         if self.grace_until.is_some_and(|g| now < g) {
             return None;
@@ -413,12 +361,9 @@ mod tests {
     const TIMEOUT: Duration = Duration::from_secs(5);
 
     async fn once(check: Check, sandbox: &Path, env: &BTreeMap<String, String>) -> CheckOutcome {
-        tokio::time::timeout(
-            DEADLINE,
-            run_once(&check, "127.0.0.1", sandbox, env, TIMEOUT),
-        )
-        .await
-        .expect("check did not finish")
+        tokio::time::timeout(DEADLINE, run_once(&check, "127.0.0.1", sandbox, env, TIMEOUT))
+            .await
+            .expect("check did not finish")
     }
 
     fn cmd(c: &str) -> Check {
@@ -430,12 +375,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("marker"), "").unwrap();
         let env = BTreeMap::from([("X".to_string(), "y".to_string())]);
-        let ok = once(
-            cmd("test \"$X\" = y && test -f marker && test \"$SMACK_SANDBOX\" = \"$PWD\""),
-            dir.path(),
-            &env,
-        )
-        .await;
+        let ok = once(cmd("test \"$X\" = y && test -f marker && test \"$SMACK_SANDBOX\" = \"$PWD\""), dir.path(), &env)
+            .await;
         assert!(ok.passed, "{ok:?}");
         let bad = once(cmd("echo broken >&2; exit 2"), dir.path(), &env).await;
         assert!(!bad.passed);
@@ -451,13 +392,7 @@ mod tests {
         let check = cmd("sleep 30 & sleep 30");
         let out = tokio::time::timeout(
             DEADLINE,
-            run_once(
-                &check,
-                "127.0.0.1",
-                dir.path(),
-                &BTreeMap::new(),
-                Duration::from_millis(200),
-            ),
+            run_once(&check, "127.0.0.1", dir.path(), &BTreeMap::new(), Duration::from_millis(200)),
         )
         .await
         .unwrap();
@@ -476,11 +411,7 @@ mod tests {
         drop(listener);
         let closed = once(Check::Tcp { port }, dir.path(), &BTreeMap::new()).await;
         assert!(!closed.passed);
-        assert!(
-            closed.message.contains("cannot connect"),
-            "{}",
-            closed.message
-        );
+        assert!(closed.message.contains("cannot connect"), "{}", closed.message);
     }
 
     /// Answers every request with `status`; sends request lines on `seen`.
@@ -501,9 +432,7 @@ mod tests {
                     }
                     let text = String::from_utf8_lossy(&req);
                     let _ = seen.send(text.lines().next().unwrap_or("").to_string());
-                    let resp = format!(
-                        "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                    );
+                    let resp = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
                     let _ = s.write_all(resp.as_bytes()).await;
                 });
             }
@@ -516,62 +445,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let port = http_server("200 OK", tx.clone()).await;
-        let ok = once(
-            Check::Http {
-                port,
-                path: "/health".into(),
-            },
-            dir.path(),
-            &BTreeMap::new(),
-        )
-        .await;
+        let ok = once(Check::Http { port, path: "/health".into() }, dir.path(), &BTreeMap::new()).await;
         assert!(ok.passed, "{ok:?}");
         assert!(ok.message.ends_with("HTTP/1.1 200 OK"), "{}", ok.message);
         assert_eq!(rx.recv().await.unwrap(), "GET /health HTTP/1.1");
 
         let port = http_server("302 Found", tx.clone()).await;
-        assert!(
-            once(
-                Check::Http {
-                    port,
-                    path: "x".into()
-                },
-                dir.path(),
-                &BTreeMap::new()
-            )
-            .await
-            .passed
-        );
+        assert!(once(Check::Http { port, path: "x".into() }, dir.path(), &BTreeMap::new()).await.passed);
         assert_eq!(rx.recv().await.unwrap(), "GET /x HTTP/1.1");
 
         let port = http_server("500 Internal Server Error", tx).await;
-        let bad = once(
-            Check::Http {
-                port,
-                path: "/".into(),
-            },
-            dir.path(),
-            &BTreeMap::new(),
-        )
-        .await;
+        let bad = once(Check::Http { port, path: "/".into() }, dir.path(), &BTreeMap::new()).await;
         assert!(!bad.passed);
         assert!(bad.message.contains("500"), "{}", bad.message);
 
         let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = closed.local_addr().unwrap().port();
         drop(closed);
-        assert!(
-            !once(
-                Check::Http {
-                    port,
-                    path: "/".into()
-                },
-                dir.path(),
-                &BTreeMap::new()
-            )
-            .await
-            .passed
-        );
+        assert!(!once(Check::Http { port, path: "/".into() }, dir.path(), &BTreeMap::new()).await.passed);
     }
 
     #[test]
@@ -584,28 +475,15 @@ mod tests {
     }
 
     fn spec(check: Check, max: u32, grace_ms: u64) -> CheckSpec {
-        CheckSpec {
-            check,
-            interval_ms: 20,
-            timeout_ms: 5000,
-            max_consecutive_failures: max,
-            grace_period_ms: grace_ms,
-        }
+        CheckSpec { check, interval_ms: 20, timeout_ms: 5000, max_consecutive_failures: max, grace_period_ms: grace_ms }
     }
 
     fn ctx(dir: &Path) -> CheckContext {
-        CheckContext {
-            host: "127.0.0.1".into(),
-            sandbox: dir.to_path_buf(),
-            env: BTreeMap::new(),
-        }
+        CheckContext { host: "127.0.0.1".into(), sandbox: dir.to_path_buf(), env: BTreeMap::new() }
     }
 
     async fn next(rx: &mut mpsc::Receiver<CheckEvent>) -> CheckEvent {
-        tokio::time::timeout(DEADLINE, rx.recv())
-            .await
-            .expect("no event in time")
-            .expect("runner ended")
+        tokio::time::timeout(DEADLINE, rx.recv()).await.expect("no event in time").expect("runner ended")
     }
 
     #[tokio::test]
@@ -620,8 +498,7 @@ mod tests {
         assert_eq!((third.passed, third.consecutive_failures), (false, 3));
         drop(runner);
         // Aborting the runner drops its sender: the channel closes.
-        let end =
-            tokio::time::timeout(DEADLINE, async { while rx.recv().await.is_some() {} }).await;
+        let end = tokio::time::timeout(DEADLINE, async { while rx.recv().await.is_some() {} }).await;
         assert!(end.is_ok(), "runner kept running after drop");
     }
 

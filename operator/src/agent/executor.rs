@@ -175,13 +175,9 @@ pub async fn launch(spec: LaunchSpec) -> Result<RunningTask> {
         .stderr(stderr)
         .process_group(0)
         .kill_on_drop(false);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::io(format!("spawning task {}", spec.task_id), e))?;
-    let pid = child
-        .id()
-        .ok_or_else(|| Error::Other(format!("task {}: no pid right after spawn", spec.task_id)))?
-        as i32;
+    let mut child = cmd.spawn().map_err(|e| Error::io(format!("spawning task {}", spec.task_id), e))?;
+    let pid =
+        child.id().ok_or_else(|| Error::Other(format!("task {}: no pid right after spawn", spec.task_id)))? as i32;
 
     let limits = apply_limits(&spec, pid);
     let start_ticks = proc_stat(pid).map(|s| s.start_ticks);
@@ -195,16 +191,10 @@ pub async fn launch(spec: LaunchSpec) -> Result<RunningTask> {
     let task_id = spec.task_id.clone();
     tokio::spawn(async move {
         let exit = match child.wait().await {
-            Ok(status) => TaskExit {
-                code: status.code(),
-                signal: status.signal(),
-            },
+            Ok(status) => TaskExit { code: status.code(), signal: status.signal() },
             Err(e) => {
                 tracing::warn!(task = %task_id, pid, "waiting for task failed: {e}");
-                TaskExit {
-                    code: None,
-                    signal: None,
-                }
+                TaskExit { code: None, signal: None }
             }
         };
         tracing::debug!(task = %task_id, pid, "task process {exit}");
@@ -276,10 +266,7 @@ impl RunningTask {
             }
             if rx.changed().await.is_err() {
                 // The reaper always sends before it ends.
-                return (*rx.borrow()).unwrap_or(TaskExit {
-                    code: None,
-                    signal: None,
-                });
+                return (*rx.borrow()).unwrap_or(TaskExit { code: None, signal: None });
             }
         }
     }
@@ -301,14 +288,12 @@ impl RunningTask {
             // Also reaches processes that left the group (setsid).
             let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
         }
-        self.settle(Instant::now() + AFTER_SIGKILL)
-            .await
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "task {} (pid {}) still running {AFTER_SIGKILL:?} after SIGKILL",
-                    self.task_id, self.pid
-                ))
-            })
+        self.settle(Instant::now() + AFTER_SIGKILL).await.ok_or_else(|| {
+            Error::Other(format!(
+                "task {} (pid {}) still running {AFTER_SIGKILL:?} after SIGKILL",
+                self.task_id, self.pid
+            ))
+        })
     }
 
     fn settled(&self) -> Option<TaskExit> {
@@ -351,10 +336,7 @@ pub struct AdoptedTask {
 /// process group.
 pub fn adopt(pid: i32) -> Option<AdoptedTask> {
     let stat = proc_stat(pid)?;
-    (stat.live() && stat.pgrp == pid).then_some(AdoptedTask {
-        pid,
-        start_ticks: stat.start_ticks,
-    })
+    (stat.live() && stat.pgrp == pid).then_some(AdoptedTask { pid, start_ticks: stat.start_ticks })
 }
 
 /// [`adopt`], and the process must also have started at `start_ticks`
@@ -399,18 +381,12 @@ impl AdoptedTask {
         if self.settle(Instant::now() + grace).await {
             return Ok(());
         }
-        tracing::info!(
-            pid = self.pid,
-            "adopted task still running {grace:?} after SIGTERM, sending SIGKILL"
-        );
+        tracing::info!(pid = self.pid, "adopted task still running {grace:?} after SIGTERM, sending SIGKILL");
         signal_group(self.pid, Signal::SIGKILL);
         if self.settle(Instant::now() + AFTER_SIGKILL).await {
             Ok(())
         } else {
-            Err(Error::Other(format!(
-                "adopted task (pid {}) still running {AFTER_SIGKILL:?} after SIGKILL",
-                self.pid
-            )))
+            Err(Error::Other(format!("adopted task (pid {}) still running {AFTER_SIGKILL:?} after SIGKILL", self.pid)))
         }
     }
 
@@ -492,10 +468,7 @@ pub fn process_group_alive(pgid: i32) -> bool {
 /// task's env, `SMACK_SANDBOX`. Nothing else of the agent's.
 pub fn task_env(env: &BTreeMap<String, String>, sandbox: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    out.insert(
-        "PATH".to_string(),
-        std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string()),
-    );
+    out.insert("PATH".to_string(), std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string()));
     out.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
     out.insert("SMACK_SANDBOX".to_string(), sandbox.display().to_string());
     out
@@ -562,13 +535,8 @@ fn cgroup_support() -> &'static std::result::Result<PathBuf, String> {
     SUPPORT.get_or_init(|| {
         let probed = probe_cgroup_v2(Path::new(CGROUP_ROOT));
         match &probed {
-            Ok(dir) => tracing::info!(
-                "task cpu and memory limits enforced with cgroup v2 under {}",
-                dir.display()
-            ),
-            Err(reason) => tracing::warn!(
-                "task cpu and memory limits are only accounted, not enforced: {reason}"
-            ),
+            Ok(dir) => tracing::info!("task cpu and memory limits enforced with cgroup v2 under {}", dir.display()),
+            Err(reason) => tracing::warn!("task cpu and memory limits are only accounted, not enforced: {reason}"),
         }
         probed
     })
@@ -577,12 +545,8 @@ fn cgroup_support() -> &'static std::result::Result<PathBuf, String> {
 /// What limits mode tasks launched on this host get, without launching one.
 pub fn host_limits_mode() -> LimitsMode {
     match cgroup_support() {
-        Ok(dir) => LimitsMode::Enforced {
-            cgroup: dir.clone(),
-        },
-        Err(reason) => LimitsMode::Accounted {
-            reason: reason.clone(),
-        },
+        Ok(dir) => LimitsMode::Enforced { cgroup: dir.clone() },
+        Err(reason) => LimitsMode::Accounted { reason: reason.clone() },
     }
 }
 
@@ -598,10 +562,7 @@ fn probe_cgroup_v2(root: &Path) -> std::result::Result<PathBuf, String> {
         )
     })?;
     let have: Vec<&str> = controllers.split_whitespace().collect();
-    let missing: Vec<&str> = ["cpu", "memory"]
-        .into_iter()
-        .filter(|c| !have.contains(c))
-        .collect();
+    let missing: Vec<&str> = ["cpu", "memory"].into_iter().filter(|c| !have.contains(c)).collect();
     if !missing.is_empty() {
         return Err(format!(
             "cgroup v2 at {} lacks the {} controller(s) (has: {})",
@@ -629,7 +590,10 @@ fn enable_controllers(dir: &Path) -> std::result::Result<(), String> {
         return Ok(());
     }
     std::fs::write(&file, "+cpu +memory").map_err(|e| {
-        format!("cannot enable cpu and memory in {} (is the agent root, or is the cgroup delegated?): {e}", file.display())
+        format!(
+            "cannot enable cpu and memory in {} (is the agent root, or is the cgroup delegated?): {e}",
+            file.display()
+        )
     })
 }
 
@@ -637,13 +601,7 @@ fn enable_controllers(dir: &Path) -> std::result::Result<(), String> {
 fn cgroup_name(task_id: &str) -> String {
     let name: String = task_id
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
         .collect();
     if name.is_empty() || name.starts_with('.') {
         format!("task_{name}")
@@ -672,11 +630,7 @@ fn memory_max(mem_mb: u64) -> String {
 }
 
 /// Makes the task's cgroup under `parent`, sets its limits, moves `pid` in.
-fn place_in_cgroup(
-    parent: &Path,
-    spec: &LaunchSpec,
-    pid: i32,
-) -> std::result::Result<PathBuf, String> {
+fn place_in_cgroup(parent: &Path, spec: &LaunchSpec, pid: i32) -> std::result::Result<PathBuf, String> {
     let dir = parent.join(cgroup_name(&spec.task_id));
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
@@ -684,12 +638,8 @@ fn place_in_cgroup(
         Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
     }
     let write = |file: &str, value: String| {
-        std::fs::write(dir.join(file), &value).map_err(|e| {
-            format!(
-                "cannot write {value:?} to {}: {e}",
-                dir.join(file).display()
-            )
-        })
+        std::fs::write(dir.join(file), &value)
+            .map_err(|e| format!("cannot write {value:?} to {}: {e}", dir.join(file).display()))
     };
     write("cpu.max", cpu_max(spec.cpus))?;
     write("memory.max", memory_max(spec.mem_mb))?;
@@ -699,9 +649,7 @@ fn place_in_cgroup(
 
 fn apply_limits(spec: &LaunchSpec, pid: i32) -> LimitsMode {
     match cgroup_support() {
-        Err(reason) => LimitsMode::Accounted {
-            reason: reason.clone(),
-        },
+        Err(reason) => LimitsMode::Accounted { reason: reason.clone() },
         Ok(parent) => match place_in_cgroup(parent, spec, pid) {
             Ok(cgroup) => LimitsMode::Enforced { cgroup },
             Err(reason) => {
@@ -752,7 +700,10 @@ mod tests {
     #[tokio::test]
     async fn stdout_goes_to_the_sandbox_file_and_env_is_clean() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = spec(dir.path(), "echo hi; echo \"v=$FOO s=$SMACK_SANDBOX c=${CARGO_PKG_NAME:-none}\"; echo oops >&2; sleep 30");
+        let mut s = spec(
+            dir.path(),
+            "echo hi; echo \"v=$FOO s=$SMACK_SANDBOX c=${CARGO_PKG_NAME:-none}\"; echo oops >&2; sleep 30",
+        );
         s.env.insert("FOO".into(), "bar".into());
         let task = launch(s).await.unwrap();
         let sandbox = dir.path().join("sandbox");
@@ -760,10 +711,7 @@ mod tests {
         eventually("stdout lines", || file_has(&out, "c=")).await;
         let text = std::fs::read_to_string(&out).unwrap();
         assert!(text.starts_with("hi\n"), "{text}");
-        assert!(
-            text.contains(&format!("v=bar s={} c=none", sandbox.display())),
-            "{text}"
-        );
+        assert!(text.contains(&format!("v=bar s={} c=none", sandbox.display())), "{text}");
         eventually("stderr line", || file_has(&sandbox.join("stderr"), "oops")).await;
         assert_eq!(task.pgid(), task.pid());
         assert!(task.start_ticks().is_some());
@@ -777,20 +725,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let task = launch(spec(dir.path(), "exit 3")).await.unwrap();
         let exit = bounded(task.wait()).await;
-        assert_eq!(
-            exit,
-            TaskExit {
-                code: Some(3),
-                signal: None
-            }
-        );
+        assert_eq!(exit, TaskExit { code: Some(3), signal: None });
         assert_eq!(exit.task_state(false), TaskState::Failed);
         assert_eq!(exit.to_string(), "exited with code 3");
         // Kill after exit returns the same exit at once.
-        assert_eq!(
-            bounded(task.kill(Duration::from_secs(5))).await.unwrap(),
-            exit
-        );
+        assert_eq!(bounded(task.kill(Duration::from_secs(5))).await.unwrap(), exit);
     }
 
     #[tokio::test]
@@ -809,13 +748,7 @@ mod tests {
         let task = launch(spec(dir.path(), "sleep 30")).await.unwrap();
         nix::sys::signal::kill(Pid::from_raw(task.pid()), Signal::SIGKILL).unwrap();
         let exit = bounded(task.wait()).await;
-        assert_eq!(
-            exit,
-            TaskExit {
-                code: None,
-                signal: Some(9)
-            }
-        );
+        assert_eq!(exit, TaskExit { code: None, signal: Some(9) });
         assert_eq!(exit.task_state(true), TaskState::Killed);
         assert_eq!(exit.to_string(), "killed by signal 9 (SIGKILL)");
     }
@@ -823,9 +756,7 @@ mod tests {
     #[tokio::test]
     async fn kill_escalates_to_sigkill_when_term_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let task = launch(spec(dir.path(), "trap '' TERM; echo ready; sleep 60"))
-            .await
-            .unwrap();
+        let task = launch(spec(dir.path(), "trap '' TERM; echo ready; sleep 60")).await.unwrap();
         let out = dir.path().join("sandbox/stdout");
         eventually("trap set", || file_has(&out, "ready")).await;
         let grace = Duration::from_millis(300);
@@ -849,16 +780,10 @@ mod tests {
     #[tokio::test]
     async fn kill_takes_the_whole_group() {
         let dir = tempfile::tempdir().unwrap();
-        let task = launch(spec(dir.path(), "sleep 60 & echo $! > child.pid; wait"))
-            .await
-            .unwrap();
+        let task = launch(spec(dir.path(), "sleep 60 & echo $! > child.pid; wait")).await.unwrap();
         let pidfile = dir.path().join("sandbox/child.pid");
         eventually("child pid", || file_has(&pidfile, "\n")).await;
-        let child: i32 = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let child: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
         let stat = proc_stat(child).expect("child running");
         assert_eq!(stat.pgrp, task.pgid());
         assert!(process_group_alive(task.pgid()));
@@ -886,19 +811,12 @@ mod tests {
     #[tokio::test]
     async fn adopted_kill_escalates_and_plain_kill_uses_term() {
         let dir = tempfile::tempdir().unwrap();
-        let stubborn = launch(spec(dir.path(), "trap '' TERM; echo ready; sleep 60"))
-            .await
-            .unwrap();
-        eventually("trap set", || {
-            file_has(&dir.path().join("sandbox/stdout"), "ready")
-        })
-        .await;
+        let stubborn = launch(spec(dir.path(), "trap '' TERM; echo ready; sleep 60")).await.unwrap();
+        eventually("trap set", || file_has(&dir.path().join("sandbox/stdout"), "ready")).await;
         let adopted = adopt(stubborn.pid()).unwrap();
         let grace = Duration::from_millis(300);
         let started = Instant::now();
-        bounded(TaskProcess::Adopted(adopted.clone()).kill(grace))
-            .await
-            .unwrap();
+        bounded(TaskProcess::Adopted(adopted.clone()).kill(grace)).await.unwrap();
         assert!(started.elapsed() >= grace);
         assert!(!process_group_alive(adopted.pgid()));
         assert_eq!(bounded(stubborn.wait()).await.signal, Some(9));
@@ -906,16 +824,13 @@ mod tests {
         let dir2 = tempfile::tempdir().unwrap();
         let plain = launch(spec(dir2.path(), "sleep 60")).await.unwrap();
         let adopted = adopt(plain.pid()).unwrap();
-        bounded(adopted.kill(Duration::from_secs(30)))
-            .await
-            .unwrap();
+        bounded(adopted.kill(Duration::from_secs(30))).await.unwrap();
         assert_eq!(bounded(plain.wait()).await.signal, Some(15));
     }
 
     #[test]
     fn stat_parsing_handles_odd_names() {
-        let line =
-            "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
+        let line = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
         let s = parse_stat(line).unwrap();
         assert_eq!((s.state, s.pgrp, s.start_ticks), ('S', 1234, 98765));
         assert!(parse_stat("garbage").is_none());
@@ -935,36 +850,19 @@ mod tests {
     #[test]
     fn cgroup_v2_setup_in_a_fake_hierarchy() {
         let root = tempfile::tempdir().unwrap();
-        assert!(probe_cgroup_v2(root.path())
-            .unwrap_err()
-            .contains("no cgroup v2"));
+        assert!(probe_cgroup_v2(root.path()).unwrap_err().contains("no cgroup v2"));
         std::fs::write(root.path().join("cgroup.controllers"), "cpuset io pids\n").unwrap();
-        assert!(probe_cgroup_v2(root.path())
-            .unwrap_err()
-            .contains("cpu, memory"));
-        std::fs::write(
-            root.path().join("cgroup.controllers"),
-            "cpuset cpu io memory pids\n",
-        )
-        .unwrap();
+        assert!(probe_cgroup_v2(root.path()).unwrap_err().contains("cpu, memory"));
+        std::fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
         let parent = probe_cgroup_v2(root.path()).unwrap();
         assert_eq!(parent, root.path().join("smack"));
         let sub = std::fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap();
         assert_eq!(sub, "+cpu +memory");
         let s = spec(root.path(), "true");
         let dir = place_in_cgroup(&parent, &s, 4242).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.join("cpu.max")).unwrap(),
-            "50000 100000"
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.join("memory.max")).unwrap(),
-            "67108864"
-        );
-        assert_eq!(
-            std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(),
-            "4242"
-        );
+        assert_eq!(std::fs::read_to_string(dir.join("cpu.max")).unwrap(), "50000 100000");
+        assert_eq!(std::fs::read_to_string(dir.join("memory.max")).unwrap(), "67108864");
+        assert_eq!(std::fs::read_to_string(dir.join("cgroup.procs")).unwrap(), "4242");
     }
 
     #[tokio::test]

@@ -28,11 +28,7 @@ pub const MAX_READ: u64 = 1 << 20;
 /// the last `lines` lines, or the whole file (its last [`MAX_READ`] bytes).
 /// Returns the end offset of what was read and the text. A missing file is
 /// empty (the task has not written yet).
-pub fn read_log(
-    path: &Path,
-    offset: Option<u64>,
-    lines: Option<usize>,
-) -> std::io::Result<(u64, String)> {
+pub fn read_log(path: &Path, offset: Option<u64>, lines: Option<usize>) -> std::io::Result<(u64, String)> {
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, String::new())),
@@ -113,10 +109,7 @@ async fn require_token(State(agent): State<Agent>, req: Request, next: Next) -> 
         .map(|t| constant_time_eq(t.trim().as_bytes(), agent.config().token.as_bytes()))
         .unwrap_or(false);
     if !ok {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            crate::Error::Unauthorized.to_string(),
-        );
+        return error(StatusCode::UNAUTHORIZED, crate::Error::Unauthorized.to_string());
     }
     next.run(req).await
 }
@@ -125,39 +118,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn task_log(
-    State(agent): State<Agent>,
-    UrlPath(id): UrlPath<String>,
-    Query(q): Query<LogQuery>,
-) -> Response {
+async fn task_log(State(agent): State<Agent>, UrlPath(id): UrlPath<String>, Query(q): Query<LogQuery>) -> Response {
     let stream = q.stream.unwrap_or_else(|| "stdout".into());
     if stream != "stdout" && stream != "stderr" {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("stream {stream:?}: expected stdout or stderr"),
-        );
+        return error(StatusCode::BAD_REQUEST, format!("stream {stream:?}: expected stdout or stderr"));
     }
     let Some(sandbox) = agent.sandbox_of(&id) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("task {id} has no sandbox on this agent"),
-        );
+        return error(StatusCode::NOT_FOUND, format!("task {id} has no sandbox on this agent"));
     };
     let path = sandbox.join(&stream);
     let (offset, lines) = (q.offset, q.lines);
     let read = tokio::task::spawn_blocking(move || read_log(&path, offset, lines)).await;
     match read {
-        Ok(Ok((offset, data))) => Json(TaskLog {
-            task_id: id,
-            stream,
-            offset,
-            data,
-        })
-        .into_response(),
-        Ok(Err(e)) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("reading the {stream} of task {id}: {e}"),
-        ),
+        Ok(Ok((offset, data))) => Json(TaskLog { task_id: id, stream, offset, data }).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("reading the {stream} of task {id}: {e}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -188,18 +162,12 @@ mod tests {
         std::fs::write(&p, "a\nb\nc\n").unwrap();
         assert_eq!(read_log(&p, None, Some(1)).unwrap(), (6, "c\n".into()));
         assert_eq!(read_log(&p, None, Some(2)).unwrap(), (6, "b\nc\n".into()));
-        assert_eq!(
-            read_log(&p, None, Some(9)).unwrap(),
-            (6, "a\nb\nc\n".into())
-        );
+        assert_eq!(read_log(&p, None, Some(9)).unwrap(), (6, "a\nb\nc\n".into()));
         assert_eq!(read_log(&p, None, None).unwrap(), (6, "a\nb\nc\n".into()));
         assert_eq!(read_log(&p, Some(2), None).unwrap(), (6, "b\nc\n".into()));
         assert_eq!(read_log(&p, Some(6), None).unwrap(), (6, String::new()));
         // Truncated under the follower: start over.
-        assert_eq!(
-            read_log(&p, Some(60), None).unwrap(),
-            (6, "a\nb\nc\n".into())
-        );
+        assert_eq!(read_log(&p, Some(60), None).unwrap(), (6, "a\nb\nc\n".into()));
         // Half a character at the end waits for the next read.
         std::fs::write(&p, [b'x', 0xc3]).unwrap();
         assert_eq!(read_log(&p, Some(0), None).unwrap(), (1, "x".into()));

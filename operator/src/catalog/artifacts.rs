@@ -42,8 +42,7 @@ pub const LOG4J2_VERSION: &str = "2.26.1";
 /// Apache Cassandra release (`cassandra-all`; runs on Java 11 or 17).
 pub const CASSANDRA_VERSION: &str = "5.0.8";
 /// The Maven goal, with full plugin coordinates (no prefix look-up).
-pub const MAVEN_COPY_DEPENDENCIES: &str =
-    "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies";
+pub const MAVEN_COPY_DEPENDENCIES: &str = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies";
 /// How long one Maven run may take before it is killed.
 pub const MAVEN_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// Written into a cache directory last, once its `lib/` is complete.
@@ -53,8 +52,7 @@ pub const COMPLETE_MARKER: &str = ".smack-complete";
 pub const JAVA_INSTALL_HINT: &str =
     "install a Java 17 runtime (Debian/Ubuntu: apt-get install openjdk-17-jre-headless) or set JAVA_HOME";
 /// What to install when `mvn` is missing.
-pub const MAVEN_INSTALL_HINT: &str =
-    "install Maven (Debian/Ubuntu: apt-get install maven), or set KAFKA_HOME / \
+pub const MAVEN_INSTALL_HINT: &str = "install Maven (Debian/Ubuntu: apt-get install maven), or set KAFKA_HOME / \
      CASSANDRA_HOME to a local install";
 
 /// The JVM-run services of the catalog.
@@ -134,12 +132,7 @@ pub struct Dependency {
 
 impl Dependency {
     fn new(group: &'static str, artifact: impl Into<String>, version: &'static str) -> Self {
-        Dependency {
-            group,
-            artifact: artifact.into(),
-            version,
-            exclusions: Vec::new(),
-        }
+        Dependency { group, artifact: artifact.into(), version, exclusions: Vec::new() }
     }
 
     /// `group:artifact:version`.
@@ -159,25 +152,13 @@ impl Dependency {
 pub fn dependencies(service: Service) -> Vec<Dependency> {
     match service {
         Service::Kafka => vec![
-            Dependency::new(
-                "org.apache.kafka",
-                format!("kafka_{KAFKA_SCALA_VERSION}"),
-                KAFKA_VERSION,
-            ),
+            Dependency::new("org.apache.kafka", format!("kafka_{KAFKA_SCALA_VERSION}"), KAFKA_VERSION),
             Dependency::new("org.slf4j", "slf4j-api", SLF4J_VERSION),
             Dependency::new("org.apache.logging.log4j", "log4j-api", LOG4J2_VERSION),
             Dependency::new("org.apache.logging.log4j", "log4j-core", LOG4J2_VERSION),
-            Dependency::new(
-                "org.apache.logging.log4j",
-                "log4j-slf4j2-impl",
-                LOG4J2_VERSION,
-            ),
+            Dependency::new("org.apache.logging.log4j", "log4j-slf4j2-impl", LOG4J2_VERSION),
         ],
-        Service::Cassandra => vec![Dependency::new(
-            "org.apache.cassandra",
-            "cassandra-all",
-            CASSANDRA_VERSION,
-        )],
+        Service::Cassandra => vec![Dependency::new("org.apache.cassandra", "cassandra-all", CASSANDRA_VERSION)],
     }
 }
 
@@ -249,13 +230,7 @@ pub struct Artifact {
 impl Artifact {
     fn new(service: Service, version: String, lib_dir: PathBuf, source: ArtifactSource) -> Self {
         let classpath = format!("{}/*", lib_dir.display());
-        Artifact {
-            service,
-            version,
-            lib_dir,
-            classpath,
-            source,
-        }
+        Artifact { service, version, lib_dir, classpath, source }
     }
 
     /// The first jar in `lib_dir` whose name starts with `prefix` and ends
@@ -276,11 +251,7 @@ impl Artifact {
 /// `$XDG_CACHE_HOME/smack/artifacts`, else `~/.cache/smack/artifacts`
 /// (`./.smack-cache/artifacts` when there is no home either).
 pub fn default_cache_dir() -> PathBuf {
-    let var = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = var("SMACK_CACHE_DIR") {
         return dir;
     }
@@ -379,14 +350,8 @@ pub fn from_home(service: Service, home: &Path) -> Result<Artifact> {
         let dir = home.join(sub);
         let jars = jar_names(&dir);
         if !jars.is_empty() {
-            let version =
-                version_from_jars(service, &jars).unwrap_or_else(|| "unknown".to_string());
-            return Ok(Artifact::new(
-                service,
-                version,
-                dir,
-                ArtifactSource::Home(home.to_path_buf()),
-            ));
+            let version = version_from_jars(service, &jars).unwrap_or_else(|| "unknown".to_string());
+            return Ok(Artifact::new(service, version, dir, ArtifactSource::Home(home.to_path_buf())));
         }
     }
     Err(Error::Other(format!(
@@ -401,17 +366,11 @@ pub fn from_home(service: Service, home: &Path) -> Result<Artifact> {
 pub fn resolve_cached(service: Service, cache_dir: &Path) -> Result<Artifact> {
     let entry = cache_entry(service, cache_dir);
     let lib = entry.join("lib");
-    let artifact = Artifact::new(
-        service,
-        service.version().to_string(),
-        lib.clone(),
-        ArtifactSource::Maven,
-    );
+    let artifact = Artifact::new(service, service.version().to_string(), lib.clone(), ArtifactSource::Maven);
     if is_complete(service, &entry) {
         return Ok(artifact);
     }
-    fs::create_dir_all(&entry)
-        .map_err(|e| Error::io(format!("creating {}", entry.display()), e))?;
+    fs::create_dir_all(&entry).map_err(|e| Error::io(format!("creating {}", entry.display()), e))?;
 
     // Another process may have finished the same entry: a `lib/` only ever
     // appears by renaming a finished download, so it is whole.
@@ -446,11 +405,7 @@ pub fn resolve_cached(service: Service, cache_dir: &Path) -> Result<Artifact> {
         }
     }
     let jars = jar_names(&lib);
-    let marker = format!(
-        "service={service}\nversion={}\njars={}\n",
-        service.version(),
-        jars.len()
-    );
+    let marker = format!("service={service}\nversion={}\njars={}\n", service.version(), jars.len());
     write_file(&entry.join(COMPLETE_MARKER), marker.as_bytes())?;
     Ok(artifact)
 }
@@ -476,11 +431,8 @@ pub fn maven_args(pom: &Path, out_dir: &Path) -> Vec<String> {
 fn run_maven(mvn: &Path, service: Service, pom: &Path, out_dir: &Path) -> Result<()> {
     let dir = pom.parent().unwrap_or(Path::new("."));
     let log_path = dir.join("maven.log");
-    let log = fs::File::create(&log_path)
-        .map_err(|e| Error::io(format!("creating {}", log_path.display()), e))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| Error::io("duplicating the Maven log handle", e))?;
+    let log = fs::File::create(&log_path).map_err(|e| Error::io(format!("creating {}", log_path.display()), e))?;
+    let log_err = log.try_clone().map_err(|e| Error::io("duplicating the Maven log handle", e))?;
     let mut child = Command::new(mvn)
         .args(maven_args(pom, out_dir))
         .current_dir(dir)
@@ -491,10 +443,7 @@ fn run_maven(mvn: &Path, service: Service, pom: &Path, out_dir: &Path) -> Result
         .map_err(|e| Error::io(format!("starting {}", mvn.display()), e))?;
     let deadline = Instant::now() + MAVEN_TIMEOUT;
     let status = loop {
-        match child
-            .try_wait()
-            .map_err(|e| Error::io("waiting for Maven", e))?
-        {
+        match child.try_wait().map_err(|e| Error::io("waiting for Maven", e))? {
             Some(status) => break status,
             None if Instant::now() >= deadline => {
                 let _ = child.kill();
@@ -513,14 +462,7 @@ fn run_maven(mvn: &Path, service: Service, pom: &Path, out_dir: &Path) -> Result
         return Ok(());
     }
     let output = fs::read_to_string(&log_path).unwrap_or_default();
-    let tail: Vec<&str> = output
-        .lines()
-        .rev()
-        .take(20)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let tail: Vec<&str> = output.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
     Err(Error::Other(format!(
         "Maven could not fetch {service} {} ({}): {}\n{}\nIf Maven Central refused an artifact, pin another version \
          in operator/src/catalog/artifacts.rs or exclude the refused jar; or set {} to a local install. Full log: {}",
@@ -549,9 +491,7 @@ pub fn find_tool(name: &str, preferred: Option<&Path>, install_hint: &str) -> Re
 /// The `java` to run services with: `$JAVA_HOME/bin/java`, else the first
 /// `java` on `PATH`.
 pub fn java_binary() -> Result<PathBuf> {
-    let home_bin = std::env::var_os("JAVA_HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| Path::new(&h).join("bin"));
+    let home_bin = std::env::var_os("JAVA_HOME").filter(|h| !h.is_empty()).map(|h| Path::new(&h).join("bin"));
     find_tool("java", home_bin.as_deref(), JAVA_INSTALL_HINT)
 }
 
@@ -562,15 +502,9 @@ pub fn java_feature_version(java: &Path) -> Result<u32> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::io(format!("running {} -version", java.display()), e))?;
-    let text =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-    parse_java_version(&text).ok_or_else(|| {
-        Error::Other(format!(
-            "cannot read the version of {}: {}",
-            java.display(),
-            text.trim()
-        ))
-    })
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    parse_java_version(&text)
+        .ok_or_else(|| Error::Other(format!("cannot read the version of {}: {}", java.display(), text.trim())))
 }
 
 /// Reads the feature version out of `java -version` output.
@@ -631,17 +565,9 @@ pub fn kafka_jvm_options(jvm: &KafkaJvm) -> Vec<String> {
 
 /// `java` arguments (without the binary) that run a Kafka node in the
 /// foreground: `kafka.Kafka SERVER_PROPERTIES`.
-pub fn java_command_kafka(
-    artifact: &Artifact,
-    jvm: &KafkaJvm,
-    server_properties: &Path,
-) -> Vec<String> {
+pub fn java_command_kafka(artifact: &Artifact, jvm: &KafkaJvm, server_properties: &Path) -> Vec<String> {
     let mut args = kafka_jvm_options(jvm);
-    args.extend([
-        "-cp".into(),
-        artifact.classpath.clone(),
-        "kafka.Kafka".into(),
-    ]);
+    args.extend(["-cp".into(), artifact.classpath.clone(), "kafka.Kafka".into()]);
     args.push(server_properties.display().to_string());
     args
 }
@@ -816,24 +742,15 @@ pub fn cassandra_jvm_options(jvm: &CassandraJvm) -> Vec<String> {
     o.extend([
         format!("-Djava.io.tmpdir={}", jvm.tmp_dir.display()),
         format!("-Dcassandra.config={}", file_url(&jvm.config_file)),
-        format!(
-            "-Dcassandra-rackdc.properties={}",
-            file_url(&jvm.rackdc_file)
-        ),
+        format!("-Dcassandra-rackdc.properties={}", file_url(&jvm.rackdc_file)),
         format!("-Dcassandra.storagedir={}", jvm.storage_dir.display()),
         format!("-Dcassandra.logdir={}", jvm.log_dir.display()),
         "-Dcassandra-foreground=yes".to_string(),
-        format!(
-            "-Dlogback.configurationFile={}",
-            jvm.logback_config.display()
-        ),
+        format!("-Dlogback.configurationFile={}", jvm.logback_config.display()),
         "-Dcassandra.skip_wait_for_gossip_to_settle=0".to_string(),
     ]);
     if jvm.available_processors > 0 {
-        o.push(format!(
-            "-Dcassandra.available_processors={}",
-            jvm.available_processors
-        ));
+        o.push(format!("-Dcassandra.available_processors={}", jvm.available_processors));
     }
     if let Some(ms) = jvm.ring_delay_ms {
         o.push(format!("-Dcassandra.ring_delay_ms={ms}"));
@@ -857,11 +774,7 @@ pub const CASSANDRA_MAIN_CLASS: &str = "org.apache.cassandra.service.CassandraDa
 /// foreground.
 pub fn java_command_cassandra(artifact: &Artifact, jvm: &CassandraJvm) -> Vec<String> {
     let mut args = cassandra_jvm_options(jvm);
-    args.extend([
-        "-cp".into(),
-        artifact.classpath.clone(),
-        CASSANDRA_MAIN_CLASS.into(),
-    ]);
+    args.extend(["-cp".into(), artifact.classpath.clone(), CASSANDRA_MAIN_CLASS.into()]);
     args
 }
 
@@ -875,11 +788,7 @@ pub fn java_command_cassandra(artifact: &Artifact, jvm: &CassandraJvm) -> Vec<St
 /// root may drop it, so for anyone else this is empty.
 pub fn no_memlock_prefix(running_as_root: bool) -> Vec<String> {
     if running_as_root {
-        vec![
-            "setpriv".into(),
-            "--inh-caps=-ipc_lock".into(),
-            "--bounding-set=-ipc_lock".into(),
-        ]
+        vec!["setpriv".into(), "--inh-caps=-ipc_lock".into(), "--bounding-set=-ipc_lock".into()]
     } else {
         Vec::new()
     }
@@ -899,10 +808,7 @@ pub fn running_as_root() -> bool {
 
 /// Quotes one word for `/bin/sh` (single quotes; `*` stays literal).
 pub fn shell_quote(word: &str) -> String {
-    let safe = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    let safe = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
     if safe {
         word.to_string()
     } else {
@@ -924,9 +830,7 @@ pub fn shell_exec<S: AsRef<str>>(program: &Path, args: &[S]) -> String {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    fs::metadata(path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 fn jar_names(dir: &Path) -> Vec<String> {
@@ -955,9 +859,7 @@ pub fn version_from_jars(service: Service, names: &[String]) -> Option<String> {
         let stem = n.strip_suffix(".jar")?;
         let v = prefixes.iter().find_map(|p| stem.strip_prefix(p))?;
         let starts_with_digit = v.chars().next().is_some_and(|c| c.is_ascii_digit());
-        let is_extra = ["-test", "-sources", "-javadoc", "-scaladoc"]
-            .iter()
-            .any(|s| v.ends_with(s));
+        let is_extra = ["-test", "-sources", "-javadoc", "-scaladoc"].iter().any(|s| v.ends_with(s));
         (starts_with_digit && !is_extra).then(|| v.to_string())
     })
 }
@@ -992,10 +894,7 @@ mod tests {
         assert!(pom.contains("<artifactId>kafka_2.13</artifactId>"));
         assert!(pom.contains(&format!("<version>{KAFKA_VERSION}</version>")));
         for a in ["slf4j-api", "log4j-api", "log4j-core", "log4j-slf4j2-impl"] {
-            assert!(
-                pom.contains(&format!("<artifactId>{a}</artifactId>")),
-                "{a} missing"
-            );
+            assert!(pom.contains(&format!("<artifactId>{a}</artifactId>")), "{a} missing");
         }
         assert!(pom.contains(&format!("<version>{LOG4J2_VERSION}</version>")));
     }
@@ -1012,18 +911,14 @@ mod tests {
     #[test]
     fn exclusions_render_inside_their_dependency() {
         let mut d = dependencies(Service::Cassandra);
-        d[0].exclusions
-            .push(("io.netty", "netty-transport-native-epoll"));
+        d[0].exclusions.push(("io.netty", "netty-transport-native-epoll"));
         let xml = pom_xml_for("cassandra", CASSANDRA_VERSION, &d);
         let dep = xml.split("<dependency>").nth(1).unwrap();
         assert!(dep.contains(
             "<exclusion><groupId>io.netty</groupId><artifactId>netty-transport-native-epoll</artifactId></exclusion>"
         ));
         assert!(xml.contains("<artifactId>cassandra-jars</artifactId>"));
-        assert_eq!(
-            d[0].coordinates(),
-            format!("org.apache.cassandra:cassandra-all:{CASSANDRA_VERSION}")
-        );
+        assert_eq!(d[0].coordinates(), format!("org.apache.cassandra:cassandra-all:{CASSANDRA_VERSION}"));
     }
 
     #[test]
@@ -1039,16 +934,8 @@ mod tests {
     #[test]
     fn cache_entry_and_classpath() {
         let entry = cache_entry(Service::Kafka, Path::new("/cache"));
-        assert_eq!(
-            entry,
-            PathBuf::from(format!("/cache/kafka-{KAFKA_VERSION}"))
-        );
-        let a = Artifact::new(
-            Service::Kafka,
-            KAFKA_VERSION.into(),
-            entry.join("lib"),
-            ArtifactSource::Maven,
-        );
+        assert_eq!(entry, PathBuf::from(format!("/cache/kafka-{KAFKA_VERSION}")));
+        let a = Artifact::new(Service::Kafka, KAFKA_VERSION.into(), entry.join("lib"), ArtifactSource::Maven);
         assert_eq!(a.classpath, format!("/cache/kafka-{KAFKA_VERSION}/lib/*"));
     }
 
@@ -1065,10 +952,7 @@ mod tests {
         let a = resolve_cached(Service::Cassandra, dir.path()).unwrap();
         assert_eq!(a.lib_dir, entry.join("lib"));
         assert_eq!(a.version, CASSANDRA_VERSION);
-        assert_eq!(
-            a.find_jar("jamm-"),
-            Some(entry.join("lib").join("jamm-0.4.0.jar"))
-        );
+        assert_eq!(a.find_jar("jamm-"), Some(entry.join("lib").join("jamm-0.4.0.jar")));
     }
 
     #[test]
@@ -1095,30 +979,20 @@ mod tests {
         assert_eq!(a.source, ArtifactSource::Home(dir.path().to_path_buf()));
 
         let empty = tempfile::tempdir().unwrap();
-        let err = from_home(Service::Cassandra, empty.path())
-            .unwrap_err()
-            .to_string();
+        let err = from_home(Service::Cassandra, empty.path()).unwrap_err().to_string();
         assert!(err.contains("CASSANDRA_HOME"), "{err}");
     }
 
     #[test]
     fn cassandra_version_from_tarball_jar() {
-        let names = vec![
-            "apache-cassandra-5.0.4.jar".to_string(),
-            "jamm-0.4.0.jar".to_string(),
-        ];
-        assert_eq!(
-            version_from_jars(Service::Cassandra, &names).as_deref(),
-            Some("5.0.4")
-        );
+        let names = vec!["apache-cassandra-5.0.4.jar".to_string(), "jamm-0.4.0.jar".to_string()];
+        assert_eq!(version_from_jars(Service::Cassandra, &names).as_deref(), Some("5.0.4"));
         assert_eq!(version_from_jars(Service::Kafka, &names), None);
     }
 
     #[test]
     fn missing_tool_says_what_to_install() {
-        let err = find_tool("smack-no-such-tool", None, MAVEN_INSTALL_HINT)
-            .unwrap_err()
-            .to_string();
+        let err = find_tool("smack-no-such-tool", None, MAVEN_INSTALL_HINT).unwrap_err().to_string();
         assert!(err.contains("smack-no-such-tool"), "{err}");
         assert!(err.contains("apt-get install maven"), "{err}");
         assert!(JAVA_INSTALL_HINT.contains("apt-get install openjdk-17-jre-headless"));
@@ -1129,10 +1003,7 @@ mod tests {
         let j17 = "openjdk version \"17.0.15\" 2025-04-15\nOpenJDK Runtime Environment";
         assert_eq!(parse_java_version(j17), Some(17));
         assert_eq!(parse_java_version("java version \"1.8.0_392\""), Some(8));
-        assert_eq!(
-            parse_java_version("openjdk version \"21\" 2023-09-19"),
-            Some(21)
-        );
+        assert_eq!(parse_java_version("openjdk version \"21\" 2023-09-19"), Some(21));
         assert_eq!(parse_java_version("nonsense"), None);
         assert!(check_java(Service::Kafka, 17).is_ok());
         assert!(check_java(Service::Kafka, 21).is_ok());
@@ -1144,12 +1015,7 @@ mod tests {
     }
 
     fn artifact(service: Service) -> Artifact {
-        Artifact::new(
-            service,
-            service.version().into(),
-            PathBuf::from("/j/lib"),
-            ArtifactSource::Maven,
-        )
+        Artifact::new(service, service.version().into(), PathBuf::from("/j/lib"), ArtifactSource::Maven)
     }
 
     #[test]
@@ -1159,72 +1025,26 @@ mod tests {
             logs_dir: PathBuf::from("/n/logs"),
             log4j2_config: PathBuf::from("/n/conf/log4j2.properties"),
         };
-        let args = java_command_kafka(
-            &artifact(Service::Kafka),
-            &jvm,
-            Path::new("/n/conf/server.properties"),
-        );
-        for flag in [
-            "-Xms256m",
-            "-Xmx256m",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true",
-        ] {
+        let args = java_command_kafka(&artifact(Service::Kafka), &jvm, Path::new("/n/conf/server.properties"));
+        for flag in ["-Xms256m", "-Xmx256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"] {
             assert!(args.contains(&flag.to_string()), "{flag} missing");
         }
         assert!(args.contains(&"-Dlog4j2.configurationFile=/n/conf/log4j2.properties".to_string()));
         assert!(args.contains(&"-Dkafka.logs.dir=/n/logs".to_string()));
         let n = args.len();
-        assert_eq!(
-            args[n - 4..],
-            [
-                "-cp",
-                "/j/lib/*",
-                "kafka.Kafka",
-                "/n/conf/server.properties"
-            ]
-        );
+        assert_eq!(args[n - 4..], ["-cp", "/j/lib/*", "kafka.Kafka", "/n/conf/server.properties"]);
     }
 
     #[test]
     fn kafka_format_command() {
-        let jvm = KafkaJvm {
-            heap_mb: 256,
-            logs_dir: "/l".into(),
-            log4j2_config: "/c".into(),
-        };
-        let args = java_command_kafka_format(
-            &artifact(Service::Kafka),
-            &jvm,
-            Path::new("/s.properties"),
-            "ID",
-            true,
-        );
-        let tail: Vec<&str> = args
-            .iter()
-            .map(String::as_str)
-            .skip_while(|a| *a != "kafka.tools.StorageTool")
-            .collect();
+        let jvm = KafkaJvm { heap_mb: 256, logs_dir: "/l".into(), log4j2_config: "/c".into() };
+        let args = java_command_kafka_format(&artifact(Service::Kafka), &jvm, Path::new("/s.properties"), "ID", true);
+        let tail: Vec<&str> = args.iter().map(String::as_str).skip_while(|a| *a != "kafka.tools.StorageTool").collect();
         assert_eq!(
             tail,
-            [
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                "ID",
-                "-c",
-                "/s.properties",
-                "--ignore-formatted"
-            ]
+            ["kafka.tools.StorageTool", "format", "-t", "ID", "-c", "/s.properties", "--ignore-formatted"]
         );
-        let strict = java_command_kafka_format(
-            &artifact(Service::Kafka),
-            &jvm,
-            Path::new("/s"),
-            "ID",
-            false,
-        );
+        let strict = java_command_kafka_format(&artifact(Service::Kafka), &jvm, Path::new("/s"), "ID", false);
         assert!(!strict.contains(&"--ignore-formatted".to_string()));
     }
 
@@ -1261,13 +1081,8 @@ mod tests {
         ] {
             assert!(o.contains(&flag.to_string()), "{flag} missing from {o:?}");
         }
-        assert!(!o
-            .iter()
-            .any(|f| f.contains("AlwaysPreTouch") || f.contains("G1HeapRegionSize")));
-        assert!(
-            !o.iter().any(|f| f.contains("cassandra.jmx")),
-            "JMX stays off unless asked"
-        );
+        assert!(!o.iter().any(|f| f.contains("AlwaysPreTouch") || f.contains("G1HeapRegionSize")));
+        assert!(!o.iter().any(|f| f.contains("cassandra.jmx")), "JMX stays off unless asked");
         jvm.jmx_local_port = Some(17199);
         jvm.native_epoll = false;
         jvm.replace_address_first_boot = Some("127.0.0.3".into());
@@ -1275,15 +1090,9 @@ mod tests {
         assert!(o.contains(&"-Dcassandra.jmx.local.port=17199".to_string()));
         assert!(o.contains(&"-Dcassandra.native.epoll.enabled=false".to_string()));
         assert!(o.contains(&"-Dcassandra.replace_address_first_boot=127.0.0.3".to_string()));
-        assert_eq!(
-            jvm.dirs_to_create(),
-            [PathBuf::from("/n/tmp"), PathBuf::from("/n/logs")]
-        );
+        assert_eq!(jvm.dirs_to_create(), [PathBuf::from("/n/tmp"), PathBuf::from("/n/logs")]);
         let cmd = java_command_cassandra(&artifact(Service::Cassandra), &jvm);
-        assert_eq!(
-            cmd[cmd.len() - 3..],
-            ["-cp", "/j/lib/*", CASSANDRA_MAIN_CLASS]
-        );
+        assert_eq!(cmd[cmd.len() - 3..], ["-cp", "/j/lib/*", CASSANDRA_MAIN_CLASS]);
     }
 
     #[test]
@@ -1291,10 +1100,7 @@ mod tests {
         let cmd = shell_exec(Path::new("/usr/bin/java"), &["-cp", "/j/lib/*", "it's"]);
         assert_eq!(cmd, r"exec /usr/bin/java -cp '/j/lib/*' 'it'\''s'");
         assert_eq!(shell_quote(""), "''");
-        assert_eq!(
-            shell_quote("-Dkafka.logs.dir=/a/b"),
-            "-Dkafka.logs.dir=/a/b"
-        );
+        assert_eq!(shell_quote("-Dkafka.logs.dir=/a/b"), "-Dkafka.logs.dir=/a/b");
         assert_eq!(shell_quote("a b"), "'a b'");
     }
 
@@ -1315,8 +1121,7 @@ mod tests {
             assert_eq!(st.jars, 1);
             assert_eq!(st.lib_dir, entry.join("lib"));
         }
-        assert!(partial_dir(Service::Kafka, dir.path())
-            .ends_with(format!("lib.partial-{}", std::process::id())));
+        assert!(partial_dir(Service::Kafka, dir.path()).ends_with(format!("lib.partial-{}", std::process::id())));
         assert!(default_cache_dir().is_absolute() || std::env::var_os("HOME").is_none());
     }
 

@@ -55,12 +55,7 @@ impl CassandraDirs {
     }
 
     fn all(&self) -> impl Iterator<Item = &PathBuf> {
-        self.data.iter().chain([
-            &self.commitlog,
-            &self.hints,
-            &self.saved_caches,
-            &self.cdc_raw,
-        ])
+        self.data.iter().chain([&self.commitlog, &self.hints, &self.saved_caches, &self.cdc_raw])
     }
 }
 
@@ -165,12 +160,7 @@ impl CassandraNodeConfig {
 
     /// Refuses a config Cassandra would refuse, saying why.
     pub fn validate(&self) -> Result<()> {
-        let bad = |why: String| {
-            Err(Error::Other(format!(
-                "cassandra node {}: {why}",
-                self.listen_address
-            )))
-        };
+        let bad = |why: String| Err(Error::Other(format!("cassandra node {}: {why}", self.listen_address)));
         if self.cluster_name.trim().is_empty() {
             return bad("empty cluster name".into());
         }
@@ -181,10 +171,7 @@ impl CassandraNodeConfig {
             return bad("no seeds (a first node lists itself)".into());
         }
         if self.storage_port == self.native_port {
-            return bad(format!(
-                "storage and native transport share port {}",
-                self.storage_port
-            ));
+            return bad(format!("storage and native transport share port {}", self.storage_port));
         }
         if self.dirs.data.is_empty() {
             return bad("no data directory".into());
@@ -196,27 +183,19 @@ impl CassandraNodeConfig {
             return bad("num_tokens and the token allocation factor must be at least 1".into());
         }
         if !is_rackdc_name(&self.dc) || !is_rackdc_name(&self.rack) {
-            return bad(format!(
-                "dc {:?} / rack {:?}: use letters, digits, '-', '_' or '.'",
-                self.dc, self.rack
-            ));
+            return bad(format!("dc {:?} / rack {:?}: use letters, digits, '-', '_' or '.'", self.dc, self.rack));
         }
         Ok(())
     }
 }
 
 fn is_rackdc_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// `host:port` seed entries for hosts sharing one storage port.
 pub fn seed_list<S: AsRef<str>>(hosts: &[S], storage_port: u16) -> Vec<String> {
-    hosts
-        .iter()
-        .map(|h| format!("{}:{storage_port}", h.as_ref()))
-        .collect()
+    hosts.iter().map(|h| format!("{}:{storage_port}", h.as_ref())).collect()
 }
 
 /// A YAML double-quoted scalar.
@@ -245,24 +224,13 @@ fn qp(p: &Path) -> String {
 pub fn cassandra_yaml(c: &CassandraNodeConfig) -> String {
     let t = &c.tuning;
     let mut y = String::new();
-    let _ = writeln!(
-        y,
-        "# Written by smack for Cassandra node {}; rewritten on every launch.",
-        c.listen_address
-    );
+    let _ = writeln!(y, "# Written by smack for Cassandra node {}; rewritten on every launch.", c.listen_address);
     let _ = writeln!(y, "cluster_name: {}", q(&c.cluster_name));
     let _ = writeln!(y, "num_tokens: {}", c.num_tokens);
-    let _ = writeln!(
-        y,
-        "allocate_tokens_for_local_replication_factor: {}",
-        c.allocate_tokens_for_rf
-    );
+    let _ = writeln!(y, "allocate_tokens_for_local_replication_factor: {}", c.allocate_tokens_for_rf);
     let _ = writeln!(y, "partitioner: {PARTITIONER}");
     let _ = writeln!(y, "endpoint_snitch: {SNITCH}");
-    let _ = writeln!(
-        y,
-        "storage_compatibility_mode: {STORAGE_COMPATIBILITY_MODE}"
-    );
+    let _ = writeln!(y, "storage_compatibility_mode: {STORAGE_COMPATIBILITY_MODE}");
     let _ = writeln!(y, "auto_bootstrap: {}", c.auto_bootstrap);
     y.push_str("seed_provider:\n  - class_name: org.apache.cassandra.locator.SimpleSeedProvider\n    parameters:\n");
     let _ = writeln!(y, "      - seeds: {}", q(&c.seeds.join(",")));
@@ -284,32 +252,16 @@ pub fn cassandra_yaml(c: &CassandraNodeConfig) -> String {
     let _ = writeln!(y, "commitlog_total_space: {}MiB", t.commitlog_total_mib);
     let _ = writeln!(y, "concurrent_reads: {}", t.concurrent_reads);
     let _ = writeln!(y, "concurrent_writes: {}", t.concurrent_writes);
-    let _ = writeln!(
-        y,
-        "concurrent_counter_writes: {}",
-        t.concurrent_counter_writes
-    );
-    let _ = writeln!(
-        y,
-        "concurrent_materialized_view_writes: {}",
-        t.concurrent_writes.min(2)
-    );
+    let _ = writeln!(y, "concurrent_counter_writes: {}", t.concurrent_counter_writes);
+    let _ = writeln!(y, "concurrent_materialized_view_writes: {}", t.concurrent_writes.min(2));
     let _ = writeln!(y, "concurrent_compactors: {}", t.concurrent_compactors);
     let _ = writeln!(y, "memtable_flush_writers: {}", t.memtable_flush_writers);
     let _ = writeln!(y, "memtable_heap_space: {}MiB", t.memtable_heap_mib);
     let _ = writeln!(y, "memtable_offheap_space: {}MiB", t.memtable_offheap_mib);
     let _ = writeln!(y, "key_cache_size: {}MiB", t.key_cache_mib);
     let _ = writeln!(y, "counter_cache_size: {}MiB", t.counter_cache_mib);
-    let _ = writeln!(
-        y,
-        "prepared_statements_cache_size: {}MiB",
-        t.prepared_statements_cache_mib
-    );
-    let _ = writeln!(
-        y,
-        "native_transport_max_threads: {}",
-        t.native_transport_max_threads
-    );
+    let _ = writeln!(y, "prepared_statements_cache_size: {}MiB", t.prepared_statements_cache_mib);
+    let _ = writeln!(y, "native_transport_max_threads: {}", t.native_transport_max_threads);
     y.push_str("compaction_throughput: 64MiB/s\n");
     y
 }
@@ -354,8 +306,7 @@ mod tests {
     }
 
     fn value<'a>(yaml: &'a str, key: &str) -> Option<&'a str> {
-        yaml.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
+        yaml.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(": "))
     }
 
     #[test]
@@ -370,25 +321,16 @@ mod tests {
         assert_eq!(value(&y, "native_transport_port"), Some("19042"));
         assert_eq!(value(&y, "commitlog_sync"), Some("periodic"));
         assert_eq!(value(&y, "partitioner"), Some(PARTITIONER));
-        assert_eq!(
-            value(&y, "endpoint_snitch"),
-            Some("GossipingPropertyFileSnitch")
-        );
+        assert_eq!(value(&y, "endpoint_snitch"), Some("GossipingPropertyFileSnitch"));
         assert_eq!(value(&y, "storage_compatibility_mode"), Some("NONE"));
         assert_eq!(value(&y, "num_tokens"), Some("16"));
         assert_eq!(value(&y, "auto_bootstrap"), Some("false"));
         assert!(y.contains("class_name: org.apache.cassandra.locator.SimpleSeedProvider"));
         assert!(y.contains("      - seeds: \"127.0.0.2:17000\""));
         assert!(y.contains("data_file_directories:\n  - \"/n/data/data\"\n"));
-        assert_eq!(
-            value(&y, "commitlog_directory"),
-            Some("\"/n/data/commitlog\"")
-        );
+        assert_eq!(value(&y, "commitlog_directory"), Some("\"/n/data/commitlog\""));
         assert_eq!(value(&y, "hints_directory"), Some("\"/n/data/hints\""));
-        assert_eq!(
-            value(&y, "saved_caches_directory"),
-            Some("\"/n/data/saved_caches\"")
-        );
+        assert_eq!(value(&y, "saved_caches_directory"), Some("\"/n/data/saved_caches\""));
         assert_eq!(value(&y, "concurrent_compactors"), Some("1"));
         assert_eq!(value(&y, "memtable_heap_space"), Some("64MiB"));
         assert_eq!(value(&y, "commitlog_segment_size"), Some("8MiB"));
@@ -431,11 +373,7 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = node();
         c.dirs.hints = "hints".into();
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("not absolute"));
+        assert!(c.validate().unwrap_err().to_string().contains("not absolute"));
         let mut c = node();
         c.rack = "rack 1".into();
         assert!(c.validate().is_err());

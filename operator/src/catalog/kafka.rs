@@ -34,30 +34,18 @@ pub struct Voter {
 
 impl Voter {
     pub fn new(id: u32, host: impl Into<String>, port: u16) -> Self {
-        Voter {
-            id,
-            host: host.into(),
-            port,
-        }
+        Voter { id, host: host.into(), port }
     }
 }
 
 /// `controller.quorum.voters`: `ID@HOST:PORT,…`.
 pub fn quorum_voters(voters: &[Voter]) -> String {
-    voters
-        .iter()
-        .map(|v| format!("{}@{}:{}", v.id, v.host, v.port))
-        .collect::<Vec<_>>()
-        .join(",")
+    voters.iter().map(|v| format!("{}@{}:{}", v.id, v.host, v.port)).collect::<Vec<_>>().join(",")
 }
 
 /// `host:port,…` of the brokers, for clients' `bootstrap.servers`.
 pub fn bootstrap_servers(brokers: &[(String, u16)]) -> String {
-    brokers
-        .iter()
-        .map(|(h, p)| format!("{h}:{p}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    brokers.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>().join(",")
 }
 
 /// Everything that differs between Kafka nodes.
@@ -146,12 +134,7 @@ impl KafkaNodeConfig {
         if self.log_dirs.is_empty() {
             return bad("no log dir".into());
         }
-        if let Some(d) = self
-            .log_dirs
-            .iter()
-            .chain(&self.metadata_log_dir)
-            .find(|d| !d.is_absolute())
-        {
+        if let Some(d) = self.log_dirs.iter().chain(&self.metadata_log_dir).find(|d| !d.is_absolute()) {
             return bad(format!("log dir {} is not absolute", d.display()));
         }
         if self.voters.is_empty() {
@@ -160,10 +143,7 @@ impl KafkaNodeConfig {
         let mut ids: Vec<u32> = self.voters.iter().map(|v| v.id).collect();
         ids.sort_unstable();
         if ids.windows(2).any(|w| w[0] == w[1]) {
-            return bad(format!(
-                "duplicate node id in the quorum {}",
-                quorum_voters(&self.voters)
-            ));
+            return bad(format!("duplicate node id in the quorum {}", quorum_voters(&self.voters)));
         }
         if let Some(me) = self.voters.iter().find(|v| v.id == self.node_id) {
             if me.port != self.controller_port || me.host != self.host {
@@ -173,10 +153,7 @@ impl KafkaNodeConfig {
                 ));
             }
             if self.broker_port == self.controller_port {
-                return bad(format!(
-                    "broker and controller share port {}",
-                    self.broker_port
-                ));
+                return bad(format!("broker and controller share port {}", self.broker_port));
             }
         }
         if self.internal_replication_factor == 0 || self.default_replication_factor == 0 {
@@ -219,12 +196,7 @@ fn prop_value(v: &str) -> String {
 /// topics, a 2 MiB cleaner buffer (default 128 MiB of heap), 2 network, io
 /// and background threads.
 pub fn kafka_server_properties(c: &KafkaNodeConfig) -> String {
-    let join = |dirs: &[PathBuf]| {
-        dirs.iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let join = |dirs: &[PathBuf]| dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(",");
     let mut kv: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, v: String| kv.push((k.to_string(), v));
     put("process.roles", c.process_roles().into());
@@ -232,21 +204,12 @@ pub fn kafka_server_properties(c: &KafkaNodeConfig) -> String {
     put("controller.quorum.voters", quorum_voters(&c.voters));
     let broker = format!("{BROKER_LISTENER}://{}:{}", c.host, c.broker_port);
     if c.is_controller() {
-        put(
-            "listeners",
-            format!(
-                "{broker},{CONTROLLER_LISTENER}://{}:{}",
-                c.host, c.controller_port
-            ),
-        );
+        put("listeners", format!("{broker},{CONTROLLER_LISTENER}://{}:{}", c.host, c.controller_port));
     } else {
         put("listeners", broker.clone());
     }
     put("advertised.listeners", broker);
-    put(
-        "listener.security.protocol.map",
-        format!("{BROKER_LISTENER}:PLAINTEXT,{CONTROLLER_LISTENER}:PLAINTEXT"),
-    );
+    put("listener.security.protocol.map", format!("{BROKER_LISTENER}:PLAINTEXT,{CONTROLLER_LISTENER}:PLAINTEXT"));
     put("controller.listener.names", CONTROLLER_LISTENER.into());
     put("inter.broker.listener.name", BROKER_LISTENER.into());
     put("log.dirs", join(&c.log_dirs));
@@ -257,15 +220,9 @@ pub fn kafka_server_properties(c: &KafkaNodeConfig) -> String {
         put("broker.rack", rack.clone());
     }
     let rf = c.internal_replication_factor.to_string();
-    let isr = c
-        .min_insync_replicas
-        .min(c.internal_replication_factor)
-        .to_string();
+    let isr = c.min_insync_replicas.min(c.internal_replication_factor).to_string();
     put("num.partitions", c.num_partitions.to_string());
-    put(
-        "default.replication.factor",
-        c.default_replication_factor.to_string(),
-    );
+    put("default.replication.factor", c.default_replication_factor.to_string());
     put("min.insync.replicas", c.min_insync_replicas.to_string());
     put("offsets.topic.replication.factor", rf.clone());
     put("transaction.state.log.replication.factor", rf.clone());
@@ -281,10 +238,7 @@ pub fn kafka_server_properties(c: &KafkaNodeConfig) -> String {
     put("num.io.threads", "2".into());
     put("background.threads", "2".into());
     put("num.recovery.threads.per.data.dir", "1".into());
-    put(
-        "auto.create.topics.enable",
-        c.auto_create_topics.to_string(),
-    );
+    put("auto.create.topics.enable", c.auto_create_topics.to_string());
     for (k, v) in &c.extra {
         put(k, v.clone());
     }
@@ -297,10 +251,7 @@ pub fn kafka_server_properties(c: &KafkaNodeConfig) -> String {
         }
     }
     lines.reverse();
-    let mut out = format!(
-        "# Written by smack for Kafka node {}; rewritten on every launch.\n",
-        c.node_id
-    );
+    let mut out = format!("# Written by smack for Kafka node {}; rewritten on every launch.\n", c.node_id);
     for l in lines {
         let _ = writeln!(out, "{l}");
     }
@@ -360,11 +311,7 @@ fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = chunk.len() + 1;
         for i in 0..chars {
@@ -446,52 +393,29 @@ mod tests {
     use super::*;
 
     fn three_voters() -> Vec<Voter> {
-        (0..3)
-            .map(|i| Voter::new(i, format!("127.0.1.{}", i + 1), 19093))
-            .collect()
+        (0..3).map(|i| Voter::new(i, format!("127.0.1.{}", i + 1), 19093)).collect()
     }
 
     fn value<'a>(props: &'a str, key: &str) -> Option<&'a str> {
-        props
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        props.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
     }
 
     #[test]
     fn single_combined_node_as_run_by_hand() {
-        let c = KafkaNodeConfig::new(
-            0,
-            "127.0.0.1",
-            19092,
-            19093,
-            "/n/data",
-            vec![Voter::new(0, "127.0.0.1", 19093)],
-        );
+        let c = KafkaNodeConfig::new(0, "127.0.0.1", 19092, 19093, "/n/data", vec![Voter::new(0, "127.0.0.1", 19093)]);
         c.validate().unwrap();
         let p = kafka_server_properties(&c);
         assert_eq!(value(&p, "process.roles"), Some("broker,controller"));
         assert_eq!(value(&p, "node.id"), Some("0"));
-        assert_eq!(
-            value(&p, "controller.quorum.voters"),
-            Some("0@127.0.0.1:19093")
-        );
-        assert_eq!(
-            value(&p, "listeners"),
-            Some("PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093")
-        );
-        assert_eq!(
-            value(&p, "advertised.listeners"),
-            Some("PLAINTEXT://127.0.0.1:19092")
-        );
+        assert_eq!(value(&p, "controller.quorum.voters"), Some("0@127.0.0.1:19093"));
+        assert_eq!(value(&p, "listeners"), Some("PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"));
+        assert_eq!(value(&p, "advertised.listeners"), Some("PLAINTEXT://127.0.0.1:19092"));
         assert_eq!(value(&p, "controller.listener.names"), Some("CONTROLLER"));
         assert_eq!(value(&p, "inter.broker.listener.name"), Some("PLAINTEXT"));
         assert_eq!(value(&p, "log.dirs"), Some("/n/data"));
         assert_eq!(value(&p, "offsets.topic.replication.factor"), Some("1"));
         assert_eq!(value(&p, "transaction.state.log.min.isr"), Some("1"));
-        assert_eq!(
-            value(&p, "share.coordinator.state.topic.replication.factor"),
-            Some("1")
-        );
+        assert_eq!(value(&p, "share.coordinator.state.topic.replication.factor"), Some("1"));
         assert_eq!(value(&p, "group.initial.rebalance.delay.ms"), Some("0"));
         assert_eq!(value(&p, "log.cleaner.dedupe.buffer.size"), Some("2097152"));
         assert_eq!(value(&p, "auto.create.topics.enable"), Some("false"));
@@ -516,12 +440,7 @@ mod tests {
         assert_eq!(value(&p, "offsets.topic.replication.factor"), Some("3"));
         assert_eq!(value(&p, "min.insync.replicas"), Some("2"));
         assert_eq!(value(&p, "num.partitions"), Some("12"), "extra wins");
-        assert_eq!(
-            p.lines()
-                .filter(|l| l.starts_with("num.partitions="))
-                .count(),
-            1
-        );
+        assert_eq!(p.lines().filter(|l| l.starts_with("num.partitions=")).count(), 1);
     }
 
     #[test]
@@ -540,18 +459,10 @@ mod tests {
         ok.validate().unwrap();
         let mut c = ok.clone();
         c.log_dirs = vec!["relative".into()];
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("not absolute"));
+        assert!(c.validate().unwrap_err().to_string().contains("not absolute"));
         let mut c = ok.clone();
         c.controller_port = 19094;
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("quorum entry"));
+        assert!(c.validate().unwrap_err().to_string().contains("quorum entry"));
         let mut c = ok.clone();
         c.voters.push(Voter::new(0, "127.0.1.9", 19093));
         assert!(c.validate().unwrap_err().to_string().contains("duplicate"));
@@ -585,10 +496,7 @@ mod tests {
         // The id StorageTool random-uuid printed on this machine.
         assert!(is_valid_cluster_id("3fy0FDB0SnyvNhjkH2CQ_w"));
         assert!(!is_valid_cluster_id("3fy0FDB0SnyvNhjkH2CQ_"));
-        assert!(
-            !is_valid_cluster_id("3fy0FDB0SnyvNhjkH2CQ_x"),
-            "non-zero padding bits"
-        );
+        assert!(!is_valid_cluster_id("3fy0FDB0SnyvNhjkH2CQ_x"), "non-zero padding bits");
         assert!(!is_valid_cluster_id("3fy0FDB0SnyvNhjkH2CQ+w"));
         for _ in 0..200 {
             let id = kafka_random_cluster_id();
@@ -610,10 +518,7 @@ mod tests {
         assert!(parse_meta_properties("node.id=1\n").is_none());
 
         let dir = tempfile::tempdir().unwrap();
-        assert!(
-            !check_meta(dir.path(), "3fy0FDB0SnyvNhjkH2CQ_w", 0).unwrap(),
-            "fresh dir"
-        );
+        assert!(!check_meta(dir.path(), "3fy0FDB0SnyvNhjkH2CQ_w", 0).unwrap(), "fresh dir");
         std::fs::write(dir.path().join("meta.properties"), text).unwrap();
         assert!(check_meta(dir.path(), "3fy0FDB0SnyvNhjkH2CQ_w", 0).unwrap());
         assert!(check_meta(dir.path(), "3fy0FDB0SnyvNhjkH2CQ_w", 1).is_err());

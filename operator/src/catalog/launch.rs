@@ -36,16 +36,8 @@ pub const KAFKA_FORMAT_LINE: &str = "smack: formatting Kafka storage";
 /// The env var under which the agent exposes the volume mounted at
 /// `container_path` (`data` → `VOLUME_DATA`).
 pub fn volume_var(container_path: &str) -> String {
-    let name: String = container_path
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let name: String =
+        container_path.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
     format!("VOLUME_{name}")
 }
 
@@ -73,9 +65,7 @@ pub fn in_volume(container_path: &str, rel: &str) -> PathBuf {
 fn is_task_var(name: &str) -> bool {
     name == SANDBOX_VAR
         || name.strip_prefix("VOLUME_").is_some_and(|n| {
-            !n.is_empty()
-                && n.bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            !n.is_empty() && n.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         })
 }
 
@@ -260,9 +250,7 @@ impl TaskScript {
     pub fn render(&self) -> String {
         let mut out = String::from("set -eu\n");
         for v in &self.vars {
-            out.push_str(&format!(
-                ": \"${{{v}:?{v} is not set: the task lacks its sandbox or volume}}\"\n"
-            ));
+            out.push_str(&format!(": \"${{{v}:?{v} is not set: the task lacks its sandbox or volume}}\"\n"));
         }
         for l in &self.lines {
             out.push_str(l);
@@ -295,14 +283,7 @@ impl KafkaLaunch {
         cluster_id: impl Into<String>,
         heap_mb: u32,
     ) -> Self {
-        KafkaLaunch {
-            artifact,
-            java,
-            node,
-            cluster_id: cluster_id.into(),
-            heap_mb,
-            log_level: "INFO".into(),
-        }
+        KafkaLaunch { artifact, java, node, cluster_id: cluster_id.into(), heap_mb, log_level: "INFO".into() }
     }
 }
 
@@ -321,19 +302,9 @@ pub fn kafka_task_command(l: &KafkaLaunch) -> Result<String> {
     let conf = in_sandbox("conf");
     let props = conf.join("server.properties");
     let log4j = conf.join("log4j2.properties");
-    let jvm = KafkaJvm {
-        heap_mb: l.heap_mb,
-        logs_dir: in_sandbox("logs"),
-        log4j2_config: log4j.clone(),
-    };
+    let jvm = KafkaJvm { heap_mb: l.heap_mb, logs_dir: in_sandbox("logs"), log4j2_config: log4j.clone() };
     let java = l.java.display().to_string();
-    let dirs: Vec<PathBuf> = l
-        .node
-        .log_dirs
-        .iter()
-        .chain(&l.node.metadata_log_dir)
-        .cloned()
-        .collect();
+    let dirs: Vec<PathBuf> = l.node.log_dirs.iter().chain(&l.node.metadata_log_dir).cloned().collect();
 
     let mut s = TaskScript::new();
     let mut mk = vec![conf.clone(), jvm.logs_dir.clone()];
@@ -359,16 +330,12 @@ pub fn kafka_task_command(l: &KafkaLaunch) -> Result<String> {
     }
     s.line("if [ \"$unformatted\" = 1 ]; then");
     s.line(format!("  echo '{KAFKA_FORMAT_LINE}'"));
-    let format =
-        artifacts::java_command_kafka_format(&l.artifact, &jvm, &props, &l.cluster_id, true);
+    let format = artifacts::java_command_kafka_format(&l.artifact, &jvm, &props, &l.cluster_id, true);
     let words = s.command_words(&java, &format);
     s.line(format!("  {words}"));
     s.line("fi");
     s.write_pid(&in_sandbox(PID_FILE));
-    s.exec(
-        &java,
-        &artifacts::java_command_kafka(&l.artifact, &jvm, &props),
-    );
+    s.exec(&java, &artifacts::java_command_kafka(&l.artifact, &jvm, &props));
     Ok(s.render())
 }
 
@@ -405,31 +372,17 @@ pub fn cassandra_task_command(l: &CassandraLaunch) -> Result<String> {
     l.node.validate()?;
     let java = l.java.display().to_string();
     let mut s = TaskScript::new();
-    let mut mk: Vec<PathBuf> = vec![l
-        .jvm
-        .config_file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| in_sandbox("conf"))];
+    let mut mk: Vec<PathBuf> =
+        vec![l.jvm.config_file.parent().map(Path::to_path_buf).unwrap_or_else(|| in_sandbox("conf"))];
     mk.extend(l.jvm.dirs_to_create());
     mk.push(l.jvm.storage_dir.clone());
     mk.extend(l.node.dirs.data.iter().cloned());
-    mk.extend([
-        l.node.dirs.commitlog.clone(),
-        l.node.dirs.hints.clone(),
-        l.node.dirs.saved_caches.clone(),
-    ]);
+    mk.extend([l.node.dirs.commitlog.clone(), l.node.dirs.hints.clone(), l.node.dirs.saved_caches.clone()]);
     mk.dedup();
     s.mkdirs(&mk);
     s.write_file(&l.jvm.config_file, &cassandra::cassandra_yaml(&l.node));
-    s.write_file(
-        &l.jvm.rackdc_file,
-        &cassandra::cassandra_rackdc_properties(&l.node.dc, &l.node.rack),
-    );
-    s.write_file(
-        &l.jvm.logback_config,
-        &cassandra::cassandra_logback_xml(&l.log_level),
-    );
+    s.write_file(&l.jvm.rackdc_file, &cassandra::cassandra_rackdc_properties(&l.node.dc, &l.node.rack));
+    s.write_file(&l.jvm.logback_config, &cassandra::cassandra_logback_xml(&l.log_level));
     s.write_pid(&in_sandbox(PID_FILE));
     let mut words = artifacts::no_memlock_prefix(l.as_root);
     words.push(java);
@@ -442,10 +395,7 @@ pub fn cassandra_task_command(l: &CassandraLaunch) -> Result<String> {
 pub fn log_line_check(line: &str) -> CheckSpec {
     CheckSpec {
         check: Check::Command {
-            command: format!(
-                "grep -qF {} \"$SMACK_SANDBOX/stdout\"",
-                artifacts::shell_quote(line)
-            ),
+            command: format!("grep -qF {} \"$SMACK_SANDBOX/stdout\"", artifacts::shell_quote(line)),
         },
         interval_ms: 500,
         timeout_ms: 2000,
@@ -507,10 +457,7 @@ mod tests {
 
     fn run(script: &str, sandbox: &Path, volume: Option<&Path>) -> std::process::Output {
         let mut c = Command::new("/bin/sh");
-        c.arg("-c")
-            .arg(script)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin");
+        c.arg("-c").arg(script).env_clear().env("PATH", "/usr/bin:/bin");
         c.env("SMACK_SANDBOX", sandbox).current_dir(sandbox);
         if let Some(v) = volume {
             c.env("VOLUME_DATA", v);
@@ -522,10 +469,7 @@ mod tests {
     fn task_paths_expand_and_the_rest_stays_literal() {
         assert_eq!(volume_var("data"), "VOLUME_DATA");
         assert_eq!(volume_var("kafka-logs"), "VOLUME_KAFKA_LOGS");
-        assert_eq!(
-            in_volume("data", "kafka").display().to_string(),
-            "/${VOLUME_DATA}/kafka"
-        );
+        assert_eq!(in_volume("data", "kafka").display().to_string(), "/${VOLUME_DATA}/kafka");
         assert!(in_sandbox("conf").is_absolute());
         assert_eq!(shell_word("/j/lib/*"), "'/j/lib/*'");
         assert_eq!(
@@ -534,10 +478,7 @@ mod tests {
         );
         // Unknown variables and other shell syntax stay literal.
         assert_eq!(shell_word("/${HOME}/x"), "'/${HOME}/x'");
-        assert_eq!(
-            shell_word("/${VOLUME_DATA}/a $b`c`\"d\""),
-            "\"${VOLUME_DATA}/a \\$b\\`c\\`\\\"d\\\"\""
-        );
+        assert_eq!(shell_word("/${VOLUME_DATA}/a $b`c`\"d\""), "\"${VOLUME_DATA}/a \\$b\\`c\\`\\\"d\\\"\"");
     }
 
     #[test]
@@ -548,29 +489,13 @@ mod tests {
         let mut s = TaskScript::new();
         let f = in_sandbox("conf/x");
         s.mkdirs(&[in_sandbox("conf")]);
-        s.write_file(
-            &f,
-            "dir=/${SMACK_SANDBOX}/d\nlit=$HOME `id` \\n ${x}\nSMACK_EOF\n",
-        );
+        s.write_file(&f, "dir=/${SMACK_SANDBOX}/d\nlit=$HOME `id` \\n ${x}\nSMACK_EOF\n");
         s.write_pid(&in_sandbox("pid"));
         let out = run(&s.render(), &sandbox, None);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let text = fs::read_to_string(sandbox.join("conf/x")).unwrap();
-        assert_eq!(
-            text,
-            format!(
-                "dir={}/d\nlit=$HOME `id` \\n ${{x}}\nSMACK_EOF\n",
-                sandbox.display()
-            )
-        );
-        assert!(!fs::read_to_string(sandbox.join("pid"))
-            .unwrap()
-            .trim()
-            .is_empty());
+        assert_eq!(text, format!("dir={}/d\nlit=$HOME `id` \\n ${{x}}\nSMACK_EOF\n", sandbox.display()));
+        assert!(!fs::read_to_string(sandbox.join("pid")).unwrap().trim().is_empty());
     }
 
     #[test]
@@ -593,13 +518,7 @@ mod tests {
             in_volume("data", "kafka"),
             vec![kafka::Voter::new(0, "127.0.0.1", 19093)],
         );
-        KafkaLaunch::new(
-            a,
-            fake_java(dir),
-            node,
-            kafka::kafka_random_cluster_id(),
-            256,
-        )
+        KafkaLaunch::new(a, fake_java(dir), node, kafka::kafka_random_cluster_id(), 256)
     }
 
     #[test]
@@ -613,67 +532,32 @@ mod tests {
         let sb1 = dir.path().join("sb1");
         fs::create_dir_all(&sb1).unwrap();
         let out = run(&script, &sb1, Some(&vol));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).contains(KAFKA_FORMAT_LINE));
         let format = fs::read_to_string(sb1.join("java-args-0")).unwrap();
         let start = fs::read_to_string(sb1.join("java-args-1")).unwrap();
-        assert!(
-            format.contains("kafka.tools.StorageTool\nformat\n-t\n"),
-            "{format}"
-        );
-        assert!(
-            format.contains(&format!("{}/lib/*\n", dir.path().display())),
-            "the star stays literal: {format}"
-        );
-        assert!(
-            start.ends_with(&format!(
-                "kafka.Kafka\n{}/conf/server.properties\n",
-                sb1.display()
-            )),
-            "{start}"
-        );
+        assert!(format.contains("kafka.tools.StorageTool\nformat\n-t\n"), "{format}");
+        assert!(format.contains(&format!("{}/lib/*\n", dir.path().display())), "the star stays literal: {format}");
+        assert!(start.ends_with(&format!("kafka.Kafka\n{}/conf/server.properties\n", sb1.display())), "{start}");
         let props = fs::read_to_string(sb1.join("conf/server.properties")).unwrap();
-        assert!(
-            props.contains(&format!("log.dirs={}/kafka\n", vol.display())),
-            "{props}"
-        );
+        assert!(props.contains(&format!("log.dirs={}/kafka\n", vol.display())), "{props}");
         assert!(vol.join("kafka").is_dir());
-        assert!(fs::read_to_string(sb1.join("pid"))
-            .unwrap()
-            .trim()
-            .parse::<u32>()
-            .is_ok());
+        assert!(fs::read_to_string(sb1.join("pid")).unwrap().trim().parse::<u32>().is_ok());
 
         // Formatted for this cluster and node: started as is.
-        fs::write(
-            vol.join("kafka/meta.properties"),
-            format!("#\nnode.id=0\nversion=1\ncluster.id={}\n", l.cluster_id),
-        )
-        .unwrap();
+        fs::write(vol.join("kafka/meta.properties"), format!("#\nnode.id=0\nversion=1\ncluster.id={}\n", l.cluster_id))
+            .unwrap();
         let sb2 = dir.path().join("sb2");
         fs::create_dir_all(&sb2).unwrap();
         let out = run(&script, &sb2, Some(&vol));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(!String::from_utf8_lossy(&out.stdout).contains(KAFKA_FORMAT_LINE));
-        assert!(fs::read_to_string(sb2.join("java-args-0"))
-            .unwrap()
-            .contains("kafka.Kafka\n"));
+        assert!(fs::read_to_string(sb2.join("java-args-0")).unwrap().contains("kafka.Kafka\n"));
         assert!(!sb2.join("java-args-1").exists());
 
         // Formatted for another cluster: refused before any java runs.
-        fs::write(
-            vol.join("kafka/meta.properties"),
-            "node.id=0\nversion=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\n",
-        )
-        .unwrap();
+        fs::write(vol.join("kafka/meta.properties"), "node.id=0\nversion=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\n")
+            .unwrap();
         let sb3 = dir.path().join("sb3");
         fs::create_dir_all(&sb3).unwrap();
         let out = run(&script, &sb3, Some(&vol));
@@ -687,10 +571,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut l = kafka_launch(dir.path());
         l.cluster_id = "nope".into();
-        assert!(kafka_task_command(&l)
-            .unwrap_err()
-            .to_string()
-            .contains("cluster id"));
+        assert!(kafka_task_command(&l).unwrap_err().to_string().contains("cluster id"));
     }
 
     #[test]
@@ -716,10 +597,7 @@ mod tests {
             log_level: "INFO".into(),
         };
         let script = cassandra_task_command(&l).unwrap();
-        assert!(
-            script.contains("exec setpriv --inh-caps=-ipc_lock"),
-            "{script}"
-        );
+        assert!(script.contains("exec setpriv --inh-caps=-ipc_lock"), "{script}");
         l.as_root = false;
         let script = cassandra_task_command(&l).unwrap();
         let vol = dir.path().join("vol");
@@ -727,57 +605,24 @@ mod tests {
         fs::create_dir_all(&vol).unwrap();
         fs::create_dir_all(&sb).unwrap();
         let out = run(&script, &sb, Some(&vol));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let yaml = fs::read_to_string(sb.join("conf/cassandra.yaml")).unwrap();
-        assert!(
-            yaml.contains(&format!("\"{}/cassandra/data\"", vol.display())),
-            "{yaml}"
-        );
-        assert!(
-            yaml.contains(&format!(
-                "commitlog_directory: \"{}/cassandra/commitlog\"",
-                vol.display()
-            )),
-            "{yaml}"
-        );
+        assert!(yaml.contains(&format!("\"{}/cassandra/data\"", vol.display())), "{yaml}");
+        assert!(yaml.contains(&format!("commitlog_directory: \"{}/cassandra/commitlog\"", vol.display())), "{yaml}");
         let args = fs::read_to_string(sb.join("java-args-0")).unwrap();
-        assert!(
-            args.contains(&format!(
-                "-Dcassandra.config=file://{}/conf/cassandra.yaml\n",
-                sb.display()
-            )),
-            "{args}"
-        );
-        assert!(args.contains(&format!(
-            "-Dcassandra.storagedir={}/cassandra\n",
-            vol.display()
-        )));
+        assert!(args.contains(&format!("-Dcassandra.config=file://{}/conf/cassandra.yaml\n", sb.display())), "{args}");
+        assert!(args.contains(&format!("-Dcassandra.storagedir={}/cassandra\n", vol.display())));
         assert!(args.contains(&format!("-Djava.io.tmpdir={}/tmp\n", sb.display())));
-        assert!(args.ends_with(&format!(
-            "-cp\n{}/lib/*\n{}\n",
-            dir.path().display(),
-            artifacts::CASSANDRA_MAIN_CLASS
-        )));
+        assert!(args.ends_with(&format!("-cp\n{}/lib/*\n{}\n", dir.path().display(), artifacts::CASSANDRA_MAIN_CLASS)));
         assert!(sb.join("tmp").is_dir() && vol.join("cassandra/commitlog").is_dir());
-        assert!(
-            fs::read_to_string(sb.join("conf/cassandra-rackdc.properties"))
-                .unwrap()
-                .contains("dc=dc1")
-        );
+        assert!(fs::read_to_string(sb.join("conf/cassandra-rackdc.properties")).unwrap().contains("dc=dc1"));
     }
 
     #[test]
     fn readiness_checks_grep_the_sandbox_log() {
         match kafka_readiness_check().check {
             Check::Command { command } => {
-                assert_eq!(
-                    command,
-                    "grep -qF 'Kafka Server started' \"$SMACK_SANDBOX/stdout\""
-                )
+                assert_eq!(command, "grep -qF 'Kafka Server started' \"$SMACK_SANDBOX/stdout\"")
             }
             other => panic!("{other:?}"),
         }

@@ -65,12 +65,7 @@ pub struct AllocatorConfig {
 
 impl Default for AllocatorConfig {
     fn default() -> Self {
-        AllocatorConfig {
-            default_filter_ms: 5_000,
-            min_allocatable_cpus: 0.01,
-            min_allocatable_mem: 32,
-            seed: 0,
-        }
+        AllocatorConfig { default_filter_ms: 5_000, min_allocatable_cpus: 0.01, min_allocatable_mem: 32, seed: 0 }
     }
 }
 
@@ -97,11 +92,7 @@ struct Scalars {
 
 impl Scalars {
     fn of(r: &Resources) -> Self {
-        Scalars {
-            cpus: r.cpus,
-            mem: r.mem as f64,
-            disk: r.total_disk() as f64,
-        }
+        Scalars { cpus: r.cpus, mem: r.mem as f64, disk: r.total_disk() as f64 }
     }
     fn add(&mut self, o: &Scalars) {
         self.cpus += o.cpus;
@@ -177,11 +168,7 @@ struct Slab<T> {
 
 impl<T> Default for Slab<T> {
     fn default() -> Self {
-        Slab {
-            items: Vec::new(),
-            vacant: Vec::new(),
-            index: HashMap::new(),
-        }
+        Slab { items: Vec::new(), vacant: Vec::new(), index: HashMap::new() }
     }
 }
 
@@ -216,10 +203,7 @@ impl<T> Slab<T> {
         Some((slot, item))
     }
     fn live(&self) -> impl Iterator<Item = (usize, &T)> {
-        self.items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| t.as_ref().map(|t| (i, t)))
+        self.items.iter().enumerate().filter_map(|(i, t)| t.as_ref().map(|t| (i, t)))
     }
     fn len(&self) -> usize {
         self.index.len()
@@ -275,12 +259,7 @@ fn allocatable(config: &AllocatorConfig, r: &Resources) -> bool {
 
 /// The lowest-share framework in `set` that does not filter `agent` at
 /// `now_ms`. Expired filters met on the way are noted for removal.
-fn pick(
-    set: &BTreeSet<ShareKey>,
-    agent: &AgentState,
-    now_ms: u64,
-    expired: &mut Vec<usize>,
-) -> Option<usize> {
+fn pick(set: &BTreeSet<ShareKey>, agent: &AgentState, now_ms: u64, expired: &mut Vec<usize>) -> Option<usize> {
     if agent.filters.is_empty() {
         return set.first().map(|k| k.2 as usize);
     }
@@ -320,8 +299,7 @@ impl Allocator {
             return r;
         }
         self.roles.push(name.to_string());
-        self.role_index
-            .insert(name.to_string(), self.roles.len() - 1);
+        self.role_index.insert(name.to_string(), self.roles.len() - 1);
         self.roles.len() - 1
     }
 
@@ -395,10 +373,8 @@ impl Allocator {
         let Some(slot) = self.agents.slot(id) else {
             return false;
         };
-        let reserved: Vec<(usize, ReservedOffer)> = reserved
-            .into_iter()
-            .map(|(role, bundle)| (self.role(&role), bundle))
-            .collect();
+        let reserved: Vec<(usize, ReservedOffer)> =
+            reserved.into_iter().map(|(role, bundle)| (self.role(&role), bundle)).collect();
         let a = self.agents.get_mut(slot);
         a.free = unreserved_free;
         a.reserved = reserved;
@@ -412,14 +388,9 @@ impl Allocator {
 
     /// The agent's reserved bundles not offered nor fully used, with roles.
     pub fn agent_reserved(&self, id: &str) -> Option<Vec<(&str, &ReservedOffer)>> {
-        self.agents.slot(id).map(|s| {
-            self.agents
-                .get(s)
-                .reserved
-                .iter()
-                .map(|(r, b)| (self.roles[*r].as_str(), b))
-                .collect()
-        })
+        self.agents
+            .slot(id)
+            .map(|s| self.agents.get(s).reserved.iter().map(|(r, b)| (self.roles[*r].as_str(), b)).collect())
     }
 
     pub fn agent_attributes(&self, id: &str) -> Option<&Attributes> {
@@ -436,18 +407,9 @@ impl Allocator {
     /// weight of 1. A weight that is not finite and positive counts as 1.
     /// Adding a known framework updates its role and weight and keeps its
     /// allocation, filters and suppression.
-    pub fn add_framework(
-        &mut self,
-        id: impl Into<FrameworkId>,
-        role: impl AsRef<str>,
-        weight: f64,
-    ) {
+    pub fn add_framework(&mut self, id: impl Into<FrameworkId>, role: impl AsRef<str>, weight: f64) {
         let id = id.into();
-        let weight = if weight.is_finite() && weight > 0.0 {
-            weight
-        } else {
-            1.0
-        };
+        let weight = if weight.is_finite() && weight > 0.0 { weight } else { 1.0 };
         let role = self.role(role.as_ref());
         if let Some(slot) = self.frameworks.slot(&id) {
             let f = self.frameworks.get_mut(slot);
@@ -507,13 +469,7 @@ impl Allocator {
     /// agent again before `now_ms + filter_ms` (default
     /// [`AllocatorConfig::default_filter_ms`]); a zero filter sets none.
     /// The declined resources themselves come back with [`Self::recover`].
-    pub fn decline(
-        &mut self,
-        framework: &str,
-        agent: &str,
-        filter_ms: Option<u64>,
-        now_ms: u64,
-    ) -> bool {
+    pub fn decline(&mut self, framework: &str, agent: &str, filter_ms: Option<u64>, now_ms: u64) -> bool {
         let Some(f) = self.frameworks.slot(framework) else {
             return false;
         };
@@ -535,12 +491,7 @@ impl Allocator {
     /// Whether `framework` filters `agent` at `now_ms`.
     pub fn is_filtered(&self, framework: &str, agent: &str, now_ms: u64) -> bool {
         match (self.frameworks.slot(framework), self.agents.slot(agent)) {
-            (Some(f), Some(a)) => self
-                .agents
-                .get(a)
-                .filters
-                .get(&f)
-                .is_some_and(|&until| now_ms < until),
+            (Some(f), Some(a)) => self.agents.get(a).filters.get(&f).is_some_and(|&until| now_ms < until),
             _ => false,
         }
     }
@@ -557,10 +508,7 @@ impl Allocator {
         let Some(f) = self.frameworks.slot(framework) else {
             return false;
         };
-        self.frameworks
-            .get_mut(f)
-            .allocated
-            .add(&Scalars::of(resources));
+        self.frameworks.get_mut(f).allocated.add(&Scalars::of(resources));
         true
     }
 
@@ -570,10 +518,7 @@ impl Allocator {
         let Some(f) = self.frameworks.slot(framework) else {
             return false;
         };
-        self.frameworks
-            .get_mut(f)
-            .allocated
-            .sub(&Scalars::of(resources));
+        self.frameworks.get_mut(f).allocated.sub(&Scalars::of(resources));
         true
     }
 
@@ -598,18 +543,11 @@ impl Allocator {
         let Some(a) = self.agents.slot(agent) else {
             return false;
         };
-        let roles: Vec<usize> = reserved
-            .iter()
-            .map(|b| self.role(&b.reservation.role))
-            .collect();
+        let roles: Vec<usize> = reserved.iter().map(|b| self.role(&b.reservation.role)).collect();
         let st = self.agents.get_mut(a);
         st.free.add(unreserved);
         for (bundle, role) in reserved.iter().zip(roles) {
-            match st
-                .reserved
-                .iter_mut()
-                .find(|(_, b)| b.reservation.id == bundle.reservation.id)
-            {
+            match st.reserved.iter_mut().find(|(_, b)| b.reservation.id == bundle.reservation.id) {
                 Some((_, have)) => have.free.add(&bundle.free),
                 None => st.reserved.push((role, bundle.clone())),
             }
@@ -620,9 +558,7 @@ impl Allocator {
     /// What the framework holds (offered plus used): cpus, mem, and disk
     /// counting ROOT and MOUNT disks together.
     pub fn allocation(&self, framework: &str) -> Option<Resources> {
-        self.frameworks
-            .slot(framework)
-            .map(|f| self.frameworks.get(f).allocated.to_resources())
+        self.frameworks.slot(framework).map(|f| self.frameworks.get(f).allocated.to_resources())
     }
 
     /// Totals of the reachable agents, which shares are computed against.
@@ -657,20 +593,12 @@ impl Allocator {
     pub fn share(&self, framework: &str) -> Option<f64> {
         let f = self.frameworks.slot(framework)?;
         let fw = self.frameworks.get(f);
-        Some(dominant_share(
-            &fw.allocated,
-            &self.cluster_total(),
-            fw.weight,
-        ))
+        Some(dominant_share(&fw.allocated, &self.cluster_total(), fw.weight))
     }
 
     /// The share order of the active (not suppressed) frameworks.
     fn share_order(&self, total: &Scalars) -> ShareOrder {
-        let mut active: Vec<(usize, &FrameworkState)> = self
-            .frameworks
-            .live()
-            .filter(|(_, f)| !f.suppressed)
-            .collect();
+        let mut active: Vec<(usize, &FrameworkState)> = self.frameworks.live().filter(|(_, f)| !f.suppressed).collect();
         active.sort_by(|a, b| a.1.id.cmp(&b.1.id));
         let mut order = ShareOrder {
             all: BTreeSet::new(),
@@ -693,9 +621,7 @@ impl Allocator {
         let mut agents: Vec<usize> = self
             .agents
             .live()
-            .filter(|(_, a)| {
-                a.reachable && (!a.reserved.is_empty() || allocatable(&self.config, &a.free))
-            })
+            .filter(|(_, a)| a.reachable && (!a.reserved.is_empty() || allocatable(&self.config, &a.free)))
             .map(|(s, _)| s)
             .collect();
         for i in (1..agents.len()).rev() {
@@ -728,8 +654,7 @@ impl Allocator {
                     if group.is_empty() {
                         continue;
                     }
-                    let Some(f) = pick(&order.by_role[role], agent, now_ms, &mut expired_here)
-                    else {
+                    let Some(f) = pick(&order.by_role[role], agent, now_ms, &mut expired_here) else {
                         kept.extend(group.into_iter().map(|b| (role, b)));
                         continue;
                     };
@@ -797,11 +722,7 @@ mod tests {
     const GIB: u64 = 1024;
 
     fn alloc() -> Allocator {
-        Allocator::new(AllocatorConfig {
-            default_filter_ms: 1_000,
-            seed: 7,
-            ..Default::default()
-        })
+        Allocator::new(AllocatorConfig { default_filter_ms: 1_000, seed: 7, ..Default::default() })
     }
 
     fn bundle(id: &str, role: &str, r: Resources) -> ReservedOffer {
@@ -844,10 +765,7 @@ mod tests {
         al.add_framework("b", "r", 1.0);
         assert!(al.add_allocation("a", &Resources::new(1.0, 6 * GIB, 0)));
         assert!(al.add_allocation("b", &Resources::new(5.0, 0, 0)));
-        assert_eq!(
-            al.shares(),
-            vec![("a".to_string(), 0.6), ("b".to_string(), 0.5)]
-        );
+        assert_eq!(al.shares(), vec![("a".to_string(), 0.6), ("b".to_string(), 0.5)]);
         assert_eq!(frameworks_of(&al.allocate(0)), ["b"]);
     }
 
@@ -877,11 +795,7 @@ mod tests {
     fn shares_update_within_a_cycle() {
         let mut al = alloc();
         for i in 0..4 {
-            al.add_agent(
-                format!("a{i}"),
-                Resources::new(4.0, 4 * GIB, 0),
-                Attributes::new(),
-            );
+            al.add_agent(format!("a{i}"), Resources::new(4.0, 4 * GIB, 0), Attributes::new());
         }
         al.add_framework("a", "r", 1.0);
         al.add_framework("b", "r", 1.0);
@@ -889,10 +803,7 @@ mod tests {
         assert_eq!(out.len(), 4);
         let a = out.iter().filter(|o| o.framework_id == "a").count();
         assert_eq!(a, 2, "each framework gets half the agents: {out:?}");
-        assert_eq!(
-            al.shares(),
-            vec![("a".to_string(), 0.5), ("b".to_string(), 0.5)]
-        );
+        assert_eq!(al.shares(), vec![("a".to_string(), 0.5), ("b".to_string(), 0.5)]);
         // Offered resources are no longer free.
         assert!(al.allocate(1).is_empty());
     }
@@ -922,12 +833,7 @@ mod tests {
                 if o.unreserved.contains(&want) {
                     *tasks.entry(o.framework_id.clone()).or_default() += 1;
                     order.push(o.framework_id.clone());
-                    assert!(al.recover(
-                        &o.framework_id,
-                        &o.agent_id,
-                        &o.unreserved.minus(&want),
-                        &[],
-                    ));
+                    assert!(al.recover(&o.framework_id, &o.agent_id, &o.unreserved.minus(&want), &[],));
                 } else {
                     assert!(al.recover(&o.framework_id, &o.agent_id, &o.unreserved, &[]));
                     assert!(al.decline(&o.framework_id, &o.agent_id, Some(3_600_000), now));
@@ -937,17 +843,11 @@ mod tests {
         assert_eq!(tasks.get("A"), Some(&3));
         assert_eq!(tasks.get("B"), Some(&2));
         assert_eq!(order, ["A", "B", "A", "B", "A"]);
-        assert_eq!(
-            al.allocation("A").unwrap(),
-            Resources::new(3.0, 12 * GIB, 0)
-        );
+        assert_eq!(al.allocation("A").unwrap(), Resources::new(3.0, 12 * GIB, 0));
         assert_eq!(al.allocation("B").unwrap(), Resources::new(6.0, 2 * GIB, 0));
         let shares = al.shares();
         assert!((shares[0].1 - 2.0 / 3.0).abs() < 1e-12 && (shares[1].1 - 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!(
-            al.agent_free("s1").unwrap(),
-            &Resources::new(0.0, 4 * GIB, 0)
-        );
+        assert_eq!(al.agent_free("s1").unwrap(), &Resources::new(0.0, 4 * GIB, 0));
     }
 
     #[test]
@@ -1025,11 +925,7 @@ mod tests {
         al.add_framework("a", "other", 1.0);
         al.add_framework("b", "kafka", 1.0);
         let res = bundle("broker-0", "kafka", Resources::new(2.0, 2 * GIB, 500));
-        assert!(al.update_agent(
-            "a1",
-            Resources::new(6.0, 6 * GIB, 500),
-            vec![("kafka".into(), res.clone())],
-        ));
+        assert!(al.update_agent("a1", Resources::new(6.0, 6 * GIB, 500), vec![("kafka".into(), res.clone())],));
         assert!(al.add_allocation("b", &Resources::new(1.0, 0, 0)));
         let mut out = al.allocate(0);
         out.sort_by(|x, y| x.framework_id.cmp(&y.framework_id));
@@ -1041,10 +937,7 @@ mod tests {
         assert_eq!(out[1].framework_id, "b");
         assert_eq!(out[1].reserved, vec![res]);
         assert!(out[1].unreserved.is_empty());
-        assert_eq!(
-            al.allocation("b").unwrap(),
-            Resources::new(3.0, 2 * GIB, 500)
-        );
+        assert_eq!(al.allocation("b").unwrap(), Resources::new(3.0, 2 * GIB, 500));
     }
 
     #[test]
@@ -1053,11 +946,7 @@ mod tests {
         al.add_agent("a1", Resources::new(4.0, 4 * GIB, 0), Attributes::new());
         al.add_framework("a", "kafka", 1.0);
         let res = bundle("r1", "kafka", Resources::new(1.0, GIB, 0));
-        assert!(al.update_agent(
-            "a1",
-            Resources::new(3.0, 3 * GIB, 0),
-            vec![("kafka".into(), res.clone())],
-        ));
+        assert!(al.update_agent("a1", Resources::new(3.0, 3 * GIB, 0), vec![("kafka".into(), res.clone())],));
         let out = al.allocate(0);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].reserved, vec![res.clone()]);
@@ -1089,11 +978,7 @@ mod tests {
         al.add_agent("a2", Resources::new(4.0, 4 * GIB, 0), Attributes::new());
         al.add_framework("k", "kafka", 1.0);
         let res = bundle("r1", "kafka", Resources::new(1.0, GIB, 0));
-        assert!(al.update_agent(
-            "a1",
-            Resources::new(3.0, 3 * GIB, 0),
-            vec![("kafka".into(), res)],
-        ));
+        assert!(al.update_agent("a1", Resources::new(3.0, 3 * GIB, 0), vec![("kafka".into(), res)],));
         assert!(al.set_agent_reachable("a1", false));
         let out = al.allocate(0);
         assert_eq!(out.len(), 1);
@@ -1123,11 +1008,7 @@ mod tests {
         let build = || {
             let mut al = alloc();
             for i in 0..50 {
-                al.add_agent(
-                    format!("a{i:02}"),
-                    Resources::new(1.0, GIB, 0),
-                    Attributes::new(),
-                );
+                al.add_agent(format!("a{i:02}"), Resources::new(1.0, GIB, 0), Attributes::new());
             }
             for i in 0..5 {
                 al.add_framework(format!("f{i}"), "r", 1.0);
@@ -1181,9 +1062,6 @@ mod tests {
         assert!(al.remove_allocation("a", &Resources::new(1.0, GIB, 0)));
         assert!(al.update_agent("a1", Resources::new(2.0, 2 * GIB, 0), vec![]));
         assert_eq!(al.allocation("a").unwrap(), Resources::new(2.0, 2 * GIB, 0));
-        assert_eq!(
-            al.allocate(1)[0].unreserved,
-            Resources::new(2.0, 2 * GIB, 0)
-        );
+        assert_eq!(al.allocate(1)[0].unreserved, Resources::new(2.0, 2 * GIB, 0));
     }
 }

@@ -1178,16 +1178,22 @@ mod tests {
         let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
         let m = Master::open(store.clone(), MasterConfig::default(), "t".into()).unwrap();
         let agent = m.register_agent(agent_registration("127.0.1.1")).unwrap().agent_id;
-        let mut sub = m
-            .subscribe(Subscribe { framework_id: None, name: "f".into(), role: "r".into(), weight: 1.0 })
-            .unwrap();
+        let mut sub =
+            m.subscribe(Subscribe { framework_id: None, name: "f".into(), role: "r".into(), weight: 1.0 }).unwrap();
         m.tick();
         let offers = next_offers(&mut sub);
         assert_eq!(offers.len(), 1);
         assert_eq!(offers[0].unreserved.cpus, 4.0);
-        let reserve = Operation::Reserve { id: "res-1".into(), resources: Resources::new(1.0, 512, 100), labels: Default::default() };
-        m.accept(&sub.framework_id, Accept { offer_ids: vec![offers[0].id.clone()], operations: vec![reserve], filter_ms: None })
-            .unwrap();
+        let reserve = Operation::Reserve {
+            id: "res-1".into(),
+            resources: Resources::new(1.0, 512, 100),
+            labels: Default::default(),
+        };
+        m.accept(
+            &sub.framework_id,
+            Accept { offer_ids: vec![offers[0].id.clone()], operations: vec![reserve], filter_ms: None },
+        )
+        .unwrap();
         let a = &m.agents()[0];
         assert_eq!(a.reserved.cpus, 1.0);
         assert_eq!(a.reserved_by_role["r"].mem, 512);
@@ -1208,9 +1214,8 @@ mod tests {
     fn suppressed_frameworks_get_no_offers_until_revived() {
         let m = Master::open(Arc::new(MemoryStore::new()), MasterConfig::default(), "t".into()).unwrap();
         m.register_agent(agent_registration("127.0.1.1")).unwrap();
-        let mut sub = m
-            .subscribe(Subscribe { framework_id: None, name: "f".into(), role: "r".into(), weight: 1.0 })
-            .unwrap();
+        let mut sub =
+            m.subscribe(Subscribe { framework_id: None, name: "f".into(), role: "r".into(), weight: 1.0 }).unwrap();
         m.suppress(&sub.framework_id).unwrap();
         m.tick();
         while let Ok(ev) = sub.events.try_recv() {

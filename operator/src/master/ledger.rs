@@ -204,11 +204,13 @@ pub fn apply_operations(
                     }
                     VolumeSource::Mount { path } => {
                         if !res.resources.mounts.iter().any(|m| &m.path == path) {
-                            return Err(refuse(format!(
-                                "MOUNT disk {path} is not part of reservation {reservation}"
-                            )));
+                            return Err(refuse(format!("MOUNT disk {path} is not part of reservation {reservation}")));
                         }
-                        if res.volumes.iter().any(|v| matches!(&v.source, VolumeSource::Mount { path: p2 } if p2 == path)) {
+                        if res
+                            .volumes
+                            .iter()
+                            .any(|v| matches!(&v.source, VolumeSource::Mount { path: p2 } if p2 == path))
+                        {
                             return Err(refuse(format!("MOUNT disk {path} already holds a volume")));
                         }
                     }
@@ -348,12 +350,21 @@ mod tests {
     }
 
     fn vol(id: &str, size: u64) -> Volume {
-        Volume { id: id.into(), source: VolumeSource::Root { size }, container_path: "data".into(), host_path: String::new() }
+        Volume {
+            id: id.into(),
+            source: VolumeSource::Root { size },
+            container_path: "data".into(),
+            host_path: String::new(),
+        }
     }
 
     fn reserve_with_volume(l: &AgentLedger) -> AgentLedger {
         let ops = vec![
-            Operation::Reserve { id: "r1".into(), resources: Resources::new(1.0, 1024, 2000), labels: Default::default() },
+            Operation::Reserve {
+                id: "r1".into(),
+                resources: Resources::new(1.0, 1024, 2000),
+                labels: Default::default(),
+            },
             Operation::CreateVolume { reservation: "r1".into(), volume: vol("v1", 1500) },
         ];
         apply_operations(l, &offer_all(l, "kafka"), "f1", "kafka", &ops).unwrap().ledger
@@ -363,7 +374,11 @@ mod tests {
     fn reserve_volume_launch_in_one_accept() {
         let l = agent();
         let ops = vec![
-            Operation::Reserve { id: "r1".into(), resources: Resources::new(1.0, 1024, 2000), labels: Default::default() },
+            Operation::Reserve {
+                id: "r1".into(),
+                resources: Resources::new(1.0, 1024, 2000),
+                labels: Default::default(),
+            },
             Operation::CreateVolume { reservation: "r1".into(), volume: vol("v1", 1500) },
             Operation::Launch { task: task("t1", Some("r1"), Resources::new(1.0, 512, 0), &["v1"]) },
         ];
@@ -384,40 +399,59 @@ mod tests {
     #[test]
     fn reserve_more_than_offered_is_refused() {
         let l = agent();
-        let e = refused(&l, &offer_all(&l, "kafka"), "kafka", vec![Operation::Reserve {
-            id: "r".into(),
-            resources: Resources::new(8.0, 1, 1),
-            labels: Default::default(),
-        }]);
+        let e = refused(
+            &l,
+            &offer_all(&l, "kafka"),
+            "kafka",
+            vec![Operation::Reserve {
+                id: "r".into(),
+                resources: Resources::new(8.0, 1, 1),
+                labels: Default::default(),
+            }],
+        );
         assert!(e.contains("operation 0 (RESERVE) refused: more than offered: cpus 8 wanted, 4 available"), "{e}");
     }
 
     #[test]
     fn volume_on_unreserved_disk_is_refused() {
         let l = agent();
-        let e = refused(&l, &offer_all(&l, "kafka"), "kafka", vec![Operation::CreateVolume {
-            reservation: "nope".into(),
-            volume: vol("v", 10),
-        }]);
+        let e = refused(
+            &l,
+            &offer_all(&l, "kafka"),
+            "kafka",
+            vec![Operation::CreateVolume { reservation: "nope".into(), volume: vol("v", 10) }],
+        );
         assert!(e.contains("CREATE_VOLUME") && e.contains("reserved disk"), "{e}");
     }
 
     #[test]
     fn resources_of_another_role_are_refused() {
         let l = reserve_with_volume(&agent());
-        let e = refused(&l, &offer_all(&l, "cassandra"), "cassandra", vec![Operation::Launch {
-            task: task("t", Some("r1"), Resources::new(0.5, 10, 0), &[]),
-        }]);
+        let e = refused(
+            &l,
+            &offer_all(&l, "cassandra"),
+            "cassandra",
+            vec![Operation::Launch { task: task("t", Some("r1"), Resources::new(0.5, 10, 0), &[]) }],
+        );
         assert!(e.contains("another role (kafka)"), "{e}");
     }
 
     #[test]
     fn second_op_failure_undoes_the_first() {
         let l = agent();
-        let e = refused(&l, &offer_all(&l, "kafka"), "kafka", vec![
-            Operation::Reserve { id: "r1".into(), resources: Resources::new(1.0, 1, 1), labels: Default::default() },
-            Operation::Launch { task: task("t", None, Resources::new(3.5, 1, 0), &[]) },
-        ]);
+        let e = refused(
+            &l,
+            &offer_all(&l, "kafka"),
+            "kafka",
+            vec![
+                Operation::Reserve {
+                    id: "r1".into(),
+                    resources: Resources::new(1.0, 1, 1),
+                    labels: Default::default(),
+                },
+                Operation::Launch { task: task("t", None, Resources::new(3.5, 1, 0), &[]) },
+            ],
+        );
         assert!(e.contains("operation 1 (LAUNCH)"), "{e}");
     }
 
@@ -425,9 +459,19 @@ mod tests {
     fn volume_too_big_and_duplicate_volume() {
         let l = reserve_with_volume(&agent());
         let pool = offer_all(&l, "kafka");
-        let e = refused(&l, &pool, "kafka", vec![Operation::CreateVolume { reservation: "r1".into(), volume: vol("v2", 600) }]);
+        let e = refused(
+            &l,
+            &pool,
+            "kafka",
+            vec![Operation::CreateVolume { reservation: "r1".into(), volume: vol("v2", 600) }],
+        );
         assert!(e.contains("500 MiB of ROOT disk free"), "{e}");
-        let e = refused(&l, &pool, "kafka", vec![Operation::CreateVolume { reservation: "r1".into(), volume: vol("v1", 10) }]);
+        let e = refused(
+            &l,
+            &pool,
+            "kafka",
+            vec![Operation::CreateVolume { reservation: "r1".into(), volume: vol("v1", 10) }],
+        );
         assert!(e.contains("already exists"), "{e}");
     }
 
@@ -437,10 +481,16 @@ mod tests {
         let pool = offer_all(&l, "kafka");
         let e = refused(&l, &pool, "kafka", vec![Operation::Unreserve { id: "r1".into() }]);
         assert!(e.contains("still has volumes v1"), "{e}");
-        let ok = apply_operations(&l, &pool, "f1", "kafka", &[
-            Operation::DestroyVolume { reservation: "r1".into(), volume: "v1".into() },
-            Operation::Unreserve { id: "r1".into() },
-        ])
+        let ok = apply_operations(
+            &l,
+            &pool,
+            "f1",
+            "kafka",
+            &[
+                Operation::DestroyVolume { reservation: "r1".into(), volume: "v1".into() },
+                Operation::Unreserve { id: "r1".into() },
+            ],
+        )
         .unwrap();
         assert!(ok.ledger.reservations.is_empty());
         assert_eq!(ok.ledger.unreserved_free().cpus, 4.0);
@@ -450,15 +500,21 @@ mod tests {
     fn destroy_volume_in_use_is_refused() {
         let l = reserve_with_volume(&agent());
         let pool = offer_all(&l, "kafka");
-        let l = apply_operations(&l, &pool, "f1", "kafka", &[Operation::Launch {
-            task: task("t1", Some("r1"), Resources::new(0.5, 10, 0), &["v1"]),
-        }])
+        let l = apply_operations(
+            &l,
+            &pool,
+            "f1",
+            "kafka",
+            &[Operation::Launch { task: task("t1", Some("r1"), Resources::new(0.5, 10, 0), &["v1"]) }],
+        )
         .unwrap()
         .ledger;
-        let e = refused(&l, &offer_all(&l, "kafka"), "kafka", vec![Operation::DestroyVolume {
-            reservation: "r1".into(),
-            volume: "v1".into(),
-        }]);
+        let e = refused(
+            &l,
+            &offer_all(&l, "kafka"),
+            "kafka",
+            vec![Operation::DestroyVolume { reservation: "r1".into(), volume: "v1".into() }],
+        );
         assert!(e.contains("in use by task t1"), "{e}");
     }
 
@@ -467,25 +523,36 @@ mod tests {
         let l = agent();
         let pool = offer_all(&l, "c");
         let res = Resources::new(1.0, 10, 0).with_mount("/mnt/d1", 50_000);
-        let a = apply_operations(&l, &pool, "f", "c", &[
-            Operation::Reserve { id: "m".into(), resources: res, labels: Default::default() },
-            Operation::CreateVolume {
-                reservation: "m".into(),
-                volume: Volume {
-                    id: "mv".into(),
-                    source: VolumeSource::Mount { path: "/mnt/d1".into() },
-                    container_path: "data".into(),
-                    host_path: String::new(),
+        let a = apply_operations(
+            &l,
+            &pool,
+            "f",
+            "c",
+            &[
+                Operation::Reserve { id: "m".into(), resources: res, labels: Default::default() },
+                Operation::CreateVolume {
+                    reservation: "m".into(),
+                    volume: Volume {
+                        id: "mv".into(),
+                        source: VolumeSource::Mount { path: "/mnt/d1".into() },
+                        container_path: "data".into(),
+                        host_path: String::new(),
+                    },
                 },
-            },
-        ])
+            ],
+        )
         .unwrap();
         assert!(a.ledger.unreserved_free().mounts.is_empty());
-        let e = refused(&l, &pool, "c", vec![Operation::Reserve {
-            id: "m".into(),
-            resources: Resources::default().with_mount("/mnt/other", 5),
-            labels: Default::default(),
-        }]);
+        let e = refused(
+            &l,
+            &pool,
+            "c",
+            vec![Operation::Reserve {
+                id: "m".into(),
+                resources: Resources::default().with_mount("/mnt/other", 5),
+                labels: Default::default(),
+            }],
+        );
         assert!(e.contains("MOUNT disk /mnt/other"), "{e}");
     }
 
@@ -493,9 +560,15 @@ mod tests {
     fn kill_of_unknown_or_foreign_task_is_refused() {
         let l = agent();
         let pool = offer_all(&l, "r");
-        let l2 = apply_operations(&l, &pool, "f2", "r", &[Operation::Launch { task: task("t", None, Resources::new(1.0, 1, 0), &[]) }])
-            .unwrap()
-            .ledger;
+        let l2 = apply_operations(
+            &l,
+            &pool,
+            "f2",
+            "r",
+            &[Operation::Launch { task: task("t", None, Resources::new(1.0, 1, 0), &[]) }],
+        )
+        .unwrap()
+        .ledger;
         let e = refused(&l2, &offer_all(&l2, "r"), "r", vec![Operation::Kill { task: "t".into() }]);
         assert!(e.contains("another framework"), "{e}");
         let e = refused(&l2, &offer_all(&l2, "r"), "r", vec![Operation::Kill { task: "zz".into() }]);

@@ -12,8 +12,8 @@
 
 use super::placement::{PlacementRule, PlacementView};
 use crate::resources::{
-    AgentId, Attributes, MountDisk, Offer, OfferId, Operation, PortSet, ReservationId,
-    ReservedOffer, Resources, Volume, VolumeId, VolumeSource,
+    AgentId, Attributes, MountDisk, Offer, OfferId, Operation, PortSet, ReservationId, ReservedOffer, Resources,
+    Volume, VolumeId, VolumeSource,
 };
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -122,24 +122,12 @@ impl PodRequirement {
     }
     /// Adds a named port; 0 for a dynamic one.
     pub fn port(mut self, name: impl Into<String>, port: u16) -> Self {
-        self.ports.push(PortRequest {
-            name: name.into(),
-            port,
-        });
+        self.ports.push(PortRequest { name: name.into(), port });
         self
     }
     /// Adds a volume of `size` MiB.
-    pub fn volume(
-        mut self,
-        container_path: impl Into<String>,
-        size: u64,
-        kind: VolumeKind,
-    ) -> Self {
-        self.volumes.push(VolumeRequest {
-            container_path: container_path.into(),
-            size,
-            kind,
-        });
+    pub fn volume(mut self, container_path: impl Into<String>, size: u64, kind: VolumeKind) -> Self {
+        self.volumes.push(VolumeRequest { container_path: container_path.into(), size, kind });
         self
     }
     /// Adds a placement rule.
@@ -180,13 +168,7 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in order.
-    pub const ALL: [Stage; 5] = [
-        Stage::Placement,
-        Stage::Ports,
-        Stage::CpusMem,
-        Stage::Volumes,
-        Stage::Launch,
-    ];
+    pub const ALL: [Stage; 5] = [Stage::Placement, Stage::Ports, Stage::CpusMem, Stage::Volumes, Stage::Launch];
 
     /// The stage's name as shown to users.
     pub fn as_str(self) -> &'static str {
@@ -284,45 +266,19 @@ pub fn evaluate(req: &PodRequirement, offer: &Offer, view: &PlacementView) -> Ev
         None => evaluate_new(req, offer, view, &mut outcomes),
         Some(existing) => evaluate_existing(req, existing, offer, &mut outcomes),
     };
-    Evaluation {
-        pod: req.name(),
-        offer_id: offer.id.clone(),
-        agent_id: offer.agent_id.clone(),
-        outcomes,
-        matched,
-    }
+    Evaluation { pod: req.name(), offer_id: offer.id.clone(), agent_id: offer.agent_id.clone(), outcomes, matched }
 }
 
-fn outcome(
-    stage: Stage,
-    r: &Result<impl Sized, String>,
-    pass: impl FnOnce() -> String,
-) -> StageOutcome {
+fn outcome(stage: Stage, r: &Result<impl Sized, String>, pass: impl FnOnce() -> String) -> StageOutcome {
     match r {
-        Ok(_) => StageOutcome {
-            stage,
-            pass: true,
-            reason: pass(),
-        },
-        Err(e) => StageOutcome {
-            stage,
-            pass: false,
-            reason: e.clone(),
-        },
+        Ok(_) => StageOutcome { stage, pass: true, reason: pass() },
+        Err(e) => StageOutcome { stage, pass: false, reason: e.clone() },
     }
 }
 
 fn launch_failed(outcomes: &[StageOutcome]) -> StageOutcome {
-    let failed: Vec<&str> = outcomes
-        .iter()
-        .filter(|o| !o.pass)
-        .map(|o| o.stage.as_str())
-        .collect();
-    StageOutcome {
-        stage: Stage::Launch,
-        pass: false,
-        reason: format!("not launched: failed at {}", failed.join(", ")),
-    }
+    let failed: Vec<&str> = outcomes.iter().filter(|o| !o.pass).map(|o| o.stage.as_str()).collect();
+    StageOutcome { stage: Stage::Launch, pass: false, reason: format!("not launched: failed at {}", failed.join(", ")) }
 }
 
 /// The offer's attributes with `hostname` filled from the offer when the
@@ -344,62 +300,36 @@ fn evaluate_new(
     out: &mut Vec<StageOutcome>,
 ) -> Option<OfferMatch> {
     let attrs = attributes_of(offer);
-    let placement = view
-        .placing(&req.pod_type, req.index)
-        .check_all(&req.rules, (&offer.agent_id, &*attrs));
-    out.push(outcome(Stage::Placement, &placement, || {
-        match req.rules.len() {
-            0 => "no placement rules".into(),
-            n => format!("{n} placement rules satisfied"),
-        }
+    let placement = view.placing(&req.pod_type, req.index).check_all(&req.rules, (&offer.agent_id, &*attrs));
+    out.push(outcome(Stage::Placement, &placement, || match req.rules.len() {
+        0 => "no placement rules".into(),
+        n => format!("{n} placement rules satisfied"),
     }));
 
     let ports = pick_ports(&req.ports, &offer.unreserved.ports, None, "offered");
-    out.push(outcome(Stage::Ports, &ports, || {
-        ports_reason(&req.ports, ports.as_ref().ok())
-    }));
+    out.push(outcome(Stage::Ports, &ports, || ports_reason(&req.ports, ports.as_ref().ok())));
 
     let cpus_mem = fits_cpus_mem(req, &offer.unreserved, "unreserved");
-    out.push(outcome(Stage::CpusMem, &cpus_mem, || {
-        format!("cpus {} and mem {} MiB fit", req.cpus, req.mem)
-    }));
+    out.push(outcome(Stage::CpusMem, &cpus_mem, || format!("cpus {} and mem {} MiB fit", req.cpus, req.mem)));
 
     let disks = pick_disks(&req.volumes, &offer.unreserved);
-    out.push(outcome(Stage::Volumes, &disks, || {
-        volumes_reason(&req.volumes)
-    }));
+    out.push(outcome(Stage::Volumes, &disks, || volumes_reason(&req.volumes)));
 
-    let (Ok(()), Ok((ports, port_set)), Ok(()), Ok((root, mounts))) =
-        (placement, ports, cpus_mem, disks)
-    else {
+    let (Ok(()), Ok((ports, port_set)), Ok(()), Ok((root, mounts))) = (placement, ports, cpus_mem, disks) else {
         out.push(launch_failed(out));
         return None;
     };
 
     let rid = &req.reservation_id;
-    let task_resources = Resources {
-        cpus: req.cpus,
-        mem: req.mem,
-        disk: 0,
-        mounts: Vec::new(),
-        ports: port_set,
-    };
+    let task_resources = Resources { cpus: req.cpus, mem: req.mem, disk: 0, mounts: Vec::new(), ports: port_set };
     let mut reserved_mounts: Vec<MountDisk> = mounts.iter().flatten().cloned().collect();
     reserved_mounts.sort();
-    let reserved = Resources {
-        disk: root,
-        mounts: reserved_mounts,
-        ..task_resources.clone()
-    };
+    let reserved = Resources { disk: root, mounts: reserved_mounts, ..task_resources.clone() };
     let mut labels = BTreeMap::new();
     labels.insert(LABEL_RESOURCE_ID.to_string(), rid.clone());
     labels.insert(LABEL_POD.to_string(), req.name());
     let mut operations = Vec::with_capacity(1 + req.volumes.len());
-    operations.push(Operation::Reserve {
-        id: rid.clone(),
-        resources: reserved,
-        labels,
-    });
+    operations.push(Operation::Reserve { id: rid.clone(), resources: reserved, labels });
     let mut volumes = Vec::with_capacity(req.volumes.len());
     for (i, (v, mount)) in req.volumes.iter().zip(mounts).enumerate() {
         let source = match mount {
@@ -412,10 +342,7 @@ fn evaluate_new(
             container_path: v.container_path.clone(),
             host_path: String::new(),
         };
-        operations.push(Operation::CreateVolume {
-            reservation: rid.clone(),
-            volume: volume.clone(),
-        });
+        operations.push(Operation::CreateVolume { reservation: rid.clone(), volume: volume.clone() });
         volumes.push(volume);
     }
     out.push(StageOutcome {
@@ -451,35 +378,22 @@ fn evaluate_existing(
             offer.agent_id
         ))
     } else {
-        offer
-            .reservation(rid)
-            .ok_or_else(|| format!("reservation {rid} is not in this offer"))
+        offer.reservation(rid).ok_or_else(|| format!("reservation {rid} is not in this offer"))
     };
-    out.push(outcome(Stage::Placement, &own, || {
-        format!("its own agent {} with reservation {rid}", offer.agent_id)
-    }));
+    out.push(outcome(Stage::Placement, &own, || format!("its own agent {} with reservation {rid}", offer.agent_id)));
     let missing = || format!("reservation {rid} not offered");
 
     let ports = match &own {
-        Ok(r) => pick_ports(
-            &req.ports,
-            &r.free.ports,
-            Some(&existing.ports),
-            "free in the reservation",
-        ),
+        Ok(r) => pick_ports(&req.ports, &r.free.ports, Some(&existing.ports), "free in the reservation"),
         Err(_) => Err(missing()),
     };
-    out.push(outcome(Stage::Ports, &ports, || {
-        ports_reason(&req.ports, ports.as_ref().ok())
-    }));
+    out.push(outcome(Stage::Ports, &ports, || ports_reason(&req.ports, ports.as_ref().ok())));
 
     let cpus_mem = match &own {
         Ok(r) => fits_cpus_mem(req, &r.free, "free in the reservation"),
         Err(_) => Err(missing()),
     };
-    out.push(outcome(Stage::CpusMem, &cpus_mem, || {
-        format!("cpus {} and mem {} MiB free in {rid}", req.cpus, req.mem)
-    }));
+    out.push(outcome(Stage::CpusMem, &cpus_mem, || format!("cpus {} and mem {} MiB free in {rid}", req.cpus, req.mem)));
 
     let volumes: Result<Vec<Volume>, String> = match &own {
         Ok(r) => existing
@@ -496,12 +410,9 @@ fn evaluate_existing(
             .collect(),
         Err(_) => Err(missing()),
     };
-    out.push(outcome(Stage::Volumes, &volumes, || {
-        format!("its {} volumes are on {rid}", existing.volume_ids.len())
-    }));
+    out.push(outcome(Stage::Volumes, &volumes, || format!("its {} volumes are on {rid}", existing.volume_ids.len())));
 
-    let (Ok(_), Ok((ports, port_set)), Ok(()), Ok(volumes)) = (own, ports, cpus_mem, volumes)
-    else {
+    let (Ok(_), Ok((ports, port_set)), Ok(()), Ok(volumes)) = (own, ports, cpus_mem, volumes) else {
         out.push(launch_failed(out));
         return None;
     };
@@ -516,13 +427,7 @@ fn evaluate_existing(
         hostname: offer.hostname.clone(),
         reservation_id: rid.clone(),
         operations: Vec::new(),
-        task_resources: Resources {
-            cpus: req.cpus,
-            mem: req.mem,
-            disk: 0,
-            mounts: Vec::new(),
-            ports: port_set,
-        },
+        task_resources: Resources { cpus: req.cpus, mem: req.mem, disk: 0, mounts: Vec::new(), ports: port_set },
         ports,
         volumes,
         new: false,
@@ -534,10 +439,7 @@ fn fits_cpus_mem(req: &PodRequirement, have: &Resources, what: &str) -> Result<(
         return Err(format!("cpus {} wanted, {} {what}", req.cpus, have.cpus));
     }
     if have.mem < req.mem {
-        return Err(format!(
-            "mem {} MiB wanted, {} MiB {what}",
-            req.mem, have.mem
-        ));
+        return Err(format!("mem {} MiB wanted, {} MiB {what}", req.mem, have.mem));
     }
     Ok(())
 }
@@ -558,27 +460,17 @@ fn pick_ports(
     let mut taken: Vec<u16> = Vec::with_capacity(want.len());
     let mut dynamic = 0u32;
     for p in want {
-        let keep = if p.port == 0 {
-            previous.and_then(|m| m.get(&p.name)).copied()
-        } else {
-            Some(p.port)
-        };
+        let keep = if p.port == 0 { previous.and_then(|m| m.get(&p.name)).copied() } else { Some(p.port) };
         match keep {
             Some(port) if free.contains_port(port) && !taken.contains(&port) => {
                 taken.push(port);
                 chosen.insert(p.name.clone(), port);
             }
             Some(port) if p.port != 0 && taken.contains(&port) => {
-                return Err(format!(
-                    "port {}={port} wanted, but another port of the pod asks for it too",
-                    p.name
-                ));
+                return Err(format!("port {}={port} wanted, but another port of the pod asks for it too", p.name));
             }
             Some(port) if p.port != 0 => {
-                return Err(format!(
-                    "port {}={port} wanted, not {what} (ports {what}: {free})",
-                    p.name
-                ));
+                return Err(format!("port {}={port} wanted, not {what} (ports {what}: {free})", p.name));
             }
             _ => dynamic += 1,
         }
@@ -587,10 +479,7 @@ fn pick_ports(
         let mut left = free.clone();
         left.subtract(&PortSet::from_ports(taken.iter().copied()));
         let Some(picked) = left.take(dynamic) else {
-            return Err(format!(
-                "{dynamic} dynamic ports wanted, {} {what} (ports {what}: {free})",
-                left.count()
-            ));
+            return Err(format!("{dynamic} dynamic ports wanted, {} {what} (ports {what}: {free})", left.count()));
         };
         let mut picked = picked.iter_ports();
         for p in want {
@@ -616,53 +505,29 @@ fn ports_reason(want: &[PortRequest], chosen: Option<&(BTreeMap<String, u16>, Po
 
 /// ROOT disk to reserve, and the MOUNT disk picked for each volume (None for
 /// ROOT volumes), in the order of `want`.
-fn pick_disks(
-    want: &[VolumeRequest],
-    have: &Resources,
-) -> Result<(u64, Vec<Option<MountDisk>>), String> {
-    let root: u64 = want
-        .iter()
-        .filter(|v| v.kind == VolumeKind::Root)
-        .map(|v| v.size)
-        .sum();
+fn pick_disks(want: &[VolumeRequest], have: &Resources) -> Result<(u64, Vec<Option<MountDisk>>), String> {
+    let root: u64 = want.iter().filter(|v| v.kind == VolumeKind::Root).map(|v| v.size).sum();
     if root > have.disk {
         let n = want.iter().filter(|v| v.kind == VolumeKind::Root).count();
-        return Err(format!(
-            "ROOT disk {root} MiB wanted for {n} volumes, {} MiB free",
-            have.disk
-        ));
+        return Err(format!("ROOT disk {root} MiB wanted for {n} volumes, {} MiB free", have.disk));
     }
     let mut picks: Vec<Option<MountDisk>> = vec![None; want.len()];
     // Largest requests first, each taking the smallest disk that fits.
-    let mut order: Vec<usize> = (0..want.len())
-        .filter(|&i| want[i].kind == VolumeKind::Mount)
-        .collect();
+    let mut order: Vec<usize> = (0..want.len()).filter(|&i| want[i].kind == VolumeKind::Mount).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(want[i].size));
     let mut used = vec![false; have.mounts.len()];
     for i in order {
         let v = &want[i];
-        let best = have
-            .mounts
-            .iter()
-            .enumerate()
-            .filter(|(k, m)| !used[*k] && m.size >= v.size)
-            .min_by_key(|(_, m)| m.size);
+        let best =
+            have.mounts.iter().enumerate().filter(|(k, m)| !used[*k] && m.size >= v.size).min_by_key(|(_, m)| m.size);
         match best {
             Some((k, m)) => {
                 used[k] = true;
                 picks[i] = Some(m.clone());
             }
             None => {
-                let offered: Vec<String> = have
-                    .mounts
-                    .iter()
-                    .map(|m| format!("{} {} MiB", m.path, m.size))
-                    .collect();
-                let offered = if offered.is_empty() {
-                    "none".to_string()
-                } else {
-                    offered.join(", ")
-                };
+                let offered: Vec<String> = have.mounts.iter().map(|m| format!("{} {} MiB", m.path, m.size)).collect();
+                let offered = if offered.is_empty() { "none".to_string() } else { offered.join(", ") };
                 return Err(format!(
                     "no free MOUNT disk of at least {} MiB for {} (MOUNT disks offered: {offered})",
                     v.size, v.container_path
@@ -694,21 +559,10 @@ fn volumes_reason(want: &[VolumeRequest]) -> String {
 /// letters, digits, `-` and `_` (no `/`, no `..`); unique within the pod.
 fn volume_id(rid: &str, container_path: &str, i: usize, all: &[VolumeRequest]) -> VolumeId {
     let clean = |p: &str| -> String {
-        p.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
+        p.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
     };
     let mine = clean(container_path);
-    let clash = all
-        .iter()
-        .enumerate()
-        .any(|(j, v)| j != i && clean(&v.container_path) == mine);
+    let clash = all.iter().enumerate().any(|(j, v)| j != i && clean(&v.container_path) == mine);
     if clash || mine.is_empty() {
         format!("{rid}-{mine}-{i}")
     } else {
@@ -729,13 +583,7 @@ pub fn summarize<'a>(evaluations: impl IntoIterator<Item = &'a Evaluation>) -> S
         total += 1;
         match e.declined_at() {
             None => matched += 1,
-            Some(o) => {
-                *per_stage
-                    .entry(o.stage)
-                    .or_default()
-                    .entry(o.reason.as_str())
-                    .or_default() += 1
-            }
+            Some(o) => *per_stage.entry(o.stage).or_default().entry(o.reason.as_str()).or_default() += 1,
         }
     }
     let pod = pod.unwrap_or("pod");
@@ -761,17 +609,8 @@ pub fn summarize<'a>(evaluations: impl IntoIterator<Item = &'a Evaluation>) -> S
         .iter()
         .enumerate()
         .map(|(k, (stage, n, reasons))| {
-            let shown: Vec<String> = reasons
-                .iter()
-                .take(2)
-                .map(|(r, c)| {
-                    if *c > 1 {
-                        format!("{r} ×{c}")
-                    } else {
-                        r.to_string()
-                    }
-                })
-                .collect();
+            let shown: Vec<String> =
+                reasons.iter().take(2).map(|(r, c)| if *c > 1 { format!("{r} ×{c}") } else { r.to_string() }).collect();
             let more = match reasons.len().saturating_sub(2) {
                 0 => String::new(),
                 m => format!("; {m} other reasons"),
@@ -785,10 +624,7 @@ pub fn summarize<'a>(evaluations: impl IntoIterator<Item = &'a Evaluation>) -> S
             } else {
                 ""
             };
-            format!(
-                "{n}{offers} declined at the {stage} stage ({}{more})",
-                shown.join("; ")
-            )
+            format!("{n}{offers} declined at the {stage} stage ({}{more})", shown.join("; "))
         })
         .collect();
     format!("{pod} waits: {}", parts.join(", "))
@@ -808,23 +644,16 @@ pub fn orphaned_reservations<'a>(
     let orphans: Vec<&ReservedOffer> = offer
         .reserved
         .iter()
-        .filter(|r| {
-            !known.contains(r.reservation.id.as_str()) && r.free.contains(&r.reservation.resources)
-        })
+        .filter(|r| !known.contains(r.reservation.id.as_str()) && r.free.contains(&r.reservation.resources))
         .collect();
     let mut ops = Vec::new();
     for r in &orphans {
         for v in &r.reservation.volumes {
-            ops.push(Operation::DestroyVolume {
-                reservation: r.reservation.id.clone(),
-                volume: v.id.clone(),
-            });
+            ops.push(Operation::DestroyVolume { reservation: r.reservation.id.clone(), volume: v.id.clone() });
         }
     }
     for r in &orphans {
-        ops.push(Operation::Unreserve {
-            id: r.reservation.id.clone(),
-        });
+        ops.push(Operation::Unreserve { id: r.reservation.id.clone() });
     }
     ops
 }
@@ -853,8 +682,7 @@ mod tests {
         offer(
             n,
             zone,
-            Resources::new(8.0, 16384, 100_000)
-                .with_ports(PortSet::from_ranges([PortRange::new(31000, 31010)])),
+            Resources::new(8.0, 16384, 100_000).with_ports(PortSet::from_ranges([PortRange::new(31000, 31010)])),
         )
     }
 
@@ -886,28 +714,12 @@ mod tests {
         let m = e.matched.unwrap();
         assert!(m.new);
         assert_eq!(m.ports["http"], 31000);
-        let Operation::Reserve {
-            id,
-            resources,
-            labels,
-        } = &m.operations[0]
-        else {
-            panic!("{:?}", m.operations)
-        };
+        let Operation::Reserve { id, resources, labels } = &m.operations[0] else { panic!("{:?}", m.operations) };
         assert_eq!(id, "svc-hello-0-u1");
-        assert_eq!(
-            resources,
-            &Resources::new(1.0, 1024, 1000).with_ports(PortSet::from_ports([31000]))
-        );
+        assert_eq!(resources, &Resources::new(1.0, 1024, 1000).with_ports(PortSet::from_ports([31000])));
         assert_eq!(labels[LABEL_RESOURCE_ID], "svc-hello-0-u1");
         assert_eq!(labels[LABEL_POD], "hello-0");
-        let Operation::CreateVolume {
-            reservation,
-            volume,
-        } = &m.operations[1]
-        else {
-            panic!()
-        };
+        let Operation::CreateVolume { reservation, volume } = &m.operations[1] else { panic!() };
         assert_eq!(reservation, "svc-hello-0-u1");
         assert_eq!(volume.id, "svc-hello-0-u1-data");
         assert_eq!(volume.source, VolumeSource::Root { size: 1000 });
@@ -922,30 +734,19 @@ mod tests {
         let a1 = big(1, "zone-a");
         place(&mut view, &hello(0), &a1);
         let e = evaluate(&hello(1), &a1, &view);
-        assert_eq!(
-            fail_at(&e, Stage::Placement),
-            "hostname 127.0.1.1 already runs hello-0 (unique: hostname)"
-        );
+        assert_eq!(fail_at(&e, Stage::Placement), "hostname 127.0.1.1 already runs hello-0 (unique: hostname)");
         assert_eq!(e.declined_at().unwrap().stage, Stage::Placement);
-        assert_eq!(
-            fail_at(&e, Stage::Launch),
-            "not launched: failed at placement"
-        );
+        assert_eq!(fail_at(&e, Stage::Launch), "not launched: failed at placement");
         let e = evaluate(&hello(1), &big(2, "zone-a"), &view);
-        assert_eq!(
-            fail_at(&e, Stage::Placement),
-            "zone zone-a has 1 of at most 1 pods (max-per: zone=1)"
-        );
+        assert_eq!(fail_at(&e, Stage::Placement), "zone zone-a has 1 of at most 1 pods (max-per: zone=1)");
         assert!(evaluate(&hello(1), &big(3, "zone-b"), &view).passed());
     }
 
     #[test]
     fn group_by_spreads_pods_over_zones() {
         let mut view = PlacementView::new();
-        let pod = |i| {
-            PodRequirement::new("w", i, format!("w-{i}"), 0.1, 10)
-                .rule(PlacementRule::group_by("zone", Some(2)))
-        };
+        let pod =
+            |i| PodRequirement::new("w", i, format!("w-{i}"), 0.1, 10).rule(PlacementRule::group_by("zone", Some(2)));
         let (a, a2, b) = (big(1, "zone-a"), big(2, "zone-a"), big(3, "zone-b"));
         assert!(evaluate(&pod(0), &a, &view).passed());
         place(&mut view, &pod(0), &a);
@@ -959,24 +760,20 @@ mod tests {
     fn like_unlike_colocate_avoid_in_the_placement_stage() {
         let mut view = PlacementView::new();
         let (a, c) = (big(1, "zone-a"), big(3, "zone-c"));
-        let like = PodRequirement::new("x", 0, "x-0", 0.1, 10)
-            .rule(PlacementRule::like("zone", "zone-a|zone-b"));
+        let like = PodRequirement::new("x", 0, "x-0", 0.1, 10).rule(PlacementRule::like("zone", "zone-a|zone-b"));
         assert!(evaluate(&like, &a, &view).passed());
         assert!(!evaluate(&like, &c, &view).passed());
-        let unlike = PodRequirement::new("x", 0, "x-0", 0.1, 10)
-            .rule(PlacementRule::unlike("zone", "zone-c"));
+        let unlike = PodRequirement::new("x", 0, "x-0", 0.1, 10).rule(PlacementRule::unlike("zone", "zone-c"));
         assert!(evaluate(&unlike, &a, &view).passed());
         assert!(!evaluate(&unlike, &c, &view).passed());
         view.insert("kafka", 0, &a.agent_id, &a.attributes);
-        let co = PodRequirement::new("stage", 0, "s-0", 0.1, 10)
-            .rule(PlacementRule::colocate_with("kafka"));
+        let co = PodRequirement::new("stage", 0, "s-0", 0.1, 10).rule(PlacementRule::colocate_with("kafka"));
         assert!(evaluate(&co, &a, &view).passed());
         assert_eq!(
             fail_at(&evaluate(&co, &c, &view), Stage::Placement),
             "agent 127.0.1.3 runs no kafka pod (colocate-with: kafka)"
         );
-        let avoid =
-            PodRequirement::new("cassandra", 0, "c-0", 0.1, 10).rule(PlacementRule::avoid("kafka"));
+        let avoid = PodRequirement::new("cassandra", 0, "c-0", 0.1, 10).rule(PlacementRule::avoid("kafka"));
         assert!(evaluate(&avoid, &c, &view).passed());
         assert_eq!(
             fail_at(&evaluate(&avoid, &a, &view), Stage::Placement),
@@ -988,69 +785,38 @@ mod tests {
     fn fixed_and_dynamic_ports() {
         let view = PlacementView::new();
         let o = big(1, "zone-a");
-        let pod = PodRequirement::new("k", 0, "k-0", 0.1, 10)
-            .port("a", 0)
-            .port("broker", 31000)
-            .port("b", 0);
+        let pod = PodRequirement::new("k", 0, "k-0", 0.1, 10).port("a", 0).port("broker", 31000).port("b", 0);
         let m = evaluate(&pod, &o, &view).matched.unwrap();
         assert_eq!(m.ports["broker"], 31000);
         assert_eq!(m.ports["a"], 31001);
         assert_eq!(m.ports["b"], 31002);
-        assert_eq!(
-            m.task_resources.ports,
-            PortSet::from_ports([31000, 31001, 31002])
-        );
+        assert_eq!(m.task_resources.ports, PortSet::from_ports([31000, 31001, 31002]));
 
         let fixed = PodRequirement::new("k", 0, "k-0", 0.1, 10).port("broker", 9092);
         let e = evaluate(&fixed, &o, &view);
-        assert_eq!(
-            fail_at(&e, Stage::Ports),
-            "port broker=9092 wanted, not offered (ports offered: 31000-31010)"
-        );
-        let twice = PodRequirement::new("k", 0, "k-0", 0.1, 10)
-            .port("a", 31005)
-            .port("b", 31005);
-        assert!(fail_at(&evaluate(&twice, &o, &view), Stage::Ports)
-            .contains("another port of the pod asks for it too"));
+        assert_eq!(fail_at(&e, Stage::Ports), "port broker=9092 wanted, not offered (ports offered: 31000-31010)");
+        let twice = PodRequirement::new("k", 0, "k-0", 0.1, 10).port("a", 31005).port("b", 31005);
+        assert!(fail_at(&evaluate(&twice, &o, &view), Stage::Ports).contains("another port of the pod asks for it too"));
 
-        let few = offer(
-            2,
-            "zone-a",
-            Resources::new(1.0, 100, 0).with_ports(PortSet::from_ports([31000])),
-        );
-        let two = PodRequirement::new("k", 0, "k-0", 0.1, 10)
-            .port("a", 0)
-            .port("b", 0);
+        let few = offer(2, "zone-a", Resources::new(1.0, 100, 0).with_ports(PortSet::from_ports([31000])));
+        let two = PodRequirement::new("k", 0, "k-0", 0.1, 10).port("a", 0).port("b", 0);
         let e = evaluate(&two, &few, &view);
-        assert_eq!(
-            fail_at(&e, Stage::Ports),
-            "2 dynamic ports wanted, 1 offered (ports offered: 31000)"
-        );
+        assert_eq!(fail_at(&e, Stage::Ports), "2 dynamic ports wanted, 1 offered (ports offered: 31000)");
     }
 
     #[test]
     fn insufficient_cpus_mem_and_disk_name_the_shortfall() {
         let view = PlacementView::new();
         let small = offer(1, "zone-a", Resources::new(0.5, 512, 4096));
-        let pod =
-            PodRequirement::new("big", 0, "b-0", 1.0, 1024).volume("data", 10240, VolumeKind::Root);
+        let pod = PodRequirement::new("big", 0, "b-0", 1.0, 1024).volume("data", 10240, VolumeKind::Root);
         let e = evaluate(&pod, &small, &view);
         assert_eq!(fail_at(&e, Stage::CpusMem), "cpus 1 wanted, 0.5 unreserved");
-        assert_eq!(
-            fail_at(&e, Stage::Volumes),
-            "ROOT disk 10240 MiB wanted for 1 volumes, 4096 MiB free"
-        );
-        assert_eq!(
-            fail_at(&e, Stage::Launch),
-            "not launched: failed at cpus/mem, volumes"
-        );
+        assert_eq!(fail_at(&e, Stage::Volumes), "ROOT disk 10240 MiB wanted for 1 volumes, 4096 MiB free");
+        assert_eq!(fail_at(&e, Stage::Launch), "not launched: failed at cpus/mem, volumes");
         assert_eq!(e.declined_at().unwrap().stage, Stage::CpusMem);
         let mem = offer(2, "zone-a", Resources::new(2.0, 512, 40960));
         let e = evaluate(&pod, &mem, &view);
-        assert_eq!(
-            fail_at(&e, Stage::CpusMem),
-            "mem 1024 MiB wanted, 512 MiB unreserved"
-        );
+        assert_eq!(fail_at(&e, Stage::CpusMem), "mem 1024 MiB wanted, 512 MiB unreserved");
         assert!(e.outcomes[Stage::Volumes as usize].pass);
     }
 
@@ -1070,29 +836,16 @@ mod tests {
             .volume("log", 30_000, VolumeKind::Mount)
             .volume("tmp", 50, VolumeKind::Root);
         let m = evaluate(&pod, &o, &view).matched.unwrap();
-        let Operation::Reserve { resources, .. } = &m.operations[0] else {
-            panic!()
-        };
+        let Operation::Reserve { resources, .. } = &m.operations[0] else { panic!() };
         assert_eq!(resources.disk, 50);
         let paths: Vec<&str> = resources.mounts.iter().map(|m| m.path.as_str()).collect();
         assert_eq!(paths, ["/mnt/big", "/mnt/mid"]);
-        assert_eq!(
-            m.volumes[0].source,
-            VolumeSource::Mount {
-                path: "/mnt/mid".into()
-            }
-        );
-        assert_eq!(
-            m.volumes[1].source,
-            VolumeSource::Mount {
-                path: "/mnt/big".into()
-            }
-        );
+        assert_eq!(m.volumes[0].source, VolumeSource::Mount { path: "/mnt/mid".into() });
+        assert_eq!(m.volumes[1].source, VolumeSource::Mount { path: "/mnt/big".into() });
         assert_eq!(m.volumes[2].source, VolumeSource::Root { size: 50 });
         assert_eq!(m.operations.len(), 4);
 
-        let huge =
-            PodRequirement::new("c", 0, "c-0", 1.0, 1024).volume("data", 60_000, VolumeKind::Mount);
+        let huge = PodRequirement::new("c", 0, "c-0", 1.0, 1024).volume("data", 60_000, VolumeKind::Mount);
         assert_eq!(
             fail_at(&evaluate(&huge, &o, &view), Stage::Volumes),
             "no free MOUNT disk of at least 60000 MiB for data (MOUNT disks offered: /mnt/big 50000 MiB, /mnt/mid 20000 MiB, /mnt/small 5000 MiB)"
@@ -1152,56 +905,31 @@ mod tests {
         );
         // Its agent but without its reservation: no.
         let e = evaluate(&pod, &big(1, "zone-a"), &view);
-        assert_eq!(
-            fail_at(&e, Stage::Placement),
-            "reservation r-old is not in this offer"
-        );
+        assert_eq!(fail_at(&e, Stage::Placement), "reservation r-old is not in this offer");
         assert_eq!(fail_at(&e, Stage::Volumes), "reservation r-old not offered");
         // Its reservation without its volume: no.
         let e = evaluate(&pod, &reserved_offer(1, "r-old", &["other"], free), &view);
-        assert_eq!(
-            fail_at(&e, Stage::Volumes),
-            "volume r-old-data is missing from reservation r-old"
-        );
+        assert_eq!(fail_at(&e, Stage::Volumes), "volume r-old-data is missing from reservation r-old");
         // Its reservation, but a task still holds the cpus.
-        let e = evaluate(
-            &pod,
-            &reserved_offer(1, "r-old", &["r-old-data"], Resources::new(0.0, 1024, 0)),
-            &view,
-        );
-        assert_eq!(
-            fail_at(&e, Stage::CpusMem),
-            "cpus 1 wanted, 0 free in the reservation"
-        );
+        let e = evaluate(&pod, &reserved_offer(1, "r-old", &["r-old-data"], Resources::new(0.0, 1024, 0)), &view);
+        assert_eq!(fail_at(&e, Stage::CpusMem), "cpus 1 wanted, 0 free in the reservation");
     }
 
     #[test]
     fn orphaned_reservations_are_destroyed_then_unreserved() {
         let free = Resources::new(1.0, 1024, 1000).with_ports(PortSet::from_ports([31005]));
         let mut o = reserved_offer(1, "r-gone", &["v1", "v2"], free.clone());
-        let keep = reserved_offer(1, "r-keep", &["v3"], free.clone())
-            .reserved
-            .remove(0);
-        let busy = reserved_offer(1, "r-busy", &["v4"], Resources::new(0.0, 0, 1000))
-            .reserved
-            .remove(0);
+        let keep = reserved_offer(1, "r-keep", &["v3"], free.clone()).reserved.remove(0);
+        let busy = reserved_offer(1, "r-busy", &["v4"], Resources::new(0.0, 0, 1000)).reserved.remove(0);
         o.reserved.push(keep);
         o.reserved.push(busy);
         let ops = orphaned_reservations(&o, ["r-keep"]);
         assert_eq!(
             ops,
             vec![
-                Operation::DestroyVolume {
-                    reservation: "r-gone".into(),
-                    volume: "v1".into()
-                },
-                Operation::DestroyVolume {
-                    reservation: "r-gone".into(),
-                    volume: "v2".into()
-                },
-                Operation::Unreserve {
-                    id: "r-gone".into()
-                },
+                Operation::DestroyVolume { reservation: "r-gone".into(), volume: "v1".into() },
+                Operation::DestroyVolume { reservation: "r-gone".into(), volume: "v2".into() },
+                Operation::Unreserve { id: "r-gone".into() },
             ]
         );
         assert!(orphaned_reservations(&o, ["r-keep", "r-gone"]).is_empty());
@@ -1215,10 +943,8 @@ mod tests {
             .rule(PlacementRule::like("zone", "zone-c"));
         let small = |n| offer(n, "zone-c", Resources::new(4.0, 8192, 4096));
         let wrong_zone = big(9, "zone-a");
-        let evals: Vec<Evaluation> = [small(1), small(2), small(3), small(4), wrong_zone]
-            .iter()
-            .map(|o| evaluate(&pod, o, &view))
-            .collect();
+        let evals: Vec<Evaluation> =
+            [small(1), small(2), small(3), small(4), wrong_zone].iter().map(|o| evaluate(&pod, o, &view)).collect();
         assert_eq!(
             summarize(&evals),
             "cassandra-2 waits: 4 offers declined at the volumes stage \
@@ -1226,11 +952,7 @@ mod tests {
              1 declined at the placement stage (zone zone-a does not match zone-c (like: zone=zone-c))"
         );
         assert_eq!(summarize(&[]), "pod waits: no offers evaluated yet");
-        let fits = evaluate(
-            &pod,
-            &offer(5, "zone-c", Resources::new(4.0, 8192, 20_000)),
-            &view,
-        );
+        let fits = evaluate(&pod, &offer(5, "zone-c", Resources::new(4.0, 8192, 20_000)), &view);
         let mut all = evals.clone();
         all.push(fits);
         assert_eq!(summarize(&all), "cassandra-2: 1 of 6 offers match");
@@ -1248,21 +970,9 @@ mod tests {
     #[test]
     fn volume_ids_are_safe_and_unique() {
         let vols = vec![
-            VolumeRequest {
-                container_path: "a/b".into(),
-                size: 1,
-                kind: VolumeKind::Root,
-            },
-            VolumeRequest {
-                container_path: "a_b".into(),
-                size: 1,
-                kind: VolumeKind::Root,
-            },
-            VolumeRequest {
-                container_path: "../x".into(),
-                size: 1,
-                kind: VolumeKind::Root,
-            },
+            VolumeRequest { container_path: "a/b".into(), size: 1, kind: VolumeKind::Root },
+            VolumeRequest { container_path: "a_b".into(), size: 1, kind: VolumeKind::Root },
+            VolumeRequest { container_path: "../x".into(), size: 1, kind: VolumeKind::Root },
         ];
         assert_eq!(volume_id("r", "a/b", 0, &vols), "r-a_b-0");
         assert_eq!(volume_id("r", "a_b", 1, &vols), "r-a_b-1");

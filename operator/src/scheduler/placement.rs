@@ -74,49 +74,31 @@ pub enum PlacementRule {
 impl PlacementRule {
     /// `unique: ATTRIBUTE`.
     pub fn unique(attribute: impl Into<String>) -> Self {
-        PlacementRule::Unique {
-            attribute: attribute.into(),
-        }
+        PlacementRule::Unique { attribute: attribute.into() }
     }
     /// `max-per: {ATTRIBUTE: MAX}`.
     pub fn max_per(attribute: impl Into<String>, max: usize) -> Self {
-        PlacementRule::MaxPer {
-            attribute: attribute.into(),
-            max,
-        }
+        PlacementRule::MaxPer { attribute: attribute.into(), max }
     }
     /// `group-by: ATTRIBUTE`, optionally expecting `count` values.
     pub fn group_by(attribute: impl Into<String>, count: Option<usize>) -> Self {
-        PlacementRule::GroupBy {
-            attribute: attribute.into(),
-            count,
-        }
+        PlacementRule::GroupBy { attribute: attribute.into(), count }
     }
     /// `like: {ATTRIBUTE: PATTERN}`.
     pub fn like(attribute: impl Into<String>, pattern: impl Into<String>) -> Self {
-        PlacementRule::Like {
-            attribute: attribute.into(),
-            pattern: pattern.into(),
-        }
+        PlacementRule::Like { attribute: attribute.into(), pattern: pattern.into() }
     }
     /// `unlike: {ATTRIBUTE: PATTERN}`.
     pub fn unlike(attribute: impl Into<String>, pattern: impl Into<String>) -> Self {
-        PlacementRule::Unlike {
-            attribute: attribute.into(),
-            pattern: pattern.into(),
-        }
+        PlacementRule::Unlike { attribute: attribute.into(), pattern: pattern.into() }
     }
     /// `colocate-with: POD_TYPE`.
     pub fn colocate_with(pod_type: impl Into<String>) -> Self {
-        PlacementRule::ColocateWith {
-            pod_type: pod_type.into(),
-        }
+        PlacementRule::ColocateWith { pod_type: pod_type.into() }
     }
     /// `avoid: POD_TYPE`.
     pub fn avoid(pod_type: impl Into<String>) -> Self {
-        PlacementRule::Avoid {
-            pod_type: pod_type.into(),
-        }
+        PlacementRule::Avoid { pod_type: pod_type.into() }
     }
 }
 
@@ -125,14 +107,8 @@ impl fmt::Display for PlacementRule {
         match self {
             PlacementRule::Unique { attribute } => write!(f, "unique: {attribute}"),
             PlacementRule::MaxPer { attribute, max } => write!(f, "max-per: {attribute}={max}"),
-            PlacementRule::GroupBy {
-                attribute,
-                count: None,
-            } => write!(f, "group-by: {attribute}"),
-            PlacementRule::GroupBy {
-                attribute,
-                count: Some(n),
-            } => {
+            PlacementRule::GroupBy { attribute, count: None } => write!(f, "group-by: {attribute}"),
+            PlacementRule::GroupBy { attribute, count: Some(n) } => {
                 write!(f, "group-by: {attribute}, {n} values")
             }
             PlacementRule::Like { attribute, pattern } => write!(f, "like: {attribute}={pattern}"),
@@ -149,9 +125,7 @@ impl fmt::Display for PlacementRule {
 /// exact value in which `*` matches any run of characters (`zone-*`,
 /// `rack-1|rack-2`, `*-ssd|*-nvme`). The whole value must match.
 pub fn pattern_matches(pattern: &str, value: &str) -> bool {
-    pattern
-        .split('|')
-        .any(|alt| glob(alt.as_bytes(), value.as_bytes()))
+    pattern.split('|').any(|alt| glob(alt.as_bytes(), value.as_bytes()))
 }
 
 /// `*`-only glob over bytes, with the usual backtrack to the last star.
@@ -313,12 +287,7 @@ impl PlacementView {
             bump(hist, now - 1, now);
             attrs.push((k, v));
         }
-        self.by_agent
-            .entry(t)
-            .or_default()
-            .entry(a)
-            .or_default()
-            .push(index);
+        self.by_agent.entry(t).or_default().entry(a).or_default().push(index);
         self.pods.insert((t, index), PodEntry { agent: a, attrs });
     }
 
@@ -367,9 +336,7 @@ impl PlacementView {
     /// The agent pod `pod_type`-`index` is placed on, if it is in the view.
     pub fn agent_of(&self, pod_type: &str, index: usize) -> Option<&str> {
         let t = self.types.get(pod_type)?;
-        self.pods
-            .get(&(t, index))
-            .map(|e| self.agents.name(e.agent))
+        self.pods.get(&(t, index)).map(|e| self.agents.name(e.agent))
     }
 
     /// Agents running at least one pod of `pod_type`, in the order they were
@@ -387,12 +354,7 @@ impl PlacementView {
     pub fn placing(&self, pod_type: &str, index: usize) -> Placing<'_> {
         let t = self.types.get(pod_type);
         let me = t.and_then(|t| self.pods.get(&(t, index)));
-        Placing {
-            view: self,
-            pod_type: t,
-            index,
-            me,
-        }
+        Placing { view: self, pod_type: t, index, me }
     }
 }
 
@@ -422,20 +384,12 @@ pub struct Placing<'a> {
 
 impl Placing<'_> {
     /// Checks every rule against the agent; the first failure's reason.
-    pub fn check_all(
-        &self,
-        rules: &[PlacementRule],
-        agent: (&AgentId, &Attributes),
-    ) -> Result<(), String> {
+    pub fn check_all(&self, rules: &[PlacementRule], agent: (&AgentId, &Attributes)) -> Result<(), String> {
         rules.iter().try_for_each(|r| self.check(r, agent))
     }
 
     /// Checks one rule against the agent.
-    pub fn check(
-        &self,
-        rule: &PlacementRule,
-        agent: (&AgentId, &Attributes),
-    ) -> Result<(), String> {
+    pub fn check(&self, rule: &PlacementRule, agent: (&AgentId, &Attributes)) -> Result<(), String> {
         let (agent_id, attributes) = agent;
         match rule {
             PlacementRule::Unique { attribute } => {
@@ -451,9 +405,7 @@ impl Placing<'_> {
                 let value = required(attributes, attribute, agent_id, rule)?;
                 let (n, _) = self.count_on(attribute, value);
                 if n >= *max {
-                    return Err(format!(
-                        "{attribute} {value} has {n} of at most {max} pods ({rule})"
-                    ));
+                    return Err(format!("{attribute} {value} has {n} of at most {max} pods ({rule})"));
                 }
                 Ok(())
             }
@@ -472,14 +424,9 @@ impl Placing<'_> {
                 Ok(())
             }
             PlacementRule::Like { attribute, pattern } => match attributes.get(attribute) {
-                None => Err(format!(
-                    "agent {} has no attribute {attribute} ({rule})",
-                    label(agent)
-                )),
+                None => Err(format!("agent {} has no attribute {attribute} ({rule})", label(agent))),
                 Some(value) if pattern_matches(pattern, value) => Ok(()),
-                Some(value) => Err(format!(
-                    "{attribute} {value} does not match {pattern} ({rule})"
-                )),
+                Some(value) => Err(format!("{attribute} {value} does not match {pattern} ({rule})")),
             },
             PlacementRule::Unlike { attribute, pattern } => match attributes.get(attribute) {
                 Some(value) if pattern_matches(pattern, value) => {
@@ -489,19 +436,13 @@ impl Placing<'_> {
             },
             PlacementRule::ColocateWith { pod_type } => {
                 if self.on_agent(pod_type, agent_id).is_none() {
-                    return Err(format!(
-                        "agent {} runs no {pod_type} pod ({rule})",
-                        label(agent)
-                    ));
+                    return Err(format!("agent {} runs no {pod_type} pod ({rule})", label(agent)));
                 }
                 Ok(())
             }
             PlacementRule::Avoid { pod_type } => {
                 if let Some(i) = self.on_agent(pod_type, agent_id) {
-                    return Err(format!(
-                        "agent {} already runs {pod_type}-{i} ({rule})",
-                        label(agent)
-                    ));
+                    return Err(format!("agent {} already runs {pod_type}-{i} ({rule})", label(agent)));
                 }
                 Ok(())
             }
@@ -512,9 +453,7 @@ impl Placing<'_> {
     /// of them by index.
     fn count_on(&self, attribute: &str, value: &str) -> (usize, usize) {
         let v = self.view;
-        let (Some(t), Some(k), Some(val)) =
-            (self.pod_type, v.attrs.get(attribute), v.values.get(value))
-        else {
+        let (Some(t), Some(k), Some(val)) = (self.pod_type, v.attrs.get(attribute), v.values.get(value)) else {
             return (0, 0);
         };
         let Some(pods) = v.by_value.get(&(t, k, val)) else {
@@ -522,11 +461,7 @@ impl Placing<'_> {
         };
         let mine = self.me.is_some_and(|e| e.attrs.contains(&(k, val)));
         let n = pods.len() - usize::from(mine);
-        let example = pods
-            .iter()
-            .copied()
-            .find(|&i| !mine || i != self.index)
-            .unwrap_or(0);
+        let example = pods.iter().copied().find(|&i| !mine || i != self.index).unwrap_or(0);
         (n, example)
     }
 
@@ -575,9 +510,7 @@ impl Placing<'_> {
         let t = v.types.get(pod_type)?;
         let a = v.agents.get(agent)?;
         let pods = v.by_agent.get(&t)?.get(&a)?;
-        pods.iter()
-            .copied()
-            .find(|&i| !(Some(t) == self.pod_type && self.me.is_some() && i == self.index))
+        pods.iter().copied().find(|&i| !(Some(t) == self.pod_type && self.me.is_some() && i == self.index))
     }
 
     fn pod_name(&self, index: usize) -> String {
@@ -601,10 +534,7 @@ fn required<'a>(
 
 /// The agent's hostname when it has one, else its id.
 fn label<'a>(agent: (&'a AgentId, &'a Attributes)) -> &'a str {
-    agent
-        .1
-        .get("hostname")
-        .map_or(agent.0.as_str(), String::as_str)
+    agent.1.get("hostname").map_or(agent.0.as_str(), String::as_str)
 }
 
 /// Checks one rule for pod `pod_type`-`pod_index` on `agent`; the pod's own
@@ -634,13 +564,7 @@ mod tests {
         (format!("a{n}"), attrs(&format!("127.0.1.{n}"), zone))
     }
 
-    fn ck(
-        rule: &PlacementRule,
-        t: &str,
-        i: usize,
-        a: &(AgentId, Attributes),
-        v: &PlacementView,
-    ) -> Result<(), String> {
+    fn ck(rule: &PlacementRule, t: &str, i: usize, a: &(AgentId, Attributes), v: &PlacementView) -> Result<(), String> {
         check(rule, t, i, (&a.0, &a.1), v)
     }
 
@@ -762,15 +686,9 @@ mod tests {
         );
         let unlike = PlacementRule::unlike("zone", "*-c");
         assert!(ck(&unlike, "hello", 0, &a, &v).is_ok());
-        assert_eq!(
-            ck(&unlike, "hello", 0, &c, &v).unwrap_err(),
-            "zone zone-c matches *-c (unlike: zone=*-c)"
-        );
+        assert_eq!(ck(&unlike, "hello", 0, &c, &v).unwrap_err(), "zone zone-c matches *-c (unlike: zone=*-c)");
         let rack = PlacementRule::like("rack", "r1");
-        assert_eq!(
-            ck(&rack, "hello", 0, &a, &v).unwrap_err(),
-            "agent 127.0.1.1 has no attribute rack (like: rack=r1)"
-        );
+        assert_eq!(ck(&rack, "hello", 0, &a, &v).unwrap_err(), "agent 127.0.1.1 has no attribute rack (like: rack=r1)");
         assert!(ck(&PlacementRule::unlike("rack", "r1"), "hello", 0, &a, &v).is_ok());
     }
 
@@ -806,14 +724,8 @@ mod tests {
 
     #[test]
     fn rules_display_as_in_the_spec() {
-        assert_eq!(
-            PlacementRule::max_per("zone", 1).to_string(),
-            "max-per: zone=1"
-        );
-        assert_eq!(
-            PlacementRule::group_by("zone", None).to_string(),
-            "group-by: zone"
-        );
+        assert_eq!(PlacementRule::max_per("zone", 1).to_string(), "max-per: zone=1");
+        assert_eq!(PlacementRule::group_by("zone", None).to_string(), "group-by: zone");
         let json = serde_json::to_string(&PlacementRule::max_per("zone", 2)).unwrap();
         assert_eq!(json, r#"{"type":"max-per","attribute":"zone","max":2}"#);
     }

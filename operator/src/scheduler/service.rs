@@ -14,8 +14,8 @@ use super::spec::{self, Goal, PodSpec, ServiceSpec, VolumeType};
 use crate::client::MasterClient;
 use crate::protocol::{Accept, Acknowledge, Decline, FrameworkEvent, Reconcile, Subscribe};
 use crate::resources::{
-    now_ms, AgentId, Attributes, Offer, Operation, ReservationId, Resources, TaskId, TaskInfo, TaskState,
-    TaskStatus, VolumeId,
+    now_ms, AgentId, Attributes, Offer, Operation, ReservationId, Resources, TaskId, TaskInfo, TaskState, TaskStatus,
+    VolumeId,
 };
 use crate::state::StateStore;
 use crate::{Error, Result};
@@ -151,7 +151,8 @@ impl ServiceScheduler {
         };
         let (spec, state) = match saved {
             Some(st) => {
-                let old = ServiceSpec::from_yaml(&st.spec_yaml, &st.spec_file).map_err(|e| Error::Other(e.to_string()))?;
+                let old =
+                    ServiceSpec::from_yaml(&st.spec_yaml, &st.spec_file).map_err(|e| Error::Other(e.to_string()))?;
                 check_update(&old, &spec)?;
                 let mut st = st;
                 if old != spec {
@@ -298,7 +299,8 @@ impl ServiceScheduler {
             }
         }
         if !phases.is_empty() {
-            let plan = Plan::from_phases("decommission", Strategy::Serial, phases).map_err(|e| Error::Other(e.to_string()))?;
+            let plan =
+                Plan::from_phases("decommission", Strategy::Serial, phases).map_err(|e| Error::Other(e.to_string()))?;
             inner.state.plans.insert("decommission".into(), plan);
         }
         self.persist_locked(&inner)?;
@@ -516,8 +518,7 @@ impl ServiceScheduler {
             fw = inner.state.framework_id.clone().unwrap_or_default();
             let now = now_ms();
             // Reservations nobody owns are destroyed and unreserved first.
-            let known: BTreeSet<String> =
-                inner.state.pods.values().filter_map(|p| p.reservation_id.clone()).collect();
+            let known: BTreeSet<String> = inner.state.pods.values().filter_map(|p| p.reservation_id.clone()).collect();
             for o in &offers {
                 // Every reservation of our role is this service's (one
                 // framework per role): one no pod owns is an orphan.
@@ -592,9 +593,10 @@ impl ServiceScheduler {
                     let partial = name == "recovery" && !live_names.is_empty();
                     if partial {
                         let pspec = inner.spec.pod(&req.pod_type);
-                        let essential_missing = all_tasks.iter().filter(|t| !live_names.contains(*t)).any(|t| {
-                            pspec.and_then(|p| p.task(t)).is_none_or(|ts| ts.essential)
-                        });
+                        let essential_missing = all_tasks
+                            .iter()
+                            .filter(|t| !live_names.contains(*t))
+                            .any(|t| pspec.and_then(|p| p.task(t)).is_none_or(|ts| ts.essential));
                         if essential_missing {
                             // Its other tasks are being stopped: the pod comes back whole.
                             continue;
@@ -619,7 +621,11 @@ impl ServiceScheduler {
                     }
                     let plan = inner.state.plans.get_mut(&name).expect("listed");
                     let Some(m) = matched else {
-                        let why = if evals.is_empty() { "waiting for offers".to_string() } else { evaluator::summarize(&evals) };
+                        let why = if evals.is_empty() {
+                            "waiting for offers".to_string()
+                        } else {
+                            evaluator::summarize(&evals)
+                        };
                         let _ = plan.set_message(r, why.clone());
                         let p = inner.state.pods.entry(pod.clone()).or_insert_with(|| PodRecord {
                             name: pod.clone(),
@@ -656,7 +662,8 @@ impl ServiceScheduler {
                         }
                         let Some(tspec) = pspec.task(tname) else { continue };
                         let tid = format!("{pod}-{tname}__{}", short());
-                        let mut res = Resources::new(pspec.resources.cpus / n, (pspec.resources.mem as f64 / n) as u64, 0);
+                        let mut res =
+                            Resources::new(pspec.resources.cpus / n, (pspec.resources.mem as f64 / n) as u64, 0);
                         if i == 0 {
                             res.ports = m.task_resources.ports.clone();
                         }
@@ -824,7 +831,10 @@ impl ServiceScheduler {
                             if let Some(p) = inner.state.plans.get_mut("recovery") {
                                 if let Ok(r) = p.step_ref("recover", &t.pod) {
                                     let st = p.get(r).map(|s| s.state).unwrap_or(StepState::Pending);
-                                    if st == StepState::Complete || st == StepState::Starting || st == StepState::Started {
+                                    if st == StepState::Complete
+                                        || st == StepState::Starting
+                                        || st == StepState::Started
+                                    {
                                         let _ = p.on_task_failed(r, now);
                                     }
                                 }
@@ -843,7 +853,10 @@ impl ServiceScheduler {
         }
         if !status.uuid.is_empty() && !status.agent_id.is_empty() {
             self.client
-                .acknowledge(&fw, &Acknowledge { agent_id: status.agent_id, task_id: status.task_id, uuid: status.uuid })
+                .acknowledge(
+                    &fw,
+                    &Acknowledge { agent_id: status.agent_id, task_id: status.task_id, uuid: status.uuid },
+                )
                 .await?;
         }
         self.wake.notify_one();
@@ -949,7 +962,9 @@ fn update_plans(old: &ServiceSpec, new: &ServiceSpec, st: &SchedulerState) -> Re
     }
     let mut plans = Vec::new();
     if !update_phases.is_empty() {
-        plans.push(Plan::from_phases("update", Strategy::Serial, update_phases).map_err(|e| Error::Other(e.to_string()))?);
+        plans.push(
+            Plan::from_phases("update", Strategy::Serial, update_phases).map_err(|e| Error::Other(e.to_string()))?,
+        );
     }
     if !decommission_phases.is_empty() {
         plans.push(

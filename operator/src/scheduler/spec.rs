@@ -240,20 +240,9 @@ impl PodSpec {
     /// ROOT disk of its ROOT volumes, and its fixed ports. MOUNT volumes and
     /// dynamic ports are matched against each offer.
     pub fn fixed_resources(&self) -> Resources {
-        let disk = self
-            .volumes
-            .iter()
-            .filter(|v| v.kind == VolumeType::Root)
-            .map(|v| v.size)
-            .sum();
-        let fixed = self
-            .resources
-            .ports
-            .iter()
-            .filter(|p| p.port != 0)
-            .map(|p| p.port);
-        Resources::new(self.resources.cpus, self.resources.mem, disk)
-            .with_ports(PortSet::from_ports(fixed))
+        let disk = self.volumes.iter().filter(|v| v.kind == VolumeType::Root).map(|v| v.size).sum();
+        let fixed = self.resources.ports.iter().filter(|p| p.port != 0).map(|p| p.port);
+        Resources::new(self.resources.cpus, self.resources.mem, disk).with_ports(PortSet::from_ports(fixed))
     }
 }
 
@@ -291,9 +280,7 @@ impl PortSpec {
     }
     /// The env var the task sees the port as: `env`, else `PORT_<NAME>`.
     pub fn env_name(&self) -> String {
-        self.env
-            .clone()
-            .unwrap_or_else(|| format!("PORT_{}", env_suffix(&self.name)))
+        self.env.clone().unwrap_or_else(|| format!("PORT_{}", env_suffix(&self.name)))
     }
 }
 
@@ -343,11 +330,7 @@ impl VolumeSpec {
         match self.kind {
             VolumeType::Root => Some(VolumeSource::Root { size: self.size }),
             VolumeType::Mount => {
-                mount
-                    .filter(|m| m.size >= self.size)
-                    .map(|m| VolumeSource::Mount {
-                        path: m.path.clone(),
-                    })
+                mount.filter(|m| m.size >= self.size).map(|m| VolumeSource::Mount { path: m.path.clone() })
             }
         }
     }
@@ -372,10 +355,7 @@ pub enum PlacementRule {
     MaxPer { attribute: String, max: u32 },
     /// `group-by: ATTR` or `group-by: {ATTR: N}` — spread evenly over the
     /// values (over N values when given).
-    GroupBy {
-        attribute: String,
-        count: Option<u32>,
-    },
+    GroupBy { attribute: String, count: Option<u32> },
     /// `like: {ATTR: PATTERN}` — only agents whose attribute fully matches
     /// the pattern (a regular expression, or a plain value).
     Like { attribute: String, pattern: String },
@@ -418,16 +398,9 @@ impl fmt::Display for PlacementRule {
         match self {
             PlacementRule::Unique { attribute } => write!(f, "{k}: {attribute}"),
             PlacementRule::MaxPer { attribute, max } => write!(f, "{k}: {{{attribute}: {max}}}"),
-            PlacementRule::GroupBy {
-                attribute,
-                count: None,
-            } => write!(f, "{k}: {attribute}"),
-            PlacementRule::GroupBy {
-                attribute,
-                count: Some(n),
-            } => write!(f, "{k}: {{{attribute}: {n}}}"),
-            PlacementRule::Like { attribute, pattern }
-            | PlacementRule::Unlike { attribute, pattern } => {
+            PlacementRule::GroupBy { attribute, count: None } => write!(f, "{k}: {attribute}"),
+            PlacementRule::GroupBy { attribute, count: Some(n) } => write!(f, "{k}: {{{attribute}: {n}}}"),
+            PlacementRule::Like { attribute, pattern } | PlacementRule::Unlike { attribute, pattern } => {
                 write!(f, "{k}: {{{attribute}: {pattern}}}")
             }
             PlacementRule::ColocateWith { pod } | PlacementRule::Avoid { pod } => {
@@ -442,23 +415,16 @@ impl Serialize for PlacementRule {
         let mut m = s.serialize_map(Some(1))?;
         let k = self.keyword();
         match self {
-            PlacementRule::Unique { attribute }
-            | PlacementRule::GroupBy {
-                attribute,
-                count: None,
-            } => m.serialize_entry(k, attribute)?,
-            PlacementRule::MaxPer { attribute, max: n }
-            | PlacementRule::GroupBy {
-                attribute,
-                count: Some(n),
-            } => m.serialize_entry(k, &BTreeMap::from([(attribute, n)]))?,
-            PlacementRule::Like { attribute, pattern }
-            | PlacementRule::Unlike { attribute, pattern } => {
+            PlacementRule::Unique { attribute } | PlacementRule::GroupBy { attribute, count: None } => {
+                m.serialize_entry(k, attribute)?
+            }
+            PlacementRule::MaxPer { attribute, max: n } | PlacementRule::GroupBy { attribute, count: Some(n) } => {
+                m.serialize_entry(k, &BTreeMap::from([(attribute, n)]))?
+            }
+            PlacementRule::Like { attribute, pattern } | PlacementRule::Unlike { attribute, pattern } => {
                 m.serialize_entry(k, &BTreeMap::from([(attribute, pattern)]))?
             }
-            PlacementRule::ColocateWith { pod } | PlacementRule::Avoid { pod } => {
-                m.serialize_entry(k, pod)?
-            }
+            PlacementRule::ColocateWith { pod } | PlacementRule::Avoid { pod } => m.serialize_entry(k, pod)?,
         }
         m.end()
     }
@@ -572,10 +538,7 @@ impl TaskCheck {
         let check = match &self.kind {
             CheckKind::Cmd(c) => Check::Command { command: c.clone() },
             CheckKind::Tcp(p) => Check::Tcp { port: port_of(p)? },
-            CheckKind::Http { port, path } => Check::Http {
-                port: port_of(port)?,
-                path: path.clone(),
-            },
+            CheckKind::Http { port, path } => Check::Http { port: port_of(port)?, path: path.clone() },
         };
         Some(CheckSpec {
             check,

@@ -74,21 +74,14 @@ impl StateStore for FileStore {
         match fs::remove_file(&path) {
             Ok(()) => Ok(sync_dir(&self.root)?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(smack_storage::Error::io(
-                format!("deleting state key {key:?} ({})", path.display()),
-                e,
-            )
-            .into()),
+            Err(e) => {
+                Err(smack_storage::Error::io(format!("deleting state key {key:?} ({})", path.display()), e).into())
+            }
         }
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let listing = |e| {
-            smack_storage::Error::io(
-                format!("listing the state store {}", self.root.display()),
-                e,
-            )
-        };
+        let listing = |e| smack_storage::Error::io(format!("listing the state store {}", self.root.display()), e);
         let mut keys = Vec::new();
         for entry in fs::read_dir(&self.root).map_err(listing)? {
             let entry = entry.map_err(listing)?;
@@ -130,10 +123,7 @@ pub(super) fn encode(key: &str) -> String {
 
 /// The length of [`encode`]`(key)` without building it.
 pub(super) fn encoded_len(key: &str) -> usize {
-    key.bytes()
-        .enumerate()
-        .map(|(i, b)| if keeps(i, b) { 1 } else { 3 })
-        .sum()
+    key.bytes().enumerate().map(|(i, b)| if keeps(i, b) { 1 } else { 3 }).sum()
 }
 
 /// The key a file name stands for; `None` unless `name` is exactly what

@@ -32,9 +32,7 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
         // A panic in another test thread does not make the map inconsistent:
         // every operation is a single map call.
-        self.map
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -58,10 +56,6 @@ impl StateStore for MemoryStore {
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let map = self.lock();
-        Ok(map
-            .range(prefix.to_string()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| k.clone())
-            .collect())
+        Ok(map.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.clone()).collect())
     }
 }

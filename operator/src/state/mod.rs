@@ -51,21 +51,13 @@ pub trait StateStoreExt: StateStore {
         let Some(bytes) = self.get(key)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|source| Error::Codec {
-                key: key.to_string(),
-                source,
-            })
+        serde_json::from_slice(&bytes).map(Some).map_err(|source| Error::Codec { key: key.to_string(), source })
     }
 
     /// Stores `value` at `key` as JSON (pretty, so the file store stays
     /// readable by a human).
     fn put_json<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Codec {
-            key: key.to_string(),
-            source,
-        })?;
+        let bytes = serde_json::to_vec_pretty(value).map_err(|source| Error::Codec { key: key.to_string(), source })?;
         self.put(key, &bytes)
     }
 }
@@ -80,9 +72,8 @@ pub fn validate_key(key: &str) -> Result<()> {
         Some("a key must not contain control characters".to_string())
     } else {
         let len = file::encoded_len(key);
-        (len > MAX_KEY_BYTES).then(|| {
-            format!("a key must be at most {MAX_KEY_BYTES} bytes once escaped, this is {len}")
-        })
+        (len > MAX_KEY_BYTES)
+            .then(|| format!("a key must be at most {MAX_KEY_BYTES} bytes once escaped, this is {len}"))
     };
     match reason {
         Some(reason) => Err(Error::Other(format!("invalid state key {key:?}: {reason}"))),

@@ -17,11 +17,7 @@ struct TaskRecord {
 }
 
 fn task(id: &str) -> TaskRecord {
-    TaskRecord {
-        id: id.into(),
-        agent: "a1".into(),
-        state: "STARTING".into(),
-    }
+    TaskRecord { id: id.into(), agent: "a1".into(), state: "STARTING".into() }
 }
 
 /// Runs `check` against a fresh store of each kind.
@@ -40,15 +36,9 @@ fn missing_key_is_none() {
 fn put_get_overwrite() {
     each_store(|s| {
         s.put("master/agents/a1", b"first").unwrap();
-        assert_eq!(
-            s.get("master/agents/a1").unwrap().as_deref(),
-            Some(&b"first"[..])
-        );
+        assert_eq!(s.get("master/agents/a1").unwrap().as_deref(), Some(&b"first"[..]));
         s.put("master/agents/a1", b"2nd").unwrap();
-        assert_eq!(
-            s.get("master/agents/a1").unwrap().as_deref(),
-            Some(&b"2nd"[..])
-        );
+        assert_eq!(s.get("master/agents/a1").unwrap().as_deref(), Some(&b"2nd"[..]));
         s.put("empty", b"").unwrap();
         assert_eq!(s.get("empty").unwrap(), Some(vec![]));
     });
@@ -80,24 +70,14 @@ fn list_by_prefix_is_sorted() {
         ] {
             s.put(key, key.as_bytes()).unwrap();
         }
-        assert_eq!(
-            s.list("frameworks/f1/tasks/").unwrap(),
-            vec!["frameworks/f1/tasks/t1", "frameworks/f1/tasks/t2"]
-        );
+        assert_eq!(s.list("frameworks/f1/tasks/").unwrap(), vec!["frameworks/f1/tasks/t1", "frameworks/f1/tasks/t2"]);
         assert_eq!(
             s.list("frameworks/f1/").unwrap(),
-            vec![
-                "frameworks/f1/plans/deploy",
-                "frameworks/f1/tasks/t1",
-                "frameworks/f1/tasks/t2"
-            ]
+            vec!["frameworks/f1/plans/deploy", "frameworks/f1/tasks/t1", "frameworks/f1/tasks/t2"]
         );
         // A plain string prefix, not aligned to segments.
         assert_eq!(s.list("frameworks/f1").unwrap().len(), 4);
-        assert_eq!(
-            s.list("master/").unwrap(),
-            vec!["master/agents/a1", "master/agents/a2"]
-        );
+        assert_eq!(s.list("master/").unwrap(), vec!["master/agents/a1", "master/agents/a2"]);
         assert_eq!(s.list("").unwrap().len(), 7);
         assert!(s.list("nothing/").unwrap().is_empty());
     });
@@ -106,25 +86,12 @@ fn list_by_prefix_is_sorted() {
 #[test]
 fn keys_with_odd_characters_round_trip() {
     each_store(|s| {
-        let keys = [
-            "a b/c%d",
-            ".hidden",
-            "..",
-            "x/../../etc/passwd",
-            "zoné/ünïcode/🚀",
-            "trailing/",
-            "k.v.w",
-            "%2F",
-        ];
+        let keys = ["a b/c%d", ".hidden", "..", "x/../../etc/passwd", "zoné/ünïcode/🚀", "trailing/", "k.v.w", "%2F"];
         for key in keys {
             s.put(key, key.as_bytes()).unwrap();
         }
         for key in keys {
-            assert_eq!(
-                s.get(key).unwrap().as_deref(),
-                Some(key.as_bytes()),
-                "{key}"
-            );
+            assert_eq!(s.get(key).unwrap().as_deref(), Some(key.as_bytes()), "{key}");
         }
         let mut want: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         want.sort();
@@ -151,14 +118,8 @@ fn invalid_keys_are_refused_alike() {
 fn invalid_key_error_says_why() {
     let err = MemoryStore::new().put("", b"v").unwrap_err().to_string();
     assert_eq!(err, "invalid state key \"\": a key must not be empty");
-    let err = MemoryStore::new()
-        .put(&"/".repeat(81), b"v")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.ends_with("at most 240 bytes once escaped, this is 243"),
-        "{err}"
-    );
+    let err = MemoryStore::new().put(&"/".repeat(81), b"v").unwrap_err().to_string();
+    assert!(err.ends_with("at most 240 bytes once escaped, this is 243"), "{err}");
 }
 
 #[test]
@@ -167,27 +128,18 @@ fn json_helpers_round_trip() {
         s.put_json("frameworks/f1/tasks/t1", &task("t1")).unwrap();
         let got: Option<TaskRecord> = s.get_json("frameworks/f1/tasks/t1").unwrap();
         assert_eq!(got, Some(task("t1")));
-        assert_eq!(
-            s.get_json::<TaskRecord>("frameworks/f1/tasks/t9").unwrap(),
-            None
-        );
+        assert_eq!(s.get_json::<TaskRecord>("frameworks/f1/tasks/t9").unwrap(), None);
     });
 }
 
 #[test]
 fn corrupt_json_is_a_codec_error_naming_the_key() {
     each_store(|s| {
-        s.put("frameworks/f1/tasks/t1", b"{\"id\": \"t1\", \"agent\": ")
-            .unwrap();
-        let err = s
-            .get_json::<TaskRecord>("frameworks/f1/tasks/t1")
-            .unwrap_err();
+        s.put("frameworks/f1/tasks/t1", b"{\"id\": \"t1\", \"agent\": ").unwrap();
+        let err = s.get_json::<TaskRecord>("frameworks/f1/tasks/t1").unwrap_err();
         assert!(matches!(err, Error::Codec { .. }), "{err:?}");
         let text = err.to_string();
-        assert!(
-            text.starts_with("state record frameworks/f1/tasks/t1: "),
-            "{text}"
-        );
+        assert!(text.starts_with("state record frameworks/f1/tasks/t1: "), "{text}");
         assert!(text.contains("EOF"), "{text}");
     });
 }
@@ -198,10 +150,7 @@ fn unencodable_json_is_a_codec_error() {
         let mut m = std::collections::HashMap::new();
         m.insert(vec![1u8], 1);
         let err = s.put_json("m", &m).unwrap_err();
-        assert!(
-            matches!(err, Error::Codec { ref key, .. } if key == "m"),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::Codec { ref key, .. } if key == "m"), "{err:?}");
         assert_eq!(s.get("m").unwrap(), None);
     });
 }
@@ -209,19 +158,15 @@ fn unencodable_json_is_a_codec_error() {
 #[test]
 fn usable_as_shared_trait_objects() {
     let dir = tempfile::tempdir().unwrap();
-    let stores: Vec<Arc<dyn StateStore>> = vec![
-        Arc::new(MemoryStore::new()),
-        Arc::new(FileStore::open(dir.path()).unwrap()),
-    ];
+    let stores: Vec<Arc<dyn StateStore>> =
+        vec![Arc::new(MemoryStore::new()), Arc::new(FileStore::open(dir.path()).unwrap())];
     for store in stores {
         std::thread::scope(|scope| {
             for t in 0..4 {
                 let store = Arc::clone(&store);
                 scope.spawn(move || {
                     for i in 0..10 {
-                        store
-                            .put_json(&format!("t{t}/k{i}"), &task(&format!("{t}-{i}")))
-                            .unwrap();
+                        store.put_json(&format!("t{t}/k{i}"), &task(&format!("{t}-{i}"))).unwrap();
                     }
                 });
             }
@@ -242,14 +187,8 @@ fn file_store_survives_reopen() {
         s.delete("gone").unwrap();
     }
     let s = FileStore::open(dir.path()).unwrap();
-    assert_eq!(
-        s.list("").unwrap(),
-        vec!["master/agents/a1", "master/agents/a2"]
-    );
-    assert_eq!(
-        s.get_json::<TaskRecord>("master/agents/a1").unwrap(),
-        Some(task("a1"))
-    );
+    assert_eq!(s.list("").unwrap(), vec!["master/agents/a1", "master/agents/a2"]);
+    assert_eq!(s.get_json::<TaskRecord>("master/agents/a1").unwrap(), Some(task("a1")));
 }
 
 #[test]
@@ -270,9 +209,7 @@ fn file_store_ignores_and_cleans_crash_leftovers() {
     let s = FileStore::open(dir.path()).unwrap();
     s.put("k", b"committed").unwrap();
     // A put that crashed after writing its temp file, before the rename.
-    let leftover = dir
-        .path()
-        .join(format!(".k{}4242.0", smack_storage::durable::TEMP_MARKER));
+    let leftover = dir.path().join(format!(".k{}4242.0", smack_storage::durable::TEMP_MARKER));
     fs::write(&leftover, b"uncommitted").unwrap();
     assert_eq!(s.list("").unwrap(), vec!["k"]);
     assert_eq!(s.get("k").unwrap().as_deref(), Some(&b"committed"[..]));
@@ -316,10 +253,7 @@ fn file_store_open_over_a_file_fails_with_the_path() {
 fn encoding_is_safe_and_reversible() {
     for key in ["a/b", "..", ".x", "a..b", "%", "é", "a b", "-_.", "x.y"] {
         let name = encode(key);
-        assert!(
-            !name.contains('/') && !name.starts_with('.') && name != "..",
-            "{key} → {name}"
-        );
+        assert!(!name.contains('/') && !name.starts_with('.') && name != "..", "{key} → {name}");
         assert_eq!(decode(&name).as_deref(), Some(key), "{key} → {name}");
     }
     assert_eq!(encode("master/agents/a1"), "master%2Fagents%2Fa1");

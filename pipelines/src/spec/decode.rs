@@ -9,15 +9,7 @@ use marked_yaml::types::MarkedMappingNode;
 use marked_yaml::{FromNodeError, LoadError, LoaderOptions, Node};
 use serde::de::DeserializeOwned;
 
-const TOP: &[&str] = &[
-    "name",
-    "services",
-    "sources",
-    "stages",
-    "sinks",
-    "checkpoint-interval",
-    "tests",
-];
+const TOP: &[&str] = &["name", "services", "sources", "stages", "sinks", "checkpoint-interval", "tests"];
 
 /// Parses the text; `None` when the YAML itself or a required part is bad
 /// (the errors are in `cx`).
@@ -31,11 +23,7 @@ pub(super) fn decode(cx: &mut Cx) -> Option<(PipelineSpec, Node)> {
         }
     };
     let Node::Mapping(top) = &root else {
-        cx.err(
-            Pos::START,
-            "",
-            "expected a mapping with `name`, `sources`, `stages` and `sinks`",
-        );
+        cx.err(Pos::START, "", "expected a mapping with `name`, `sources`, `stages` and `sinks`");
         return None;
     };
     let mut ok = true;
@@ -45,11 +33,7 @@ pub(super) fn decode(cx: &mut Cx) -> Option<(PipelineSpec, Node)> {
             cx.err(
                 span_pos(k.span()).unwrap_or(Pos::START),
                 "",
-                format!(
-                    "unknown field `{}`, expected one of {}",
-                    k.as_str(),
-                    quoted(TOP)
-                ),
+                format!("unknown field `{}`, expected one of {}", k.as_str(), quoted(TOP)),
             );
         }
     }
@@ -63,9 +47,7 @@ pub(super) fn decode(cx: &mut Cx) -> Option<(PipelineSpec, Node)> {
     };
     let services = d.opt(cx, "services").unwrap_or_default();
     let sources = d.named(cx, "sources", |cx, path, n| {
-        d.tagged(cx, path, n, &["kafka"], |cx, _, n| {
-            d.de::<KafkaSource>(cx, n, path).map(Source::Kafka)
-        })
+        d.tagged(cx, path, n, &["kafka"], |cx, _, n| d.de::<KafkaSource>(cx, n, path).map(Source::Kafka))
     });
     let stages = d.named(cx, "stages", |cx, path, n| d.de::<Stage>(cx, n, path));
     let sinks = d.named(cx, "sinks", |cx, path, n| {
@@ -94,10 +76,9 @@ pub(super) fn decode(cx: &mut Cx) -> Option<(PipelineSpec, Node)> {
 
 fn load_error(cx: &mut Cx, e: LoadError) {
     let (m, msg) = match &e {
-        LoadError::TopLevelMustBeMapping(m) => (
-            *m,
-            "expected a mapping with `name`, `sources`, `stages` and `sinks`".to_string(),
-        ),
+        LoadError::TopLevelMustBeMapping(m) => {
+            (*m, "expected a mapping with `name`, `sources`, `stages` and `sinks`".to_string())
+        }
         LoadError::UnexpectedAnchor(m) => (*m, "YAML anchors are not supported".into()),
         LoadError::MappingKeyMustBeScalar(m) => (*m, "a mapping key must be a plain name".into()),
         LoadError::UnexpectedTag(m) => (*m, "YAML tags are not supported".into()),
@@ -108,11 +89,7 @@ fn load_error(cx: &mut Cx, e: LoadError) {
             cx.err(
                 pos,
                 "",
-                format!(
-                    "duplicate key `{}` (first at line {}); names must be unique",
-                    d.key.as_str(),
-                    first.line
-                ),
+                format!("duplicate key `{}` (first at line {}); names must be unique", d.key.as_str(), first.line),
             );
             return;
         }
@@ -121,14 +98,7 @@ fn load_error(cx: &mut Cx, e: LoadError) {
             return;
         }
     };
-    cx.err(
-        Pos {
-            line: m.line(),
-            column: m.column(),
-        },
-        "",
-        msg,
-    );
+    cx.err(Pos { line: m.line(), column: m.column() }, "", msg);
 }
 
 struct Decoder<'n> {
@@ -151,10 +121,7 @@ impl<'n> Decoder<'n> {
         let rel: Vec<String> = e.path().map(split_path).unwrap_or_default();
         let mut full: Vec<&str> = base.to_vec();
         full.extend(rel.iter().map(String::as_str));
-        let span = e.start_mark().map(|m| Pos {
-            line: m.line(),
-            column: m.column(),
-        });
+        let span = e.start_mark().map(|m| Pos { line: m.line(), column: m.column() });
         let (pos, msg) = match &*e {
             DeError::UnknownFieldError(f, expected, _) => {
                 // Report the mapping that holds the unknown key, not the key.
@@ -164,27 +131,16 @@ impl<'n> Decoder<'n> {
                 let msg = format!("unknown field `{f}`, expected one of {}", quoted(expected));
                 (span.unwrap_or_else(|| key_pos(self.root, &full)), msg)
             }
-            DeError::IntegerParseFailure(..) => (
-                span.unwrap_or_default(),
-                format!(
-                    "expected a whole number, found `{}`",
-                    found(self.root, &full)
-                ),
-            ),
-            DeError::FloatParseFailure(..) => (
-                span.unwrap_or_default(),
-                format!("expected a number, found `{}`", found(self.root, &full)),
-            ),
-            DeError::NotBoolean(_) => (
-                span.unwrap_or_default(),
-                format!(
-                    "expected `true` or `false`, found `{}`",
-                    found(self.root, &full)
-                ),
-            ),
-            DeError::Other(m, _) if m.starts_with("missing field") => {
-                (key_pos(self.root, &full), m.clone())
+            DeError::IntegerParseFailure(..) => {
+                (span.unwrap_or_default(), format!("expected a whole number, found `{}`", found(self.root, &full)))
             }
+            DeError::FloatParseFailure(..) => {
+                (span.unwrap_or_default(), format!("expected a number, found `{}`", found(self.root, &full)))
+            }
+            DeError::NotBoolean(_) => {
+                (span.unwrap_or_default(), format!("expected `true` or `false`, found `{}`", found(self.root, &full)))
+            }
+            DeError::Other(m, _) if m.starts_with("missing field") => (key_pos(self.root, &full), m.clone()),
             DeError::Other(m, _) => (value_pos(self.root, &full), m.clone()),
         };
         cx.err(pos, &field(&full), msg);
@@ -214,11 +170,7 @@ impl<'n> Decoder<'n> {
             Node::Mapping(m) => m,
             Node::Scalar(s) if is_empty(s) => return Some(out),
             _ => {
-                cx.err(
-                    value_pos(self.root, &[key]),
-                    key,
-                    "expected a mapping of names to definitions",
-                );
+                cx.err(value_pos(self.root, &[key]), key, "expected a mapping of names to definitions");
                 return None;
             }
         };
@@ -253,30 +205,19 @@ impl<'n> Decoder<'n> {
             return None;
         };
         let Some(t) = m.get_node("type") else {
-            cx.err(
-                key_pos(self.root, path),
-                &field(path),
-                format!("missing field `type`, expected {}", quoted(types)),
-            );
+            cx.err(key_pos(self.root, path), &field(path), format!("missing field `type`, expected {}", quoted(types)));
             return None;
         };
         let t = t.as_scalar().map(|s| s.as_str()).unwrap_or("");
         if !types.contains(&t) {
             let mut p = path.to_vec();
             p.push("type");
-            cx.err(
-                value_pos(self.root, &p),
-                &field(&p),
-                format!("unknown type `{t}`, expected {}", quoted(types)),
-            );
+            cx.err(value_pos(self.root, &p), &field(&p), format!("unknown type `{t}`, expected {}", quoted(types)));
             return None;
         }
         let rest: MarkedMappingNode = MarkedMappingNode::new(
             *m.span(),
-            m.iter()
-                .filter(|(k, _)| k.as_str() != "type")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            m.iter().filter(|(k, _)| k.as_str() != "type").map(|(k, v)| (k.clone(), v.clone())).collect(),
         );
         f(cx, t, &Node::Mapping(rest))
     }
@@ -290,11 +231,7 @@ impl<'n> Decoder<'n> {
             Node::Sequence(s) => s,
             Node::Scalar(s) if is_empty(s) => return Some(Vec::new()),
             _ => {
-                cx.err(
-                    value_pos(self.root, &["tests"]),
-                    "tests",
-                    "expected a list of tests (`- name: ...`)",
-                );
+                cx.err(value_pos(self.root, &["tests"]), "tests", "expected a list of tests (`- name: ...`)");
                 return None;
             }
         };
@@ -344,11 +281,7 @@ pub(super) fn to_json(n: &Node) -> serde_json::Value {
             Value::String(text.to_string())
         }
         Node::Sequence(s) => Value::Array(s.iter().map(to_json).collect()),
-        Node::Mapping(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.as_str().to_string(), to_json(v)))
-                .collect(),
-        ),
+        Node::Mapping(m) => Value::Object(m.iter().map(|(k, v)| (k.as_str().to_string(), to_json(v))).collect()),
     }
 }
 

@@ -7,8 +7,8 @@
 use super::yaml::{key_pos, value_pos, Cx, Pos};
 use indexmap::IndexMap;
 use sqlparser::ast::{
-    visit_expressions, visit_relations, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, Ident, ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement, TableFactor,
+    visit_expressions, visit_relations, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, Ident,
+    ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement, TableFactor,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -18,11 +18,7 @@ use std::ops::ControlFlow;
 /// Window functions, with their argument counts.
 pub(super) const WINDOWS: [(&str, usize, &str); 3] = [
     ("TUMBLE", 2, "TUMBLE(ts, INTERVAL '1' MINUTE)"),
-    (
-        "HOP",
-        3,
-        "HOP(ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)",
-    ),
+    ("HOP", 3, "HOP(ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"),
     ("SESSION", 2, "SESSION(ts, INTERVAL '5' MINUTE)"),
 ];
 
@@ -52,10 +48,7 @@ impl Origin {
         let key = key_pos(root, path);
         let line = cx.line_text(key.line);
         let after_key = line.get(key.column.saturating_sub(1)..).unwrap_or("");
-        let after_colon = after_key
-            .split_once(':')
-            .map(|(_, r)| r.trim_start())
-            .unwrap_or("");
+        let after_colon = after_key.split_once(':').map(|(_, r)| r.trim_start()).unwrap_or("");
         if after_colon.starts_with('|') || after_colon.starts_with('>') {
             let indent = (key.line + 1..)
                 .take_while(|l| *l <= cx.text.lines().count())
@@ -63,26 +56,14 @@ impl Origin {
                 .find(|t| !t.trim().is_empty())
                 .map(|t| t.len() - t.trim_start().len())
                 .unwrap_or(0);
-            return Origin {
-                start: Pos {
-                    line: key.line + 1,
-                    column: indent + 1,
-                },
-                block_indent: Some(indent),
-            };
+            return Origin { start: Pos { line: key.line + 1, column: indent + 1 }, block_indent: Some(indent) };
         }
         let mut start = value_pos(root, path);
-        let at = cx
-            .line_text(start.line)
-            .chars()
-            .nth(start.column.saturating_sub(1));
+        let at = cx.line_text(start.line).chars().nth(start.column.saturating_sub(1));
         if matches!(at, Some('"' | '\'')) {
             start.column += 1;
         }
-        Origin {
-            start,
-            block_indent: None,
-        }
+        Origin { start, block_indent: None }
     }
 
     fn map(&self, loc: Location) -> Pos {
@@ -91,18 +72,9 @@ impl Origin {
             return self.start;
         }
         match self.block_indent {
-            Some(indent) => Pos {
-                line: self.start.line + l - 1,
-                column: indent + c,
-            },
-            None if l == 1 => Pos {
-                line: self.start.line,
-                column: self.start.column + c - 1,
-            },
-            None => Pos {
-                line: self.start.line + l - 1,
-                column: c,
-            },
+            Some(indent) => Pos { line: self.start.line + l - 1, column: indent + c },
+            None if l == 1 => Pos { line: self.start.line, column: self.start.column + c - 1 },
+            None => Pos { line: self.start.line + l - 1, column: c },
         }
     }
 }
@@ -121,10 +93,7 @@ fn window_fn(e: &Expr) -> Option<(&'static str, usize, &'static str, &sqlparser:
         ObjectNamePart::Identifier(i) => i.value.to_uppercase(),
         _ => return None,
     };
-    WINDOWS
-        .iter()
-        .find(|(w, _, _)| *w == name)
-        .map(|(w, n, ex)| (*w, *n, *ex, f))
+    WINDOWS.iter().find(|(w, _, _)| *w == name).map(|(w, n, ex)| (*w, *n, *ex, f))
 }
 
 /// Checks a stage's SQL; returns the columns it produces, when inferable.
@@ -147,10 +116,7 @@ impl StageSql<'_> {
             Ok(s) => s,
             Err(e) => {
                 let text = e.to_string();
-                let text = text
-                    .strip_prefix("sql parser error: ")
-                    .unwrap_or(&text)
-                    .to_string();
+                let text = text.strip_prefix("sql parser error: ").unwrap_or(&text).to_string();
                 let (msg, pos) = match text.rfind(" at Line: ") {
                     Some(i) => {
                         let loc = parse_location(&text[i + " at Line: ".len()..]);
@@ -158,20 +124,12 @@ impl StageSql<'_> {
                     }
                     None => (text.clone(), None),
                 };
-                cx.err(
-                    pos.unwrap_or(origin.start),
-                    &field,
-                    format!("SQL does not parse: {msg}"),
-                );
+                cx.err(pos.unwrap_or(origin.start), &field, format!("SQL does not parse: {msg}"));
                 return None;
             }
         };
         let [stmt] = stmts.as_slice() else {
-            cx.err(
-                origin.start,
-                &field,
-                format!("expected one SELECT statement, found {}", stmts.len()),
-            );
+            cx.err(origin.start, &field, format!("expected one SELECT statement, found {}", stmts.len()));
             return None;
         };
         let Statement::Query(q) = stmt else {
@@ -196,26 +154,14 @@ impl StageSql<'_> {
             known.extend(WINDOW_COLUMNS.iter().map(|s| s.to_string()));
         }
         if simple(q) {
-            self.check_columns(
-                cx,
-                &origin,
-                &field,
-                select,
-                &table,
-                alias.as_deref(),
-                &known,
-            );
+            self.check_columns(cx, &origin, &field, select, &table, alias.as_deref(), &known);
         }
         output_columns(select, &known)
     }
 
     /// FROM and JOIN name sources or earlier stages (or the query's CTEs).
     fn check_tables(&self, cx: &mut Cx, origin: &Origin, field: &str, q: &Query) -> bool {
-        let ctes: Vec<String> = q
-            .with
-            .iter()
-            .flat_map(|w| w.cte_tables.iter().map(|c| norm(&c.alias.name)))
-            .collect();
+        let ctes: Vec<String> = q.with.iter().flat_map(|w| w.cte_tables.iter().map(|c| norm(&c.alias.name))).collect();
         let mut ok = true;
         let _ = visit_relations(q, |name| {
             let parts: Vec<&Ident> = name
@@ -232,7 +178,11 @@ impl StageSql<'_> {
             let pos = origin.map(first.span.start);
             if parts.len() != 1 {
                 ok = false;
-                cx.err(pos, field, format!("unknown table `{name}`: tables are source and stage names, without a schema"));
+                cx.err(
+                    pos,
+                    field,
+                    format!("unknown table `{name}`: tables are source and stage names, without a schema"),
+                );
                 return ControlFlow::Continue(());
             }
             let t = norm(first);
@@ -243,7 +193,14 @@ impl StageSql<'_> {
             if t == self.name {
                 cx.err(pos, field, format!("stage `{t}` cannot read itself"));
             } else if self.later.contains(&t) {
-                cx.err(pos, field, format!("stage `{t}` is declared after `{}`; a stage reads sources and the stages above it", self.name));
+                cx.err(
+                    pos,
+                    field,
+                    format!(
+                        "stage `{t}` is declared after `{}`; a stage reads sources and the stages above it",
+                        self.name
+                    ),
+                );
             } else {
                 let names: Vec<&str> = self.readable.keys().map(String::as_str).collect();
                 let e = cx.err(
@@ -286,18 +243,12 @@ impl StageSql<'_> {
                 _ => {}
             }
         }
-        select
-            .selection
-            .iter()
-            .chain(select.having.iter())
-            .for_each(find);
+        select.selection.iter().chain(select.having.iter()).for_each(find);
         for (w, loc) in misplaced {
             cx.err(
                 origin.map(loc),
                 field,
-                format!(
-                    "`{w}` belongs in GROUP BY; select `window_start` and `window_end` instead"
-                ),
+                format!("`{w}` belongs in GROUP BY; select `window_start` and `window_end` instead"),
             );
         }
         let GroupByExpr::Expressions(exprs, _) = &select.group_by else {
@@ -351,23 +302,22 @@ impl StageSql<'_> {
                     cx.err(
                         name_pos,
                         field,
-                        format!(
-                            "`{w}` runs on event time, but the source declares no `event-time`"
-                        ),
+                        format!("`{w}` runs on event time, but the source declares no `event-time`"),
                     );
                 }
                 (Some(et), Some(ts)) if norm(ts) != *et => {
                     cx.err(
                         origin.map(ts.span.start),
                         field,
-                        format!(
-                            "`{w}` runs on the source's event time: expected `{et}`, found `{}`",
-                            ts.value
-                        ),
+                        format!("`{w}` runs on the source's event time: expected `{et}`, found `{}`", ts.value),
                     );
                 }
                 (Some(et), None) => {
-                    cx.err(name_pos, field, format!("`{w}` runs on the source's event time: expected `{et}` as its first argument"));
+                    cx.err(
+                        name_pos,
+                        field,
+                        format!("`{w}` runs on the source's event time: expected `{et}` as its first argument"),
+                    );
                 }
                 _ => {}
             }
@@ -397,10 +347,7 @@ impl StageSql<'_> {
                 let e = cx.err(
                     key_pos(root, &["stages", self.name]),
                     &format!("stages.{}", self.name),
-                    format!(
-                        "a stage with GROUP BY needs `key`: one of the GROUP BY columns ({})",
-                        listed.join(", ")
-                    ),
+                    format!("a stage with GROUP BY needs `key`: one of the GROUP BY columns ({})", listed.join(", ")),
                 );
                 if let Some(c) = cols.first() {
                     e.hint = Some(format!("add `key: {c}`"));
@@ -453,10 +400,7 @@ impl StageSql<'_> {
                             cx.err(
                                 origin.map(p[0].span.start),
                                 field,
-                                format!(
-                                    "unknown table `{}`: this query reads `{table}`",
-                                    p[0].value
-                                ),
+                                format!("unknown table `{}`: this query reads `{table}`", p[0].value),
                             );
                             None
                         }
@@ -484,9 +428,7 @@ impl StageSql<'_> {
         };
         for item in &select.projection {
             match item {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                    check(cx, e, false)
-                }
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => check(cx, e, false),
                 _ => {}
             }
         }
@@ -508,10 +450,7 @@ impl StageSql<'_> {
 fn parse_location(s: &str) -> Option<Location> {
     let (line, rest) = s.split_once(", Column: ")?;
     let col: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    Some(Location {
-        line: line.trim().parse().ok()?,
-        column: col.parse().ok()?,
-    })
+    Some(Location { line: line.trim().parse().ok()?, column: col.parse().ok()? })
 }
 
 /// The one table a SELECT reads (no joins), with its alias.
@@ -534,9 +473,7 @@ fn single_table(select: &Select) -> Option<(String, Option<String>)> {
 /// No subqueries or lambdas, whose names have their own scopes.
 fn simple(q: &Query) -> bool {
     visit_expressions(q, |e| match e {
-        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } | Expr::Lambda(_) => {
-            ControlFlow::Break(())
-        }
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } | Expr::Lambda(_) => ControlFlow::Break(()),
         _ => ControlFlow::Continue(()),
     })
     .is_continue()
@@ -550,12 +487,9 @@ fn output_columns(select: &Select, input: &[String]) -> Option<Vec<String>> {
             SelectItem::UnnamedExpr(Expr::Identifier(i)) => out.push(norm(i)),
             SelectItem::UnnamedExpr(Expr::CompoundIdentifier(p)) => out.push(norm(p.last()?)),
             SelectItem::ExprWithAlias { alias, .. } => out.push(norm(alias)),
-            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => out.extend(
-                input
-                    .iter()
-                    .filter(|c| !WINDOW_COLUMNS.contains(&c.as_str()))
-                    .cloned(),
-            ),
+            SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => {
+                out.extend(input.iter().filter(|c| !WINDOW_COLUMNS.contains(&c.as_str())).cloned())
+            }
             _ => return None,
         }
     }
@@ -564,12 +498,7 @@ fn output_columns(select: &Select, input: &[String]) -> Option<Vec<String>> {
 
 /// The name nearest to `s` (edit distance at most 2), for a hint.
 pub(super) fn closest<'a>(s: &str, names: &[&'a str]) -> Option<&'a str> {
-    names
-        .iter()
-        .map(|n| (edit_distance(s, n), *n))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, n)| n)
+    names.iter().map(|n| (edit_distance(s, n), *n)).filter(|(d, _)| *d <= 2).min().map(|(_, n)| n)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -50,11 +50,7 @@ fn edit(from: &str, to: &str) -> String {
 fn one_error(text: &str, prefix: &str) {
     let errs = errors(text);
     assert_eq!(errs.len(), 1, "expected one error, got {errs:#?}");
-    assert!(
-        errs[0].starts_with(prefix),
-        "expected {prefix:?}, got {:?}",
-        errs[0]
-    );
+    assert!(errs[0].starts_with(prefix), "expected {prefix:?}, got {:?}", errs[0]);
 }
 
 #[test]
@@ -62,10 +58,7 @@ fn base_is_valid() {
     let p = PipelineSpec::from_yaml(BASE, "p.yaml").unwrap();
     assert_eq!(p.name, "t");
     let Source::Kafka(k) = &p.sources["tx"];
-    assert_eq!(
-        (k.partitions, k.replication, k.format),
-        (2, 1, Format::Json)
-    );
+    assert_eq!((k.partitions, k.replication, k.format), (2, 1, Format::Json));
     assert_eq!(k.on_decode_error, OnDecodeError::DeadLetter);
     assert_eq!(p.stages["agg"].key.as_deref(), Some("card_id"));
     assert_eq!(p.sinks["out"].from(), "agg");
@@ -75,59 +68,35 @@ fn base_is_valid() {
 #[test]
 fn examples_are_valid() {
     for (file, counts) in [("fraud-detection", (1, 1, 2)), ("ad-tech", (2, 3, 1))] {
-        let path = format!(
-            "{}/../examples/{file}/pipeline.yaml",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let path = format!("{}/../examples/{file}/pipeline.yaml", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap();
         let p = PipelineSpec::from_yaml(&text, &path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            (p.sources.len(), p.stages.len(), p.sinks.len()),
-            counts,
-            "{file}"
-        );
+        assert_eq!((p.sources.len(), p.stages.len(), p.sinks.len()), counts, "{file}");
         assert!(!p.tests.is_empty(), "{file} has tests");
     }
 }
 
 #[test]
 fn unknown_top_level_field() {
-    one_error(
-        &format!("{BASE}colour: red\n"),
-        "p.yaml:27:1: unknown field `colour`, expected one of `name`",
-    );
+    one_error(&format!("{BASE}colour: red\n"), "p.yaml:27:1: unknown field `colour`, expected one of `name`");
 }
 
 #[test]
 fn unknown_field_in_a_source() {
     one_error(
-        &edit(
-            "    event-time: ts\n",
-            "    event-time: ts\n    colour: red\n",
-        ),
+        &edit("    event-time: ts\n", "    event-time: ts\n    colour: red\n"),
         "p.yaml:13:5: sources.tx: unknown field `colour`, expected one of `topic`",
     );
 }
 
 #[test]
 fn unknown_field_in_a_stage_and_a_sink_both_reported() {
-    let text = edit(
-        "    key: card_id\n",
-        "    key: card_id\n    paralelism: 2\n",
-    )
-    .replace("    table: t\n", "    tabel: t\n");
+    let text =
+        edit("    key: card_id\n", "    key: card_id\n    paralelism: 2\n").replace("    table: t\n", "    tabel: t\n");
     let errs = errors(&text);
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert!(
-        errs[0].starts_with("p.yaml:20:5: stages.agg: unknown field `paralelism`"),
-        "{}",
-        errs[0]
-    );
-    assert!(
-        errs[1].starts_with("p.yaml:26:5: sinks.out: unknown field `tabel`"),
-        "{}",
-        errs[1]
-    );
+    assert!(errs[0].starts_with("p.yaml:20:5: stages.agg: unknown field `paralelism`"), "{}", errs[0]);
+    assert!(errs[1].starts_with("p.yaml:26:5: sinks.out: unknown field `tabel`"), "{}", errs[1]);
 }
 
 #[test]
@@ -144,10 +113,7 @@ fn wrong_type() {
 
 #[test]
 fn missing_field() {
-    one_error(
-        &edit("    topic: tx\n", ""),
-        "p.yaml:6:3: sources.tx: missing field `topic`",
-    );
+    one_error(&edit("    topic: tx\n", ""), "p.yaml:6:3: sources.tx: missing field `topic`");
 }
 
 #[test]
@@ -181,9 +147,7 @@ fn sql_parse_error_in_a_one_line_sql() {
     // SQL column 16 is file column 11 + 15: the value's quote is at 10.
     let errs = errors(&text);
     assert!(
-        errs[0].starts_with(
-            "p.yaml:15:26: stages.agg.sql: SQL does not parse: Expected: an expression, found: ,"
-        ),
+        errs[0].starts_with("p.yaml:15:26: stages.agg.sql: SQL does not parse: Expected: an expression, found: ,"),
         "{errs:#?}"
     );
 }
@@ -195,24 +159,16 @@ fn unknown_table() {
 
 #[test]
 fn stage_reading_a_later_stage() {
-    let text = format!(
-        "{}  later:\n    sql: SELECT card_id FROM tx\n",
-        BASE.split("sinks:").next().unwrap()
-    ) + "sinks:"
+    let text = format!("{}  later:\n    sql: SELECT card_id FROM tx\n", BASE.split("sinks:").next().unwrap())
+        + "sinks:"
         + BASE.split("sinks:").nth(1).unwrap();
     let text = text.replace("      FROM tx\n", "      FROM later\n");
-    one_error(
-        &text,
-        "p.yaml:17:12: stages.agg.sql: stage `later` is declared after `agg`",
-    );
+    one_error(&text, "p.yaml:17:12: stages.agg.sql: stage `later` is declared after `agg`");
 }
 
 #[test]
 fn unknown_column() {
-    one_error(
-        &edit("SUM(amount)", "SUM(amont)"),
-        "p.yaml:16:56: stages.agg.sql: unknown column `amont` in `tx`",
-    );
+    one_error(&edit("SUM(amount)", "SUM(amont)"), "p.yaml:16:56: stages.agg.sql: unknown column `amont` in `tx`");
 }
 
 #[test]
@@ -233,40 +189,24 @@ fn key_not_in_group_by() {
 
 #[test]
 fn group_by_without_key() {
-    one_error(
-        &edit("    key: card_id\n", ""),
-        "p.yaml:14:3: stages.agg: a stage with GROUP BY needs `key`",
-    );
+    one_error(&edit("    key: card_id\n", ""), "p.yaml:14:3: stages.agg: a stage with GROUP BY needs `key`");
 }
 
 #[test]
 fn window_outside_group_by() {
     one_error(
-        &edit(
-            "SELECT card_id, window_start,",
-            "SELECT card_id, TUMBLE(ts, INTERVAL '1' MINUTE) AS w, window_start,",
-        ),
+        &edit("SELECT card_id, window_start,", "SELECT card_id, TUMBLE(ts, INTERVAL '1' MINUTE) AS w, window_start,"),
         "p.yaml:16:23: stages.agg.sql: `TUMBLE` belongs in GROUP BY",
     );
 }
 
 #[test]
 fn hop_and_session_are_accepted_and_checked() {
-    assert!(errors(&edit(
-        "TUMBLE(ts, INTERVAL '1' MINUTE)",
-        "HOP(ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"
-    ))
-    .is_empty());
-    assert!(errors(&edit(
-        "TUMBLE(ts, INTERVAL '1' MINUTE)",
-        "SESSION(ts, INTERVAL '5' MINUTE)"
-    ))
-    .is_empty());
+    assert!(errors(&edit("TUMBLE(ts, INTERVAL '1' MINUTE)", "HOP(ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"))
+        .is_empty());
+    assert!(errors(&edit("TUMBLE(ts, INTERVAL '1' MINUTE)", "SESSION(ts, INTERVAL '5' MINUTE)")).is_empty());
     one_error(
-        &edit(
-            "TUMBLE(ts, INTERVAL '1' MINUTE)",
-            "HOP(ts, INTERVAL '1' MINUTE)",
-        ),
+        &edit("TUMBLE(ts, INTERVAL '1' MINUTE)", "HOP(ts, INTERVAL '1' MINUTE)"),
         "p.yaml:18:25: stages.agg.sql: expected `HOP(ts, INTERVAL",
     );
     one_error(
@@ -285,21 +225,24 @@ fn replication_above_brokers() {
 
 #[test]
 fn partitions_at_least_one() {
-    one_error(
-        &edit("partitions: 2", "partitions: 0"),
-        "p.yaml:9:17: sources.tx.partitions: must be at least 1",
-    );
+    one_error(&edit("partitions: 2", "partitions: 0"), "p.yaml:9:17: sources.tx.partitions: must be at least 1");
 }
 
 #[test]
 fn primary_key_column_not_produced() {
-    one_error(&edit("[card_id, window_start]", "[card_id, window_end]"), "p.yaml:26:28: sinks.out.primary-key.1: primary-key column `window_end` is not produced by stage `agg`");
+    one_error(
+        &edit("[card_id, window_start]", "[card_id, window_end]"),
+        "p.yaml:26:28: sinks.out.primary-key.1: primary-key column `window_end` is not produced by stage `agg`",
+    );
 }
 
 #[test]
 fn durations() {
     assert!(errors(&format!("{BASE}checkpoint-interval: 1m\n")).is_empty());
-    one_error(&format!("{BASE}checkpoint-interval: 10\n"), "p.yaml:27:22: checkpoint-interval: expected a duration like `10s`, `1m` or `500ms`, found `10`");
+    one_error(
+        &format!("{BASE}checkpoint-interval: 10\n"),
+        "p.yaml:27:22: checkpoint-interval: expected a duration like `10s`, `1m` or `500ms`, found `10`",
+    );
     one_error(
         &format!("{BASE}checkpoint-interval: 10 parsecs\n"),
         "p.yaml:27:22: checkpoint-interval: expected a duration like `10s`",
@@ -314,14 +257,10 @@ fn duplicate_names() {
         &edit("sinks:\n  out:", "sinks:\n  agg:"),
         "p.yaml:21:3: sinks.agg: the name `agg` is taken by stages.agg",
     );
-    let dup = edit(
-        "  agg:\n",
-        "  tx:\n    sql: SELECT card_id FROM tx\n  agg:\n",
-    );
+    let dup = edit("  agg:\n", "  tx:\n    sql: SELECT card_id FROM tx\n  agg:\n");
     let errs = errors(&dup);
     assert!(
-        errs.iter()
-            .any(|e| e.starts_with("p.yaml:14:3: stages.tx: the name `tx` is taken by sources.tx")),
+        errs.iter().any(|e| e.starts_with("p.yaml:14:3: stages.tx: the name `tx` is taken by sources.tx")),
         "{errs:#?}"
     );
 }
@@ -349,10 +288,7 @@ fn services_needed_and_external_exclusive() {
         "p.yaml:21:11: sinks.out.type: a Cassandra sink needs `services.cassandra`",
     );
     one_error(
-        &edit(
-            "  kafka: { brokers: 1 }",
-            "  kafka: { brokers: 1, external: { bootstrap-servers: [\"h:9092\"] } }",
-        ),
+        &edit("  kafka: { brokers: 1 }", "  kafka: { brokers: 1, external: { bootstrap-servers: [\"h:9092\"] } }"),
         "p.yaml:3:12: services.kafka.brokers: `brokers` sizes a kafka cluster that smack runs",
     );
 }
@@ -364,19 +300,12 @@ fn errors_are_collected_in_file_order() {
         .replace("from: agg", "from: nope");
     let errs = errors(&text);
     let positions: Vec<&str> = errs.iter().map(|e| e.split(": ").next().unwrap()).collect();
-    assert_eq!(
-        positions,
-        ["p.yaml:10:18", "p.yaml:16:56", "p.yaml:23:11"],
-        "{errs:#?}"
-    );
+    assert_eq!(positions, ["p.yaml:10:18", "p.yaml:16:56", "p.yaml:23:11"], "{errs:#?}");
 }
 
 #[test]
 fn complex_sql_is_parsed_not_column_checked() {
-    let text = edit(
-        "      FROM tx\n",
-        "      FROM tx WHERE card_id IN (SELECT card_id FROM tx WHERE whatever > 1)\n",
-    );
+    let text = edit("      FROM tx\n", "      FROM tx WHERE card_id IN (SELECT card_id FROM tx WHERE whatever > 1)\n");
     assert_eq!(errors(&text), Vec::<String>::new());
 }
 
@@ -390,10 +319,7 @@ fn tests_section() {
         &ok.replace("amount: 1.5", "amnt: 1.5"),
         "p.yaml:31:26: tests.0.inputs.tx.0.amnt: `amnt` is not a field of source `tx`",
     );
-    one_error(
-        &ok.replace("      out:", "      nope:"),
-        "p.yaml:33:7: tests.0.expect.nope: `nope` is not a sink",
-    );
+    one_error(&ok.replace("      out:", "      nope:"), "p.yaml:33:7: tests.0.expect.nope: `nope` is not a sink");
 }
 
 #[test]
@@ -410,20 +336,9 @@ fn round_trips_through_json() {
 fn schema_has_the_top_level_properties() {
     let s = json_schema();
     let props = s["properties"].as_object().expect("properties");
-    for k in [
-        "name",
-        "services",
-        "sources",
-        "stages",
-        "sinks",
-        "checkpoint-interval",
-        "tests",
-    ] {
+    for k in ["name", "services", "sources", "stages", "sinks", "checkpoint-interval", "tests"] {
         assert!(props.contains_key(k), "schema lacks {k}");
     }
     assert_eq!(s["additionalProperties"], serde_json::json!(false));
-    assert!(s["required"]
-        .as_array()
-        .unwrap()
-        .contains(&serde_json::json!("name")));
+    assert!(s["required"].as_array().unwrap().contains(&serde_json::json!("name")));
 }

@@ -67,9 +67,7 @@ impl<'de> Deserialize<'de> for Duration {
                 Duration::parse(v).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-                Err(E::custom(format!(
-                    "expected a duration with a unit like `{v}s` or `{v}ms`, found `{v}`"
-                )))
+                Err(E::custom(format!("expected a duration with a unit like `{v}s` or `{v}ms`, found `{v}`")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
                 self.visit_u64(v.unsigned_abs())
@@ -109,8 +107,7 @@ impl Size {
         let s = s.trim();
         let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let expected =
-            || format!("expected a size in MiB or with a unit like `512Mi` or `2Gi`, found `{s}`");
+        let expected = || format!("expected a size in MiB or with a unit like `512Mi` or `2Gi`, found `{s}`");
         let n: u64 = num.parse().map_err(|_| expected())?;
         let mul = match unit {
             "" | "Mi" | "MiB" => 1,
@@ -118,9 +115,7 @@ impl Size {
             "Ti" | "TiB" => 1024 * 1024,
             _ => return Err(expected()),
         };
-        n.checked_mul(mul)
-            .map(Size)
-            .ok_or_else(|| format!("size `{s}` is too large"))
+        n.checked_mul(mul).map(Size).ok_or_else(|| format!("size `{s}` is too large"))
     }
 }
 
@@ -155,9 +150,7 @@ impl<'de> Deserialize<'de> for Size {
                 Ok(Size(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
-                u64::try_from(v)
-                    .map(Size)
-                    .map_err(|_| E::custom(format!("expected a size, found `{v}`")))
+                u64::try_from(v).map(Size).map_err(|_| E::custom(format!("expected a size, found `{v}`")))
             }
         }
         d.deserialize_any(V)

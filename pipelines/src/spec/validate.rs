@@ -15,18 +15,10 @@ pub(super) fn validate(cx: &mut Cx, root: &Node, spec: &PipelineSpec) {
     v.services(cx, spec);
     v.unique_names(cx, spec);
     if spec.sources.is_empty() {
-        cx.err(
-            key_pos(root, &["sources"]),
-            "sources",
-            "a pipeline needs at least one source",
-        );
+        cx.err(key_pos(root, &["sources"]), "sources", "a pipeline needs at least one source");
     }
     if spec.sinks.is_empty() {
-        cx.err(
-            key_pos(root, &["sinks"]),
-            "sinks",
-            "a pipeline needs at least one sink",
-        );
+        cx.err(key_pos(root, &["sinks"]), "sinks", "a pipeline needs at least one sink");
     }
     if spec.checkpoint_interval.0.is_zero() {
         let p = ["checkpoint-interval"];
@@ -62,14 +54,7 @@ pub(super) fn validate(cx: &mut Cx, root: &Node, spec: &PipelineSpec) {
         if relations.contains_key(name) {
             continue; // a duplicate name, reported already
         }
-        relations.insert(
-            name.clone(),
-            Relation {
-                kind: "stage",
-                columns,
-                event_time: None,
-            },
-        );
+        relations.insert(name.clone(), Relation { kind: "stage", columns, event_time: None });
     }
     for (name, sink) in &spec.sinks {
         v.sink(cx, spec, name, sink, &relations);
@@ -100,9 +85,7 @@ impl Validator<'_> {
                 || (c == '-' && kind != NameKind::Table)
                 || (c == '_' && kind != NameKind::Pipeline)
         };
-        let valid = name.len() <= 63
-            && name.starts_with(|c: char| c.is_ascii_lowercase())
-            && name.chars().all(ok_char);
+        let valid = name.len() <= 63 && name.starts_with(|c: char| c.is_ascii_lowercase()) && name.chars().all(ok_char);
         if valid {
             return;
         }
@@ -111,11 +94,7 @@ impl Validator<'_> {
             NameKind::Table => "lowercase letters, digits and `_` (it is a table name in SQL)",
             NameKind::Sink => "lowercase letters, digits, `_` and `-`",
         };
-        let pos = if at_value {
-            value_pos(self.root, path)
-        } else {
-            key_pos(self.root, path)
-        };
+        let pos = if at_value { value_pos(self.root, path) } else { key_pos(self.root, path) };
         cx.err(
             pos,
             &field(path),
@@ -148,26 +127,15 @@ impl Validator<'_> {
     fn services(&self, cx: &mut Cx, spec: &PipelineSpec) {
         const MANAGED: [&str; 6] = ["brokers", "nodes", "cpus", "mem", "disk", "placement"];
         let checks: [(&str, Option<bool>); 2] = [
-            (
-                "kafka",
-                spec.services.kafka.as_ref().map(|k| k.external.is_some()),
-            ),
-            (
-                "cassandra",
-                spec.services
-                    .cassandra
-                    .as_ref()
-                    .map(|c| c.external.is_some()),
-            ),
+            ("kafka", spec.services.kafka.as_ref().map(|k| k.external.is_some())),
+            ("cassandra", spec.services.cassandra.as_ref().map(|c| c.external.is_some())),
         ];
         for (svc, external) in checks {
             let Some(external) = external else { continue };
             if external {
                 for f in MANAGED.iter().chain(["datacenter"].iter()) {
                     let p = ["services", svc, f];
-                    if node_at(self.root, &p).is_some()
-                        && !(svc == "cassandra" && *f == "datacenter")
-                    {
+                    if node_at(self.root, &p).is_some() && !(svc == "cassandra" && *f == "datacenter") {
                         cx.err(
                             key_pos(self.root, &p),
                             &field(&p),
@@ -181,11 +149,7 @@ impl Validator<'_> {
             match &k.external {
                 Some(e) if e.bootstrap_servers.is_empty() => {
                     let p = ["services", "kafka", "external", "bootstrap-servers"];
-                    cx.err(
-                        value_pos(self.root, &p),
-                        &field(&p),
-                        "expected at least one `host:port`",
-                    );
+                    cx.err(value_pos(self.root, &p), &field(&p), "expected at least one `host:port`");
                 }
                 Some(_) => {}
                 None => self.sizes(cx, "kafka", "brokers", k.brokers, k.cpus, k.mem, k.disk),
@@ -195,11 +159,7 @@ impl Validator<'_> {
             match &c.external {
                 Some(e) if e.contact_points.is_empty() => {
                     let p = ["services", "cassandra", "external", "contact-points"];
-                    cx.err(
-                        value_pos(self.root, &p),
-                        &field(&p),
-                        "expected at least one `host:port`",
-                    );
+                    cx.err(value_pos(self.root, &p), &field(&p), "expected at least one `host:port`");
                 }
                 Some(_) => {}
                 None => self.sizes(cx, "cassandra", "nodes", c.nodes, c.cpus, c.mem, c.disk),
@@ -208,23 +168,10 @@ impl Validator<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn sizes(
-        &self,
-        cx: &mut Cx,
-        svc: &str,
-        count_field: &str,
-        count: u32,
-        cpus: f64,
-        mem: Size,
-        disk: Size,
-    ) {
+    fn sizes(&self, cx: &mut Cx, svc: &str, count_field: &str, count: u32, cpus: f64, mem: Size, disk: Size) {
         let bad: [(&str, bool, &str); 4] = [
             (count_field, count == 0, "must be at least 1"),
-            (
-                "cpus",
-                cpus.is_nan() || cpus <= 0.0,
-                "must be greater than 0",
-            ),
+            ("cpus", cpus.is_nan() || cpus <= 0.0, "must be greater than 0"),
             ("mem", mem.mib() == 0, "must be greater than 0"),
             ("disk", disk.mib() == 0, "must be greater than 0"),
         ];
@@ -250,18 +197,13 @@ impl Validator<'_> {
         }
         let topic_ok = !k.topic.is_empty()
             && k.topic.len() <= 249
-            && k.topic
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            && k.topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if !topic_ok {
             let p = at("topic");
             cx.err(
                 value_pos(self.root, &p),
                 &field(&p),
-                format!(
-                    "invalid topic `{}`: expected letters, digits, `.`, `_` and `-`, at most 249",
-                    k.topic
-                ),
+                format!("invalid topic `{}`: expected letters, digits, `.`, `_` and `-`, at most 249", k.topic),
             );
         }
         if k.partitions == 0 {
@@ -272,12 +214,7 @@ impl Validator<'_> {
             let p = at("replication");
             cx.err(value_pos(self.root, &p), &field(&p), "must be at least 1");
         }
-        if let Some(kafka) = spec
-            .services
-            .kafka
-            .as_ref()
-            .filter(|k| k.external.is_none())
-        {
+        if let Some(kafka) = spec.services.kafka.as_ref().filter(|k| k.external.is_none()) {
             if k.replication > kafka.brokers {
                 let p = at("replication");
                 let e = cx.err(
@@ -290,24 +227,16 @@ impl Validator<'_> {
                         if kafka.brokers == 1 { "" } else { "s" }
                     ),
                 );
-                e.hint = Some(format!(
-                    "set `replication: {}` or run more brokers",
-                    kafka.brokers
-                ));
+                e.hint = Some(format!("set `replication: {}` or run more brokers", kafka.brokers));
             }
         }
         if k.schema.is_empty() {
             let p = at("schema");
-            cx.err(
-                value_pos(self.root, &p),
-                &field(&p),
-                "expected at least one field: `name: type`",
-            );
+            cx.err(value_pos(self.root, &p), &field(&p), "expected at least one field: `name: type`");
         }
         for f in k.schema.keys() {
             let valid = f.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && f.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                && f.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if !valid {
                 let p = ["sources", name, "schema", f.as_str()];
                 cx.err(
@@ -322,7 +251,17 @@ impl Validator<'_> {
                 Some(FieldType::Timestamp | FieldType::Long) => {}
                 Some(t) => {
                     let p = at("event-time");
-                    cx.err(value_pos(self.root, &p), &field(&p), format!("event-time field `{et}` is a {}; expected a `timestamp` or `long` field", serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()));
+                    cx.err(
+                        value_pos(self.root, &p),
+                        &field(&p),
+                        format!(
+                            "event-time field `{et}` is a {}; expected a `timestamp` or `long` field",
+                            serde_json::to_value(t)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_default()
+                        ),
+                    );
                 }
                 None => {
                     let p = at("event-time");
@@ -330,34 +269,20 @@ impl Validator<'_> {
                     let e = cx.err(
                         value_pos(self.root, &p),
                         &field(&p),
-                        format!(
-                            "`{et}` is not a field of the schema, which has {}",
-                            quoted(&names)
-                        ),
+                        format!("`{et}` is not a field of the schema, which has {}", quoted(&names)),
                     );
                     e.hint = closest(et, &names).map(|c| format!("did you mean `{c}`?"));
                 }
             },
             None if k.watermark.is_some() => {
                 let p = at("watermark");
-                cx.err(
-                    key_pos(self.root, &p),
-                    &field(&p),
-                    "a watermark needs `event-time`: the field it runs on",
-                );
+                cx.err(key_pos(self.root, &p), &field(&p), "a watermark needs `event-time`: the field it runs on");
             }
             None => {}
         }
     }
 
-    fn sink(
-        &self,
-        cx: &mut Cx,
-        spec: &PipelineSpec,
-        name: &str,
-        sink: &Sink,
-        relations: &IndexMap<String, Relation>,
-    ) {
+    fn sink(&self, cx: &mut Cx, spec: &PipelineSpec, name: &str, sink: &Sink, relations: &IndexMap<String, Relation>) {
         self.name(cx, &["sinks", name], name, NameKind::Sink, false);
         let at = |f: &'static str| ["sinks", name, f];
         let from = sink.from();
@@ -368,10 +293,7 @@ impl Validator<'_> {
             let e = cx.err(
                 value_pos(self.root, &p),
                 &field(&p),
-                format!(
-                    "`{from}` is not a stage or source; expected one of {}",
-                    quoted(&names)
-                ),
+                format!("`{from}` is not a stage or source; expected one of {}", quoted(&names)),
             );
             e.hint = closest(from, &names).map(|c| format!("did you mean `{c}`?"));
         }
@@ -379,13 +301,16 @@ impl Validator<'_> {
             Sink::Cassandra(c) => {
                 if spec.services.cassandra.is_none() {
                     let p = at("type");
-                    cx.err(value_pos(self.root, &p), &field(&p), "a Cassandra sink needs `services.cassandra` (nodes smack runs, or `external`)");
+                    cx.err(
+                        value_pos(self.root, &p),
+                        &field(&p),
+                        "a Cassandra sink needs `services.cassandra` (nodes smack runs, or `external`)",
+                    );
                 }
                 for (f, v) in [("keyspace", &c.keyspace), ("table", &c.table)] {
                     let ok = v.len() <= 48
                         && v.starts_with(|c: char| c.is_ascii_lowercase())
-                        && v.chars()
-                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
                     if !ok {
                         let p = ["sinks", name, f];
                         cx.err(value_pos(self.root, &p), &field(&p), format!("invalid {f} `{v}`: expected lowercase letters, digits and `_`, starting with a letter, at most 48 characters"));
@@ -404,11 +329,7 @@ impl Validator<'_> {
                     let idx = i.to_string();
                     let p = ["sinks", name, "primary-key", idx.as_str()];
                     if c.primary_key[..i].contains(col) {
-                        cx.err(
-                            value_pos(self.root, &p),
-                            &field(&p),
-                            format!("`{col}` is listed twice"),
-                        );
+                        cx.err(value_pos(self.root, &p), &field(&p), format!("`{col}` is listed twice"));
                         continue;
                     }
                     let Some(cols) = columns else { continue };
@@ -418,7 +339,10 @@ impl Validator<'_> {
                         let e = cx.err(
                             value_pos(self.root, &p),
                             &field(&p),
-                            format!("primary-key column `{col}` is not produced by {kind} `{from}`, which gives {}", quoted(&names)),
+                            format!(
+                                "primary-key column `{col}` is not produced by {kind} `{from}`, which gives {}",
+                                quoted(&names)
+                            ),
                         );
                         e.hint = closest(col, &names).map(|c| format!("did you mean `{c}`?"));
                     }
@@ -427,11 +351,7 @@ impl Validator<'_> {
             Sink::Kafka(_) => {
                 if spec.services.kafka.is_none() {
                     let p = at("type");
-                    cx.err(
-                        value_pos(self.root, &p),
-                        &field(&p),
-                        "a Kafka sink needs `services.kafka`",
-                    );
+                    cx.err(value_pos(self.root, &p), &field(&p), "a Kafka sink needs `services.kafka`");
                 }
             }
         }
@@ -447,10 +367,7 @@ impl Validator<'_> {
                     cx.err(
                         key_pos(self.root, &p),
                         &field(&p),
-                        format!(
-                            "`{source}` is not a source; expected one of {}",
-                            quoted(&names)
-                        ),
+                        format!("`{source}` is not a source; expected one of {}", quoted(&names)),
                     );
                     continue;
                 };
@@ -458,22 +375,12 @@ impl Validator<'_> {
                     for k in r.keys() {
                         if !s.schema().contains_key(k) {
                             let jdx = j.to_string();
-                            let rp = [
-                                "tests",
-                                idx.as_str(),
-                                "inputs",
-                                source.as_str(),
-                                jdx.as_str(),
-                                k.as_str(),
-                            ];
+                            let rp = ["tests", idx.as_str(), "inputs", source.as_str(), jdx.as_str(), k.as_str()];
                             let names: Vec<&str> = s.schema().keys().map(String::as_str).collect();
                             cx.err(
                                 key_pos(self.root, &rp),
                                 &field(&rp),
-                                format!(
-                                    "`{k}` is not a field of source `{source}`, which has {}",
-                                    quoted(&names)
-                                ),
+                                format!("`{k}` is not a field of source `{source}`, which has {}", quoted(&names)),
                             );
                         }
                     }

@@ -25,11 +25,7 @@ pub(super) struct Cx<'t> {
 
 impl<'t> Cx<'t> {
     pub(super) fn new(file: &str, text: &'t str) -> Cx<'t> {
-        Cx {
-            file: file.to_string(),
-            text,
-            errors: Vec::new(),
-        }
+        Cx { file: file.to_string(), text, errors: Vec::new() }
     }
 
     pub(super) fn into_errors(self) -> Vec<SpecError> {
@@ -37,12 +33,7 @@ impl<'t> Cx<'t> {
     }
 
     /// Records an error; set `.hint` on the result to add a hint.
-    pub(super) fn err(
-        &mut self,
-        pos: Pos,
-        field: &str,
-        message: impl Into<String>,
-    ) -> &mut SpecError {
+    pub(super) fn err(&mut self, pos: Pos, field: &str, message: impl Into<String>) -> &mut SpecError {
         self.errors.push(SpecError {
             file: self.file.clone(),
             line: pos.line.max(1),
@@ -61,10 +52,7 @@ impl<'t> Cx<'t> {
 }
 
 pub(super) fn span_pos(span: &Span) -> Option<Pos> {
-    span.start().map(|m| Pos {
-        line: m.line(),
-        column: m.column(),
-    })
+    span.start().map(|m| Pos { line: m.line(), column: m.column() })
 }
 
 /// Where a node starts. A block mapping's own mark lies after its first
@@ -90,15 +78,8 @@ fn find<'n>(root: &'n Node, path: &[&str]) -> Vec<(Option<&'n MarkedScalarNode>,
     let mut at = root;
     for seg in path {
         let next = match at {
-            Node::Mapping(m) => m
-                .iter()
-                .find(|(k, _)| k.as_str() == *seg)
-                .map(|(k, v)| (Some(k), v)),
-            Node::Sequence(s) => seg
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| s.get(i))
-                .map(|v| (None, v)),
+            Node::Mapping(m) => m.iter().find(|(k, _)| k.as_str() == *seg).map(|(k, v)| (Some(k), v)),
+            Node::Sequence(s) => seg.parse::<usize>().ok().and_then(|i| s.get(i)).map(|v| (None, v)),
             Node::Scalar(_) => None,
         };
         match next {

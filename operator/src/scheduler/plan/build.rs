@@ -9,23 +9,14 @@ impl Plan {
     /// A plan of `phases` ordered by `strategy`, checked: phase names unique
     /// in the plan, step names unique in their phase, every dependency names
     /// a sibling, and no dependency cycle.
-    pub fn from_phases(
-        name: impl Into<String>,
-        strategy: Strategy,
-        phases: Vec<Phase>,
-    ) -> Result<Plan, PlanError> {
+    pub fn from_phases(name: impl Into<String>, strategy: Strategy, phases: Vec<Phase>) -> Result<Plan, PlanError> {
         let name = name.into();
-        let phase_deps: Vec<(&str, &[String])> = phases
-            .iter()
-            .map(|p| (p.name.as_str(), p.dependencies.as_slice()))
-            .collect();
+        let phase_deps: Vec<(&str, &[String])> =
+            phases.iter().map(|p| (p.name.as_str(), p.dependencies.as_slice())).collect();
         check_siblings(&format!("plan {name}"), &phase_deps)?;
         for phase in &phases {
-            let step_deps: Vec<(&str, &[String])> = phase
-                .steps
-                .iter()
-                .map(|s| (s.name.as_str(), s.dependencies.as_slice()))
-                .collect();
+            let step_deps: Vec<(&str, &[String])> =
+                phase.steps.iter().map(|s| (s.name.as_str(), s.dependencies.as_slice())).collect();
             check_siblings(&format!("phase {}", phase.name), &step_deps)?;
         }
         let mut plan = Plan {
@@ -47,16 +38,11 @@ impl Plan {
     /// given (the plan runs them serially: Kafka before the stages that read
     /// it), each with steps `TYPE-i:[task,…]` for i in 0..count run by
     /// `strategy`.
-    pub fn deploy_for(
-        pods: &[(&str, usize, &[&str])],
-        strategy: Strategy,
-    ) -> Result<Plan, PlanError> {
+    pub fn deploy_for(pods: &[(&str, usize, &[&str])], strategy: Strategy) -> Result<Plan, PlanError> {
         let phases = pods
             .iter()
             .map(|(pod_type, count, tasks)| {
-                let steps = (0..*count)
-                    .map(|i| Step::new(&format!("{pod_type}-{i}"), tasks.iter().copied()))
-                    .collect();
+                let steps = (0..*count).map(|i| Step::new(&format!("{pod_type}-{i}"), tasks.iter().copied())).collect();
                 Phase::new(*pod_type, strategy, steps)
             })
             .collect();
@@ -75,10 +61,7 @@ fn check_siblings(scope: &str, children: &[(&str, &[String])]) -> Result<(), Pla
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, (name, _)) in children.iter().enumerate() {
         if index.insert(name, i).is_some() {
-            return Err(PlanError::DuplicateName {
-                scope: scope.to_string(),
-                name: name.to_string(),
-            });
+            return Err(PlanError::DuplicateName { scope: scope.to_string(), name: name.to_string() });
         }
     }
     for (name, deps) in children {
@@ -98,10 +81,7 @@ fn check_siblings(scope: &str, children: &[(&str, &[String])]) -> Result<(), Pla
     let mut path = Vec::new();
     for start in 0..children.len() {
         if let Some(cycle) = visit(start, children, &index, &mut mark, &mut path) {
-            return Err(PlanError::DependencyCycle {
-                scope: scope.to_string(),
-                cycle,
-            });
+            return Err(PlanError::DependencyCycle { scope: scope.to_string(), cycle });
         }
     }
     Ok(())
@@ -118,10 +98,7 @@ fn visit(
         2 => return None,
         1 => {
             let from = path.iter().position(|&p| p == i).unwrap_or(0);
-            let mut cycle: Vec<String> = path[from..]
-                .iter()
-                .map(|&p| children[p].0.to_string())
-                .collect();
+            let mut cycle: Vec<String> = path[from..].iter().map(|&p| children[p].0.to_string()).collect();
             cycle.push(children[i].0.to_string());
             return Some(cycle);
         }

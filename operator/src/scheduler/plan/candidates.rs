@@ -26,10 +26,7 @@ impl Plan {
         let holders = self.pod_holders();
         let mut taken: BTreeSet<&str> = BTreeSet::new();
         let mut out = Vec::new();
-        for p in self
-            .strategy
-            .eligible(&self.phase_views(), self.canary_resumed)
-        {
+        for p in self.strategy.eligible(&self.phase_views(), self.canary_resumed) {
             let phase = &self.phases[p];
             if phase.interrupted {
                 continue;
@@ -63,10 +60,7 @@ impl Plan {
         let mut holders: BTreeMap<&str, Vec<StepRef>> = BTreeMap::new();
         for (r, step) in self.steps() {
             if step.state.holds_pod() {
-                holders
-                    .entry(step.pod_instance.as_str())
-                    .or_default()
-                    .push(r);
+                holders.entry(step.pod_instance.as_str()).or_default().push(r);
             }
         }
         holders

@@ -112,20 +112,13 @@ impl Plan {
 
     /// The step a reference points at.
     pub fn get(&self, r: StepRef) -> Result<&Step, PlanError> {
-        self.phases
-            .get(r.phase)
-            .and_then(|p| p.steps.get(r.step))
-            .ok_or_else(|| self.no_such(r))
+        self.phases.get(r.phase).and_then(|p| p.steps.get(r.step)).ok_or_else(|| self.no_such(r))
     }
 
     /// Every step with its reference, in plan order.
     pub fn steps(&self) -> impl Iterator<Item = (StepRef, &Step)> + '_ {
         self.phases.iter().enumerate().flat_map(|(p, phase)| {
-            phase
-                .steps
-                .iter()
-                .enumerate()
-                .map(move |(s, step)| (StepRef { phase: p, step: s }, step))
+            phase.steps.iter().enumerate().map(move |(s, step)| (StepRef { phase: p, step: s }, step))
         })
     }
 
@@ -136,10 +129,7 @@ impl Plan {
         let runs = |s: &Step| s.pod_instance == pod_instance && s.tasks.iter().any(|t| t == task);
         self.steps()
             .find(|(_, s)| runs(s) && s.state.holds_pod())
-            .or_else(|| {
-                self.steps()
-                    .find(|(_, s)| runs(s) && s.state != StepState::Complete)
-            })
+            .or_else(|| self.steps().find(|(_, s)| runs(s) && s.state != StepState::Complete))
             .map(|(r, _)| r)
     }
 
@@ -155,8 +145,7 @@ impl Plan {
 
     /// True when the plan's canary strategy waits for the operator's `resume`.
     pub fn awaiting_resume(&self) -> bool {
-        self.strategy
-            .awaiting_resume(&self.phase_views(), self.canary_resumed)
+        self.strategy.awaiting_resume(&self.phase_views(), self.canary_resumed)
     }
 
     /// True when every step is COMPLETE.
@@ -176,30 +165,20 @@ impl Plan {
     }
 
     pub(crate) fn phase_index(&self, name: &str) -> Result<usize, PlanError> {
-        self.phases
-            .iter()
-            .position(|p| p.name == name)
-            .ok_or_else(|| PlanError::UnknownPhase {
-                plan: self.name.clone(),
-                phase: name.to_string(),
-                valid: self.phases.iter().map(|p| p.name.clone()).collect(),
-            })
+        self.phases.iter().position(|p| p.name == name).ok_or_else(|| PlanError::UnknownPhase {
+            plan: self.name.clone(),
+            phase: name.to_string(),
+            valid: self.phases.iter().map(|p| p.name.clone()).collect(),
+        })
     }
 
     pub(crate) fn no_such(&self, r: StepRef) -> PlanError {
-        PlanError::NoSuchStepRef {
-            plan: self.name.clone(),
-            phase: r.phase,
-            step: r.step,
-        }
+        PlanError::NoSuchStepRef { plan: self.name.clone(), phase: r.phase, step: r.step }
     }
 
     pub(crate) fn step_mut(&mut self, r: StepRef) -> Result<&mut Step, PlanError> {
         let err = self.no_such(r);
-        self.phases
-            .get_mut(r.phase)
-            .and_then(|p| p.steps.get_mut(r.step))
-            .ok_or(err)
+        self.phases.get_mut(r.phase).and_then(|p| p.steps.get_mut(r.step)).ok_or(err)
     }
 
     /// Re-applies pauses to the steps and recomputes every cached status.

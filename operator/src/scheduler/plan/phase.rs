@@ -44,10 +44,7 @@ impl Phase {
     }
 
     /// The same phase, waiting for the named sibling phases.
-    pub fn with_dependencies<S: Into<String>>(
-        mut self,
-        deps: impl IntoIterator<Item = S>,
-    ) -> Phase {
+    pub fn with_dependencies<S: Into<String>>(mut self, deps: impl IntoIterator<Item = S>) -> Phase {
         self.dependencies = deps.into_iter().map(Into::into).collect();
         self
     }
@@ -58,9 +55,7 @@ impl Phase {
         if let Some(i) = self.steps.iter().position(|s| s.name == name) {
             return Ok(i);
         }
-        let by_pod: Vec<usize> = (0..self.steps.len())
-            .filter(|&i| self.steps[i].pod_instance == name)
-            .collect();
+        let by_pod: Vec<usize> = (0..self.steps.len()).filter(|&i| self.steps[i].pod_instance == name).collect();
         match by_pod.as_slice() {
             [i] => Ok(*i),
             [] => Err(PlanError::UnknownStep {
@@ -90,24 +85,17 @@ impl Phase {
 
     /// True when the phase's canary strategy waits for the operator's `resume`.
     pub fn awaiting_resume(&self) -> bool {
-        self.strategy
-            .awaiting_resume(&self.step_views(), self.canary_resumed)
+        self.strategy.awaiting_resume(&self.step_views(), self.canary_resumed)
     }
 
     /// The phase's status by the rules in [`super::status`].
     pub fn derive_status(&self) -> Status {
-        Status::derive(
-            self.steps.iter().map(|s| s.state.status()),
-            self.interrupted,
-            self.awaiting_resume(),
-            false,
-        )
+        Status::derive(self.steps.iter().map(|s| s.state.status()), self.interrupted, self.awaiting_resume(), false)
     }
 
     /// Indices of the steps the strategy lets work now (before pauses,
     /// backoff and pod conflicts are applied).
     pub(crate) fn eligible_steps(&self) -> Vec<usize> {
-        self.strategy
-            .eligible(&self.step_views(), self.canary_resumed)
+        self.strategy.eligible(&self.step_views(), self.canary_resumed)
     }
 }

@@ -21,56 +21,28 @@ use super::{Phase, Plan, Step, StepState, Strategy};
 /// canary gates, unmet dependencies, crash-loop backoff, step messages.
 pub fn render_tree(plan: &Plan) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} ({} strategy) ({})",
-        plan.name,
-        plan.strategy,
-        plan.derive_status()
-    );
-    let below = if plan.phases.is_empty() {
-        "   "
-    } else {
-        "│  "
-    };
+    let _ = writeln!(out, "{} ({} strategy) ({})", plan.name, plan.strategy, plan.derive_status());
+    let below = if plan.phases.is_empty() { "   " } else { "│  " };
     for line in plan_notes(plan) {
         let _ = writeln!(out, "{below}{line}");
     }
     let phase_views = plan.phase_views();
     for (p, phase) in plan.phases.iter().enumerate() {
         let last_phase = p + 1 == plan.phases.len();
-        let (branch, indent) = if last_phase {
-            ("└─ ", "   ")
-        } else {
-            ("├─ ", "│  ")
-        };
-        let _ = writeln!(
-            out,
-            "{branch}{} ({} strategy) ({})",
-            phase.name,
-            phase.strategy,
-            phase.derive_status()
-        );
+        let (branch, indent) = if last_phase { ("└─ ", "   ") } else { ("├─ ", "│  ") };
+        let _ = writeln!(out, "{branch}{} ({} strategy) ({})", phase.name, phase.strategy, phase.derive_status());
         let mut notes = phase_notes(plan, phase);
         if plan.strategy == Strategy::Dependency && !phase_views[p].complete {
             notes.extend(waits_for(&unmet(&phase_views, p)));
         }
-        let below = if phase.steps.is_empty() {
-            "   "
-        } else {
-            "│  "
-        };
+        let below = if phase.steps.is_empty() { "   " } else { "│  " };
         for line in notes {
             let _ = writeln!(out, "{indent}{below}{line}");
         }
         let step_views = phase.step_views();
         for (s, step) in phase.steps.iter().enumerate() {
             let last_step = s + 1 == phase.steps.len();
-            let (branch, under) = if last_step {
-                ("└─ ", "   ")
-            } else {
-                ("├─ ", "│  ")
-            };
+            let (branch, under) = if last_step { ("└─ ", "   ") } else { ("├─ ", "│  ") };
             let _ = writeln!(out, "{indent}{branch}{} ({})", step.name, step.state);
             let mut notes = step_notes(step);
             if phase.strategy == Strategy::Dependency && !step_views[s].complete {
@@ -87,18 +59,11 @@ pub fn render_tree(plan: &Plan) -> String {
 fn plan_notes(plan: &Plan) -> Vec<String> {
     let mut notes: Vec<String> = plan.errors.iter().map(|e| format!("error: {e}")).collect();
     if !plan.parameters.is_empty() {
-        let params: Vec<String> = plan
-            .parameters
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let params: Vec<String> = plan.parameters.iter().map(|(k, v)| format!("{k}={v}")).collect();
         notes.push(format!("parameters: {}", params.join(", ")));
     }
     if plan.interrupted {
-        notes.push(format!(
-            "paused: `smack plan resume {}` continues it",
-            plan.name
-        ));
+        notes.push(format!("paused: `smack plan resume {}` continues it", plan.name));
     }
     if plan.awaiting_resume() {
         notes.push(format!(
@@ -112,10 +77,7 @@ fn plan_notes(plan: &Plan) -> Vec<String> {
 fn phase_notes(plan: &Plan, phase: &Phase) -> Vec<String> {
     let mut notes = Vec::new();
     if phase.interrupted && !plan.interrupted {
-        notes.push(format!(
-            "paused: `smack plan resume {} {}` continues it",
-            plan.name, phase.name
-        ));
+        notes.push(format!("paused: `smack plan resume {} {}` continues it", plan.name, phase.name));
     }
     if phase.awaiting_resume() {
         notes.push(format!(
@@ -129,23 +91,12 @@ fn phase_notes(plan: &Plan, phase: &Phase) -> Vec<String> {
 fn step_notes(step: &Step) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(message) = &step.message {
-        let prefix = if step.state == StepState::Error {
-            "error: "
-        } else {
-            ""
-        };
+        let prefix = if step.state == StepState::Error { "error: " } else { "" };
         notes.push(format!("{prefix}{message}"));
     }
     if let (StepState::Delayed, Some(b)) = (step.state, step.backoff) {
-        let failures = if b.attempts == 1 {
-            "1 failure".to_string()
-        } else {
-            format!("{} failures", b.attempts)
-        };
-        notes.push(format!(
-            "crash-loop backoff: {failures}, retry {} after the last",
-            duration(b.delay_ms)
-        ));
+        let failures = if b.attempts == 1 { "1 failure".to_string() } else { format!("{} failures", b.attempts) };
+        notes.push(format!("crash-loop backoff: {failures}, retry {} after the last", duration(b.delay_ms)));
     }
     notes
 }

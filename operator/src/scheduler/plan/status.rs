@@ -57,8 +57,7 @@ impl Status {
         awaiting_resume: bool,
         has_errors: bool,
     ) -> Status {
-        let (mut any, mut error, mut complete, mut progress, mut waiting) =
-            (false, false, 0usize, false, false);
+        let (mut any, mut error, mut complete, mut progress, mut waiting) = (false, false, 0usize, false, false);
         let mut total = 0usize;
         for child in children {
             any = true;
@@ -119,10 +118,7 @@ mod tests {
 
     #[test]
     fn pause_shows_waiting_even_with_work_in_flight() {
-        assert_eq!(
-            Status::derive([InProgress, Pending], true, false, false),
-            Waiting
-        );
+        assert_eq!(Status::derive([InProgress, Pending], true, false, false), Waiting);
     }
 
     #[test]
@@ -136,18 +132,12 @@ mod tests {
     fn waiting_children_or_canary_gate_make_waiting() {
         assert_eq!(d(&[Complete, Waiting]), Waiting);
         assert_eq!(d(&[InProgress, Waiting]), InProgress);
-        assert_eq!(
-            Status::derive([Complete, Pending], false, true, false),
-            Waiting
-        );
+        assert_eq!(Status::derive([Complete, Pending], false, true, false), Waiting);
     }
 
     #[test]
     fn serde_and_display_spelling() {
-        assert_eq!(
-            serde_json::to_string(&InProgress).unwrap(),
-            "\"IN_PROGRESS\""
-        );
+        assert_eq!(serde_json::to_string(&InProgress).unwrap(), "\"IN_PROGRESS\"");
         assert_eq!(InProgress.to_string(), "IN_PROGRESS");
     }
 }

@@ -74,9 +74,7 @@ impl StepState {
     pub fn status(self) -> Status {
         match self {
             StepState::Pending => Status::Pending,
-            StepState::Prepared | StepState::Starting | StepState::Started | StepState::Delayed => {
-                Status::InProgress
-            }
+            StepState::Prepared | StepState::Starting | StepState::Started | StepState::Delayed => Status::InProgress,
             StepState::Complete => Status::Complete,
             StepState::Waiting => Status::Waiting,
             StepState::Error => Status::Error,
@@ -86,10 +84,7 @@ impl StepState {
     /// True while the step's pod instance is being worked on ("dirty"): no
     /// other step may touch that pod meanwhile.
     pub fn holds_pod(self) -> bool {
-        matches!(
-            self,
-            StepState::Prepared | StepState::Starting | StepState::Started | StepState::Delayed
-        )
+        matches!(self, StepState::Prepared | StepState::Starting | StepState::Started | StepState::Delayed)
     }
 }
 
@@ -131,10 +126,7 @@ pub struct BackoffPolicy {
 
 impl Default for BackoffPolicy {
     fn default() -> Self {
-        BackoffPolicy {
-            initial_ms: 1_000,
-            max_ms: 60_000,
-        }
+        BackoffPolicy { initial_ms: 1_000, max_ms: 60_000 }
     }
 }
 
@@ -142,9 +134,7 @@ impl BackoffPolicy {
     /// The delay after the `attempts`-th failure (1-based): 1 s, 2 s, 4 s, …
     pub fn delay_ms(&self, attempts: u32) -> u64 {
         let doublings = attempts.saturating_sub(1).min(63);
-        self.initial_ms
-            .saturating_mul(1u64 << doublings)
-            .min(self.max_ms)
+        self.initial_ms.saturating_mul(1u64 << doublings).min(self.max_ms)
     }
 }
 
@@ -215,11 +205,7 @@ impl Step {
     }
 
     fn refuse(&self, event: &'static str) -> PlanError {
-        PlanError::InvalidTransition {
-            step: self.name.clone(),
-            from: self.state,
-            event,
-        }
+        PlanError::InvalidTransition { step: self.name.clone(), from: self.state, event }
     }
 
     /// PENDING (or DELAYED past its backoff) → PREPARED; PREPARED stays.
@@ -229,11 +215,7 @@ impl Step {
             StepState::Prepared => {}
             StepState::Delayed => match self.backoff {
                 Some(b) if b.until_ms > now_ms => {
-                    return Err(PlanError::BackingOff {
-                        step: self.name.clone(),
-                        until_ms: b.until_ms,
-                        now_ms,
-                    })
+                    return Err(PlanError::BackingOff { step: self.name.clone(), until_ms: b.until_ms, now_ms })
                 }
                 _ => self.set(StepState::Prepared),
             },
@@ -270,12 +252,7 @@ impl Step {
         self.report(task, TaskProgress::Ready, "report a finished task")
     }
 
-    fn report(
-        &mut self,
-        task: &str,
-        progress: TaskProgress,
-        event: &'static str,
-    ) -> Result<(), PlanError> {
+    fn report(&mut self, task: &str, progress: TaskProgress, event: &'static str) -> Result<(), PlanError> {
         if !self.tasks.iter().any(|t| t == task) {
             return Err(PlanError::UnknownTask {
                 step: self.name.clone(),
@@ -292,10 +269,7 @@ impl Step {
         if progress == TaskProgress::Ready {
             *entry = TaskProgress::Ready;
         }
-        let ready = self
-            .tasks
-            .iter()
-            .all(|t| self.progress.get(t) == Some(&TaskProgress::Ready));
+        let ready = self.tasks.iter().all(|t| self.progress.get(t) == Some(&TaskProgress::Ready));
         let running = self.tasks.iter().all(|t| self.progress.contains_key(t));
         let next = if ready {
             StepState::Complete
@@ -316,11 +290,7 @@ impl Step {
             StepState::Starting | StepState::Started | StepState::Complete => {
                 let attempts = self.backoff.map_or(0, |b| b.attempts).saturating_add(1);
                 let delay_ms = policy.delay_ms(attempts);
-                self.backoff = Some(Backoff {
-                    attempts,
-                    delay_ms,
-                    until_ms: now_ms.saturating_add(delay_ms),
-                });
+                self.backoff = Some(Backoff { attempts, delay_ms, until_ms: now_ms.saturating_add(delay_ms) });
                 self.progress.clear();
                 self.set(StepState::Delayed);
                 Ok(())
@@ -442,10 +412,7 @@ mod tests {
     fn invalid_transitions_are_refused() {
         let mut s = broker();
         let err = s.launched().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "step kafka-1:[broker] cannot launch while PENDING"
-        );
+        assert_eq!(err.to_string(), "step kafka-1:[broker] cannot launch while PENDING");
         assert!(s.task_failed(0, &BackoffPolicy::default()).is_err());
         s.error("disk gone");
         assert!(s.start(0).is_err());
@@ -456,10 +423,7 @@ mod tests {
     fn policy_doubles_and_caps() {
         let p = BackoffPolicy::default();
         let delays: Vec<u64> = (1..=8).map(|a| p.delay_ms(a)).collect();
-        assert_eq!(
-            delays,
-            [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]
-        );
+        assert_eq!(delays, [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
         assert_eq!(p.delay_ms(u32::MAX), 60_000);
     }
 
@@ -471,14 +435,7 @@ mod tests {
         s.launched().unwrap();
         s.task_failed(10, &p).unwrap();
         s.task_failed(11, &p).unwrap();
-        assert_eq!(
-            s.backoff,
-            Some(Backoff {
-                attempts: 1,
-                delay_ms: 1_000,
-                until_ms: 1_010
-            })
-        );
+        assert_eq!(s.backoff, Some(Backoff { attempts: 1, delay_ms: 1_000, until_ms: 1_010 }));
     }
 
     #[test]
@@ -488,29 +445,16 @@ mod tests {
         s.start(0).unwrap();
         s.launched().unwrap();
         s.task_failed(0, &p).unwrap();
-        assert!(matches!(
-            s.start(999),
-            Err(PlanError::BackingOff {
-                until_ms: 1_000,
-                ..
-            })
-        ));
+        assert!(matches!(s.start(999), Err(PlanError::BackingOff { until_ms: 1_000, .. })));
         assert!(!s.tick(999));
         assert!(s.tick(1_000));
         assert_eq!(s.state, StepState::Pending);
-        assert_eq!(
-            s.backoff.unwrap().attempts,
-            1,
-            "the count survives the retry"
-        );
+        assert_eq!(s.backoff.unwrap().attempts, 1, "the count survives the retry");
     }
 
     #[test]
     fn serde_spelling() {
-        assert_eq!(
-            serde_json::to_string(&StepState::Delayed).unwrap(),
-            "\"DELAYED\""
-        );
+        assert_eq!(serde_json::to_string(&StepState::Delayed).unwrap(), "\"DELAYED\"");
         let back: StepState = serde_json::from_str("\"STARTED\"").unwrap();
         assert_eq!(back, StepState::Started);
         assert_eq!(StepState::Prepared.to_string(), "PREPARED");

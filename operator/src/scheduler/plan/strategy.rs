@@ -60,18 +60,16 @@ impl Strategy {
         let first_open = || children.iter().position(|c| !c.complete);
         match self {
             Strategy::Serial => first_open().into_iter().collect(),
-            Strategy::Parallel => (0..children.len())
-                .filter(|&i| !children[i].complete)
-                .collect(),
+            Strategy::Parallel => (0..children.len()).filter(|&i| !children[i].complete).collect(),
             Strategy::Canary => match children.first() {
                 None => Vec::new(),
                 Some(first) if !first.complete => vec![0],
                 Some(_) if !canary_resumed => Vec::new(),
                 Some(_) => first_open().into_iter().collect(),
             },
-            Strategy::Dependency => (0..children.len())
-                .filter(|&i| !children[i].complete && unmet(children, i).is_empty())
-                .collect(),
+            Strategy::Dependency => {
+                (0..children.len()).filter(|&i| !children[i].complete && unmet(children, i).is_empty()).collect()
+            }
         }
     }
 
@@ -89,11 +87,7 @@ pub(crate) fn unmet<'a>(children: &[ChildView<'a>], i: usize) -> Vec<&'a str> {
     children[i]
         .dependencies
         .iter()
-        .filter(|dep| {
-            !children
-                .iter()
-                .any(|c| c.name == dep.as_str() && c.complete)
-        })
+        .filter(|dep| !children.iter().any(|c| c.name == dep.as_str() && c.complete))
         .map(String::as_str)
         .collect()
 }
@@ -113,9 +107,7 @@ impl std::str::FromStr for Strategy {
             "parallel" => Ok(Strategy::Parallel),
             "canary" => Ok(Strategy::Canary),
             "dependency" => Ok(Strategy::Dependency),
-            other => Err(format!(
-                "unknown strategy {other:?}; expected one of: serial, parallel, canary, dependency"
-            )),
+            other => Err(format!("unknown strategy {other:?}; expected one of: serial, parallel, canary, dependency")),
         }
     }
 }
@@ -125,47 +117,26 @@ mod tests {
     use super::*;
 
     fn views<'a>(spec: &'a [(&'a str, bool, Vec<String>)]) -> Vec<ChildView<'a>> {
-        spec.iter()
-            .map(|(name, complete, deps)| ChildView {
-                name,
-                complete: *complete,
-                dependencies: deps,
-            })
-            .collect()
+        spec.iter().map(|(name, complete, deps)| ChildView { name, complete: *complete, dependencies: deps }).collect()
     }
 
     #[test]
     fn serial_takes_first_open_child() {
-        let spec = [
-            ("a", true, vec![]),
-            ("b", false, vec![]),
-            ("c", false, vec![]),
-        ];
+        let spec = [("a", true, vec![]), ("b", false, vec![]), ("c", false, vec![])];
         assert_eq!(Strategy::Serial.eligible(&views(&spec), false), vec![1]);
     }
 
     #[test]
     fn parallel_takes_all_open_children() {
-        let spec = [
-            ("a", true, vec![]),
-            ("b", false, vec![]),
-            ("c", false, vec![]),
-        ];
-        assert_eq!(
-            Strategy::Parallel.eligible(&views(&spec), false),
-            vec![1, 2]
-        );
+        let spec = [("a", true, vec![]), ("b", false, vec![]), ("c", false, vec![])];
+        assert_eq!(Strategy::Parallel.eligible(&views(&spec), false), vec![1, 2]);
     }
 
     #[test]
     fn canary_gate() {
         let fresh = [("a", false, vec![]), ("b", false, vec![])];
         assert_eq!(Strategy::Canary.eligible(&views(&fresh), false), vec![0]);
-        let first_done = [
-            ("a", true, vec![]),
-            ("b", false, vec![]),
-            ("c", false, vec![]),
-        ];
+        let first_done = [("a", true, vec![]), ("b", false, vec![]), ("c", false, vec![])];
         let v = views(&first_done);
         assert!(Strategy::Canary.eligible(&v, false).is_empty());
         assert!(Strategy::Canary.awaiting_resume(&v, false));
@@ -175,11 +146,7 @@ mod tests {
 
     #[test]
     fn dependency_waits_for_named_siblings() {
-        let spec = [
-            ("a", false, vec![]),
-            ("b", false, vec!["a".to_string()]),
-            ("c", false, vec![]),
-        ];
+        let spec = [("a", false, vec![]), ("b", false, vec!["a".to_string()]), ("c", false, vec![])];
         let v = views(&spec);
         assert_eq!(Strategy::Dependency.eligible(&v, false), vec![0, 2]);
         assert_eq!(unmet(&v, 1), vec!["a"]);
@@ -192,9 +159,6 @@ mod tests {
             assert_eq!(parsed.to_string(), s);
             assert_eq!(serde_json::to_string(&parsed).unwrap(), format!("\"{s}\""));
         }
-        assert!("rolling"
-            .parse::<Strategy>()
-            .unwrap_err()
-            .contains("serial"));
+        assert!("rolling".parse::<Strategy>().unwrap_err().contains("serial"));
     }
 }

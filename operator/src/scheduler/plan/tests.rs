@@ -13,9 +13,7 @@ fn deploy(strategy: Strategy) -> Plan {
 }
 
 fn names(plan: &Plan, refs: &[StepRef]) -> Vec<String> {
-    refs.iter()
-        .map(|r| plan.get(*r).unwrap().name.clone())
-        .collect()
+    refs.iter().map(|r| plan.get(*r).unwrap().name.clone()).collect()
 }
 
 fn candidates(plan: &Plan, now_ms: u64) -> Vec<String> {
@@ -113,9 +111,7 @@ fn canary_runs_first_step_then_waits_for_resume_then_goes_serially() {
     let phases = vec![Phase::new(
         "kafka",
         Strategy::Canary,
-        (0..3)
-            .map(|i| Step::new(&format!("kafka-{i}"), ["broker"]))
-            .collect(),
+        (0..3).map(|i| Step::new(&format!("kafka-{i}"), ["broker"])).collect(),
     )];
     let mut plan = Plan::from_phases("update", Strategy::Serial, phases).unwrap();
     assert_eq!(candidates(&plan, 0), ["kafka-0:[broker]"]);
@@ -128,21 +124,14 @@ fn canary_runs_first_step_then_waits_for_resume_then_goes_serially() {
     plan.on_task_running(k0, "broker").unwrap();
     plan.on_task_ready(k0, "broker").unwrap();
 
-    assert!(
-        candidates(&plan, 0).is_empty(),
-        "the canary gate holds the rest"
-    );
+    assert!(candidates(&plan, 0).is_empty(), "the canary gate holds the rest");
     assert_eq!(plan.status, Status::Waiting);
     assert_eq!(plan.phase("kafka").unwrap().status, Status::Waiting);
     assert!(render_tree(&plan).contains("canary: kafka-0:[broker] is done"));
 
     plan.resume(Some("kafka")).unwrap();
     assert_eq!(plan.status, Status::InProgress);
-    assert_eq!(
-        candidates(&plan, 0),
-        ["kafka-1:[broker]"],
-        "serially after the gate"
-    );
+    assert_eq!(candidates(&plan, 0), ["kafka-1:[broker]"], "serially after the gate");
     complete(&mut plan, ("kafka", "kafka-1"), 0);
     assert_eq!(candidates(&plan, 0), ["kafka-2:[broker]"]);
     complete(&mut plan, ("kafka", "kafka-2"), 0);
@@ -151,8 +140,7 @@ fn canary_runs_first_step_then_waits_for_resume_then_goes_serially() {
 
 #[test]
 fn canary_at_plan_level_gates_phases() {
-    let mut plan =
-        Plan::deploy_for(&[("a", 1, &["x"]), ("b", 1, &["y"])], Strategy::Serial).unwrap();
+    let mut plan = Plan::deploy_for(&[("a", 1, &["x"]), ("b", 1, &["y"])], Strategy::Serial).unwrap();
     plan.strategy = Strategy::Canary;
     complete(&mut plan, ("a", "a-0"), 0);
     assert!(plan.candidates(0).is_empty());
@@ -172,56 +160,29 @@ fn dependency_strategy_orders_steps_and_shows_what_blocks() {
     let phases = vec![Phase::new("setup", Strategy::Dependency, steps)];
     let mut plan = Plan::from_phases("init", Strategy::Serial, phases).unwrap();
 
-    assert_eq!(
-        candidates(&plan, 0),
-        ["schema-0:[create]", "metrics-0:[scrape]"]
-    );
+    assert_eq!(candidates(&plan, 0), ["schema-0:[create]", "metrics-0:[scrape]"]);
     let tree = render_tree(&plan);
-    assert!(
-        tree.contains("waits for: schema-0:[create], seed-0:[load]"),
-        "{tree}"
-    );
+    assert!(tree.contains("waits for: schema-0:[create], seed-0:[load]"), "{tree}");
 
     let schema = r(&plan, "setup", "schema-0");
     plan.start_step(schema, 0).unwrap();
     plan.on_launched(schema).unwrap();
     plan.on_task_finished(schema, "create").unwrap();
-    assert_eq!(
-        candidates(&plan, 0),
-        ["seed-0:[load]", "metrics-0:[scrape]"]
-    );
+    assert_eq!(candidates(&plan, 0), ["seed-0:[load]", "metrics-0:[scrape]"]);
     complete(&mut plan, ("setup", "seed-0"), 0);
-    assert_eq!(
-        candidates(&plan, 0),
-        ["report-0:[run]", "metrics-0:[scrape]"]
-    );
+    assert_eq!(candidates(&plan, 0), ["report-0:[run]", "metrics-0:[scrape]"]);
 }
 
 #[test]
 fn dependency_strategy_over_phases() {
     let phases = vec![
-        Phase::new(
-            "stages",
-            Strategy::Serial,
-            vec![Step::new("analyze-0", ["stage"])],
-        )
-        .with_dependencies(["kafka", "cassandra"]),
-        Phase::new(
-            "kafka",
-            Strategy::Serial,
-            vec![Step::new("kafka-0", ["broker"])],
-        ),
-        Phase::new(
-            "cassandra",
-            Strategy::Serial,
-            vec![Step::new("cassandra-0", ["node"])],
-        ),
+        Phase::new("stages", Strategy::Serial, vec![Step::new("analyze-0", ["stage"])])
+            .with_dependencies(["kafka", "cassandra"]),
+        Phase::new("kafka", Strategy::Serial, vec![Step::new("kafka-0", ["broker"])]),
+        Phase::new("cassandra", Strategy::Serial, vec![Step::new("cassandra-0", ["node"])]),
     ];
     let mut plan = Plan::from_phases("deploy", Strategy::Dependency, phases).unwrap();
-    assert_eq!(
-        candidates(&plan, 0),
-        ["kafka-0:[broker]", "cassandra-0:[node]"]
-    );
+    assert_eq!(candidates(&plan, 0), ["kafka-0:[broker]", "cassandra-0:[node]"]);
     assert!(render_tree(&plan).contains("waits for: kafka, cassandra"));
     complete(&mut plan, ("kafka", "kafka-0"), 0);
     assert_eq!(candidates(&plan, 0), ["cassandra-0:[node]"]);
@@ -240,27 +201,15 @@ fn builders_refuse_bad_dependencies_and_duplicates() {
         ],
     )];
     let err = Plan::from_phases("x", Strategy::Serial, cycle).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "dependency cycle in phase p: a-0:[t] → b-0:[t] → a-0:[t]"
-    );
+    assert_eq!(err.to_string(), "dependency cycle in phase p: a-0:[t] → b-0:[t] → a-0:[t]");
 
-    let unknown = vec![Phase::new(
-        "p",
-        Strategy::Dependency,
-        vec![Step::new("a-0", ["t"]).with_dependencies(["nope"])],
-    )];
+    let unknown =
+        vec![Phase::new("p", Strategy::Dependency, vec![Step::new("a-0", ["t"]).with_dependencies(["nope"])])];
     let err = Plan::from_phases("x", Strategy::Serial, unknown).unwrap_err();
     assert!(matches!(err, PlanError::UnknownDependency { .. }));
-    assert!(
-        err.to_string().contains("which is not one of: a-0:[t]"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("which is not one of: a-0:[t]"), "{err}");
 
-    let dup = Plan::deploy_for(
-        &[("kafka", 1, BROKER), ("kafka", 1, BROKER)],
-        Strategy::Serial,
-    );
+    let dup = Plan::deploy_for(&[("kafka", 1, BROKER), ("kafka", 1, BROKER)], Strategy::Serial);
     assert!(matches!(dup, Err(PlanError::DuplicateName { .. })));
 }
 
@@ -274,25 +223,15 @@ fn pause_mid_deploy_survives_serialization_and_resume_completes() {
     plan.pause(None).unwrap();
     assert_eq!(plan.status, Status::Waiting);
     assert!(plan.candidates(0).is_empty());
-    assert_eq!(
-        plan.step("cassandra", "cassandra-0").unwrap().state,
-        StepState::Waiting
-    );
-    assert_eq!(
-        plan.get(k1).unwrap().state,
-        StepState::Starting,
-        "a pause kills nothing"
-    );
+    assert_eq!(plan.step("cassandra", "cassandra-0").unwrap().state, StepState::Waiting);
+    assert_eq!(plan.get(k1).unwrap().state, StepState::Starting, "a pause kills nothing");
 
     // The scheduler restarts: the plan comes back from the state store.
     let json = serde_json::to_string(&plan).unwrap();
     let mut plan: Plan = serde_json::from_str(&json).unwrap();
     assert_eq!(plan.status, Status::Waiting);
     assert!(plan.interrupted);
-    assert!(
-        plan.candidates(10_000).is_empty(),
-        "still paused after restart"
-    );
+    assert!(plan.candidates(10_000).is_empty(), "still paused after restart");
 
     // The launch in flight still finishes while paused.
     plan.on_task_running(k1, "broker").unwrap();
@@ -301,10 +240,7 @@ fn pause_mid_deploy_survives_serialization_and_resume_completes() {
     assert_eq!(plan.status, Status::Waiting);
 
     plan.resume(None).unwrap();
-    assert_eq!(
-        plan.step("cassandra", "cassandra-0").unwrap().state,
-        StepState::Pending
-    );
+    assert_eq!(plan.step("cassandra", "cassandra-0").unwrap().state, StepState::Pending);
     assert_eq!(candidates(&plan, 0), ["cassandra-0:[node]"]);
     complete(&mut plan, ("cassandra", "cassandra-0"), 0);
     assert_eq!(plan.status, Status::Complete);
@@ -330,10 +266,7 @@ fn pausing_one_phase_leaves_the_others_running() {
     assert_eq!(candidates(&plan, 0), ["a-0:[x]", "b-0:[y]"]);
 
     let err = plan.pause(Some("c")).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "plan both has no phase \"c\"; its phases are: a, b"
-    );
+    assert_eq!(err.to_string(), "plan both has no phase \"c\"; its phases are: a, b");
 }
 
 #[test]
@@ -352,14 +285,8 @@ fn crash_loop_backoff_grows_and_gates_the_step() {
         assert_eq!(b.attempts, attempt);
         delays.push(b.delay_ms / 1_000);
 
-        assert!(
-            plan.candidates(b.until_ms - 1).is_empty(),
-            "eligible only after until_ms"
-        );
-        assert!(matches!(
-            plan.start_step(k0, b.until_ms - 1),
-            Err(PlanError::BackingOff { .. })
-        ));
+        assert!(plan.candidates(b.until_ms - 1).is_empty(), "eligible only after until_ms");
+        assert!(matches!(plan.start_step(k0, b.until_ms - 1), Err(PlanError::BackingOff { .. })));
         // Serial: the delayed step holds back the ones after it.
         assert_eq!(plan.status, Status::InProgress);
         now = b.until_ms;
@@ -377,10 +304,7 @@ fn crash_loop_backoff_grows_and_gates_the_step() {
 
 #[test]
 fn backoff_policy_is_per_plan() {
-    let mut plan = deploy(Strategy::Serial).with_backoff_policy(BackoffPolicy {
-        initial_ms: 100,
-        max_ms: 250,
-    });
+    let mut plan = deploy(Strategy::Serial).with_backoff_policy(BackoffPolicy { initial_ms: 100, max_ms: 250 });
     let k0 = r(&plan, "kafka", "kafka-0");
     let mut until = Vec::new();
     let mut now = 0;
@@ -397,23 +321,11 @@ fn backoff_policy_is_per_plan() {
 fn a_pod_in_work_is_never_handed_out_twice() {
     // Two phases touching the same pod instance, run in parallel.
     let phases = vec![
-        Phase::new(
-            "config",
-            Strategy::Serial,
-            vec![Step::new("kafka-0", ["broker"])],
-        ),
-        Phase::new(
-            "hooks",
-            Strategy::Serial,
-            vec![Step::new("kafka-0", ["move-partitions"])],
-        ),
+        Phase::new("config", Strategy::Serial, vec![Step::new("kafka-0", ["broker"])]),
+        Phase::new("hooks", Strategy::Serial, vec![Step::new("kafka-0", ["move-partitions"])]),
     ];
     let mut plan = Plan::from_phases("update", Strategy::Parallel, phases).unwrap();
-    assert_eq!(
-        candidates(&plan, 0),
-        ["kafka-0:[broker]"],
-        "one step per pod"
-    );
+    assert_eq!(candidates(&plan, 0), ["kafka-0:[broker]"], "one step per pod");
     launch(&mut plan, ("config", "kafka-0"), 0);
     assert!(plan.candidates(0).is_empty(), "kafka-0 is dirty");
     assert_eq!(plan.pods_in_work(), BTreeSet::from(["kafka-0".to_string()]));
@@ -421,10 +333,7 @@ fn a_pod_in_work_is_never_handed_out_twice() {
     // Pods another plan works on (say, recovery) are skipped too.
     let deploy = deploy(Strategy::Parallel);
     let busy = BTreeSet::from(["kafka-0".to_string()]);
-    assert_eq!(
-        names(&deploy, &deploy.candidates_excluding(0, &busy)),
-        ["kafka-1:[broker]"]
-    );
+    assert_eq!(names(&deploy, &deploy.candidates_excluding(0, &busy)), ["kafka-1:[broker]"]);
 }
 
 #[test]
@@ -433,19 +342,13 @@ fn force_complete_moves_on_and_is_persisted() {
     let k0 = r(&plan, "kafka", "kafka-0");
     plan.on_error(k0, "volume on agent-2 is gone").unwrap();
     assert_eq!(plan.status, Status::Error);
-    assert!(
-        plan.candidates(0).is_empty(),
-        "serial: ERROR blocks what follows"
-    );
+    assert!(plan.candidates(0).is_empty(), "serial: ERROR blocks what follows");
 
     plan.force_complete("kafka", "kafka-0").unwrap();
     let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
     let step = back.step("kafka", "kafka-0:[broker]").unwrap();
     assert_eq!(step.state, StepState::Complete);
-    assert_eq!(
-        step.message.as_deref(),
-        Some("force-completed by the operator")
-    );
+    assert_eq!(step.message.as_deref(), Some("force-completed by the operator"));
     assert_eq!(candidates(&back, 0), ["kafka-1:[broker]"]);
 
     let err = plan.force_complete("kafka", "kafka-7").unwrap_err();
@@ -462,24 +365,15 @@ fn restart_puts_steps_back_to_pending() {
     complete(&mut plan, ("kafka", "kafka-1"), 0);
 
     plan.restart(Some("kafka"), Some("kafka-1")).unwrap();
-    assert_eq!(
-        plan.step("kafka", "kafka-1").unwrap().state,
-        StepState::Pending
-    );
-    assert_eq!(
-        plan.step("kafka", "kafka-0").unwrap().state,
-        StepState::Complete
-    );
+    assert_eq!(plan.step("kafka", "kafka-1").unwrap().state, StepState::Pending);
+    assert_eq!(plan.step("kafka", "kafka-0").unwrap().state, StepState::Complete);
     assert_eq!(candidates(&plan, 0), ["kafka-1:[broker]"]);
 
     plan.restart(Some("kafka"), None).unwrap();
     assert_eq!(candidates(&plan, 0), ["kafka-0:[broker]"]);
     assert_eq!(plan.status, Status::Pending);
 
-    assert_eq!(
-        plan.restart(None, Some("kafka-0")),
-        Err(PlanError::StepWithoutPhase)
-    );
+    assert_eq!(plan.restart(None, Some("kafka-0")), Err(PlanError::StepWithoutPhase));
 
     // Restarting a paused plan keeps it paused.
     plan.pause(None).unwrap();
@@ -490,15 +384,8 @@ fn restart_puts_steps_back_to_pending() {
 
 #[test]
 fn restart_closes_a_canary_gate() {
-    let steps = (0..2)
-        .map(|i| Step::new(&format!("c-{i}"), ["t"]))
-        .collect();
-    let mut plan = Plan::from_phases(
-        "p",
-        Strategy::Serial,
-        vec![Phase::new("c", Strategy::Canary, steps)],
-    )
-    .unwrap();
+    let steps = (0..2).map(|i| Step::new(&format!("c-{i}"), ["t"])).collect();
+    let mut plan = Plan::from_phases("p", Strategy::Serial, vec![Phase::new("c", Strategy::Canary, steps)]).unwrap();
     complete(&mut plan, ("c", "c-0"), 0);
     plan.resume(None).unwrap();
     assert!(plan.phases[0].canary_resumed);
@@ -535,11 +422,7 @@ fn statuses_derive_from_children() {
 
 #[test]
 fn custom_plan_starts_with_parameters_and_stops() {
-    let phases = vec![Phase::new(
-        "rebalance",
-        Strategy::Serial,
-        vec![Step::new("kafka-0", ["reassign"])],
-    )];
+    let phases = vec![Phase::new("rebalance", Strategy::Serial, vec![Step::new("kafka-0", ["reassign"])])];
     let mut plan = Plan::from_phases("rebalance", Strategy::Serial, phases).unwrap();
     plan.stop();
     assert_eq!(plan.status, Status::Waiting);
@@ -573,10 +456,7 @@ fn task_reports_find_their_step() {
     assert_eq!(plan.step_for_task("kafka-1", "zookeeper"), None);
     complete(&mut plan, k1, 0);
     assert_eq!(plan.step_for_task("kafka-1", "broker"), None);
-    assert!(matches!(
-        plan.on_launched(StepRef { phase: 9, step: 0 }),
-        Err(PlanError::NoSuchStepRef { .. })
-    ));
+    assert!(matches!(plan.on_launched(StepRef { phase: 9, step: 0 }), Err(PlanError::NoSuchStepRef { .. })));
 }
 
 #[test]
@@ -614,11 +494,7 @@ deploy (serial strategy) (IN_PROGRESS)
 
 #[test]
 fn render_tree_shows_why_steps_wait() {
-    let mut plan = Plan::deploy_for(
-        &[("kafka", 3, BROKER), ("cassandra", 1, NODE)],
-        Strategy::Parallel,
-    )
-    .unwrap();
+    let mut plan = Plan::deploy_for(&[("kafka", 3, BROKER), ("cassandra", 1, NODE)], Strategy::Parallel).unwrap();
     let k0 = r(&plan, "kafka", "kafka-0");
     let k1 = r(&plan, "kafka", "kafka-1");
     let k2 = r(&plan, "kafka", "kafka-2");
@@ -628,14 +504,9 @@ fn render_tree_shows_why_steps_wait() {
         plan.on_task_failed(k0, now).unwrap();
         now = plan.get(k0).unwrap().backoff.unwrap().until_ms;
     }
-    plan.on_error(k1, "volume vol-7 on agent-2 is gone")
-        .unwrap();
+    plan.on_error(k1, "volume vol-7 on agent-2 is gone").unwrap();
     plan.start_step(k2, 0).unwrap();
-    plan.set_message(
-        k2,
-        "no agent in zone-c with 10 GiB free disk: 4 offers declined at the volume stage",
-    )
-    .unwrap();
+    plan.set_message(k2, "no agent in zone-c with 10 GiB free disk: 4 offers declined at the volume stage").unwrap();
     plan.pause(Some("cassandra")).unwrap();
     assert_eq!(
         render_tree(&plan),

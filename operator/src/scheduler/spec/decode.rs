@@ -22,38 +22,23 @@ pub(super) fn decode(cx: &mut Cx, text: &str) -> Option<ServiceSpec> {
 }
 
 fn load_error(cx: &mut Cx, e: LoadError) {
-    let at = |m: &marked_yaml::Marker| Pos {
-        line: m.line(),
-        column: m.column(),
-    };
+    let at = |m: &marked_yaml::Marker| Pos { line: m.line(), column: m.column() };
     match e {
         LoadError::TopLevelMustBeMapping(m) => {
-            cx.err(
-                at(&m),
-                "",
-                "expected a service spec: a mapping with `name`, `role`, `pods` and `plans`",
-            );
+            cx.err(at(&m), "", "expected a service spec: a mapping with `name`, `role`, `pods` and `plans`");
         }
         LoadError::TopLevelMustBeSequence(m) => {
             cx.err(at(&m), "", "expected a mapping at the top level");
         }
         LoadError::UnexpectedAnchor(m) => {
-            cx.err(
-                at(&m),
-                "",
-                "YAML anchors and aliases are not supported in service specs",
-            )
-            .hint = Some("write the value out where it is used".into());
+            cx.err(at(&m), "", "YAML anchors and aliases are not supported in service specs").hint =
+                Some("write the value out where it is used".into());
         }
         LoadError::MappingKeyMustBeScalar(m) => {
             cx.err(at(&m), "", "a mapping key must be a plain string");
         }
         LoadError::UnexpectedTag(m) => {
-            cx.err(
-                at(&m),
-                "",
-                "YAML tags (`!tag`) are not supported in service specs",
-            );
+            cx.err(at(&m), "", "YAML tags (`!tag`) are not supported in service specs");
         }
         LoadError::ScanError(m, e) => {
             cx.err(at(&m), "", format!("invalid YAML: {}", e.info()));
@@ -63,10 +48,7 @@ fn load_error(cx: &mut Cx, e: LoadError) {
             cx.err(
                 pos(d.key.span()),
                 d.key.as_str(),
-                format!(
-                    "`{}` appears twice in the same mapping (first at {first})",
-                    d.key.as_str()
-                ),
+                format!("`{}` appears twice in the same mapping (first at {first})", d.key.as_str()),
             )
             .hint = Some("names must be unique: rename or merge one of them".into());
         }
@@ -74,59 +56,27 @@ fn load_error(cx: &mut Cx, e: LoadError) {
 }
 
 const SERVICE_FIELDS: &[&str] = &["name", "role", "pods", "plans"];
-const POD_FIELDS: &[&str] = &[
-    "count",
-    "resources",
-    "volumes",
-    "placement",
-    "tasks",
-    "allow-decommission",
-];
+const POD_FIELDS: &[&str] = &["count", "resources", "volumes", "placement", "tasks", "allow-decommission"];
 const RESOURCE_FIELDS: &[&str] = &["cpus", "mem", "ports"];
 const PORT_FIELDS: &[&str] = &["port", "env"];
 const VOLUME_FIELDS: &[&str] = &["name", "path", "type", "size"];
-const RULES: &[&str] = &[
-    "unique",
-    "max-per",
-    "group-by",
-    "like",
-    "unlike",
-    "colocate-with",
-    "avoid",
-];
-const TASK_FIELDS: &[&str] = &[
-    "cmd",
-    "env",
-    "configs",
-    "goal",
-    "essential",
-    "kill-grace-period",
-    "health-check",
-    "readiness-check",
-];
+const RULES: &[&str] = &["unique", "max-per", "group-by", "like", "unlike", "colocate-with", "avoid"];
+const TASK_FIELDS: &[&str] =
+    &["cmd", "env", "configs", "goal", "essential", "kill-grace-period", "health-check", "readiness-check"];
 const CONFIG_FIELDS: &[&str] = &["template", "dest"];
-const CHECK_FIELDS: &[&str] = &[
-    "cmd",
-    "tcp",
-    "http",
-    "interval",
-    "timeout",
-    "max-failures",
-    "grace-period",
-];
+const CHECK_FIELDS: &[&str] = &["cmd", "tcp", "http", "interval", "timeout", "max-failures", "grace-period"];
 const HTTP_FIELDS: &[&str] = &["port", "path"];
 const PLAN_FIELDS: &[&str] = &["strategy", "phases", "parameters"];
 const PHASE_FIELDS: &[&str] = &["name", "strategy", "pod", "steps", "tasks", "depends-on"];
 
 fn service(cx: &mut Cx, root: &Node) -> ServiceSpec {
-    let mut spec = ServiceSpec {
-        name: String::new(),
-        role: String::new(),
-        pods: Vec::new(),
-        plans: Vec::new(),
-    };
+    let mut spec = ServiceSpec { name: String::new(), role: String::new(), pods: Vec::new(), plans: Vec::new() };
     if matches!(root, Node::Mapping(m) if m.is_empty()) {
-        cx.err(Pos { line: 1, column: 1 }, "", "the spec is empty; expected a mapping with `name`, `pods` and optionally `role`, `plans`");
+        cx.err(
+            Pos { line: 1, column: 1 },
+            "",
+            "the spec is empty; expected a mapping with `name`, `pods` and optionally `role`, `plans`",
+        );
         return spec;
     }
     let Some(f) = fields(cx, root, "", "a service spec (a mapping)", SERVICE_FIELDS) else {
@@ -141,10 +91,7 @@ fn service(cx: &mut Cx, root: &Node) -> ServiceSpec {
     spec.role = spec.name.clone();
     if let Some(n) = f.get("role") {
         if let Some(s) = string(cx, n, "role", "a role name") {
-            if s.chars().any(|c| c.is_whitespace() || c.is_control())
-                || s.starts_with('.')
-                || s.starts_with('-')
-            {
+            if s.chars().any(|c| c.is_whitespace() || c.is_control()) || s.starts_with('.') || s.starts_with('-') {
                 cx.err(npos(n), "role", format!("`{s}` is not a valid role: expected letters, digits, `-`, `_`, `.`, not starting with `.` or `-`"));
             }
             spec.role = s;
@@ -161,22 +108,13 @@ fn service(cx: &mut Cx, root: &Node) -> ServiceSpec {
 
 fn pods(cx: &mut Cx, n: &Node, path: &str) -> Vec<PodSpec> {
     let Node::Mapping(map) = n else {
-        cx.err(
-            npos(n),
-            path,
-            format!(
-                "expected a mapping of pod type → pod, found {}",
-                describe(n)
-            ),
-        );
+        cx.err(npos(n), path, format!("expected a mapping of pod type → pod, found {}", describe(n)));
         return Vec::new();
     };
     if map.is_empty() {
         cx.err(npos(n), path, "a service needs at least one pod type");
     }
-    map.iter()
-        .map(|(k, v)| pod(cx, k, v, &join(path, k.as_str())))
-        .collect()
+    map.iter().map(|(k, v)| pod(cx, k, v, &join(path, k.as_str()))).collect()
 }
 
 fn pod(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PodSpec {
@@ -184,11 +122,7 @@ fn pod(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PodSpec {
     let mut pod = PodSpec {
         name: key.as_str().to_string(),
         count: 0,
-        resources: ResourceSpec {
-            cpus: 0.0,
-            mem: 0,
-            ports: Vec::new(),
-        },
+        resources: ResourceSpec { cpus: 0.0, mem: 0, ports: Vec::new() },
         volumes: Vec::new(),
         placement: Vec::new(),
         tasks: Vec::new(),
@@ -201,27 +135,12 @@ fn pod(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PodSpec {
     let Some(f) = fields(cx, n, path, what, POD_FIELDS) else {
         return pod;
     };
-    if let Some(n) = f.required(
-        cx,
-        "count",
-        "how many pods of this type, a whole number ≥ 0",
-    ) {
+    if let Some(n) = f.required(cx, "count", "how many pods of this type, a whole number ≥ 0") {
         pod.count_pos = npos(n);
-        let c = uint(
-            cx,
-            n,
-            &f.path("count"),
-            "a whole number ≥ 0",
-            0,
-            u64::from(u32::MAX),
-        );
+        let c = uint(cx, n, &f.path("count"), "a whole number ≥ 0", 0, u64::from(u32::MAX));
         pod.count = c.unwrap_or(0) as u32;
     }
-    if let Some(n) = f.required(
-        cx,
-        "resources",
-        "a mapping with `cpus`, `mem` and optionally `ports`",
-    ) {
+    if let Some(n) = f.required(cx, "resources", "a mapping with `cpus`, `mem` and optionally `ports`") {
         pod.resources = resources(cx, n, &f.path("resources"));
     }
     if let Some(n) = f.get("volumes") {
@@ -240,18 +159,10 @@ fn pod(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PodSpec {
 }
 
 fn resources(cx: &mut Cx, n: &Node, path: &str) -> ResourceSpec {
-    let mut r = ResourceSpec {
-        cpus: 0.0,
-        mem: 0,
-        ports: Vec::new(),
-    };
-    let Some(f) = fields(
-        cx,
-        n,
-        path,
-        "a resource set: a mapping with `cpus`, `mem` and optionally `ports`",
-        RESOURCE_FIELDS,
-    ) else {
+    let mut r = ResourceSpec { cpus: 0.0, mem: 0, ports: Vec::new() };
+    let Some(f) =
+        fields(cx, n, path, "a resource set: a mapping with `cpus`, `mem` and optionally `ports`", RESOURCE_FIELDS)
+    else {
         return r;
     };
     if let Some(n) = f.required(cx, "cpus", "a number of cpus > 0, e.g. 0.5") {
@@ -260,21 +171,10 @@ fn resources(cx: &mut Cx, n: &Node, path: &str) -> ResourceSpec {
             match s.as_str().trim().parse::<f64>() {
                 Ok(v) if v.is_finite() && v > 0.0 => r.cpus = v,
                 Ok(v) => {
-                    cx.err(
-                        npos(n),
-                        &p,
-                        format!("expected a number of cpus > 0, found {v}"),
-                    );
+                    cx.err(npos(n), &p, format!("expected a number of cpus > 0, found {v}"));
                 }
                 Err(_) => {
-                    cx.err(
-                        npos(n),
-                        &p,
-                        format!(
-                            "expected a number of cpus > 0, e.g. 0.5, found {}",
-                            describe(n)
-                        ),
-                    );
+                    cx.err(npos(n), &p, format!("expected a number of cpus > 0, e.g. 0.5, found {}", describe(n)));
                 }
             }
         }
@@ -290,14 +190,7 @@ fn resources(cx: &mut Cx, n: &Node, path: &str) -> ResourceSpec {
 
 fn ports(cx: &mut Cx, n: &Node, path: &str) -> Vec<PortSpec> {
     let Node::Mapping(map) = n else {
-        cx.err(
-            npos(n),
-            path,
-            format!(
-                "expected a mapping of port name → {{port: N}}, found {}",
-                describe(n)
-            ),
-        );
+        cx.err(npos(n), path, format!("expected a mapping of port name → {{port: N}}, found {}", describe(n)));
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -306,19 +199,11 @@ fn ports(cx: &mut Cx, n: &Node, path: &str) -> Vec<PortSpec> {
         let at = pos(k.span());
         let p = join(path, &name);
         let valid = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid {
             cx.err(at, &p, format!("`{name}` is not a valid port name: expected a letter, then letters, digits, `-` or `_` (the port is injected as PORT_<NAME>)"));
         }
-        let mut port = PortSpec {
-            name,
-            port: 0,
-            env: None,
-            pos: at,
-            port_pos: npos(v),
-        };
+        let mut port = PortSpec { name, port: 0, env: None, pos: at, port_pos: npos(v) };
         const EXPECTED: &str = "a port number 0..=65535 (0 for a dynamic port)";
         match v {
             Node::Scalar(_) => port.port = uint(cx, v, &p, EXPECTED, 0, 65535).unwrap_or(0) as u16,
@@ -327,8 +212,7 @@ fn ports(cx: &mut Cx, n: &Node, path: &str) -> Vec<PortSpec> {
                 if let Some(f) = fields(cx, v, &p, what, PORT_FIELDS) {
                     if let Some(n) = f.required(cx, "port", EXPECTED) {
                         port.port_pos = npos(n);
-                        port.port =
-                            uint(cx, n, &f.path("port"), EXPECTED, 0, 65535).unwrap_or(0) as u16;
+                        port.port = uint(cx, n, &f.path("port"), EXPECTED, 0, 65535).unwrap_or(0) as u16;
                     }
                     if let Some(n) = f.get("env") {
                         if let Some(s) = string(cx, n, &f.path("env"), "an env var name") {
@@ -348,31 +232,18 @@ fn ports(cx: &mut Cx, n: &Node, path: &str) -> Vec<PortSpec> {
 
 fn volumes(cx: &mut Cx, n: &Node, path: &str) -> Vec<VolumeSpec> {
     let Node::Sequence(seq) = n else {
-        cx.err(
-            npos(n),
-            path,
-            format!(
-                "expected a list of volumes (`- path: data`), found {}",
-                describe(n)
-            ),
-        );
+        cx.err(npos(n), path, format!("expected a list of volumes (`- path: data`), found {}", describe(n)));
         return Vec::new();
     };
     let mut out = Vec::new();
     for (i, item) in seq.iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let what =
-            "a volume: a mapping with `path`, `size` and optionally `name`, `type` (ROOT or MOUNT)";
+        let what = "a volume: a mapping with `path`, `size` and optionally `name`, `type` (ROOT or MOUNT)";
         let Some(f) = fields(cx, item, &p, what, VOLUME_FIELDS) else {
             continue;
         };
-        let mut v = VolumeSpec {
-            name: String::new(),
-            path: String::new(),
-            kind: VolumeType::Root,
-            size: 0,
-            pos: f.pos,
-        };
+        let mut v =
+            VolumeSpec { name: String::new(), path: String::new(), kind: VolumeType::Root, size: 0, pos: f.pos };
         if let Some(n) = f.required(cx, "path", "the volume's path, relative to the sandbox") {
             if let Some(s) = string(cx, n, &f.path("path"), "a relative path") {
                 v.pos = npos(n);
@@ -387,22 +258,13 @@ fn volumes(cx: &mut Cx, n: &Node, path: &str) -> Vec<VolumeSpec> {
             }
         }
         let suffix = env_suffix(&v.name);
-        if !v.name.is_empty()
-            && !suffix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
+        if !v.name.is_empty() && !suffix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             let at = f.get("name").map(npos).unwrap_or(v.pos);
             cx.err(at, &f.path("name"), format!("volume name `{}` cannot be made into an env var name (VOLUME_{suffix}): expected letters, digits, `-`, `_`, `.`, `/`", v.name));
         }
         if let Some(n) = f.get("type") {
-            v.kind = one_of(
-                cx,
-                n,
-                &f.path("type"),
-                &[("ROOT", VolumeType::Root), ("MOUNT", VolumeType::Mount)],
-            )
-            .unwrap_or(VolumeType::Root);
+            v.kind = one_of(cx, n, &f.path("type"), &[("ROOT", VolumeType::Root), ("MOUNT", VolumeType::Mount)])
+                .unwrap_or(VolumeType::Root);
         }
         if let Some(n) = f.required(cx, "size", "the size in MiB, or with a unit like 10Gi") {
             v.size = size(cx, n, &f.path("size")).unwrap_or(0);
@@ -417,10 +279,7 @@ fn placement(cx: &mut Cx, n: &Node, path: &str) -> Vec<Placement> {
         cx.err(
             npos(n),
             path,
-            format!(
-                "expected a list of placement rules (`- unique: hostname`), found {}",
-                describe(n)
-            ),
+            format!("expected a list of placement rules (`- unique: hostname`), found {}", describe(n)),
         )
         .hint = Some("placement is a list: put `- ` before each rule".into());
         return Vec::new();
@@ -433,15 +292,8 @@ fn placement(cx: &mut Cx, n: &Node, path: &str) -> Vec<Placement> {
             continue;
         };
         if f.map.len() != 1 {
-            cx.err(
-                f.pos,
-                &p,
-                format!(
-                    "a placement rule has exactly one key, found {}",
-                    f.map.len()
-                ),
-            )
-            .hint = Some("write each rule as its own list item: `- unique: hostname`".into());
+            cx.err(f.pos, &p, format!("a placement rule has exactly one key, found {}", f.map.len())).hint =
+                Some("write each rule as its own list item: `- unique: hostname`".into());
             continue;
         }
         let (k, v) = f.map.iter().next().expect("one entry");
@@ -453,44 +305,22 @@ fn placement(cx: &mut Cx, n: &Node, path: &str) -> Vec<Placement> {
 }
 
 fn attribute(cx: &mut Cx, at: Pos, path: &str, a: &str) -> bool {
-    let ok = !a.is_empty()
-        && a.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    let ok = !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if !ok {
-        cx.err(
-            at,
-            path,
-            format!("`{a}` is not a valid agent attribute name (e.g. `hostname`, `zone`, `rack`)"),
-        );
+        cx.err(at, path, format!("`{a}` is not a valid agent attribute name (e.g. `hostname`, `zone`, `rack`)"));
     }
     ok
 }
 
 /// A one-entry `{ATTR: VALUE}` mapping.
-fn attr_entry<'n>(
-    cx: &mut Cx,
-    n: &'n Node,
-    path: &str,
-    example: &str,
-) -> Option<(String, Pos, &'n Node)> {
+fn attr_entry<'n>(cx: &mut Cx, n: &'n Node, path: &str, example: &str) -> Option<(String, Pos, &'n Node)> {
     let Node::Mapping(m) = n else {
-        cx.err(
-            npos(n),
-            path,
-            format!(
-                "expected `{{ATTRIBUTE: VALUE}}`, e.g. `{example}`, found {}",
-                describe(n)
-            ),
-        );
+        cx.err(npos(n), path, format!("expected `{{ATTRIBUTE: VALUE}}`, e.g. `{example}`, found {}", describe(n)));
         return None;
     };
     if m.len() != 1 {
-        cx.err(
-            npos(n),
-            path,
-            format!("expected exactly one attribute, found {}", m.len()),
-        )
-        .hint = Some(format!("write one rule per attribute, e.g. `{example}`"));
+        cx.err(npos(n), path, format!("expected exactly one attribute, found {}", m.len())).hint =
+            Some(format!("write one rule per attribute, e.g. `{example}`"));
         return None;
     }
     let (k, v) = m.iter().next().expect("one entry");
@@ -513,19 +343,13 @@ fn rule(cx: &mut Cx, keyword: &str, n: &Node, path: &str) -> Option<PlacementRul
         "group-by" => match n {
             Node::Scalar(_) => {
                 let a = string(cx, n, path, "an agent attribute, e.g. `group-by: zone`")?;
-                attribute(cx, npos(n), path, &a).then_some(PlacementRule::GroupBy {
-                    attribute: a,
-                    count: None,
-                })
+                attribute(cx, npos(n), path, &a).then_some(PlacementRule::GroupBy { attribute: a, count: None })
             }
             _ => {
                 let (a, _, v) = attr_entry(cx, n, path, "group-by: {zone: 3}")?;
                 let p = join(path, &a);
                 let count = uint(cx, v, &p, "a whole number ≥ 1", 1, u64::from(u32::MAX))? as u32;
-                Some(PlacementRule::GroupBy {
-                    attribute: a,
-                    count: Some(count),
-                })
+                Some(PlacementRule::GroupBy { attribute: a, count: Some(count) })
             }
         },
         "like" | "unlike" => {
@@ -533,24 +357,14 @@ fn rule(cx: &mut Cx, keyword: &str, n: &Node, path: &str) -> Option<PlacementRul
             let p = join(path, &a);
             let pattern = string(cx, v, &p, "a value or a regular expression")?;
             Some(if keyword == "like" {
-                PlacementRule::Like {
-                    attribute: a,
-                    pattern,
-                }
+                PlacementRule::Like { attribute: a, pattern }
             } else {
-                PlacementRule::Unlike {
-                    attribute: a,
-                    pattern,
-                }
+                PlacementRule::Unlike { attribute: a, pattern }
             })
         }
         "colocate-with" | "avoid" => {
             let pod = string(cx, n, path, "a pod type of this service")?;
-            Some(if keyword == "avoid" {
-                PlacementRule::Avoid { pod }
-            } else {
-                PlacementRule::ColocateWith { pod }
-            })
+            Some(if keyword == "avoid" { PlacementRule::Avoid { pod } } else { PlacementRule::ColocateWith { pod } })
         }
         _ => None,
     }
@@ -558,22 +372,13 @@ fn rule(cx: &mut Cx, keyword: &str, n: &Node, path: &str) -> Option<PlacementRul
 
 fn tasks(cx: &mut Cx, n: &Node, path: &str) -> Vec<TaskSpec> {
     let Node::Mapping(map) = n else {
-        cx.err(
-            npos(n),
-            path,
-            format!(
-                "expected a mapping of task name → task, found {}",
-                describe(n)
-            ),
-        );
+        cx.err(npos(n), path, format!("expected a mapping of task name → task, found {}", describe(n)));
         return Vec::new();
     };
     if map.is_empty() {
         cx.err(npos(n), path, "a pod needs at least one task");
     }
-    map.iter()
-        .map(|(k, v)| task(cx, k, v, &join(path, k.as_str())))
-        .collect()
+    map.iter().map(|(k, v)| task(cx, k, v, &join(path, k.as_str()))).collect()
 }
 
 fn task(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> TaskSpec {
@@ -591,13 +396,8 @@ fn task(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> TaskSpec {
         pos: at,
     };
     check_dns_name(cx, at, path, &t.name, "task name");
-    let Some(f) = fields(
-        cx,
-        n,
-        path,
-        "a task: a mapping with `cmd` and optionally `env`, `goal`, …",
-        TASK_FIELDS,
-    ) else {
+    let Some(f) = fields(cx, n, path, "a task: a mapping with `cmd` and optionally `env`, `goal`, …", TASK_FIELDS)
+    else {
         return t;
     };
     if let Some(n) = f.required(cx, "cmd", "the shell command to run") {
@@ -610,11 +410,7 @@ fn task(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> TaskSpec {
         t.configs = configs(cx, n, &f.path("configs"));
     }
     if let Some(n) = f.get("goal") {
-        let choices = [
-            ("RUNNING", Goal::Running),
-            ("FINISH", Goal::Finish),
-            ("ONCE", Goal::Once),
-        ];
+        let choices = [("RUNNING", Goal::Running), ("FINISH", Goal::Finish), ("ONCE", Goal::Once)];
         t.goal = one_of(cx, n, &f.path("goal"), &choices).unwrap_or(Goal::Running);
     }
     if let Some(n) = f.get("essential") {
@@ -631,10 +427,7 @@ fn task(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> TaskSpec {
                 &f.path("health-check"),
                 format!("a task with goal {} cannot have a health-check", t.goal),
             )
-            .hint = Some(
-                "health checks watch long-running tasks: use `goal: RUNNING`, or a readiness-check"
-                    .into(),
-            );
+            .hint = Some("health checks watch long-running tasks: use `goal: RUNNING`, or a readiness-check".into());
         }
     }
     if let Some(n) = f.get("readiness-check") {
@@ -645,18 +438,21 @@ fn task(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> TaskSpec {
 
 fn env(cx: &mut Cx, n: &Node, path: &str) -> BTreeMap<String, String> {
     let Node::Mapping(map) = n else {
-        cx.err(
-            npos(n),
-            path,
-            format!("expected a mapping of VAR → value, found {}", describe(n)),
-        );
+        cx.err(npos(n), path, format!("expected a mapping of VAR → value, found {}", describe(n)));
         return BTreeMap::new();
     };
     let mut out = BTreeMap::new();
     for (k, v) in map.iter() {
         let p = join(path, k.as_str());
         if !is_env_name(k.as_str()) {
-            cx.err(pos(k.span()), &p, format!("`{}` is not a valid env var name: expected letters, digits and `_`, not starting with a digit", k.as_str()));
+            cx.err(
+                pos(k.span()),
+                &p,
+                format!(
+                    "`{}` is not a valid env var name: expected letters, digits and `_`, not starting with a digit",
+                    k.as_str()
+                ),
+            );
         }
         let value = match v {
             Node::Scalar(s) if is_null_scalar(s) => String::new(),
@@ -669,33 +465,16 @@ fn env(cx: &mut Cx, n: &Node, path: &str) -> BTreeMap<String, String> {
 
 fn configs(cx: &mut Cx, n: &Node, path: &str) -> Vec<ConfigSpec> {
     let Node::Sequence(seq) = n else {
-        cx.err(
-            npos(n),
-            path,
-            format!(
-                "expected a list of `{{template, dest}}`, found {}",
-                describe(n)
-            ),
-        );
+        cx.err(npos(n), path, format!("expected a list of `{{template, dest}}`, found {}", describe(n)));
         return Vec::new();
     };
     let mut out = Vec::new();
     for (i, item) in seq.iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let Some(f) = fields(
-            cx,
-            item,
-            &p,
-            "a config: a mapping with `template` and `dest`",
-            CONFIG_FIELDS,
-        ) else {
+        let Some(f) = fields(cx, item, &p, "a config: a mapping with `template` and `dest`", CONFIG_FIELDS) else {
             continue;
         };
-        let mut c = ConfigSpec {
-            template: String::new(),
-            dest: String::new(),
-            pos: f.pos,
-        };
+        let mut c = ConfigSpec { template: String::new(), dest: String::new(), pos: f.pos };
         if let Some(n) = f.required(cx, "template", "the file's text, with {{VAR}} placeholders") {
             if let Some(s) = string(cx, n, &f.path("template"), "the file's text") {
                 if let Err(e) = template_vars(&s) {
@@ -705,11 +484,7 @@ fn configs(cx: &mut Cx, n: &Node, path: &str) -> Vec<ConfigSpec> {
                 c.template = s;
             }
         }
-        if let Some(n) = f.required(
-            cx,
-            "dest",
-            "where to write the file, relative to the sandbox",
-        ) {
+        if let Some(n) = f.required(cx, "dest", "where to write the file, relative to the sandbox") {
             if let Some(s) = string(cx, n, &f.path("dest"), "a relative path") {
                 check_relative_path(cx, npos(n), &f.path("dest"), &s);
                 c.dest = s;
@@ -723,42 +498,30 @@ fn configs(cx: &mut Cx, n: &Node, path: &str) -> Vec<ConfigSpec> {
 fn check(cx: &mut Cx, n: &Node, path: &str) -> Option<TaskCheck> {
     let what = "a check: a mapping with one of `cmd`, `tcp`, `http`, and optionally `interval`, `timeout`, `max-failures`, `grace-period`";
     let f = fields(cx, n, path, what, CHECK_FIELDS)?;
-    let kinds: Vec<&str> = ["cmd", "tcp", "http"]
-        .into_iter()
-        .filter(|k| f.get(k).is_some())
-        .collect();
+    let kinds: Vec<&str> = ["cmd", "tcp", "http"].into_iter().filter(|k| f.get(k).is_some()).collect();
     if kinds.len() > 1 {
         cx.err(
             f.key_pos(kinds[1]),
             &f.path(kinds[1]),
-            format!(
-                "a check has one of `cmd`, `tcp` or `http`, found {}",
-                quoted_list(&kinds)
-            ),
+            format!("a check has one of `cmd`, `tcp` or `http`, found {}", quoted_list(&kinds)),
         );
         return None;
     }
     let mut port_pos = f.pos;
     let kind = match kinds.first().copied() {
         None => {
-            cx.err(f.pos, path, "a check needs one of `cmd` (a command), `tcp` (a port name) or `http` (`{port, path}`)");
+            cx.err(
+                f.pos,
+                path,
+                "a check needs one of `cmd` (a command), `tcp` (a port name) or `http` (`{port, path}`)",
+            );
             return None;
         }
-        Some("cmd") => CheckKind::Cmd(string(
-            cx,
-            f.get("cmd")?,
-            &f.path("cmd"),
-            "a shell command",
-        )?),
+        Some("cmd") => CheckKind::Cmd(string(cx, f.get("cmd")?, &f.path("cmd"), "a shell command")?),
         Some("tcp") => {
             let n = f.get("tcp")?;
             port_pos = npos(n);
-            CheckKind::Tcp(string(
-                cx,
-                n,
-                &f.path("tcp"),
-                "the name of one of the pod's ports",
-            )?)
+            CheckKind::Tcp(string(cx, n, &f.path("tcp"), "the name of one of the pod's ports")?)
         }
         _ => {
             let n = f.get("http")?;
@@ -767,10 +530,7 @@ fn check(cx: &mut Cx, n: &Node, path: &str) -> Option<TaskCheck> {
                 Node::Scalar(_) => {
                     port_pos = npos(n);
                     let port = string(cx, n, &p, "a port name, or `{port: NAME, path: /PATH}`")?;
-                    CheckKind::Http {
-                        port,
-                        path: "/".into(),
-                    }
+                    CheckKind::Http { port, path: "/".into() }
                 }
                 _ => {
                     let h = fields(cx, n, &p, "`{port: NAME, path: /PATH}`", HTTP_FIELDS)?;
@@ -793,14 +553,7 @@ fn check(cx: &mut Cx, n: &Node, path: &str) -> Option<TaskCheck> {
             }
         }
     };
-    let mut c = TaskCheck {
-        kind,
-        interval_ms: 1000,
-        timeout_ms: 1000,
-        max_failures: 3,
-        grace_period_ms: 0,
-        port_pos,
-    };
+    let mut c = TaskCheck { kind, interval_ms: 1000, timeout_ms: 1000, max_failures: 3, grace_period_ms: 0, port_pos };
     if let Some(n) = f.get("interval") {
         c.interval_ms = duration(cx, n, &f.path("interval")).unwrap_or(c.interval_ms);
         if c.interval_ms == 0 {
@@ -814,15 +567,8 @@ fn check(cx: &mut Cx, n: &Node, path: &str) -> Option<TaskCheck> {
         }
     }
     if let Some(n) = f.get("max-failures") {
-        c.max_failures = uint(
-            cx,
-            n,
-            &f.path("max-failures"),
-            "a whole number ≥ 1",
-            1,
-            u64::from(u32::MAX),
-        )
-        .unwrap_or(3) as u32;
+        c.max_failures =
+            uint(cx, n, &f.path("max-failures"), "a whole number ≥ 1", 1, u64::from(u32::MAX)).unwrap_or(3) as u32;
     }
     if let Some(n) = f.get("grace-period") {
         c.grace_period_ms = duration(cx, n, &f.path("grace-period")).unwrap_or(0);
@@ -842,19 +588,10 @@ fn strategy(cx: &mut Cx, n: &Node, path: &str) -> Strategy {
 
 fn plans(cx: &mut Cx, n: &Node, path: &str) -> Vec<PlanSpec> {
     let Node::Mapping(map) = n else {
-        cx.err(
-            npos(n),
-            path,
-            format!(
-                "expected a mapping of plan name → plan, found {}",
-                describe(n)
-            ),
-        );
+        cx.err(npos(n), path, format!("expected a mapping of plan name → plan, found {}", describe(n)));
         return Vec::new();
     };
-    map.iter()
-        .map(|(k, v)| plan(cx, k, v, &join(path, k.as_str())))
-        .collect()
+    map.iter().map(|(k, v)| plan(cx, k, v, &join(path, k.as_str()))).collect()
 }
 
 fn plan(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PlanSpec {
@@ -868,17 +605,8 @@ fn plan(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PlanSpec {
     };
     check_dns_name(cx, at, path, &plan.name, "plan name");
     if matches!(plan.name.as_str(), "recovery" | "decommission") {
-        cx.err(
-            at,
-            path,
-            format!(
-                "`{}` is a built-in plan and cannot be overridden",
-                plan.name
-            ),
-        )
-        .hint = Some(
-            "only `deploy` and `update` can be overridden; give a custom plan another name".into(),
-        );
+        cx.err(at, path, format!("`{}` is a built-in plan and cannot be overridden", plan.name)).hint =
+            Some("only `deploy` and `update` can be overridden; give a custom plan another name".into());
     }
     let what = "a plan: a mapping with `phases` and optionally `strategy`, `parameters`";
     let Some(f) = fields(cx, n, path, what, PLAN_FIELDS) else {
@@ -893,10 +621,7 @@ fn plan(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PlanSpec {
             cx.err(
                 f.key_pos("parameters"),
                 &p,
-                format!(
-                    "built-in plan `{}` takes no parameters; only custom plans do",
-                    plan.name
-                ),
+                format!("built-in plan `{}` takes no parameters; only custom plans do", plan.name),
             );
         }
         plan.parameters = env(cx, n, &p);
@@ -908,18 +633,11 @@ fn plan(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PlanSpec {
                 cx.err(npos(n), &p, "a plan needs at least one phase");
             }
             Node::Sequence(seq) => {
-                plan.phases = seq
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, item)| phase(cx, item, &format!("{p}[{i}]")))
-                    .collect();
+                plan.phases =
+                    seq.iter().enumerate().filter_map(|(i, item)| phase(cx, item, &format!("{p}[{i}]"))).collect();
             }
             other => {
-                cx.err(
-                    npos(other),
-                    &p,
-                    format!("expected a list of phases, found {}", describe(other)),
-                );
+                cx.err(npos(other), &p, format!("expected a list of phases, found {}", describe(other)));
             }
         }
     }
@@ -936,11 +654,7 @@ fn phase(cx: &mut Cx, n: &Node, path: &str) -> Option<PhaseSpec> {
         steps: None,
         tasks: None,
         depends_on: Vec::new(),
-        at: PhasePositions {
-            name: f.pos,
-            pod: f.pos,
-            ..Default::default()
-        },
+        at: PhasePositions { name: f.pos, pod: f.pos, ..Default::default() },
     };
     if let Some(n) = f.required(cx, "name", "the phase's name") {
         if let Some(s) = string(cx, n, &f.path("name"), "a phase name") {
@@ -963,28 +677,14 @@ fn phase(cx: &mut Cx, n: &Node, path: &str) -> Option<PhaseSpec> {
         if let Node::Sequence(seq) = n {
             let mut steps = Vec::new();
             for (i, item) in seq.iter().enumerate() {
-                if let Some(v) = uint(
-                    cx,
-                    item,
-                    &format!("{p}[{i}]"),
-                    "a pod index ≥ 0",
-                    0,
-                    u64::from(u32::MAX),
-                ) {
+                if let Some(v) = uint(cx, item, &format!("{p}[{i}]"), "a pod index ≥ 0", 0, u64::from(u32::MAX)) {
                     steps.push(v as u32);
                     ph.at.steps.push(npos(item));
                 }
             }
             ph.steps = Some(steps);
         } else {
-            cx.err(
-                npos(n),
-                &p,
-                format!(
-                    "expected a list of pod indices, e.g. `[0, 1, 2]`, found {}",
-                    describe(n)
-                ),
-            );
+            cx.err(npos(n), &p, format!("expected a list of pod indices, e.g. `[0, 1, 2]`, found {}", describe(n)));
         }
     }
     if let Some(n) = f.get("tasks") {

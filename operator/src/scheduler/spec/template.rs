@@ -50,21 +50,13 @@ fn parse(template: &str) -> Result<Vec<Piece<'_>>, TemplateError> {
         pieces.push(Piece::Text(&rest[..start]));
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
-            return Err(TemplateError::Unclosed {
-                offset: offset + start,
-            });
+            return Err(TemplateError::Unclosed { offset: offset + start });
         };
         let name = after[..end].trim();
-        let valid = name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        let valid = name.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
-            return Err(TemplateError::BadName {
-                offset: offset + start,
-                name: after[..end].to_string(),
-            });
+            return Err(TemplateError::BadName { offset: offset + start, name: after[..end].to_string() });
         }
         pieces.push(Piece::Var(name));
         let consumed = start + 2 + end + 2;
@@ -92,10 +84,7 @@ pub fn template_vars(template: &str) -> Result<Vec<String>, TemplateError> {
 
 /// Fills `{{VAR}}` placeholders from `env`. Every variable must be set: the
 /// error names all that are not.
-pub fn render_template(
-    template: &str,
-    env: &BTreeMap<String, String>,
-) -> Result<String, TemplateError> {
+pub fn render_template(template: &str, env: &BTreeMap<String, String>) -> Result<String, TemplateError> {
     let pieces = parse(template)?;
     let mut missing: Vec<String> = Vec::new();
     let mut out = String::with_capacity(template.len());

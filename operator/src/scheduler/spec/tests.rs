@@ -17,11 +17,7 @@ fn errors(yaml: &str) -> Vec<String> {
 fn one_error(yaml: &str, prefix: &str) -> String {
     let errs = errors(yaml);
     assert_eq!(errs.len(), 1, "expected one error, got {errs:#?}");
-    assert!(
-        errs[0].starts_with(prefix),
-        "expected {prefix:?}…, got {:?}",
-        errs[0]
-    );
+    assert!(errs[0].starts_with(prefix), "expected {prefix:?}…, got {:?}", errs[0]);
     errs[0].clone()
 }
 
@@ -62,13 +58,8 @@ fn hello_spec_parses_into_typed_structs() {
     assert_eq!(
         rules,
         [
-            &PlacementRule::Unique {
-                attribute: "hostname".into()
-            },
-            &PlacementRule::MaxPer {
-                attribute: "zone".into(),
-                max: 1
-            }
+            &PlacementRule::Unique { attribute: "hostname".into() },
+            &PlacementRule::MaxPer { attribute: "zone".into(), max: 1 }
         ]
     );
     assert!(pod.is_zone_aware());
@@ -79,24 +70,10 @@ fn hello_spec_parses_into_typed_structs() {
     assert_eq!(t.env["GREETING"], "hello");
     assert_eq!(t.configs[0].dest, "hello.conf");
     let r = t.readiness_check.as_ref().unwrap();
-    assert_eq!(
-        r.kind,
-        CheckKind::Http {
-            port: "http".into(),
-            path: "/ready".into()
-        }
-    );
+    assert_eq!(r.kind, CheckKind::Http { port: "http".into(), path: "/ready".into() });
     let h = t.health_check.as_ref().unwrap();
     assert_eq!(h.kind, CheckKind::Tcp("http".into()));
-    assert_eq!(
-        (
-            h.interval_ms,
-            h.timeout_ms,
-            h.max_failures,
-            h.grace_period_ms
-        ),
-        (5000, 1000, 3, 30_000)
-    );
+    assert_eq!((h.interval_ms, h.timeout_ms, h.max_failures, h.grace_period_ms), (5000, 1000, 3, 30_000));
     let deploy = spec.plan("deploy").unwrap();
     assert!(!deploy.is_custom());
     assert_eq!(deploy.phases[0].pod, "hello");
@@ -111,10 +88,7 @@ fn positions_point_at_the_written_values() {
     assert_eq!((pod.count_pos.line, pod.count_pos.column), (4, 12));
     let http = pod.port("http").unwrap();
     assert_eq!((http.pos.line, http.pos.column), (9, 9));
-    assert_eq!(
-        (pod.placement[1].pos.line, pod.placement[1].pos.column),
-        (16, 18)
-    );
+    assert_eq!((pod.placement[1].pos.line, pod.placement[1].pos.column), (16, 18));
 }
 
 #[test]
@@ -136,16 +110,10 @@ fn defaults_fill_what_is_not_written() {
     let pod = &spec.pods[0];
     assert!(!pod.allow_decommission);
     let t = &pod.tasks[0];
-    assert_eq!(
-        (t.goal, t.essential, t.kill_grace_period_ms),
-        (Goal::Running, true, 5000)
-    );
+    assert_eq!((t.goal, t.essential, t.kill_grace_period_ms), (Goal::Running, true, 5000));
     let deploy = spec.deploy_plan();
     assert_eq!(deploy.phases.len(), 1);
-    assert_eq!(
-        (deploy.phases[0].name.as_str(), deploy.strategy),
-        ("web", Strategy::Serial)
-    );
+    assert_eq!((deploy.phases[0].name.as_str(), deploy.strategy), ("web", Strategy::Serial));
 }
 
 #[test]
@@ -214,31 +182,14 @@ fn all_errors_are_collected_in_file_order() {
 ");
     let errs = errors(&yaml);
     assert_eq!(errs.len(), 4, "{errs:#?}");
-    assert!(
-        errs[0].starts_with("t.yaml:4:5: pods.web.cont: unknown field `cont`"),
-        "{errs:#?}"
-    );
-    assert!(
-        errs[0].ends_with("(hint: did you mean `count`?)"),
-        "{errs:#?}"
-    );
-    assert!(
-        errs[1].starts_with("t.yaml:4:5: pods.web: missing field `count`"),
-        "{errs:#?}"
-    );
-    assert_eq!(
-        errs[2],
-        "t.yaml:5:24: pods.web.resources.cpus: expected a number of cpus > 0, found 0"
-    );
-    assert!(
-        errs[3].starts_with("t.yaml:7:7: pods.web.tasks.Main: `Main` is not a valid task name"),
-        "{errs:#?}"
-    );
+    assert!(errs[0].starts_with("t.yaml:4:5: pods.web.cont: unknown field `cont`"), "{errs:#?}");
+    assert!(errs[0].ends_with("(hint: did you mean `count`?)"), "{errs:#?}");
+    assert!(errs[1].starts_with("t.yaml:4:5: pods.web: missing field `count`"), "{errs:#?}");
+    assert_eq!(errs[2], "t.yaml:5:24: pods.web.resources.cpus: expected a number of cpus > 0, found 0");
+    assert!(errs[3].starts_with("t.yaml:7:7: pods.web.tasks.Main: `Main` is not a valid task name"), "{errs:#?}");
     assert!(errs[3].ends_with("(hint: try `main`)"), "{errs:#?}");
     // Display: one error per line.
-    let all = ServiceSpec::from_yaml(&yaml, "t.yaml")
-        .unwrap_err()
-        .to_string();
+    let all = ServiceSpec::from_yaml(&yaml, "t.yaml").unwrap_err().to_string();
     assert_eq!(all.lines().count(), 4);
 }
 
@@ -253,10 +204,7 @@ fn count_must_not_be_negative() {
         "t.yaml:4:12: pods.web.count: expected a whole number ≥ 0, found `three`",
     );
     // count 0 is fine: a pod type with no pods.
-    assert_eq!(
-        parse(&pod(&MIN_POD.replace("count: 1", "count: 0"))).pods[0].count,
-        0
-    );
+    assert_eq!(parse(&pod(&MIN_POD.replace("count: 1", "count: 0"))).pods[0].count, 0);
 }
 
 #[test]
@@ -298,17 +246,13 @@ fn port_names_must_be_env_safe_and_unique() {
     assert_eq!(errs.len(), 5, "{errs:#?}");
     assert!(errs[0].starts_with("t.yaml:10:9: pods.web.resources.ports.web_ui: port `web_ui` is injected as PORT_WEB_UI, like port `web-ui` (at 9:9)"), "{errs:#?}");
     assert!(
-        errs[1].starts_with(
-            "t.yaml:11:9: pods.web.resources.ports.9bad: `9bad` is not a valid port name"
-        ),
+        errs[1].starts_with("t.yaml:11:9: pods.web.resources.ports.9bad: `9bad` is not a valid port name"),
         "{errs:#?}"
     );
     assert!(errs[2].starts_with("t.yaml:12:24: pods.web.resources.ports.admin.port: port 8080 is already used by port `web-ui` of this pod (at 9:25)"), "{errs:#?}");
     assert!(errs[3].starts_with("t.yaml:13:20: pods.web.resources.ports.x.port: expected a port number 0..=65535 (0 for a dynamic port), found 70000: must be at most 65535"), "{errs:#?}");
     assert!(
-        errs[4].starts_with(
-            "t.yaml:14:28: pods.web.resources.ports.y.env: `1BAD` is not a valid env var name"
-        ),
+        errs[4].starts_with("t.yaml:14:28: pods.web.resources.ports.y.env: `1BAD` is not a valid env var name"),
         "{errs:#?}"
     );
 }
@@ -328,10 +272,7 @@ fn port_env_override_is_used() {
     let pod = &spec.pods[0];
     assert_eq!(pod.port("broker").unwrap().env_name(), "KAFKA_PORT");
     assert_eq!(pod.port("jmx").unwrap().env_name(), "PORT_JMX");
-    assert_eq!(
-        pod.fixed_resources().ports,
-        crate::resources::PortSet::from_ports([9092])
-    );
+    assert_eq!(pod.fixed_resources().ports, crate::resources::PortSet::from_ports([9092]));
 }
 
 #[test]
@@ -349,27 +290,20 @@ fn volume_paths_relative_without_dotdot_and_unique() {
 "));
     assert_eq!(errs.len(), 5, "{errs:#?}");
     assert!(
-        errs[0].starts_with(
-            "t.yaml:7:17: pods.web.volumes[0].path: path `/var/data` must be relative"
-        ),
+        errs[0].starts_with("t.yaml:7:17: pods.web.volumes[0].path: path `/var/data` must be relative"),
         "{errs:#?}"
     );
+    assert!(errs[0].ends_with("(hint: write a path below the sandbox, e.g. `var/data`)"), "{errs:#?}");
     assert!(
-        errs[0].ends_with("(hint: write a path below the sandbox, e.g. `var/data`)"),
-        "{errs:#?}"
-    );
-    assert!(
-        errs[1].starts_with(
-            "t.yaml:8:17: pods.web.volumes[1].path: path `../up` must not contain `..`"
-        ),
+        errs[1].starts_with("t.yaml:8:17: pods.web.volumes[1].path: path `../up` must not contain `..`"),
         "{errs:#?}"
     );
     assert!(errs[2].starts_with("t.yaml:10:17: pods.web.volumes[3].path: volume path `data/` is already used by another volume of this pod (at 9:17)"), "{errs:#?}");
+    assert!(errs[3].starts_with("t.yaml:11:29: pods.web.volumes[4].size: must be greater than 0"), "{errs:#?}");
     assert!(
-        errs[3].starts_with("t.yaml:11:29: pods.web.volumes[4].size: must be greater than 0"),
+        errs[4].starts_with("t.yaml:11:38: pods.web.volumes[4].type: expected one of `ROOT`, `MOUNT`, found `FLOPPY`"),
         "{errs:#?}"
     );
-    assert!(errs[4].starts_with("t.yaml:11:38: pods.web.volumes[4].type: expected one of `ROOT`, `MOUNT`, found `FLOPPY`"), "{errs:#?}");
 }
 
 #[test]
@@ -384,24 +318,10 @@ fn volume_converts_to_a_volume_source() {
       main: { cmd: x }
 "));
     let pod = &spec.pods[0];
-    assert_eq!(
-        pod.volumes[0].source(None),
-        Some(VolumeSource::Root { size: 100 })
-    );
-    let disk = MountDisk {
-        path: "/mnt/d1".into(),
-        size: 8 * 1024,
-    };
-    assert_eq!(
-        pod.volumes[1].source(Some(&disk)),
-        Some(VolumeSource::Mount {
-            path: "/mnt/d1".into()
-        })
-    );
-    let small = MountDisk {
-        path: "/mnt/d2".into(),
-        size: 1024,
-    };
+    assert_eq!(pod.volumes[0].source(None), Some(VolumeSource::Root { size: 100 }));
+    let disk = MountDisk { path: "/mnt/d1".into(), size: 8 * 1024 };
+    assert_eq!(pod.volumes[1].source(Some(&disk)), Some(VolumeSource::Mount { path: "/mnt/d1".into() }));
+    let small = MountDisk { path: "/mnt/d2".into(), size: 1024 };
     assert_eq!(pod.volumes[1].source(Some(&small)), None);
     assert_eq!(pod.fixed_resources().disk, 100);
 }
@@ -419,10 +339,7 @@ fn finish_and_once_tasks_cannot_have_health_checks() {
 "),
         "t.yaml:10:9: pods.web.tasks.init.health-check: a task with goal FINISH cannot have a health-check",
     );
-    assert!(
-        e.contains("hint: health checks watch long-running tasks"),
-        "{e}"
-    );
+    assert!(e.contains("hint: health checks watch long-running tasks"), "{e}");
     let spec = parse(&pod("    count: 1
     resources: { cpus: 1, mem: 64 }
     tasks:
@@ -454,9 +371,7 @@ fn checks_must_name_declared_ports() {
         "t.yaml:12:30: pods.web.tasks.main.health-check: port `apii` is not declared in this pod's resources (hint: declared ports: api)"
     );
     assert!(
-        errs[1].starts_with(
-            "t.yaml:14:25: pods.web.tasks.main.readiness-check: port `admin` is not declared"
-        ),
+        errs[1].starts_with("t.yaml:14:25: pods.web.tasks.main.readiness-check: port `admin` is not declared"),
         "{errs:#?}"
     );
 }
@@ -472,9 +387,7 @@ fn check_forms_and_their_errors() {
 "));
     assert_eq!(errs.len(), 3, "{errs:#?}");
     assert!(
-        errs[0].starts_with(
-            "t.yaml:7:37: pods.web.tasks.a.readiness-check: a check needs one of `cmd`"
-        ),
+        errs[0].starts_with("t.yaml:7:37: pods.web.tasks.a.readiness-check: a check needs one of `cmd`"),
         "{errs:#?}"
     );
     assert!(errs[1].starts_with("t.yaml:8:47: pods.web.tasks.b.readiness-check.tcp: a check has one of `cmd`, `tcp` or `http`, found `cmd`, `tcp`"), "{errs:#?}");
@@ -486,16 +399,8 @@ fn check_forms_and_their_errors() {
       c: { cmd: x, readiness-check: { http: api, interval: 2s, timeout: 500ms } }
 "));
     let check = spec.pods[0].tasks[0].readiness_check.clone().unwrap();
-    let agent_side = check
-        .to_check_spec(|p| (p == "api").then_some(31000))
-        .unwrap();
-    assert_eq!(
-        agent_side.check,
-        Check::Http {
-            port: 31000,
-            path: "/".into()
-        }
-    );
+    let agent_side = check.to_check_spec(|p| (p == "api").then_some(31000)).unwrap();
+    assert_eq!(agent_side.check, Check::Http { port: 31000, path: "/".into() });
     assert_eq!((agent_side.interval_ms, agent_side.timeout_ms), (2000, 500));
     assert!(check.to_check_spec(|_| None).is_none());
 }
@@ -517,14 +422,20 @@ pods:
 ";
     let errs = errors(yaml);
     assert_eq!(errs.len(), 3, "{errs:#?}");
-    assert_eq!(errs[0], "t.yaml:7:24: pods.web.placement[0].colocate-with: no pod type `nosuch` in this service (hint: pod types: web)");
+    assert_eq!(
+        errs[0],
+        "t.yaml:7:24: pods.web.placement[0].colocate-with: no pod type `nosuch` in this service (hint: pod types: web)"
+    );
     assert!(
-        errs[1].starts_with(
-            "t.yaml:8:16: pods.web.placement[1].avoid: no pod type `db` in this service"
+        errs[1].starts_with("t.yaml:8:16: pods.web.placement[1].avoid: no pod type `db` in this service"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].starts_with(
+            "t.yaml:9:24: pods.web.placement[2].colocate-with: pod type `web` cannot be colocated with itself"
         ),
         "{errs:#?}"
     );
-    assert!(errs[2].starts_with("t.yaml:9:24: pods.web.placement[2].colocate-with: pod type `web` cannot be colocated with itself"), "{errs:#?}");
     // Avoiding its own type is allowed (one per agent).
     assert!(errors(
         &yaml
@@ -572,27 +483,20 @@ fn placement_rule_forms() {
       main: { cmd: x }
 "));
     assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(errs[0].starts_with("t.yaml:7:9: pods.web.placement[0].uniq: unknown field `uniq`"), "{errs:#?}");
+    assert!(errs[0].ends_with("(hint: did you mean `unique`?)"), "{errs:#?}");
     assert!(
-        errs[0].starts_with("t.yaml:7:9: pods.web.placement[0].uniq: unknown field `uniq`"),
+        errs[1].starts_with("t.yaml:8:18: pods.web.placement[1].max-per: expected exactly one attribute, found 2"),
         "{errs:#?}"
     );
     assert!(
-        errs[0].ends_with("(hint: did you mean `unique`?)"),
+        errs[2].starts_with("t.yaml:9:9: pods.web.placement[2]: a placement rule has exactly one key, found 2"),
         "{errs:#?}"
     );
     assert!(
-        errs[1].starts_with(
-            "t.yaml:8:18: pods.web.placement[1].max-per: expected exactly one attribute, found 2"
-        ),
+        errs[3].starts_with("t.yaml:10:26: pods.web.placement[3].max-per.zone: expected a whole number ≥ 1, found 0"),
         "{errs:#?}"
     );
-    assert!(
-        errs[2].starts_with(
-            "t.yaml:9:9: pods.web.placement[2]: a placement rule has exactly one key, found 2"
-        ),
-        "{errs:#?}"
-    );
-    assert!(errs[3].starts_with("t.yaml:10:26: pods.web.placement[3].max-per.zone: expected a whole number ≥ 1, found 0"), "{errs:#?}");
 }
 
 const PLANS_BASE: &str = "name: svc
@@ -645,22 +549,19 @@ fn phases_must_reference_existing_pods_tasks_and_indices() {
 "
     ));
     assert_eq!(errs.len(), 6, "{errs:#?}");
-    assert_eq!(errs[0], "t.yaml:17:25: plans.deploy.phases[0].pod: no pod type `cache` in this service (hint: pod types: web, db)");
+    assert_eq!(
+        errs[0],
+        "t.yaml:17:25: plans.deploy.phases[0].pod: no pod type `cache` in this service (hint: pod types: web, db)"
+    );
     assert_eq!(errs[1], "t.yaml:18:44: plans.deploy.phases[1].tasks[1]: pod type `web` has no task `mian` (hint: its tasks: init, main)");
+    assert_eq!(errs[2], "t.yaml:18:62: plans.deploy.phases[1].steps[1]: pod `web` has no index 2: its count is 2");
+    assert_eq!(errs[3], "t.yaml:18:65: plans.deploy.phases[1].steps[2]: index 0 is listed twice");
     assert_eq!(
-        errs[2],
-        "t.yaml:18:62: plans.deploy.phases[1].steps[1]: pod `web` has no index 2: its count is 2"
+        errs[4],
+        "t.yaml:19:17: plans.deploy.phases[2].name: phase `a` is already declared in this plan (at 17:17)"
     );
-    assert_eq!(
-        errs[3],
-        "t.yaml:18:65: plans.deploy.phases[1].steps[2]: index 0 is listed twice"
-    );
-    assert_eq!(errs[4], "t.yaml:19:17: plans.deploy.phases[2].name: phase `a` is already declared in this plan (at 17:17)");
     assert!(errs[5].starts_with("t.yaml:19:39: plans.deploy.phases[2].strategy: expected one of `serial`, `parallel`, `canary`, `dependency`, found `paralel`"), "{errs:#?}");
-    assert!(
-        errs[5].ends_with("(hint: did you mean `parallel`?)"),
-        "{errs:#?}"
-    );
+    assert!(errs[5].ends_with("(hint: did you mean `parallel`?)"), "{errs:#?}");
 }
 
 #[test]
@@ -684,15 +585,11 @@ fn built_in_plans_rules() {
     ));
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert!(
-        errs[0].starts_with(
-            "t.yaml:15:3: plans.recovery: `recovery` is a built-in plan and cannot be overridden"
-        ),
+        errs[0].starts_with("t.yaml:15:3: plans.recovery: `recovery` is a built-in plan and cannot be overridden"),
         "{errs:#?}"
     );
     assert!(
-        errs[1].starts_with(
-            "t.yaml:18:5: plans.deploy.parameters: built-in plan `deploy` takes no parameters"
-        ),
+        errs[1].starts_with("t.yaml:18:5: plans.deploy.parameters: built-in plan `deploy` takes no parameters"),
         "{errs:#?}"
     );
 }
@@ -711,10 +608,7 @@ fn dependency_strategy_rejects_cycles_and_unknown_phases() {
         ),
         "t.yaml:18:42: plans.migrate.phases: the phases' dependencies form a cycle: a → c → b → a",
     );
-    assert!(
-        e.ends_with("(hint: remove one of these `depends-on` entries)"),
-        "{e}"
-    );
+    assert!(e.ends_with("(hint: remove one of these `depends-on` entries)"), "{e}");
     let errs = errors(&format!(
         "{PLANS_BASE}  migrate:
     phases:
@@ -723,14 +617,9 @@ fn dependency_strategy_rejects_cycles_and_unknown_phases() {
     ));
     assert_eq!(errs.len(), 3, "{errs:#?}");
     assert!(errs[0].starts_with("t.yaml:17:42: plans.migrate.phases[0].depends-on: `depends-on` needs the plan's strategy to be `dependency`, not `serial`"), "{errs:#?}");
-    assert_eq!(
-        errs[1],
-        "t.yaml:17:42: plans.migrate.phases[0].depends-on[0]: phase `a` cannot depend on itself"
-    );
+    assert_eq!(errs[1], "t.yaml:17:42: plans.migrate.phases[0].depends-on[0]: phase `a` cannot depend on itself");
     assert!(
-        errs[2].starts_with(
-            "t.yaml:17:45: plans.migrate.phases[0].depends-on[1]: no phase `zz` in plan `migrate`"
-        ),
+        errs[2].starts_with("t.yaml:17:45: plans.migrate.phases[0].depends-on[1]: no phase `zz` in plan `migrate`"),
         "{errs:#?}"
     );
 }
@@ -739,15 +628,9 @@ fn dependency_strategy_rejects_cycles_and_unknown_phases() {
 fn yaml_syntax_errors_have_positions() {
     let errs = errors("name: svc\npods:\n  web: { count: 1\n");
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(
-        errs[0].starts_with("t.yaml:4:1: invalid YAML:"),
-        "{errs:#?}"
-    );
+    assert!(errs[0].starts_with("t.yaml:4:1: invalid YAML:"), "{errs:#?}");
     let errs = errors("- a\n- b\n");
-    assert!(
-        errs[0].starts_with("t.yaml:1:1: expected a service spec"),
-        "{errs:#?}"
-    );
+    assert!(errs[0].starts_with("t.yaml:1:1: expected a service spec"), "{errs:#?}");
 }
 
 #[test]
@@ -763,27 +646,15 @@ fn config_templates_are_checked_and_rendered() {
 "),
         "t.yaml:10:25: pods.web.tasks.main.configs[0].template: template placeholder opened at byte 5",
     );
-    let env = BTreeMap::from([
-        ("PORT_API".to_string(), "31000".to_string()),
-        ("HOST".into(), "h1".into()),
-    ]);
-    assert_eq!(
-        render_template("listen={{HOST}}:{{ PORT_API }}\n", &env).unwrap(),
-        "listen=h1:31000\n"
-    );
-    assert_eq!(
-        render_template("no placeholders", &env).unwrap(),
-        "no placeholders"
-    );
+    let env = BTreeMap::from([("PORT_API".to_string(), "31000".to_string()), ("HOST".into(), "h1".into())]);
+    assert_eq!(render_template("listen={{HOST}}:{{ PORT_API }}\n", &env).unwrap(), "listen=h1:31000\n");
+    assert_eq!(render_template("no placeholders", &env).unwrap(), "no placeholders");
     let e = render_template("{{ZONE}} {{HOST}} {{A}} {{ZONE}}", &env).unwrap_err();
     assert_eq!(e, TemplateError::Missing(vec!["A".into(), "ZONE".into()]));
     assert_eq!(e.to_string(), "template variables A, ZONE are not set");
     let e = render_template("x {{NOPE}}", &env).unwrap_err();
     assert_eq!(e.to_string(), "template variable NOPE is not set");
-    assert!(matches!(
-        render_template("{{a-b}}", &env),
-        Err(TemplateError::BadName { offset: 0, .. })
-    ));
+    assert!(matches!(render_template("{{a-b}}", &env), Err(TemplateError::BadName { offset: 0, .. })));
     assert_eq!(template_vars("{{B}}{{A}}{{B}}").unwrap(), ["A", "B"]);
 }
 
@@ -798,7 +669,10 @@ fn config_dest_must_be_relative() {
           - { template: 'a={{A}}', dest: /etc/app.conf }
 "));
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(errs[0].starts_with("t.yaml:10:42: pods.web.tasks.main.configs[0].dest: path `/etc/app.conf` must be relative"), "{errs:#?}");
+    assert!(
+        errs[0].starts_with("t.yaml:10:42: pods.web.tasks.main.configs[0].dest: path `/etc/app.conf` must be relative"),
+        "{errs:#?}"
+    );
 }
 
 // ------------------------------------------------------------- updates
@@ -817,9 +691,7 @@ fn with(f: impl FnOnce(&mut ServiceSpec)) -> ServiceSpec {
 fn a_safe_update_is_not_refused() {
     let new = with(|s| {
         s.pods[0].count = 5;
-        s.pods[0].tasks[0]
-            .env
-            .insert("GREETING".into(), "hi".into());
+        s.pods[0].tasks[0].env.insert("GREETING".into(), "hi".into());
     });
     assert_eq!(validate_update(&hello(), &new), []);
     assert_eq!(validate_update(&hello(), &hello()), []);
@@ -830,14 +702,10 @@ fn volume_size_and_type_changes_are_refused() {
     let new = with(|s| s.pods[0].volumes[0].size = 2048);
     let r = validate_update(&hello(), &new);
     assert_eq!(r.len(), 1, "{r:#?}");
-    assert_eq!(
-        (r[0].pod.as_deref(), r[0].field.as_str()),
-        (Some("hello"), "volumes[data].size")
-    );
+    assert_eq!((r[0].pod.as_deref(), r[0].field.as_str()), (Some("hello"), "volumes[data].size"));
     assert!(
-        r[0].to_string().starts_with(
-            "pod `hello`: volumes[data].size: volume `data` size changed from 1024 MiB to 2048 MiB"
-        ),
+        r[0].to_string()
+            .starts_with("pod `hello`: volumes[data].size: volume `data` size changed from 1024 MiB to 2048 MiB"),
         "{}",
         r[0]
     );
@@ -853,11 +721,7 @@ fn volumes_added_or_removed_are_refused() {
     let new = with(|s| s.pods[0].volumes.clear());
     let r = validate_update(&hello(), &new);
     assert_eq!(r.len(), 1, "{r:#?}");
-    assert!(
-        r[0].message.starts_with("volume `data` was removed"),
-        "{}",
-        r[0]
-    );
+    assert!(r[0].message.starts_with("volume `data` was removed"), "{}", r[0]);
     let new = with(|s| {
         let mut v = s.pods[0].volumes[0].clone();
         v.path = "logs".into();
@@ -878,16 +742,8 @@ fn removing_a_pod_type_is_refused_unless_it_has_no_pods() {
     new.pods.retain(|p| p.name != "db");
     let r = validate_update(&old, &new);
     assert_eq!(r.len(), 1, "{r:#?}");
-    assert_eq!(
-        (r[0].pod.as_deref(), r[0].field.as_str()),
-        (Some("db"), "pods")
-    );
-    assert!(
-        r[0].message
-            .contains("first scale it to `count: 0` with `allow-decommission: true`"),
-        "{}",
-        r[0]
-    );
+    assert_eq!((r[0].pod.as_deref(), r[0].field.as_str()), (Some("db"), "pods"));
+    assert!(r[0].message.contains("first scale it to `count: 0` with `allow-decommission: true`"), "{}", r[0]);
     let mut old0 = old.clone();
     old0.pods[1].count = 0;
     assert_eq!(validate_update(&old0, &new), []);
@@ -916,12 +772,7 @@ fn switching_on_zone_awareness_is_refused() {
     let r = validate_update(&old, &hello());
     assert_eq!(r.len(), 1, "{r:#?}");
     assert_eq!(r[0].field, "placement");
-    assert!(
-        r[0].message
-            .starts_with("zone-awareness (`max-per: {zone: 1}`) cannot be switched on"),
-        "{}",
-        r[0]
-    );
+    assert!(r[0].message.starts_with("zone-awareness (`max-per: {zone: 1}`) cannot be switched on"), "{}", r[0]);
     // Switching it off, or on for a pod type that never ran, is fine.
     assert_eq!(validate_update(&hello(), &old), []);
     let mut never_ran = old.clone();
@@ -943,9 +794,7 @@ fn name_and_role_cannot_change() {
 
 #[test]
 fn changed_pods_lists_only_reconfigured_pod_types() {
-    let old = parse(&format!(
-        "{PLANS_BASE}  x:\n    phases: [ {{ name: a, pod: db }} ]\n"
-    ));
+    let old = parse(&format!("{PLANS_BASE}  x:\n    phases: [ {{ name: a, pod: db }} ]\n"));
     assert!(changed_pods(&old, &old).is_empty());
     let mut new = old.clone();
     new.pods[0].count = 7; // scaling is not reconfiguring
@@ -964,14 +813,8 @@ fn changed_pods_lists_only_reconfigured_pod_types() {
 fn empty_and_skeletal_files() {
     let errs = errors("");
     assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(
-        errs[0].starts_with("t.yaml:1:1: the spec is empty"),
-        "{errs:#?}"
-    );
+    assert!(errs[0].starts_with("t.yaml:1:1: the spec is empty"), "{errs:#?}");
     assert_eq!(errors("# only a comment\n").len(), 1);
     let errs = errors("name: svc\n");
-    assert_eq!(
-        errs,
-        ["t.yaml:1:1: missing field `pods` (a mapping of pod type → pod)"]
-    );
+    assert_eq!(errs, ["t.yaml:1:1: missing field `pods` (a mapping of pod type → pod)"]);
 }

@@ -24,17 +24,8 @@ impl fmt::Display for UpdateRefusal {
     }
 }
 
-fn refuse(
-    out: &mut Vec<UpdateRefusal>,
-    pod: Option<&str>,
-    field: impl Into<String>,
-    message: impl Into<String>,
-) {
-    out.push(UpdateRefusal {
-        pod: pod.map(str::to_string),
-        field: field.into(),
-        message: message.into(),
-    });
+fn refuse(out: &mut Vec<UpdateRefusal>, pod: Option<&str>, field: impl Into<String>, message: impl Into<String>) {
+    out.push(UpdateRefusal { pod: pod.map(str::to_string), field: field.into(), message: message.into() });
 }
 
 /// The unsafe changes from `old` (running) to `new`; empty when `new` may be
@@ -52,14 +43,19 @@ pub fn validate_update(old: &ServiceSpec, new: &ServiceSpec) -> Vec<UpdateRefusa
             &mut out,
             None,
             "name",
-            format!(
-                "the service name cannot change (`{}` → `{}`): deploy a new service instead",
-                old.name, new.name
-            ),
+            format!("the service name cannot change (`{}` → `{}`): deploy a new service instead", old.name, new.name),
         );
     }
     if old.role != new.role {
-        refuse(&mut out, None, "role", format!("the role cannot change (`{}` → `{}`): the running pods' reservations carry the old role", old.role, new.role));
+        refuse(
+            &mut out,
+            None,
+            "role",
+            format!(
+                "the role cannot change (`{}` → `{}`): the running pods' reservations carry the old role",
+                old.role, new.role
+            ),
+        );
     }
     for o in &old.pods {
         let Some(n) = new.pod(&o.name) else {
@@ -95,11 +91,7 @@ pub fn validate_update(old: &ServiceSpec, new: &ServiceSpec) -> Vec<UpdateRefusa
             }
         }
         if !o.is_zone_aware() && n.is_zone_aware() {
-            let rule = n
-                .rules()
-                .find(|r| r.is_zone_aware())
-                .map(ToString::to_string)
-                .unwrap_or_default();
+            let rule = n.rules().find(|r| r.is_zone_aware()).map(ToString::to_string).unwrap_or_default();
             refuse(&mut out, pod, "placement", format!("zone-awareness (`{rule}`) cannot be switched on for pods already placed without it; their current placement may break the rule"));
         }
     }

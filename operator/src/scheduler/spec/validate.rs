@@ -29,10 +29,7 @@ fn validate_pod(cx: &mut Cx, pod: &PodSpec, pod_names: &[&str]) {
             cx.err(
                 port.pos,
                 &p,
-                format!(
-                    "port `{}` is injected as {env}, like port `{}` (at {})",
-                    port.name, first.name, first.pos
-                ),
+                format!("port `{}` is injected as {env}, like port `{}` (at {})", port.name, first.name, first.pos),
             )
             .hint = Some("give one of them another name, or set `env:`".into());
         } else {
@@ -48,9 +45,7 @@ fn validate_pod(cx: &mut Cx, pod: &PodSpec, pod_names: &[&str]) {
                         port.port, first.name, first.port_pos
                     ),
                 )
-                .hint = Some(
-                    "fixed ports must differ within a pod; use `port: 0` for a dynamic one".into(),
-                );
+                .hint = Some("fixed ports must differ within a pod; use `port: 0` for a dynamic one".into());
             } else {
                 fixed.insert(port.port, port);
             }
@@ -70,10 +65,7 @@ fn validate_pod(cx: &mut Cx, pod: &PodSpec, pod_names: &[&str]) {
             cx.err(
                 v.pos,
                 &format!("{p}.path"),
-                format!(
-                    "volume path `{}` is already used by another volume of this pod (at {})",
-                    v.path, first.pos
-                ),
+                format!("volume path `{}` is already used by another volume of this pod (at {})", v.path, first.pos),
             );
             continue;
         }
@@ -98,21 +90,13 @@ fn validate_pod(cx: &mut Cx, pod: &PodSpec, pod_names: &[&str]) {
 
     // Checks name declared ports.
     for t in &pod.tasks {
-        for (field, check) in [
-            ("health-check", &t.health_check),
-            ("readiness-check", &t.readiness_check),
-        ] {
+        for (field, check) in [("health-check", &t.health_check), ("readiness-check", &t.readiness_check)] {
             let Some(check) = check else { continue };
             let Some(port) = check.kind.port() else {
                 continue;
             };
             if pod.port(port).is_none() {
-                let declared: Vec<&str> = pod
-                    .resources
-                    .ports
-                    .iter()
-                    .map(|p| p.name.as_str())
-                    .collect();
+                let declared: Vec<&str> = pod.resources.ports.iter().map(|p| p.name.as_str()).collect();
                 let e = cx.err(
                     check.port_pos,
                     &format!("{path}.tasks.{}.{field}", t.name),
@@ -135,8 +119,8 @@ fn validate_pod(cx: &mut Cx, pod: &PodSpec, pod_names: &[&str]) {
             _ => continue,
         };
         if !pod_names.contains(&other.as_str()) {
-            cx.err(pl.pos, &p, format!("no pod type `{other}` in this service"))
-                .hint = Some(format!("pod types: {}", pod_names.join(", ")));
+            cx.err(pl.pos, &p, format!("no pod type `{other}` in this service")).hint =
+                Some(format!("pod types: {}", pod_names.join(", ")));
         } else if other == &pod.name && matches!(pl.rule, PlacementRule::ColocateWith { .. }) {
             cx.err(pl.pos, &p, format!("pod type `{other}` cannot be colocated with itself")).hint =
                 Some("to pack pods of one type together use `group-by`; to spread them use `unique: hostname`".into());
@@ -154,10 +138,7 @@ fn validate_plan(cx: &mut Cx, spec: &ServiceSpec, plan: &PlanSpec) {
                 cx.err(
                     ph.at.name,
                     &format!("{p}.name"),
-                    format!(
-                        "phase `{}` is already declared in this plan (at {})",
-                        ph.name, first.at.name
-                    ),
+                    format!("phase `{}` is already declared in this plan (at {})", ph.name, first.at.name),
                 );
             } else {
                 seen.insert(&ph.name, ph);
@@ -169,18 +150,13 @@ fn validate_plan(cx: &mut Cx, spec: &ServiceSpec, plan: &PlanSpec) {
                 &format!("{p}.strategy"),
                 "a phase's steps have no dependencies; `dependency` orders the phases of a plan",
             )
-            .hint = Some(
-                "set `strategy: dependency` on the plan and `depends-on:` on its phases".into(),
-            );
+            .hint = Some("set `strategy: dependency` on the plan and `depends-on:` on its phases".into());
         }
         if !ph.depends_on.is_empty() && plan.strategy != Strategy::Dependency {
             cx.err(
                 ph.at.depends_on[0],
                 &format!("{p}.depends-on"),
-                format!(
-                    "`depends-on` needs the plan's strategy to be `dependency`, not `{}`",
-                    plan.strategy
-                ),
+                format!("`depends-on` needs the plan's strategy to be `dependency`, not `{}`", plan.strategy),
             )
             .hint = Some("set `strategy: dependency` on the plan".into());
         }
@@ -189,24 +165,16 @@ fn validate_plan(cx: &mut Cx, spec: &ServiceSpec, plan: &PlanSpec) {
         }
         let Some(pod) = spec.pod(&ph.pod) else {
             let names: Vec<&str> = spec.pods.iter().map(|p| p.name.as_str()).collect();
-            cx.err(
-                ph.at.pod,
-                &format!("{p}.pod"),
-                format!("no pod type `{}` in this service", ph.pod),
-            )
-            .hint = Some(format!("pod types: {}", names.join(", ")));
+            cx.err(ph.at.pod, &format!("{p}.pod"), format!("no pod type `{}` in this service", ph.pod)).hint =
+                Some(format!("pod types: {}", names.join(", ")));
             continue;
         };
         if let Some(tasks) = &ph.tasks {
             for (j, (t, at)) in tasks.iter().zip(&ph.at.tasks).enumerate() {
                 if pod.task(t).is_none() {
                     let names: Vec<&str> = pod.tasks.iter().map(|t| t.name.as_str()).collect();
-                    cx.err(
-                        *at,
-                        &format!("{p}.tasks[{j}]"),
-                        format!("pod type `{}` has no task `{t}`", pod.name),
-                    )
-                    .hint = Some(format!("its tasks: {}", names.join(", ")));
+                    cx.err(*at, &format!("{p}.tasks[{j}]"), format!("pod type `{}` has no task `{t}`", pod.name))
+                        .hint = Some(format!("its tasks: {}", names.join(", ")));
                 }
             }
         }
@@ -217,17 +185,10 @@ fn validate_plan(cx: &mut Cx, spec: &ServiceSpec, plan: &PlanSpec) {
                     cx.err(
                         *at,
                         &format!("{p}.steps[{j}]"),
-                        format!(
-                            "pod `{}` has no index {s}: its count is {}",
-                            pod.name, pod.count
-                        ),
+                        format!("pod `{}` has no index {s}: its count is {}", pod.name, pod.count),
                     );
                 } else if !indices.insert(*s) {
-                    cx.err(
-                        *at,
-                        &format!("{p}.steps[{j}]"),
-                        format!("index {s} is listed twice"),
-                    );
+                    cx.err(*at, &format!("{p}.steps[{j}]"), format!("index {s} is listed twice"));
                 }
             }
         }
@@ -240,37 +201,21 @@ fn validate_plan(cx: &mut Cx, spec: &ServiceSpec, plan: &PlanSpec) {
             if d == &ph.name {
                 cx.err(*at, &p, format!("phase `{d}` cannot depend on itself"));
             } else if !seen.contains_key(d.as_str()) {
-                cx.err(*at, &p, format!("no phase `{d}` in plan `{}`", plan.name))
-                    .hint = Some(format!(
+                cx.err(*at, &p, format!("no phase `{d}` in plan `{}`", plan.name)).hint = Some(format!(
                     "phases: {}",
-                    plan.phases
-                        .iter()
-                        .map(|p| p.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    plan.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
                 ));
             }
         }
     }
     if let Some(cycle) = find_cycle(plan) {
-        let first = &plan
-            .phases
-            .iter()
-            .find(|p| p.name == cycle[0])
-            .expect("phase of the cycle");
-        let k = first
-            .depends_on
-            .iter()
-            .position(|d| *d == cycle[1])
-            .unwrap_or(0);
+        let first = &plan.phases.iter().find(|p| p.name == cycle[0]).expect("phase of the cycle");
+        let k = first.depends_on.iter().position(|d| *d == cycle[1]).unwrap_or(0);
         let at = first.at.depends_on.get(k).copied().unwrap_or(first.at.name);
         cx.err(
             at,
             &format!("{path}.phases"),
-            format!(
-                "the phases' dependencies form a cycle: {}",
-                cycle.join(" → ")
-            ),
+            format!("the phases' dependencies form a cycle: {}", cycle.join(" → ")),
         )
         .hint = Some("remove one of these `depends-on` entries".into());
     }
@@ -280,33 +225,17 @@ fn validate_plan(cx: &mut Cx, spec: &ServiceSpec, plan: &PlanSpec) {
 /// back to itself (`a → b → a`), if there is one. Self-dependencies are
 /// reported on their own and skipped here.
 fn find_cycle(plan: &PlanSpec) -> Option<Vec<String>> {
-    let index: HashMap<&str, usize> = plan
-        .phases
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
-        .collect();
+    let index: HashMap<&str, usize> = plan.phases.iter().enumerate().map(|(i, p)| (p.name.as_str(), i)).collect();
     let edges: Vec<Vec<usize>> = plan
         .phases
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            p.depends_on
-                .iter()
-                .filter_map(|d| index.get(d.as_str()).copied())
-                .filter(|&j| j != i)
-                .collect()
-        })
+        .map(|(i, p)| p.depends_on.iter().filter_map(|d| index.get(d.as_str()).copied()).filter(|&j| j != i).collect())
         .collect();
     // 0 = unvisited, 1 = on the stack, 2 = done.
     let mut state = vec![0u8; edges.len()];
     let mut stack: Vec<usize> = Vec::new();
-    fn visit(
-        v: usize,
-        edges: &[Vec<usize>],
-        state: &mut [u8],
-        stack: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
+    fn visit(v: usize, edges: &[Vec<usize>], state: &mut [u8], stack: &mut Vec<usize>) -> Option<Vec<usize>> {
         state[v] = 1;
         stack.push(v);
         for &w in &edges[v] {

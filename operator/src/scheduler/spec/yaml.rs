@@ -14,10 +14,7 @@ pub(super) struct Cx {
 
 impl Cx {
     pub(super) fn new(file: &str) -> Cx {
-        Cx {
-            file: file.to_string(),
-            errors: Vec::new(),
-        }
+        Cx { file: file.to_string(), errors: Vec::new() }
     }
 
     pub(super) fn into_errors(self) -> Vec<SpecError> {
@@ -25,12 +22,7 @@ impl Cx {
     }
 
     /// Records an error; set `.hint` on the result to add a hint.
-    pub(super) fn err(
-        &mut self,
-        pos: Pos,
-        field: &str,
-        message: impl Into<String>,
-    ) -> &mut SpecError {
+    pub(super) fn err(&mut self, pos: Pos, field: &str, message: impl Into<String>) -> &mut SpecError {
         self.errors.push(SpecError {
             file: self.file.clone(),
             line: pos.line,
@@ -44,12 +36,7 @@ impl Cx {
 }
 
 pub(super) fn pos(span: &Span) -> Pos {
-    span.start()
-        .map(|m| Pos {
-            line: m.line(),
-            column: m.column(),
-        })
-        .unwrap_or_default()
+    span.start().map(|m| Pos { line: m.line(), column: m.column() }).unwrap_or_default()
 }
 
 /// Where a node starts. A block mapping's own mark lies after its first
@@ -103,11 +90,7 @@ pub(super) fn join(path: &str, key: &str) -> String {
 }
 
 pub(super) fn quoted_list(items: &[&str]) -> String {
-    items
-        .iter()
-        .map(|i| format!("`{i}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// The candidate closest to `word`, when it is close enough to be a typo.
@@ -144,19 +127,9 @@ pub(super) struct Fields<'n> {
 
 /// Opens `node` as a mapping with fields `allowed`; reports every unknown
 /// field (with the valid ones, and a guess).
-pub(super) fn fields<'n>(
-    cx: &mut Cx,
-    node: &'n Node,
-    path: &str,
-    what: &str,
-    allowed: &[&str],
-) -> Option<Fields<'n>> {
+pub(super) fn fields<'n>(cx: &mut Cx, node: &'n Node, path: &str, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
     let Node::Mapping(map) = node else {
-        cx.err(
-            npos(node),
-            path,
-            format!("expected {what}, found {}", describe(node)),
-        );
+        cx.err(npos(node), path, format!("expected {what}, found {}", describe(node)));
         return None;
     };
     for (k, _) in map.iter() {
@@ -164,22 +137,14 @@ pub(super) fn fields<'n>(
             let e = cx.err(
                 pos(k.span()),
                 &join(path, k.as_str()),
-                format!(
-                    "unknown field `{}`; valid fields here are {}",
-                    k.as_str(),
-                    quoted_list(allowed)
-                ),
+                format!("unknown field `{}`; valid fields here are {}", k.as_str(), quoted_list(allowed)),
             );
             if let Some(s) = similar(k.as_str(), allowed) {
                 e.hint = Some(format!("did you mean `{s}`?"));
             }
         }
     }
-    Some(Fields {
-        map,
-        path: path.to_string(),
-        pos: map_pos(map),
-    })
+    Some(Fields { map, path: path.to_string(), pos: map_pos(map) })
 }
 
 impl<'n> Fields<'n> {
@@ -189,11 +154,7 @@ impl<'n> Fields<'n> {
     }
 
     pub(super) fn key_pos(&self, key: &str) -> Pos {
-        self.map
-            .iter()
-            .find(|(k, _)| k.as_str() == key)
-            .map(|(k, _)| pos(k.span()))
-            .unwrap_or(self.pos)
+        self.map.iter().find(|(k, _)| k.as_str() == key).map(|(k, _)| pos(k.span())).unwrap_or(self.pos)
     }
 
     pub(super) fn path(&self, key: &str) -> String {
@@ -205,39 +166,22 @@ impl<'n> Fields<'n> {
         match self.map.get_node(key) {
             Some(n) if !is_null(n) => Some(n),
             Some(_) => {
-                cx.err(
-                    self.key_pos(key),
-                    &self.path(key),
-                    format!("`{key}` is empty; expected {expected}"),
-                );
+                cx.err(self.key_pos(key), &self.path(key), format!("`{key}` is empty; expected {expected}"));
                 None
             }
             None => {
-                cx.err(
-                    self.pos,
-                    &self.path,
-                    format!("missing field `{key}` ({expected})"),
-                );
+                cx.err(self.pos, &self.path, format!("missing field `{key}` ({expected})"));
                 None
             }
         }
     }
 }
 
-pub(super) fn scalar<'n>(
-    cx: &mut Cx,
-    n: &'n Node,
-    path: &str,
-    expected: &str,
-) -> Option<&'n MarkedScalarNode> {
+pub(super) fn scalar<'n>(cx: &mut Cx, n: &'n Node, path: &str, expected: &str) -> Option<&'n MarkedScalarNode> {
     match n {
         Node::Scalar(s) if !is_null_scalar(s) => Some(s),
         other => {
-            cx.err(
-                npos(other),
-                path,
-                format!("expected {expected}, found {}", describe(other)),
-            );
+            cx.err(npos(other), path, format!("expected {expected}, found {}", describe(other)));
             None
         }
     }
@@ -248,41 +192,22 @@ pub(super) fn string(cx: &mut Cx, n: &Node, path: &str, expected: &str) -> Optio
 }
 
 /// A whole number in `min..=max`.
-pub(super) fn uint(
-    cx: &mut Cx,
-    n: &Node,
-    path: &str,
-    expected: &str,
-    min: u64,
-    max: u64,
-) -> Option<u64> {
+pub(super) fn uint(cx: &mut Cx, n: &Node, path: &str, expected: &str, min: u64, max: u64) -> Option<u64> {
     let s = scalar(cx, n, path, expected)?;
     let p = npos(n);
     match s.as_str().trim().parse::<i128>() {
         Ok(v) if v < min as i128 => {
-            let why = if v < 0 {
-                "must not be negative".to_string()
-            } else {
-                format!("must be at least {min}")
-            };
+            let why = if v < 0 { "must not be negative".to_string() } else { format!("must be at least {min}") };
             cx.err(p, path, format!("expected {expected}, found {v}: {why}"));
             None
         }
         Ok(v) if v > max as i128 => {
-            cx.err(
-                p,
-                path,
-                format!("expected {expected}, found {v}: must be at most {max}"),
-            );
+            cx.err(p, path, format!("expected {expected}, found {v}: must be at most {max}"));
             None
         }
         Ok(v) => Some(v as u64),
         Err(_) => {
-            cx.err(
-                p,
-                path,
-                format!("expected {expected}, found {}", describe(n)),
-            );
+            cx.err(p, path, format!("expected {expected}, found {}", describe(n)));
             None
         }
     }
@@ -294,37 +219,21 @@ pub(super) fn boolean(cx: &mut Cx, n: &Node, path: &str) -> Option<bool> {
         "true" | "True" | "TRUE" => Some(true),
         "false" | "False" | "FALSE" => Some(false),
         _ => {
-            cx.err(
-                npos(n),
-                path,
-                format!("expected true or false, found {}", describe(n)),
-            );
+            cx.err(npos(n), path, format!("expected true or false, found {}", describe(n)));
             None
         }
     }
 }
 
 /// A value from a fixed set, matched ignoring case.
-pub(super) fn one_of<T: Copy>(
-    cx: &mut Cx,
-    n: &Node,
-    path: &str,
-    choices: &[(&str, T)],
-) -> Option<T> {
+pub(super) fn one_of<T: Copy>(cx: &mut Cx, n: &Node, path: &str, choices: &[(&str, T)]) -> Option<T> {
     let names: Vec<&str> = choices.iter().map(|(k, _)| *k).collect();
     let expected = format!("one of {}", quoted_list(&names));
     let s = scalar(cx, n, path, &expected)?;
-    if let Some((_, v)) = choices
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(s.as_str()))
-    {
+    if let Some((_, v)) = choices.iter().find(|(k, _)| k.eq_ignore_ascii_case(s.as_str())) {
         return Some(*v);
     }
-    let e = cx.err(
-        npos(n),
-        path,
-        format!("expected {expected}, found {}", describe(n)),
-    );
+    let e = cx.err(npos(n), path, format!("expected {expected}, found {}", describe(n)));
     if let Some(g) = similar(s.as_str(), &names) {
         e.hint = Some(format!("did you mean `{g}`?"));
     }
@@ -335,9 +244,7 @@ pub(super) fn one_of<T: Copy>(
 /// `Gi` or `Ti` (powers of 1024; `MiB`, `GiB`, `TiB` too).
 pub(super) fn parse_size_mib(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = (&s[..split], s[split..].trim());
     let factor: f64 = match unit {
         "" | "Mi" | "MiB" => 1.0,
@@ -367,12 +274,8 @@ pub(super) fn size(cx: &mut Cx, n: &Node, path: &str) -> Option<u64> {
         }
         Ok(v) => Some(v),
         Err(why) => {
-            cx.err(
-                npos(n),
-                path,
-                format!("expected {EXPECTED}, found {} ({why})", describe(n)),
-            )
-            .hint = Some("units are powers of 1024: Mi, Gi, Ti".into());
+            cx.err(npos(n), path, format!("expected {EXPECTED}, found {} ({why})", describe(n))).hint =
+                Some("units are powers of 1024: Mi, Gi, Ti".into());
             None
         }
     }
@@ -391,19 +294,13 @@ pub(super) fn parse_duration_ms(s: &str) -> Result<u64, String> {
         return Err("empty".into());
     }
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         if digits == 0 {
             return Err("expected a number".into());
         }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| "number too large".to_string())?;
+        let n: u64 = rest[..digits].parse().map_err(|_| "number too large".to_string())?;
         rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "ms" => 1,
             "s" => 1000,
@@ -413,10 +310,7 @@ pub(super) fn parse_duration_ms(s: &str) -> Result<u64, String> {
             u => return Err(format!("unknown unit `{u}`")),
         };
         rest = &rest[unit_len..];
-        total = n
-            .checked_mul(factor)
-            .and_then(|v| total.checked_add(v))
-            .ok_or("too large")?;
+        total = n.checked_mul(factor).and_then(|v| total.checked_add(v)).ok_or("too large")?;
     }
     Ok(total)
 }
@@ -427,17 +321,9 @@ pub(super) fn duration(cx: &mut Cx, n: &Node, path: &str) -> Option<u64> {
     match parse_duration_ms(s.as_str()) {
         Ok(v) => Some(v),
         Err(why) => {
-            let e = cx.err(
-                npos(n),
-                path,
-                format!("expected {EXPECTED}, found {} ({why})", describe(n)),
-            );
+            let e = cx.err(npos(n), path, format!("expected {EXPECTED}, found {} ({why})", describe(n)));
             if s.as_str().trim().parse::<u64>().is_ok() {
-                e.hint = Some(format!(
-                    "add a unit: `{}s` or `{}ms`",
-                    s.as_str().trim(),
-                    s.as_str().trim()
-                ));
+                e.hint = Some(format!("add a unit: `{}s` or `{}ms`", s.as_str().trim(), s.as_str().trim()));
             }
             None
         }
@@ -447,11 +333,7 @@ pub(super) fn duration(cx: &mut Cx, n: &Node, path: &str) -> Option<u64> {
 /// A list of scalars, each with its position.
 pub(super) fn string_list(cx: &mut Cx, n: &Node, path: &str, expected: &str) -> Vec<(String, Pos)> {
     let Node::Sequence(seq) = n else {
-        cx.err(
-            npos(n),
-            path,
-            format!("expected a list of {expected}, found {}", describe(n)),
-        );
+        cx.err(npos(n), path, format!("expected a list of {expected}, found {}", describe(n)));
         return Vec::new();
     };
     seq.iter()
@@ -468,8 +350,7 @@ pub(super) fn string_list(cx: &mut Cx, n: &Node, path: &str, expected: &str) -> 
 pub(super) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -489,11 +370,8 @@ pub(super) fn check_dns_name(cx: &mut Cx, p: Pos, path: &str, name: &str, what: 
 }
 
 pub(super) fn suggest_dns(name: &str) -> String {
-    let s: String = name
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let s: String =
+        name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     let s = s.trim_matches('-').to_string();
     if s.is_empty() {
         "a-name".into()
@@ -516,11 +394,7 @@ pub(super) fn check_relative_path(cx: &mut Cx, p: Pos, path: &str, value: &str) 
     if let Some(why) = why {
         cx.err(p, path, format!("path `{value}` {why}")).hint = Some(format!(
             "write a path below the sandbox, e.g. `{}`",
-            value
-                .split('/')
-                .filter(|c| !c.is_empty() && *c != ".." && *c != ".")
-                .collect::<Vec<_>>()
-                .join("/")
+            value.split('/').filter(|c| !c.is_empty() && *c != ".." && *c != ".").collect::<Vec<_>>().join("/")
         ));
         return false;
     }
