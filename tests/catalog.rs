@@ -8,7 +8,6 @@ use smack_operator::catalog::artifacts::{self, Artifact, Service};
 use smack_operator::catalog::{cassandra, kafka, launch};
 use smack_operator::protocol::Accept;
 use smack_operator::resources::*;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -124,17 +123,11 @@ struct Pod {
 impl Pod {
     fn task(&self, id: &str) -> TaskInfo {
         TaskInfo {
-            id: id.into(),
-            name: id.into(),
-            command: self.command.clone(),
-            env: BTreeMap::new(),
-            resources: self.resources.clone(),
             reservation: Some(self.reservation.into()),
             volumes: vec![self.volume.into()],
-            health_check: None,
             readiness_check: Some(self.readiness.clone()),
             kill_grace_period_ms: 10_000,
-            labels: BTreeMap::new(),
+            ..TaskInfo::new(id, self.command.clone(), self.resources.clone())
         }
     }
 }

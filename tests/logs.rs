@@ -4,7 +4,6 @@
 use crate::support::*;
 use smack_operator::protocol::Accept;
 use smack_operator::resources::*;
-use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,19 +11,7 @@ use std::time::{Duration, Instant};
 const T: Duration = Duration::from_secs(30);
 
 fn task(id: &str, command: &str) -> TaskInfo {
-    TaskInfo {
-        id: id.into(),
-        name: id.into(),
-        command: command.into(),
-        env: BTreeMap::new(),
-        resources: Resources::new(0.1, 16, 0),
-        reservation: None,
-        volumes: Vec::new(),
-        health_check: None,
-        readiness_check: None,
-        kill_grace_period_ms: 1000,
-        labels: BTreeMap::new(),
-    }
+    TaskInfo { kill_grace_period_ms: 1000, ..TaskInfo::new(id, command, Resources::new(0.1, 16, 0)) }
 }
 
 /// Runs `smack task log ARGS…` against the master; (success, stdout, stderr).

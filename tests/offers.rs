@@ -13,17 +13,10 @@ const T: Duration = Duration::from_secs(30);
 
 fn task(id: &str, reservation: Option<&str>, volumes: &[&str], cpus: f64, mem: u64, command: &str) -> TaskInfo {
     TaskInfo {
-        id: id.into(),
-        name: id.into(),
-        command: command.into(),
-        env: BTreeMap::new(),
-        resources: Resources::new(cpus, mem, 0),
         reservation: reservation.map(String::from),
         volumes: volumes.iter().map(|s| s.to_string()).collect(),
-        health_check: None,
-        readiness_check: None,
         kill_grace_period_ms: 2000,
-        labels: BTreeMap::new(),
+        ..TaskInfo::new(id, command, Resources::new(cpus, mem, 0))
     }
 }
 

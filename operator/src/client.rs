@@ -73,7 +73,7 @@ impl MasterClient {
         format!("{}{}", self.base, path)
     }
 
-    async fn check(&self, url: &str, resp: reqwest::Response) -> Result<reqwest::Response> {
+    async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -83,7 +83,6 @@ impl MasterClient {
         }
         let text = resp.text().await.unwrap_or_default();
         let message = serde_json::from_str::<ApiError>(&text).map(|e| e.error).unwrap_or(text);
-        let _ = url;
         Err(Error::Api { status: status.as_u16(), message })
     }
 
@@ -98,7 +97,7 @@ impl MasterClient {
             .send()
             .await
             .map_err(|source| Error::Http { url: url.clone(), source })?;
-        self.check(&url, resp).await
+        Self::check(resp).await
     }
 
     async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -111,14 +110,14 @@ impl MasterClient {
             .send()
             .await
             .map_err(|source| Error::Http { url: url.clone(), source })?;
-        let resp = self.check(&url, resp).await?;
+        let resp = Self::check(resp).await?;
         resp.json().await.map_err(|source| Error::Http { url, source })
     }
 
     async fn stream<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: String) -> Result<EventStream<T>> {
         let resp =
             req.bearer_auth(&self.token).send().await.map_err(|source| Error::Http { url: url.clone(), source })?;
-        let resp = self.check(&url, resp).await?;
+        let resp = Self::check(resp).await?;
         Ok(EventStream { inner: resp.bytes_stream().boxed(), buf: Vec::new(), ready: VecDeque::new(), url })
     }
 
@@ -222,7 +221,7 @@ impl MasterClient {
             .send()
             .await
             .map_err(|e| Error::Other(format!("cannot reach the agent at {endpoint}: {e}")))?;
-        let resp = self.check(&url, resp).await?;
+        let resp = Self::check(resp).await?;
         resp.json().await.map_err(|e| Error::Other(format!("bad answer from the agent at {endpoint}: {e}")))
     }
 }

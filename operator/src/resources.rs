@@ -399,6 +399,27 @@ fn default_kill_grace_ms() -> u64 {
     5000
 }
 
+impl TaskInfo {
+    /// A task named after its id, on unreserved resources, with no checks
+    /// and the default kill grace; set the other fields as needed.
+    pub fn new(id: impl Into<String>, command: impl Into<String>, resources: Resources) -> Self {
+        let id = id.into();
+        TaskInfo {
+            name: id.clone(),
+            id,
+            command: command.into(),
+            env: BTreeMap::new(),
+            resources,
+            reservation: None,
+            volumes: Vec::new(),
+            health_check: None,
+            readiness_check: None,
+            kill_grace_period_ms: default_kill_grace_ms(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
 /// An operation in an accept. All of an accept's operations apply, or none.
 // An accept carries a handful of operations: boxing the task buys nothing.
 #[allow(clippy::large_enum_variant)]
