@@ -409,6 +409,11 @@ mod tests {
         let ok = once(Check::Tcp { port }, dir.path(), &BTreeMap::new()).await;
         assert!(ok.passed, "{ok:?}");
         drop(listener);
+        // A socket bound but not listening holds a port nobody else can take
+        // while the test runs, so the refusal does not race other tests.
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = held.local_addr().unwrap().port();
         let closed = once(Check::Tcp { port }, dir.path(), &BTreeMap::new()).await;
         assert!(!closed.passed);
         assert!(closed.message.contains("cannot connect"), "{}", closed.message);
