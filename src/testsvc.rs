@@ -3,6 +3,9 @@
 //! volume each time it starts, and serves that file over HTTP on its port
 //! (`GET /` the lines, `GET /ready` 200 once started), so a readiness check
 //! and a test can see it, and see that its data outlived a restart.
+//! `GET /drain` appends a `drain` line (what a decommission hook would ask
+//! of a real service); `smack test-service --drain PORT` is that hook: it
+//! asks the service on PORT to drain and exits 0 only if it answered.
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -20,9 +23,15 @@ pub struct TestServiceArgs {
     /// Address to bind (default: $HOST, else 127.0.0.1).
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     pub host: String,
+    /// Ask the service on this port to drain, and exit (a decommission hook).
+    #[arg(long, value_name = "PORT")]
+    pub drain: Option<u16>,
 }
 
 pub async fn run(args: TestServiceArgs) -> Result<()> {
+    if let Some(port) = args.drain {
+        return drain(&args.host, port).await;
+    }
     let port = match args.port {
         Some(p) => p,
         None => std::env::var("PORT_HTTP")
@@ -56,6 +65,17 @@ pub async fn run(args: TestServiceArgs) -> Result<()> {
             let path = req.split_whitespace().nth(1).unwrap_or("/");
             let body = if path == "/ready" {
                 "ready\n".to_string()
+            } else if path == "/drain" {
+                use std::io::Write;
+                let ok = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&log)
+                    .and_then(|mut f| f.write_all(b"drain\n").and_then(|_| f.sync_all()));
+                if ok.is_ok() {
+                    "drained\n".to_string()
+                } else {
+                    String::new()
+                }
             } else {
                 std::fs::read_to_string(&log).unwrap_or_default()
             };
@@ -65,5 +85,21 @@ pub async fn run(args: TestServiceArgs) -> Result<()> {
             );
             let _ = sock.write_all(resp.as_bytes()).await;
         });
+    }
+}
+
+/// The decommission hook's side: asks the service to drain.
+async fn drain(host: &str, port: u16) -> Result<()> {
+    let mut sock = tokio::net::TcpStream::connect((host, port))
+        .await
+        .with_context(|| format!("connecting to the service at {host}:{port}"))?;
+    sock.write_all(b"GET /drain HTTP/1.1\r\nconnection: close\r\n\r\n").await?;
+    let mut resp = String::new();
+    sock.read_to_string(&mut resp).await?;
+    if resp.starts_with("HTTP/1.1 200") && resp.ends_with("drained\n") {
+        println!("drained the service at {host}:{port}");
+        Ok(())
+    } else {
+        anyhow::bail!("the service at {host}:{port} did not drain: {}", resp.lines().next().unwrap_or("no answer"))
     }
 }

@@ -17,12 +17,17 @@ fn spec(bin: &str) -> String {
 }
 
 fn spec_with(bin: &str, count: u32, version: &str, size: u32, allow_decommission: bool) -> String {
+    spec_hooked(bin, count, version, size, allow_decommission, "")
+}
+
+/// The spec with `hooks` (YAML at the pod's indent) added to the pod.
+fn spec_hooked(bin: &str, count: u32, version: &str, size: u32, allow_decommission: bool, hooks: &str) -> String {
     format!(
         r#"name: hello
 pods:
   hello:
     count: {count}
-    allow-decommission: {allow_decommission}
+    allow-decommission: {allow_decommission}{hooks}
     resources:
       cpus: 0.2
       mem: 64
@@ -364,11 +369,25 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     assert!(err.contains("allow-decommission"), "{err}");
     let gone_res =
         json(d, &["pod", "status", "hello-2"]).unwrap()[0]["pod"]["reservation_id"].as_str().unwrap().to_string();
-    std::fs::write(&spec_file, spec_with(smack_bin(), 2, "2", 16, true)).unwrap();
+    // The decommission hook runs first, while the pod still serves: its
+    // first run fails (and is retried), its second asks the service to
+    // drain, which only a live service answers. A never-placed pod has no
+    // task to drain and runs no hook.
+    let hook_log = d.join("hook.log");
+    let first = d.join("hook-failed-once");
+    let hooks = format!(
+        "\n    hooks:\n      decommission:\n        cmd: if [ ! -f {first} ]; then touch {first}; echo not yet >&2; exit 3; fi; {bin} test-service --drain $PORT_HTTP && echo \"$POD_INSTANCE drained\" >> {log}",
+        first = first.display(),
+        bin = smack_bin(),
+        log = hook_log.display()
+    );
+    std::fs::write(&spec_file, spec_hooked(smack_bin(), 2, "2", 16, true, &hooks)).unwrap();
     let diff = json(d, &["service", "diff", &sf]).unwrap();
     assert_eq!(diff["removed"], serde_json::json!(["hello-2", "hello-3"]), "{diff:#}");
     cli(d, &["service", "update", &sf]).unwrap();
     wait_plan(d, "decommission", "COMPLETE").await;
+    assert!(first.exists(), "the hook's first run happened");
+    assert_eq!(read(&hook_log), "hello-2 drained\n", "the hook ran once to success, for hello-2 only");
     wait_for("hello-2's reservation leaves the ledger", T, || async {
         let s = c.state().await.ok()?;
         (!s.agents.iter().flat_map(|a| &a.reservations).any(|r| r.id == gone_res)).then_some(())

@@ -55,7 +55,28 @@ pub struct PodRecord {
     /// permanent-failure timeout the pod is replaced.
     #[serde(default)]
     pub lost_since_ms: Option<u64>,
+    /// The decommission hook of a pod being decommissioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook: Option<HookRun>,
 }
+
+/// A decommission hook's progress, persisted so that a restart neither
+/// skips it nor runs a finished one again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HookRun {
+    /// Its latest launch.
+    pub task_id: TaskId,
+    /// It exited 0: the pod may be removed.
+    pub done: bool,
+    /// Failed runs so far, and when the next may start.
+    pub failures: u32,
+    pub retry_at_ms: u64,
+    /// Why the last run failed.
+    pub message: String,
+}
+
+/// The task name a decommission hook runs under.
+pub const DECOMMISSION_HOOK: &str = "decommission-hook";
 
 /// A launched task as the scheduler keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +140,8 @@ const STATE_KEY: &str = "state";
 pub struct ServiceScheduler {
     /// A pod whose task stays LOST this long is replaced (placed anew).
     permanent_failure_ms: u64,
+    /// This scheduler's own HTTP API, announced to the master at subscribe.
+    api_url: Option<String>,
     inner: Arc<Mutex<Inner>>,
     store: Arc<dyn StateStore>,
     client: MasterClient,
@@ -177,6 +200,7 @@ impl ServiceScheduler {
         add_custom_plans(&spec, &mut state)?;
         let s = ServiceScheduler {
             permanent_failure_ms: 5 * 60 * 1000,
+            api_url: None,
             inner: Arc::new(Mutex::new(Inner { spec, state })),
             store,
             client,
@@ -184,6 +208,13 @@ impl ServiceScheduler {
         };
         s.persist()?;
         Ok(s)
+    }
+
+    /// Sets the URL of this scheduler's HTTP API, told to the master when
+    /// it subscribes (the dashboard reaches plans and pods through it).
+    pub fn with_api_url(mut self, url: impl Into<String>) -> Self {
+        self.api_url = Some(url.into());
+        self
     }
 
     /// Sets the permanent-failure timeout (default 5 minutes).
@@ -436,7 +467,8 @@ impl ServiceScheduler {
             let inner = self.lock();
             (inner.state.framework_id.clone(), inner.spec.role.clone(), inner.spec.name.clone())
         };
-        let mut events = self.client.subscribe(&Subscribe { framework_id: fid, name, role, weight: 1.0 }).await?;
+        let sub = Subscribe { framework_id: fid, name, role, weight: 1.0, api_url: self.api_url.clone() };
+        let mut events = self.client.subscribe(&sub).await?;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut suppressed = false;
         loop {
@@ -558,6 +590,90 @@ impl ServiceScheduler {
                     // update rolls it; a decommission removes it).
                     let live: Vec<TaskId> = live_tasks(&inner.state, &pod);
                     if name == "decommission" {
+                        let hook = inner.spec.pod(&pod_type_of(&pod)).and_then(|p| p.hooks.decommission.clone());
+                        if let (false, Some(h)) = (live.is_empty(), hook) {
+                            // The service hook runs first, while the pod still
+                            // runs; the pod is stopped once it exits 0.
+                            let run = inner.state.pods.get(&pod).and_then(|p| p.hook.clone());
+                            let hook_state =
+                                run.as_ref().and_then(|r| inner.state.tasks.get(&r.task_id)).and_then(|t| t.state);
+                            let plan = inner.state.plans.get_mut(&name).expect("listed");
+                            let _ = plan.start_step(r, now);
+                            busy.insert(pod.clone());
+                            match &run {
+                                Some(run) if run.done => {}
+                                Some(run) if !hook_state.is_some_and(|s| s.is_terminal()) => {
+                                    let _ =
+                                        plan.set_message(r, format!("running the decommission hook ({})", run.task_id));
+                                    continue;
+                                }
+                                Some(run) if now < run.retry_at_ms => {
+                                    let _ = plan.set_message(
+                                        r,
+                                        format!(
+                                            "the decommission hook failed {} time(s) ({}); retrying in {} s",
+                                            run.failures,
+                                            run.message,
+                                            (run.retry_at_ms - now).div_ceil(1000)
+                                        ),
+                                    );
+                                    continue;
+                                }
+                                _ => {
+                                    let rec = inner.state.pods.get(&pod).cloned().unwrap_or_default();
+                                    let agent = rec.agent_id.clone().unwrap_or_default();
+                                    let want = Resources::new(h.cpus, h.mem, 0);
+                                    let offer = offers.iter().find(|o| {
+                                        o.agent_id == agent
+                                            && !used.contains(&o.id)
+                                            && o.unreserved.shortfall(&want).is_none()
+                                    });
+                                    let Some(offer) = offer else {
+                                        let _ = plan.set_message(
+                                            r,
+                                            format!(
+                                                "waiting for agent {agent} to offer {} cpus and {} MiB for the decommission hook",
+                                                h.cpus, h.mem
+                                            ),
+                                        );
+                                        continue;
+                                    };
+                                    let tid = format!("{pod}-{DECOMMISSION_HOOK}__{}", short());
+                                    let info = hook_task_info(&inner.spec, &rec, &h, &tid, want);
+                                    let _ = plan.set_message(r, format!("running the decommission hook ({tid})"));
+                                    inner.state.tasks.insert(
+                                        tid.clone(),
+                                        TaskRecord {
+                                            id: tid.clone(),
+                                            pod: pod.clone(),
+                                            task: DECOMMISSION_HOOK.into(),
+                                            agent_id: agent.clone(),
+                                            state: None,
+                                            ready: false,
+                                            message: String::new(),
+                                            launched_ms: now,
+                                        },
+                                    );
+                                    let failures = run.as_ref().map(|r| r.failures).unwrap_or(0);
+                                    if let Some(p) = inner.state.pods.get_mut(&pod) {
+                                        p.hook = Some(HookRun {
+                                            task_id: tid.clone(),
+                                            failures,
+                                            message: run.map(|r| r.message).unwrap_or_default(),
+                                            ..Default::default()
+                                        });
+                                    }
+                                    tracing::info!(pod = %pod, task = %tid, "running the decommission hook");
+                                    used.insert(offer.id.clone());
+                                    accepts.push(Accept {
+                                        offer_ids: vec![offer.id.clone()],
+                                        operations: vec![Operation::Launch { task: info }],
+                                        filter_ms: None,
+                                    });
+                                    continue;
+                                }
+                            }
+                        }
                         if live.is_empty() {
                             if let Some(rec) = inner.state.pods.remove(&pod) {
                                 if let Some(res) = rec.reservation_id {
@@ -743,8 +859,29 @@ impl ServiceScheduler {
             let now = now_ms();
             let stale = match inner.state.tasks.get(&status.task_id) {
                 None => true,
-                Some(t) => inner.state.pods.get(&t.pod).and_then(|p| p.tasks.get(&t.task)) != Some(&t.id),
+                Some(t) => {
+                    let pod = inner.state.pods.get(&t.pod);
+                    pod.and_then(|p| p.tasks.get(&t.task)) != Some(&t.id)
+                        && pod.and_then(|p| p.hook.as_ref()).map(|h| &h.task_id) != Some(&t.id)
+                }
             };
+            // A decommission hook's end decides whether its pod may go.
+            if let Some(t) = inner.state.tasks.get(&status.task_id) {
+                if let Some(run) = inner.state.pods.get_mut(&t.pod).and_then(|p| p.hook.as_mut()) {
+                    if run.task_id == t.id && !run.done && status.state.is_terminal() {
+                        if status.state == TaskState::Finished {
+                            run.done = true;
+                            tracing::info!(pod = %t.pod, "the decommission hook succeeded");
+                        } else if t.state.is_none_or(|s| !s.is_terminal()) {
+                            run.failures += 1;
+                            let backoff = (1000u64 << run.failures.min(6)).min(60_000);
+                            run.retry_at_ms = now + backoff;
+                            run.message = format!("{}: {}", status.state, status.message);
+                            tracing::warn!(pod = %t.pod, failures = run.failures, message = %status.message, "the decommission hook failed");
+                        }
+                    }
+                }
+            }
             if stale && !status.state.is_terminal() {
                 // A task of ours that is not its pod's current one (an agent
                 // came back after its pod was replaced): a pod is never live
@@ -1108,6 +1245,33 @@ fn requirement(spec: &ServiceSpec, st: &SchedulerState, pod: &str) -> Option<Pod
         }
     }
     Some(req)
+}
+
+/// A decommission hook's task: on the pod's agent, unreserved, with the
+/// pod's env and ports so it can reach the pod's running tasks.
+fn hook_task_info(
+    spec: &ServiceSpec,
+    rec: &PodRecord,
+    h: &spec::HookSpec,
+    tid: &str,
+    resources: Resources,
+) -> TaskInfo {
+    let mut info = TaskInfo::new(tid, h.cmd.clone(), resources);
+    info.name = format!("{}-{DECOMMISSION_HOOK}", rec.name);
+    info.env = h.env.clone();
+    info.env.insert("SERVICE_NAME".into(), spec.name.clone());
+    info.env.insert("POD_INSTANCE".into(), rec.name.clone());
+    info.env.insert("POD_INSTANCE_INDEX".into(), rec.index.to_string());
+    info.env.insert("TASK_NAME".into(), info.name.clone());
+    if let Some(pod) = spec.pod(&rec.pod_type) {
+        for p in &pod.resources.ports {
+            if let Some(port) = rec.ports.get(&p.name) {
+                info.env.insert(p.env_name(), port.to_string());
+            }
+        }
+    }
+    info.labels.insert("pod".into(), rec.name.clone());
+    info
 }
 
 #[allow(clippy::too_many_arguments)]

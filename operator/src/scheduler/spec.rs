@@ -210,6 +210,9 @@ pub struct PodSpec {
     pub tasks: Vec<TaskSpec>,
     /// Whether lowering `count` may decommission pods.
     pub allow_decommission: bool,
+    /// Service hooks: commands run at points of a pod's life.
+    #[serde(skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
     /// Where the pod type's name is.
     #[serde(skip)]
     pub pos: Pos,
@@ -474,6 +477,39 @@ pub struct TaskSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readiness_check: Option<TaskCheck>,
     /// Where the task's name is.
+    #[serde(skip)]
+    pub pos: Pos,
+}
+
+/// Commands run at points of a pod's life, beside its tasks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Hooks {
+    /// Run before a decommissioned pod's tasks are killed, on the pod's
+    /// agent with the pod's env (ports, `POD_INSTANCE`, …), while its tasks
+    /// still run: a broker moves its partitions off, a Cassandra node
+    /// leaves the ring. The pod is removed only once the hook exits 0; a
+    /// failing hook is retried with backoff and keeps the pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decommission: Option<HookSpec>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.decommission.is_none()
+    }
+}
+
+/// One hook: a shell command with its own small resources (taken
+/// unreserved on the pod's agent, since the pod's tasks hold its
+/// reservation while the hook runs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HookSpec {
+    pub cmd: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    pub cpus: f64,
+    /// MiB.
+    pub mem: u64,
     #[serde(skip)]
     pub pos: Pos,
 }

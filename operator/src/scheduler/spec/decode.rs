@@ -56,7 +56,9 @@ fn load_error(cx: &mut Cx, e: LoadError) {
 }
 
 const SERVICE_FIELDS: &[&str] = &["name", "role", "pods", "plans"];
-const POD_FIELDS: &[&str] = &["count", "resources", "volumes", "placement", "tasks", "allow-decommission"];
+const POD_FIELDS: &[&str] = &["count", "resources", "volumes", "placement", "tasks", "allow-decommission", "hooks"];
+const HOOKS: &[&str] = &["decommission"];
+const HOOK_FIELDS: &[&str] = &["cmd", "env", "cpus", "mem"];
 const RESOURCE_FIELDS: &[&str] = &["cpus", "mem", "ports"];
 const PORT_FIELDS: &[&str] = &["port", "env"];
 const VOLUME_FIELDS: &[&str] = &["name", "path", "type", "size"];
@@ -127,11 +129,12 @@ fn pod(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PodSpec {
         placement: Vec::new(),
         tasks: Vec::new(),
         allow_decommission: false,
+        hooks: Hooks::default(),
         pos: at,
         count_pos: at,
     };
     check_dns_name(cx, at, path, &pod.name, "pod type name");
-    let what = "a pod: a mapping with `count`, `resources`, `tasks` and optionally `volumes`, `placement`, `allow-decommission`";
+    let what = "a pod: a mapping with `count`, `resources`, `tasks` and optionally `volumes`, `placement`, `allow-decommission`, `hooks`";
     let Some(f) = fields(cx, n, path, what, POD_FIELDS) else {
         return pod;
     };
@@ -155,7 +158,47 @@ fn pod(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PodSpec {
     if let Some(n) = f.get("allow-decommission") {
         pod.allow_decommission = boolean(cx, n, &f.path("allow-decommission")).unwrap_or(false);
     }
+    if let Some(n) = f.get("hooks") {
+        pod.hooks = hooks(cx, n, &f.path("hooks"));
+    }
     pod
+}
+
+fn hooks(cx: &mut Cx, n: &Node, path: &str) -> Hooks {
+    let mut h = Hooks::default();
+    let Some(f) = fields(cx, n, path, "a mapping of hook name (`decommission`) → hook", HOOKS) else {
+        return h;
+    };
+    if let Some(n) = f.get("decommission") {
+        h.decommission = hook(cx, n, &f.path("decommission"));
+    }
+    h
+}
+
+fn hook(cx: &mut Cx, n: &Node, path: &str) -> Option<HookSpec> {
+    let f = fields(cx, n, path, "a hook: a mapping with `cmd` and optionally `env`, `cpus`, `mem`", HOOK_FIELDS)?;
+    let mut h = HookSpec { cmd: String::new(), env: BTreeMap::new(), cpus: 0.1, mem: 64, pos: npos(n) };
+    if let Some(n) = f.required(cx, "cmd", "the shell command to run") {
+        h.cmd = string(cx, n, &f.path("cmd"), "a shell command").unwrap_or_default();
+    }
+    if let Some(n) = f.get("env") {
+        h.env = env(cx, n, &f.path("env"));
+    }
+    if let Some(n) = f.get("cpus") {
+        let p = f.path("cpus");
+        if let Some(s) = scalar(cx, n, &p, "a number of cpus > 0, e.g. 0.1") {
+            match s.as_str().trim().parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => h.cpus = v,
+                _ => {
+                    cx.err(npos(n), &p, format!("expected a number of cpus > 0, e.g. 0.1, found {}", describe(n)));
+                }
+            }
+        }
+    }
+    if let Some(n) = f.get("mem") {
+        h.mem = size(cx, n, &f.path("mem")).unwrap_or(64);
+    }
+    Some(h)
 }
 
 fn resources(cx: &mut Cx, n: &Node, path: &str) -> ResourceSpec {

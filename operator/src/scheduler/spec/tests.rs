@@ -818,3 +818,37 @@ fn empty_and_skeletal_files() {
     let errs = errors("name: svc\n");
     assert_eq!(errs, ["t.yaml:1:1: missing field `pods` (a mapping of pod type → pod)"]);
 }
+
+#[test]
+fn decommission_hook_parses_with_defaults_and_changes_no_pod() {
+    let with = pod(&format!(
+        "{MIN_POD}    hooks:\n      decommission:\n        cmd: ./drain.sh\n        env: {{ MODE: fast }}\n"
+    ));
+    let spec = parse(&with);
+    let h = spec.pod("web").unwrap().hooks.decommission.clone().unwrap();
+    assert_eq!(h.cmd, "./drain.sh");
+    assert_eq!(h.env["MODE"], "fast");
+    assert_eq!((h.cpus, h.mem), (0.1, 64));
+    let sized = parse(&pod(&format!("{MIN_POD}    hooks:\n      decommission: {{ cmd: x, cpus: 0.5, mem: 1Gi }}\n")));
+    let h = sized.pod("web").unwrap().hooks.decommission.clone().unwrap();
+    assert_eq!((h.cpus, h.mem), (0.5, 1024));
+    // Adding or changing a hook restarts nothing.
+    let without = parse(&pod(MIN_POD));
+    assert!(changed_pods(&without, &spec).is_empty());
+}
+
+#[test]
+fn bad_hooks_are_refused_where_they_are() {
+    one_error(
+        &pod(&format!("{MIN_POD}    hooks:\n      on-start: {{ cmd: x }}\n")),
+        "t.yaml:9:7: pods.web.hooks.on-start: unknown field",
+    );
+    one_error(
+        &pod(&format!("{MIN_POD}    hooks:\n      decommission: {{ env: {{}} }}\n")),
+        "t.yaml:9:21: pods.web.hooks.decommission: missing field `cmd`",
+    );
+    one_error(
+        &pod(&format!("{MIN_POD}    hooks:\n      decommission: {{ cmd: x, cpus: -1 }}\n")),
+        "t.yaml:9:37: pods.web.hooks.decommission.cpus: expected a number of cpus > 0",
+    );
+}

@@ -110,6 +110,8 @@ pub fn changed_pods(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
                 let mut o = o.clone();
                 o.count = n.count;
                 o.allow_decommission = n.allow_decommission;
+                // Hooks run beside the tasks: changing one restarts nothing.
+                o.hooks = n.hooks.clone();
                 o != **n
             })
         })
