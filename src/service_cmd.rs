@@ -124,6 +124,7 @@ pub async fn run_service(state_dir: &Path, c: &ClusterFile, args: ServiceRunArgs
     let listener =
         tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
+    let s = s.with_api_url(url.clone());
     let app = api::router(s.clone(), c.token.clone());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;

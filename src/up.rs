@@ -87,6 +87,7 @@ pub async fn run(state_dir: &Path, args: UpArgs) -> Result<()> {
         agents.push(agent);
     }
     println!("smack is up: {} agents", args.agents);
+    println!("  dashboard: {url}/dashboard/#token={token}");
     println!("  API:   {url}/v1/");
     println!("  metrics: {url}/metrics");
     println!("  token: {token}");

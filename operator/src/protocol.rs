@@ -68,6 +68,11 @@ pub struct Subscribe {
     pub role: String,
     #[serde(default = "one")]
     pub weight: f64,
+    /// The URL of the framework's own HTTP API (plans, pods), e.g.
+    /// `http://127.0.0.1:40123`, like Mesos' `FrameworkInfo.webui_url`: the
+    /// master proxies `/v1/frameworks/{id}/api/...` onto it for the dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 fn one() -> f64 {
@@ -206,6 +211,9 @@ pub struct FrameworkSummary {
     /// Its weighted dominant share.
     pub share: f64,
     pub outstanding_offers: usize,
+    /// The framework's own HTTP API, if it announced one at subscribe.
+    #[serde(default)]
+    pub api_url: Option<String>,
 }
 
 /// `GET /v1/state`: the ledger and the frameworks.

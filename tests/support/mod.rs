@@ -203,7 +203,13 @@ impl TestFramework {
 
     pub async fn resubscribe(client: MasterClient, role: &str, id: Option<String>) -> TestFramework {
         let mut events = client
-            .subscribe(&Subscribe { framework_id: id, name: format!("test-{role}"), role: role.into(), weight: 1.0 })
+            .subscribe(&Subscribe {
+                framework_id: id,
+                name: format!("test-{role}"),
+                role: role.into(),
+                weight: 1.0,
+                api_url: None,
+            })
             .await
             .expect("subscribe");
         let id = match tokio::time::timeout(Duration::from_secs(10), events.next()).await {

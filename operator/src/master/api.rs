@@ -4,7 +4,8 @@
 //!
 //! Outside `/v1/`, `GET /metrics` serves the master's registry (OpenMetrics
 //! text) without a token, for Prometheus; see [`crate::metrics`] for why
-//! that is safe.
+//! that is safe. `/dashboard/` serves the dashboard page (it holds no data
+//! and asks for the token); see [`super::dashboard`].
 
 use super::core::Master;
 use crate::protocol::*;
@@ -75,7 +76,7 @@ fn ndjson<T: Serialize + Send + 'static, G: Send + 'static>(
 }
 
 /// The API router: the token check on every `/v1/` route, and `/metrics`
-/// without it.
+/// and the dashboard's static page without it.
 pub fn router(master: Master) -> Router {
     let metrics = crate::metrics::router(master.registry());
     Router::new()
@@ -95,9 +96,11 @@ pub fn router(master: Master) -> Router {
         .route("/v1/tasks/{id}/agent", get(task_agent))
         .route("/v1/state", get(state))
         .route("/v1/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        .merge(super::dashboard::api_routes())
         .layer(middleware::from_fn_with_state(master.clone(), require_token))
         .with_state(master)
         .merge(metrics)
+        .merge(super::dashboard::pages())
 }
 
 async fn list_agents(State(m): State<Master>) -> Json<Vec<AgentSummary>> {

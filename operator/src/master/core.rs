@@ -63,6 +63,8 @@ struct PersistedFramework {
     name: String,
     role: String,
     weight: f64,
+    #[serde(default)]
+    api_url: Option<String>,
 }
 
 struct AgentEntry {
@@ -102,6 +104,8 @@ struct FrameworkEntry {
     tx: Option<mpsc::UnboundedSender<FrameworkEvent>>,
     generation: u64,
     allocated: Resources,
+    /// The framework's own HTTP API, announced at subscribe.
+    api_url: Option<String>,
 }
 
 impl FrameworkEntry {
@@ -228,6 +232,7 @@ impl Master {
                     tx: None,
                     generation: 0,
                     allocated: Resources::default(),
+                    api_url: p.api_url,
                 },
             );
         }
@@ -323,7 +328,13 @@ impl Master {
     }
 
     fn persist_framework(&self, f: &FrameworkEntry) -> Result<()> {
-        let p = PersistedFramework { id: f.id.clone(), name: f.name.clone(), role: f.role.clone(), weight: f.weight };
+        let p = PersistedFramework {
+            id: f.id.clone(),
+            name: f.name.clone(),
+            role: f.role.clone(),
+            weight: f.weight,
+            api_url: f.api_url.clone(),
+        };
         let key = format!("{FRAMEWORK_PREFIX}{}", f.id);
         let bytes = serde_json::to_vec(&p).map_err(|source| Error::Codec { key: key.clone(), source })?;
         self.store.put(&key, &bytes)
@@ -608,6 +619,11 @@ impl Master {
             f.generation = generation;
             f.suppressed = false;
             f.name = req.name.clone();
+            if f.api_url != req.api_url {
+                f.api_url = req.api_url.clone();
+                let f = &inner.frameworks[&id];
+                self.persist_framework(f)?;
+            }
         } else {
             let f = FrameworkEntry {
                 id: id.clone(),
@@ -618,6 +634,7 @@ impl Master {
                 tx: Some(tx),
                 generation,
                 allocated: Resources::default(),
+                api_url: req.api_url.clone(),
             };
             self.persist_framework(&f)?;
             inner.frameworks.insert(id.clone(), f);
@@ -1087,6 +1104,17 @@ impl Master {
             .collect()
     }
 
+    /// The URL of a framework's own HTTP API, as it announced it at
+    /// subscribe (`None` if it announced none).
+    pub fn framework_api_url(&self, framework_id: &str) -> Result<Option<String>> {
+        let inner = self.lock();
+        let f = inner
+            .frameworks
+            .get(framework_id)
+            .ok_or_else(|| Error::NotFound { what: "framework", id: framework_id.to_string() })?;
+        Ok(f.api_url.clone())
+    }
+
     /// The agent running a task (from the ledger), or the one that ran it
     /// (from the latest status the master saw, kept in memory for every
     /// task), with the agent's HTTP endpoint for reading the task's logs.
@@ -1135,6 +1163,7 @@ impl Master {
                 allocated: f.allocated.clone(),
                 share: shares.get(&f.id).copied().unwrap_or(0.0),
                 outstanding_offers: inner.offers.values().filter(|o| o.offer.framework_id == f.id).count(),
+                api_url: f.api_url.clone(),
             })
             .collect();
         MasterState { agents, frameworks }
@@ -1178,8 +1207,9 @@ mod tests {
         let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
         let m = Master::open(store.clone(), MasterConfig::default(), "t".into()).unwrap();
         let agent = m.register_agent(agent_registration("127.0.1.1")).unwrap().agent_id;
-        let mut sub =
-            m.subscribe(Subscribe { framework_id: None, name: "f".into(), role: "r".into(), weight: 1.0 }).unwrap();
+        let mut sub = m
+            .subscribe(Subscribe { framework_id: None, name: "f".into(), role: "r".into(), weight: 1.0, api_url: None })
+            .unwrap();
         m.tick();
         let offers = next_offers(&mut sub);
         assert_eq!(offers.len(), 1);
@@ -1214,8 +1244,9 @@ mod tests {
     fn suppressed_frameworks_get_no_offers_until_revived() {
         let m = Master::open(Arc::new(MemoryStore::new()), MasterConfig::default(), "t".into()).unwrap();
         m.register_agent(agent_registration("127.0.1.1")).unwrap();
-        let mut sub =
-            m.subscribe(Subscribe { framework_id: None, name: "f".into(), role: "r".into(), weight: 1.0 }).unwrap();
+        let mut sub = m
+            .subscribe(Subscribe { framework_id: None, name: "f".into(), role: "r".into(), weight: 1.0, api_url: None })
+            .unwrap();
         m.suppress(&sub.framework_id).unwrap();
         m.tick();
         while let Ok(ev) = sub.events.try_recv() {
@@ -1224,5 +1255,30 @@ mod tests {
         m.revive(&sub.framework_id).unwrap();
         m.tick();
         assert_eq!(next_offers(&mut sub).len(), 1);
+    }
+
+    #[test]
+    fn a_framework_api_url_is_kept_updated_and_remembered() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let m = Master::open(store.clone(), MasterConfig::default(), "t".into()).unwrap();
+        let sub = |id: Option<String>, url: Option<&str>| Subscribe {
+            framework_id: id,
+            name: "f".into(),
+            role: "r".into(),
+            weight: 1.0,
+            api_url: url.map(String::from),
+        };
+        let first = m.subscribe(sub(None, Some("http://127.0.0.1:1"))).unwrap();
+        let id = first.framework_id.clone();
+        assert_eq!(m.framework_api_url(&id).unwrap().as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(m.state().frameworks[0].api_url.as_deref(), Some("http://127.0.0.1:1"));
+        // A restarted scheduler announces its new port.
+        drop(first);
+        let again = m.subscribe(sub(Some(id.clone()), Some("http://127.0.0.1:2"))).unwrap();
+        assert_eq!(m.framework_api_url(&id).unwrap().as_deref(), Some("http://127.0.0.1:2"));
+        drop(again);
+        let m2 = Master::open(store, MasterConfig::default(), "t".into()).unwrap();
+        assert_eq!(m2.framework_api_url(&id).unwrap().as_deref(), Some("http://127.0.0.1:2"));
+        assert!(matches!(m2.framework_api_url("fw-nope"), Err(Error::NotFound { what: "framework", .. })));
     }
 }

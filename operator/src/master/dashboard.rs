@@ -1,0 +1,259 @@
+//! The dashboard the master serves: one static page (HTML, JS, CSS, embedded
+//! in the binary, no build step, nothing fetched from elsewhere) and the two
+//! API routes it needs besides `/v1/agents` and `/v1/state`, so that the page
+//! talks to one origin with one token:
+//!
+//! - `GET|POST /v1/frameworks/{id}/api/{*rest}` forwards to the framework's
+//!   own HTTP API (the URL it announced at subscribe) as `{api_url}/{rest}`,
+//!   with the cluster token: a service scheduler's plans and pods;
+//! - `GET /v1/tasks/{id}/log?stream=&offset=&lines=` forwards to the agent
+//!   that runs (or ran) the task: its stdout or stderr.
+//!
+//! The page itself (`/dashboard/`) needs no token to load; it holds no data
+//! and asks for the token before it shows anything. The API routes sit
+//! behind the token like every other `/v1/` route.
+
+use super::core::Master;
+use crate::protocol::ApiError;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use std::time::Duration;
+
+const INDEX_HTML: &str = include_str!("dashboard/index.html");
+const APP_JS: &str = include_str!("dashboard/app.js");
+const APP_CSS: &str = include_str!("dashboard/app.css");
+
+/// The page's content security policy: everything from this origin only.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// How long a forwarded call may take.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The HTTP client that forwards calls to frameworks and agents.
+#[derive(Clone)]
+struct Upstream(reqwest::Client);
+
+/// The static page: `/` and `/dashboard` redirect to `/dashboard/`. No token.
+pub fn pages() -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/dashboard/") }))
+        .route("/dashboard", get(|| async { Redirect::to("/dashboard/") }))
+        .route("/dashboard/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
+        .route("/dashboard/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
+        .route("/dashboard/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
+}
+
+/// The forwarding routes, to be mounted under the master's token check.
+pub fn api_routes() -> Router<Master> {
+    let http = reqwest::Client::builder().timeout(UPSTREAM_TIMEOUT).build().unwrap_or_else(|_| reqwest::Client::new());
+    Router::new()
+        .route("/v1/frameworks/{id}/api/{*rest}", get(framework_api).post(framework_api))
+        .route("/v1/tasks/{id}/log", get(task_log))
+        .layer(Extension(Upstream(http)))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = body.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    r
+}
+
+fn fail(status: StatusCode, error: String) -> Response {
+    (status, Json(ApiError { error })).into_response()
+}
+
+/// Percent-encodes one path segment.
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The part of a request path after `/v1/frameworks/{id}/api/`, as sent
+/// (still percent-encoded), refusing `.` and `..` segments.
+pub fn forwarded_path(request_path: &str) -> Result<&str, String> {
+    let mut parts = request_path.splitn(6, '/');
+    let head: Vec<&str> = parts.by_ref().take(5).collect();
+    let rest = parts.next().unwrap_or("");
+    if head.len() != 5 || head[0..3] != ["", "v1", "frameworks"] || head[4] != "api" {
+        return Err(format!("{request_path}: expected /v1/frameworks/ID/api/PATH"));
+    }
+    if rest.is_empty() {
+        return Err(format!("{request_path}: no path after /api/ to forward"));
+    }
+    let dot = |s: &str| {
+        let s = s.to_ascii_lowercase().replace("%2e", ".");
+        s == "." || s == ".."
+    };
+    if rest.split('/').any(dot) {
+        return Err(format!("{request_path}: `.` and `..` segments are not forwarded"));
+    }
+    Ok(rest)
+}
+
+/// `{base}/{path}[?query]`, with exactly one slash between.
+pub fn upstream_url(base: &str, path: &str, query: Option<&str>) -> String {
+    let mut url = format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'));
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+/// Sends one call upstream with the cluster token and turns the answer into
+/// ours: same status, content type and body. `what` names the upstream in
+/// errors.
+async fn forward(
+    http: &reqwest::Client,
+    token: &str,
+    method: Method,
+    url: &str,
+    content_type: Option<&HeaderValue>,
+    body: Bytes,
+    what: &str,
+) -> Response {
+    let mut req = http.request(method, url).bearer_auth(token);
+    if let Some(ct) = content_type {
+        req = req.header(header::CONTENT_TYPE, ct.clone());
+    }
+    if !body.is_empty() {
+        req = req.body(body);
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(url, error = %e, "forwarded call failed");
+            return fail(StatusCode::BAD_GATEWAY, format!("cannot reach {what} at {url}: {e}"));
+        }
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let ct = resp.headers().get(header::CONTENT_TYPE).cloned();
+    let bytes = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => return fail(StatusCode::BAD_GATEWAY, format!("{what} at {url} broke off its answer: {e}")),
+    };
+    let mut out = Response::new(Body::from(bytes));
+    *out.status_mut() = status;
+    if let Some(ct) = ct {
+        out.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    out
+}
+
+/// `GET|POST /v1/frameworks/{id}/api/{*rest}`.
+async fn framework_api(
+    State(m): State<Master>,
+    Extension(Upstream(http)): Extension<Upstream>,
+    Path((id, _rest)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rest = match forwarded_path(uri.path()) {
+        Ok(r) => r,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
+    };
+    let base = match m.framework_api_url(&id) {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return fail(
+                StatusCode::NOT_FOUND,
+                format!("framework {id} announced no API URL when it subscribed; nothing to forward to"),
+            )
+        }
+        Err(e) => return e.into_response(),
+    };
+    let url = upstream_url(&base, rest, uri.query());
+    forward(&http, m.token(), method, &url, headers.get(header::CONTENT_TYPE), body, &format!("framework {id}")).await
+}
+
+/// `GET /v1/tasks/{id}/log`: the log of a task, from its agent.
+async fn task_log(
+    State(m): State<Master>,
+    Extension(Upstream(http)): Extension<Upstream>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let found = match m.task_agent(&id) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let Some(endpoint) = found.endpoint else {
+        return fail(
+            StatusCode::NOT_FOUND,
+            format!("task {id} is on agent {}, which announced no API endpoint for logs", found.agent_id),
+        );
+    };
+    let path = format!("v1/tasks/{}/log", encode_segment(&id));
+    let url = upstream_url(&endpoint, &path, query.as_deref());
+    forward(&http, m.token(), Method::GET, &url, None, Bytes::new(), &format!("agent {}", found.agent_id)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_forwarded_path_is_what_follows_api() {
+        assert_eq!(forwarded_path("/v1/frameworks/fw-1/api/v1/plans").unwrap(), "v1/plans");
+        assert_eq!(forwarded_path("/v1/frameworks/fw-1/api/v1/plans/deploy/pause").unwrap(), "v1/plans/deploy/pause");
+        assert_eq!(forwarded_path("/v1/frameworks/fw-1/api/v1/pods/a%20b").unwrap(), "v1/pods/a%20b");
+    }
+
+    #[test]
+    fn dot_segments_and_odd_paths_are_refused() {
+        for bad in [
+            "/v1/frameworks/fw-1/api/v1/../x",
+            "/v1/frameworks/fw-1/api/./v1",
+            "/v1/frameworks/fw-1/api/v1/%2E%2e/x",
+            "/v1/frameworks/fw-1/api/",
+            "/v1/frameworks/fw-1/accept",
+            "/v1/agents",
+        ] {
+            let e = forwarded_path(bad).unwrap_err();
+            assert!(e.starts_with(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn upstream_urls_join_with_one_slash_and_keep_the_query() {
+        assert_eq!(upstream_url("http://h:1", "v1/plans", None), "http://h:1/v1/plans");
+        assert_eq!(upstream_url("http://h:1/", "/v1/plans", Some("")), "http://h:1/v1/plans");
+        assert_eq!(
+            upstream_url("http://h:1", "v1/tasks/t/log", Some("stream=stderr&lines=5")),
+            "http://h:1/v1/tasks/t/log?stream=stderr&lines=5"
+        );
+    }
+
+    #[test]
+    fn task_ids_are_encoded_as_one_segment() {
+        assert_eq!(encode_segment("hello-0-server__ab12"), "hello-0-server__ab12");
+        assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn the_page_refers_only_to_its_own_assets() {
+        assert!(INDEX_HTML.contains("app.js") && INDEX_HTML.contains("app.css"));
+        for text in [INDEX_HTML, APP_JS, APP_CSS] {
+            assert!(!text.contains("http://") && !text.contains("https://"), "the page must work offline");
+        }
+    }
+}
