@@ -13,6 +13,12 @@ pub enum PipelineCmd {
     },
     /// Print the JSON Schema of a pipeline file.
     Schema,
+    /// Run a pipeline file's `tests:` through the stage runtime, without a
+    /// cluster: records in, the rows each sink gets compared to `expect`.
+    Test {
+        /// The pipeline file.
+        file: PathBuf,
+    },
 }
 
 pub fn run(cmd: PipelineCmd) -> anyhow::Result<()> {
@@ -35,6 +41,38 @@ pub fn run(cmd: PipelineCmd) -> anyhow::Result<()> {
                 }
             }
             if failed {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        PipelineCmd::Test { file } => {
+            let spec = match smack_pipelines::load(&file) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            };
+            // `run` is called inside the CLI's multi-threaded runtime.
+            let reports = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(smack_pipelines::runtime::testing::run_tests(&spec))
+            })
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            if reports.is_empty() {
+                println!("{}: no tests", file.display());
+            }
+            let failed = reports.iter().filter(|r| !r.passed()).count();
+            for r in &reports {
+                println!("{} {}", if r.passed() { "PASS" } else { "FAIL" }, r.name);
+                for f in &r.failures {
+                    println!("     {f}");
+                }
+                for l in &r.late {
+                    println!("     dead-letter: {l}");
+                }
+            }
+            println!("{}: {} of {} tests passed", file.display(), reports.len() - failed, reports.len());
+            if failed > 0 {
                 std::process::exit(1);
             }
             Ok(())

@@ -10,6 +10,7 @@
 //! pipeline file, [`spec::json_schema`] describes it. The layout and the
 //! runtime arrive with the rest of the pipelines issue.
 
+pub mod runtime;
 pub mod spec;
 
 pub use spec::{PipelineSpec, SpecError, SpecErrors};

@@ -14,7 +14,7 @@
 //! mapped back to the line and column in the file.
 
 mod decode;
-mod sql;
+pub(crate) mod sql;
 mod types;
 mod units;
 mod validate;

@@ -16,7 +16,7 @@ use sqlparser::tokenizer::Location;
 use std::ops::ControlFlow;
 
 /// Window functions, with their argument counts.
-pub(super) const WINDOWS: [(&str, usize, &str); 3] = [
+pub(crate) const WINDOWS: [(&str, usize, &str); 3] = [
     ("TUMBLE", 2, "TUMBLE(ts, INTERVAL '1' MINUTE)"),
     ("HOP", 3, "HOP(ts, INTERVAL '10' SECOND, INTERVAL '1' MINUTE)"),
     ("SESSION", 2, "SESSION(ts, INTERVAL '5' MINUTE)"),
@@ -80,14 +80,14 @@ impl Origin {
 }
 
 /// An identifier as DataFusion resolves it: unquoted ones are lowercased.
-fn norm(i: &Ident) -> String {
+pub(crate) fn norm(i: &Ident) -> String {
     match i.quote_style {
         None => i.value.to_lowercase(),
         Some(_) => i.value.clone(),
     }
 }
 
-fn window_fn(e: &Expr) -> Option<(&'static str, usize, &'static str, &sqlparser::ast::Function)> {
+pub(crate) fn window_fn(e: &Expr) -> Option<(&'static str, usize, &'static str, &sqlparser::ast::Function)> {
     let Expr::Function(f) = e else { return None };
     let name = match f.name.0.last()? {
         ObjectNamePart::Identifier(i) => i.value.to_uppercase(),

@@ -1,0 +1,677 @@
+//! The stage operators: each compiled [`StagePlan`] bound to a DataFusion
+//! context whose input tables are swapped for every micro-batch, so a
+//! query is planned once and only executed per batch.
+
+use super::plan::{JoinPlan, PerBatchPlan, StagePlan, WindowedPlan, ROW_COL, TIME_COL, WINDOWS_TABLE};
+use super::state::{AggKind, NumClass, Value, WindowSnapshot, WindowState};
+use super::time::{MAX_WATERMARK, MIN_WATERMARK};
+use super::{LateRows, RuntimeError};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
+};
+use datafusion::arrow::compute::{cast, filter_record_batch, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit, UInt64Type};
+use datafusion::catalog::MemTable;
+use datafusion::datasource::memory::PartitionData;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use smack_connectors::format::{format_timestamp, timestamp_type};
+use std::sync::Arc;
+
+/// Rows moving from one table to the next within one push, each with its
+/// time: the event time for a source's rows, the window end for a windowed
+/// stage's, the stage's watermark for the others'.
+#[derive(Debug, Clone)]
+pub(crate) struct Flow {
+    pub batch: RecordBatch,
+    pub times: Vec<i64>,
+}
+
+impl Flow {
+    /// Splits off the rows whose time is at most `w`.
+    fn split(self, w: i64) -> Result<(Option<Flow>, Option<Flow>), RuntimeError> {
+        if self.times.iter().all(|t| *t <= w) {
+            return Ok((Some(self), None));
+        }
+        if self.times.iter().all(|t| *t > w) {
+            return Ok((None, Some(self)));
+        }
+        let ready = BooleanArray::from(self.times.iter().map(|t| *t <= w).collect::<Vec<_>>());
+        let rest = BooleanArray::from(self.times.iter().map(|t| *t > w).collect::<Vec<_>>());
+        let part = |mask: &BooleanArray| -> Result<Flow, RuntimeError> {
+            Ok(Flow {
+                batch: filter_record_batch(&self.batch, mask)?,
+                times: self.times.iter().zip(mask.values().iter()).filter(|(_, m)| *m).map(|(t, _)| *t).collect(),
+            })
+        };
+        Ok((Some(part(&ready)?), Some(part(&rest)?)))
+    }
+}
+
+fn context() -> SessionContext {
+    // One partition: micro-batches are small and per-batch overhead matters
+    // more than parallelism inside one query (tasks scale out instead).
+    SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1).with_batch_size(8192))
+}
+
+/// The same schema with every field nullable and no metadata, so batches
+/// from any producer fit the registered table.
+fn relaxed(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema.fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+    ))
+}
+
+/// A registered table whose contents are replaced before each query.
+struct Table {
+    schema: SchemaRef,
+    data: PartitionData,
+}
+
+impl Table {
+    fn register(ctx: &SessionContext, name: &str, schema: &Schema) -> Result<Table, RuntimeError> {
+        let schema = relaxed(schema);
+        let mem = MemTable::try_new(schema.clone(), vec![vec![]]).map_err(|e| RuntimeError::sql(name, e))?;
+        let data = mem.batches[0].clone();
+        ctx.register_table(name, Arc::new(mem)).map_err(|e| RuntimeError::sql(name, e))?;
+        Ok(Table { schema, data })
+    }
+
+    async fn set(&self, batches: &[RecordBatch]) -> Result<(), RuntimeError> {
+        let mut fitted = Vec::with_capacity(batches.len());
+        for b in batches {
+            fitted.push(RecordBatch::try_new(self.schema.clone(), b.columns().to_vec())?);
+        }
+        *self.data.write().await = fitted;
+        Ok(())
+    }
+}
+
+async fn prepare(ctx: &SessionContext, stage: &str, sql: &str) -> Result<DataFrame, RuntimeError> {
+    ctx.sql(sql).await.map_err(|e| RuntimeError::sql(stage, e))
+}
+
+async fn run(df: &DataFrame, stage: &str) -> Result<Vec<RecordBatch>, RuntimeError> {
+    df.clone().collect().await.map_err(|e| RuntimeError::sql(stage, e))
+}
+
+/// A compiled stage with its state.
+pub(crate) enum StageOp {
+    Windowed(Box<WindowedOp>),
+    PerBatch(PerBatchOp),
+    Join(JoinOp),
+}
+
+/// What a stage checkpoints.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) enum StageSnapshot {
+    Windowed {
+        wm_in: i64,
+        windows: WindowSnapshot,
+    },
+    PerBatch,
+    /// Buffered rows per input, as Arrow IPC streams (blob indices).
+    Join {
+        last_eval: i64,
+        buffers: Vec<Vec<usize>>,
+    },
+}
+
+impl StageOp {
+    /// Binds a plan; `inputs` are the schemas of the tables it reads.
+    pub async fn compile(
+        stage: &str,
+        plan: StagePlan,
+        inputs: &[(String, SchemaRef)],
+        allowed_lateness: i64,
+    ) -> Result<StageOp, RuntimeError> {
+        Ok(match plan {
+            StagePlan::Windowed(p) => {
+                StageOp::Windowed(Box::new(WindowedOp::compile(stage, p, &inputs[0].1, allowed_lateness).await?))
+            }
+            StagePlan::PerBatch(p) => StageOp::PerBatch(PerBatchOp::compile(stage, p, &inputs[0].1).await?),
+            StagePlan::Join(p) => StageOp::Join(JoinOp::compile(stage, p, inputs).await?),
+        })
+    }
+
+    /// The schema of the rows the stage emits.
+    pub fn schema(&self) -> SchemaRef {
+        match self {
+            StageOp::Windowed(w) => w.output.clone(),
+            StageOp::PerBatch(p) => p.output.clone(),
+            StageOp::Join(j) => j.output.clone(),
+        }
+    }
+
+    /// The stage's output watermark for input watermark `w`.
+    pub fn output_watermark(&self, w: i64) -> i64 {
+        match self {
+            StageOp::Windowed(op) if w != MAX_WATERMARK && w != MIN_WATERMARK => w.saturating_sub(op.lateness),
+            _ => w,
+        }
+    }
+
+    /// Processes the rows that reached the stage's inputs (one list per
+    /// input, in [`StagePlan::inputs`] order) at input watermark `w` (the
+    /// minimum over its inputs).
+    pub async fn process(
+        &mut self,
+        stage: &str,
+        inputs: &[(String, Vec<Flow>)],
+        w: i64,
+        late: &mut Vec<LateRows>,
+    ) -> Result<Vec<Flow>, RuntimeError> {
+        match self {
+            StageOp::Windowed(op) => op.process(stage, &inputs[0].0, &inputs[0].1, w, late).await,
+            StageOp::PerBatch(op) => op.process(stage, &inputs[0].1, w).await,
+            StageOp::Join(op) => op.process(stage, inputs, w).await,
+        }
+    }
+
+    pub fn snapshot(&self, blobs: &mut Vec<Vec<u8>>) -> Result<StageSnapshot, RuntimeError> {
+        Ok(match self {
+            StageOp::Windowed(op) => StageSnapshot::Windowed { wm_in: op.wm_in, windows: op.state.snapshot() },
+            StageOp::PerBatch(_) => StageSnapshot::PerBatch,
+            StageOp::Join(op) => {
+                let mut buffers = Vec::new();
+                for flows in &op.buffers {
+                    let mut ids = Vec::new();
+                    for f in flows {
+                        ids.push(blobs.len());
+                        blobs.push(flow_to_ipc(f)?);
+                    }
+                    buffers.push(ids);
+                }
+                StageSnapshot::Join { last_eval: op.last_eval, buffers }
+            }
+        })
+    }
+
+    pub fn restore(&mut self, stage: &str, snap: StageSnapshot, blobs: &[&[u8]]) -> Result<(), RuntimeError> {
+        let bad = |m: String| RuntimeError::Checkpoint(format!("stage {stage}: {m}"));
+        match (self, snap) {
+            (StageOp::Windowed(op), StageSnapshot::Windowed { wm_in, windows }) => {
+                op.wm_in = wm_in;
+                op.state.restore(windows).map_err(bad)?;
+            }
+            (StageOp::PerBatch(_), StageSnapshot::PerBatch) => {}
+            (StageOp::Join(op), StageSnapshot::Join { last_eval, buffers }) => {
+                if buffers.len() != op.buffers.len() {
+                    return Err(bad(format!("{} inputs buffered, the stage has {}", buffers.len(), op.buffers.len())));
+                }
+                op.last_eval = last_eval;
+                for (slot, ids) in op.buffers.iter_mut().zip(buffers) {
+                    slot.clear();
+                    for id in ids {
+                        let blob = blobs.get(id).ok_or_else(|| bad(format!("missing blob {id}")))?;
+                        slot.push(flow_from_ipc(blob).map_err(|e| bad(e.to_string()))?);
+                    }
+                }
+            }
+            _ => return Err(bad("the checkpoint holds another kind of stage; was its SQL changed?".into())),
+        }
+        Ok(())
+    }
+}
+
+fn flow_to_ipc(f: &Flow) -> Result<Vec<u8>, RuntimeError> {
+    let mut fields: Vec<Field> = f.batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(TIME_COL, DataType::Int64, false));
+    let mut cols = f.batch.columns().to_vec();
+    cols.push(Arc::new(Int64Array::from(f.times.clone())));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+    let mut out = Vec::new();
+    let mut w = datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema())?;
+    w.write(&batch)?;
+    w.finish()?;
+    drop(w);
+    Ok(out)
+}
+
+fn flow_from_ipc(bytes: &[u8]) -> Result<Flow, RuntimeError> {
+    let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(bytes, None)?;
+    let mut batches = Vec::new();
+    for b in reader {
+        batches.push(b?);
+    }
+    let Some(first) = batches.first() else {
+        return Err(RuntimeError::Checkpoint("an empty buffered batch".into()));
+    };
+    let batch = datafusion::arrow::compute::concat_batches(&first.schema(), &batches)?;
+    let n = batch.num_columns() - 1;
+    let times = batch.column(n).as_primitive::<Int64Type>().values().to_vec();
+    let batch = batch.project(&(0..n).collect::<Vec<_>>())?;
+    Ok(Flow { batch, times })
+}
+
+// ---------------------------------------------------------------------------
+// Windowed
+
+/// How a key or argument column is read into [`Value`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Int,
+    UInt,
+    Float,
+    Str,
+    Bool,
+    Null,
+}
+
+impl Class {
+    fn of(dt: &DataType) -> Option<Class> {
+        use DataType::*;
+        Some(match dt {
+            Null => Class::Null,
+            Boolean => Class::Bool,
+            Int8 | Int16 | Int32 | Int64 | Timestamp(..) | Date32 | Date64 | Time32(_) | Time64(_) | Duration(_) => {
+                Class::Int
+            }
+            UInt8 | UInt16 | UInt32 | UInt64 => Class::UInt,
+            Float16 | Float32 | Float64 => Class::Float,
+            Utf8 | LargeUtf8 | Utf8View => Class::Str,
+            _ => return None,
+        })
+    }
+
+    fn num(self) -> NumClass {
+        match self {
+            Class::Int => NumClass::Int,
+            Class::UInt => NumClass::UInt,
+            Class::Float => NumClass::Float,
+            _ => NumClass::Other,
+        }
+    }
+
+    fn canonical(self) -> DataType {
+        match self {
+            Class::Int => DataType::Int64,
+            Class::UInt => DataType::UInt64,
+            Class::Float => DataType::Float64,
+            Class::Str => DataType::Utf8,
+            Class::Bool => DataType::Boolean,
+            Class::Null => DataType::Null,
+        }
+    }
+}
+
+/// A column cast to its class's canonical type, read row by row.
+struct Reader {
+    class: Class,
+    array: ArrayRef,
+}
+
+impl Reader {
+    fn new(class: Class, a: &ArrayRef) -> Result<Reader, RuntimeError> {
+        let array = cast(a, &class.canonical())?;
+        Ok(Reader { class, array })
+    }
+
+    fn get(&self, i: usize) -> Value {
+        if self.array.is_null(i) {
+            return Value::Null;
+        }
+        match self.class {
+            Class::Int => Value::Int(self.array.as_primitive::<Int64Type>().value(i)),
+            Class::UInt => Value::UInt(self.array.as_primitive::<UInt64Type>().value(i)),
+            Class::Float => Value::float(self.array.as_primitive::<Float64Type>().value(i)),
+            Class::Str => Value::Str(self.array.as_string::<i32>().value(i).to_string()),
+            Class::Bool => Value::Bool(self.array.as_boolean().value(i)),
+            Class::Null => Value::Null,
+        }
+    }
+}
+
+/// Builds a column of type `dt` from values of `class`.
+fn build(class: Class, dt: &DataType, values: &[&Value]) -> Result<ArrayRef, RuntimeError> {
+    let a: ArrayRef = match class {
+        Class::Int => Arc::new(Int64Array::from_iter(values.iter().map(|v| match v {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }))),
+        Class::UInt => Arc::new(UInt64Array::from_iter(values.iter().map(|v| match v {
+            Value::UInt(u) => Some(*u),
+            _ => None,
+        }))),
+        Class::Float => Arc::new(Float64Array::from_iter(values.iter().map(|v| match v {
+            Value::Float(b) => Some(f64::from_bits(*b)),
+            _ => None,
+        }))),
+        Class::Str => Arc::new(StringArray::from_iter(values.iter().map(|v| match v {
+            Value::Str(s) => Some(s.as_str()),
+            _ => None,
+        }))),
+        Class::Bool => Arc::new(BooleanArray::from_iter(values.iter().map(|v| match v {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }))),
+        Class::Null => datafusion::arrow::array::new_null_array(dt, values.len()),
+    };
+    if a.data_type() == dt {
+        Ok(a)
+    } else {
+        Ok(cast(&a, dt)?)
+    }
+}
+
+pub(crate) struct WindowedOp {
+    plan: WindowedPlan,
+    lateness: i64,
+    input: Table,
+    pre: DataFrame,
+    windows: Table,
+    fin: DataFrame,
+    state: WindowState,
+    /// Key columns: class and type.
+    keys: Vec<(Class, DataType)>,
+    /// Per aggregate: its argument's class and position in the pre-query
+    /// output, and the result's class and type.
+    aggs: Vec<(Option<(Class, usize)>, Class, DataType)>,
+    /// The input watermark at the end of the last push.
+    wm_in: i64,
+    output: SchemaRef,
+}
+
+impl WindowedOp {
+    async fn compile(
+        stage: &str,
+        plan: WindowedPlan,
+        input: &SchemaRef,
+        lateness: i64,
+    ) -> Result<WindowedOp, RuntimeError> {
+        let ctx = context();
+        let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(ROW_COL, DataType::UInt32, false));
+        let input_table = Table::register(&ctx, &plan.input, &Schema::new(fields))?;
+        let pre = prepare(&ctx, stage, &plan.pre_sql).await?;
+        let pre_schema = pre.schema().as_arrow().clone();
+        let bad = |m: String| RuntimeError::Compile { stage: stage.to_string(), message: m };
+        let ts_type = pre_schema.field(1).data_type();
+        if !matches!(ts_type, DataType::Timestamp(..) | DataType::Int64 | DataType::Int32) {
+            return Err(bad(format!(
+                "the window's time column is {ts_type}; expected a timestamp or epoch milliseconds (long)"
+            )));
+        }
+        let mut keys = Vec::new();
+        let mut win_fields = Vec::new();
+        for (i, name) in plan.keys.iter().enumerate() {
+            let f = pre_schema.field(2 + i);
+            let class = Class::of(f.data_type()).ok_or_else(|| {
+                bad(format!("GROUP BY column `{name}` has type {}, which cannot key state", f.data_type()))
+            })?;
+            keys.push((class, f.data_type().clone()));
+            win_fields.push(Field::new(name, f.data_type().clone(), true));
+        }
+        win_fields.push(Field::new("window_start", timestamp_type(), false));
+        win_fields.push(Field::new("window_end", timestamp_type(), false));
+        let mut aggs = Vec::new();
+        let mut col = 2 + plan.keys.len();
+        let mut kinds = Vec::new();
+        for (i, a) in plan.aggs.iter().enumerate() {
+            let arg = match &a.arg {
+                None => None,
+                Some(_) => {
+                    let f = pre_schema.field(col);
+                    col += 1;
+                    let class = Class::of(f.data_type()).ok_or_else(|| {
+                        bad(format!("`{}`: cannot aggregate values of type {}", a.text, f.data_type()))
+                    })?;
+                    Some((class, f.data_type().clone()))
+                }
+            };
+            let numeric = |c: Class| matches!(c, Class::Int | Class::UInt | Class::Float);
+            let (out_class, out_type) = match (a.kind, &arg) {
+                (AggKind::CountStar | AggKind::Count | AggKind::CountDistinct, _) => (Class::Int, DataType::Int64),
+                (AggKind::Sum, Some((c, dt))) if numeric(*c) && !matches!(dt, DataType::Timestamp(..)) => {
+                    (*c, c.canonical())
+                }
+                (AggKind::Avg, Some((c, dt))) if numeric(*c) && !matches!(dt, DataType::Timestamp(..)) => {
+                    (Class::Float, DataType::Float64)
+                }
+                (AggKind::Min | AggKind::Max, Some((c, dt))) => (*c, dt.clone()),
+                (_, Some((_, dt))) => return Err(bad(format!("`{}`: expected numbers, the argument is {dt}", a.text))),
+                (_, None) => return Err(bad(format!("`{}`: expected an argument", a.text))),
+            };
+            kinds.push((a.kind, arg.as_ref().map_or(NumClass::Other, |(c, _)| c.num())));
+            win_fields.push(Field::new(format!("__smack_agg{i}"), out_type.clone(), true));
+            aggs.push((arg.map(|(c, _)| (c, col - 1)), out_class, out_type));
+        }
+        let windows = Table::register(&ctx, WINDOWS_TABLE, &Schema::new(win_fields))?;
+        let fin = prepare(&ctx, stage, &plan.final_sql).await?;
+        let fin_schema = fin.schema().as_arrow();
+        let n = fin_schema.fields().len() - 1;
+        let output =
+            relaxed(&Schema::new(fin_schema.fields().iter().take(n).map(|f| f.as_ref().clone()).collect::<Vec<_>>()));
+        let state = WindowState::new(plan.window, lateness, kinds);
+        Ok(WindowedOp {
+            plan,
+            lateness,
+            input: input_table,
+            pre,
+            windows,
+            fin,
+            state,
+            keys,
+            aggs,
+            wm_in: MIN_WATERMARK,
+            output,
+        })
+    }
+
+    async fn process(
+        &mut self,
+        stage: &str,
+        input_name: &str,
+        flows: &[Flow],
+        w: i64,
+        late: &mut Vec<LateRows>,
+    ) -> Result<Vec<Flow>, RuntimeError> {
+        for flow in flows {
+            let n = flow.batch.num_rows();
+            let mut cols = flow.batch.columns().to_vec();
+            cols.push(Arc::new(UInt32Array::from_iter_values(0..n as u32)));
+            let with_rows = RecordBatch::try_new(self.input.schema.clone(), cols)?;
+            self.input.set(&[with_rows]).await?;
+            let results = run(&self.pre, stage).await?;
+            self.input.set(&[]).await?;
+            let mut late_rows: Vec<u32> = Vec::new();
+            let mut reasons: Vec<String> = Vec::new();
+            for r in &results {
+                let rows = r.column(0).as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
+                let ts_col = r.column(1);
+                let ts = match ts_col.data_type() {
+                    DataType::Timestamp(_, tz) => {
+                        cast(&cast(ts_col, &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))?, &DataType::Int64)?
+                    }
+                    _ => cast(ts_col, &DataType::Int64)?,
+                };
+                let ts = ts.as_primitive::<Int64Type>();
+                let keys: Vec<Reader> = self
+                    .keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (c, _))| Reader::new(*c, r.column(2 + i)))
+                    .collect::<Result<_, _>>()?;
+                let args: Vec<Option<Reader>> = self
+                    .aggs
+                    .iter()
+                    .map(|(arg, _, _)| arg.map(|(c, col)| Reader::new(c, r.column(col))).transpose())
+                    .collect::<Result<_, _>>()?;
+                let mut key = Vec::with_capacity(keys.len());
+                let mut vals = Vec::with_capacity(args.len());
+                for i in 0..r.num_rows() {
+                    if ts.is_null(i) {
+                        late_rows.push(rows.value(i));
+                        reasons.push(format!("stage {stage}: the event time is null"));
+                        continue;
+                    }
+                    let t = ts.value(i);
+                    key.clear();
+                    key.extend(keys.iter().map(|k| k.get(i)));
+                    vals.clear();
+                    vals.extend(args.iter().map(|a| a.as_ref().map_or(Value::Null, |a| a.get(i))));
+                    if let Err(l) = self.state.update(&key, t, &vals, self.wm_in) {
+                        late_rows.push(rows.value(i));
+                        reasons.push(format!(
+                            "late for stage {stage}: event time {} falls in window [{}, {}), closed at watermark {} (allowed lateness {} ms)",
+                            format_timestamp(t),
+                            format_timestamp(l.start),
+                            format_timestamp(l.end),
+                            format_timestamp(self.wm_in),
+                            self.lateness
+                        ));
+                    }
+                }
+            }
+            if !late_rows.is_empty() {
+                let rows = take_record_batch(&flow.batch, &UInt32Array::from(late_rows))?;
+                late.push(LateRows { stage: stage.to_string(), input: input_name.to_string(), rows, reasons });
+            }
+        }
+        self.wm_in = self.wm_in.max(w);
+        let closed = self.state.close(self.wm_in);
+        if closed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cols: Vec<ArrayRef> = Vec::new();
+        for (i, (class, dt)) in self.keys.iter().enumerate() {
+            let vals: Vec<&Value> = closed.iter().map(|c| &c.key[i]).collect();
+            cols.push(build(*class, dt, &vals)?);
+        }
+        let start = Int64Array::from_iter_values(closed.iter().map(|c| c.start));
+        let end = Int64Array::from_iter_values(closed.iter().map(|c| c.end));
+        cols.push(cast(&start, &timestamp_type())?);
+        cols.push(cast(&end, &timestamp_type())?);
+        for (i, (_, class, dt)) in self.aggs.iter().enumerate() {
+            let vals: Vec<&Value> = closed.iter().map(|c| &c.results[i]).collect();
+            cols.push(build(*class, dt, &vals)?);
+        }
+        let batch = RecordBatch::try_new(self.windows.schema.clone(), cols)?;
+        self.windows.set(&[batch]).await?;
+        let out = run(&self.fin, stage).await?;
+        self.windows.set(&[]).await?;
+        let _ = &self.plan;
+        split_time(out, &self.output)
+    }
+}
+
+/// Separates the trailing [`TIME_COL`] from a final query's batches.
+fn split_time(batches: Vec<RecordBatch>, output: &SchemaRef) -> Result<Vec<Flow>, RuntimeError> {
+    let mut flows = Vec::new();
+    for b in batches {
+        if b.num_rows() == 0 {
+            continue;
+        }
+        let n = b.num_columns() - 1;
+        let times = cast(b.column(n), &DataType::Int64)?;
+        let times = times.as_primitive::<Int64Type>().iter().map(|t| t.unwrap_or(MAX_WATERMARK)).collect();
+        let batch = RecordBatch::try_new(output.clone(), b.columns()[..n].to_vec())?;
+        flows.push(Flow { batch, times });
+    }
+    Ok(flows)
+}
+
+// ---------------------------------------------------------------------------
+// Per batch
+
+pub(crate) struct PerBatchOp {
+    input: Table,
+    df: DataFrame,
+    output: SchemaRef,
+}
+
+impl PerBatchOp {
+    async fn compile(stage: &str, plan: PerBatchPlan, input: &SchemaRef) -> Result<PerBatchOp, RuntimeError> {
+        let ctx = context();
+        let table = Table::register(&ctx, &plan.input, input)?;
+        let df = prepare(&ctx, stage, &plan.sql).await?;
+        let output = relaxed(df.schema().as_arrow());
+        Ok(PerBatchOp { input: table, df, output })
+    }
+
+    async fn process(&mut self, stage: &str, flows: &[Flow], w: i64) -> Result<Vec<Flow>, RuntimeError> {
+        let mut out = Vec::new();
+        for flow in flows {
+            self.input.set(std::slice::from_ref(&flow.batch)).await?;
+            for b in run(&self.df, stage).await? {
+                if b.num_rows() > 0 {
+                    let batch = RecordBatch::try_new(self.output.clone(), b.columns().to_vec())?;
+                    out.push(Flow { times: vec![w; batch.num_rows()], batch });
+                }
+            }
+        }
+        self.input.set(&[]).await?;
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Join
+
+pub(crate) struct JoinOp {
+    tables: Vec<Table>,
+    buffers: Vec<Vec<Flow>>,
+    df: DataFrame,
+    last_eval: i64,
+    output: SchemaRef,
+}
+
+impl JoinOp {
+    async fn compile(stage: &str, plan: JoinPlan, inputs: &[(String, SchemaRef)]) -> Result<JoinOp, RuntimeError> {
+        let ctx = context();
+        let mut tables = Vec::new();
+        for (name, schema) in inputs {
+            tables.push(Table::register(&ctx, name, schema)?);
+        }
+        let df = prepare(&ctx, stage, &plan.sql).await?;
+        let output = relaxed(df.schema().as_arrow());
+        Ok(JoinOp { buffers: vec![Vec::new(); tables.len()], tables, df, last_eval: MIN_WATERMARK, output })
+    }
+
+    async fn process(
+        &mut self,
+        stage: &str,
+        inputs: &[(String, Vec<Flow>)],
+        w: i64,
+    ) -> Result<Vec<Flow>, RuntimeError> {
+        for (buf, (_, flows)) in self.buffers.iter_mut().zip(inputs) {
+            buf.extend(flows.iter().filter(|f| f.batch.num_rows() > 0).cloned());
+        }
+        if w <= self.last_eval {
+            return Ok(Vec::new());
+        }
+        self.last_eval = w;
+        let mut any = false;
+        let mut ready: Vec<Vec<RecordBatch>> = Vec::new();
+        for buf in self.buffers.iter_mut() {
+            let mut now = Vec::new();
+            let mut keep = Vec::new();
+            for f in buf.drain(..) {
+                let (r, k) = f.split(w)?;
+                now.extend(r.map(|r| r.batch));
+                keep.extend(k);
+            }
+            any |= !now.is_empty();
+            *buf = keep;
+            ready.push(now);
+        }
+        if !any {
+            return Ok(Vec::new());
+        }
+        for (t, batches) in self.tables.iter().zip(&ready) {
+            t.set(batches).await?;
+        }
+        let result = run(&self.df, stage).await;
+        for t in &self.tables {
+            t.set(&[]).await?;
+        }
+        let mut out = Vec::new();
+        for b in result? {
+            if b.num_rows() > 0 {
+                let batch = RecordBatch::try_new(self.output.clone(), b.columns().to_vec())?;
+                out.push(Flow { times: vec![w; batch.num_rows()], batch });
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,611 @@
+//! Keyed window state with incremental aggregates.
+//!
+//! One [`WindowState`] per windowed stage holds, for every open (window,
+//! key), one accumulator per aggregate of the stage's SQL: `COUNT(*)`,
+//! `COUNT(x)`, `COUNT(DISTINCT x)`, `SUM`, `MIN`, `MAX` and `AVG`. Records are
+//! folded in as they come ([`WindowState::update`]); a window is emitted and
+//! dropped once the watermark passes its end plus the allowed lateness
+//! ([`WindowState::close`]). Session windows merge when a record bridges
+//! them.
+//!
+//! Values are held as [`Value`]s: integers of any width as `Int` (`UInt` for
+//! unsigned), floats by their bits (so a checkpoint restores them exactly),
+//! text as `Str`. The state serializes with serde ([`WindowSnapshot`]); the
+//! runtime writes it as JSON inside its checkpoint.
+
+use super::time::{closed, WindowFn};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// One scalar of a key or an aggregate's input.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A signed integer, or a timestamp's raw value.
+    Int(i64),
+    /// An unsigned integer.
+    UInt(u64),
+    /// A float, by its bits (see [`Value::float`]).
+    Float(u64),
+    /// Text.
+    Str(String),
+}
+
+impl Value {
+    /// A float value.
+    pub fn float(f: f64) -> Value {
+        Value::Float(f.to_bits())
+    }
+
+    /// The value as a float, for sums and averages.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::UInt(u) => Some(*u as f64),
+            Value::Float(b) => Some(f64::from_bits(*b)),
+            _ => None,
+        }
+    }
+
+    /// SQL ordering, for MIN and MAX (floats by value, not by bits).
+    pub fn sql_cmp(&self, other: &Value) -> Ordering {
+        match (self, other) {
+            (Value::Float(a), Value::Float(b)) => f64::from_bits(*a).total_cmp(&f64::from_bits(*b)),
+            _ => self.cmp(other),
+        }
+    }
+}
+
+/// An aggregate function of a windowed stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AggKind {
+    /// `COUNT(*)`.
+    CountStar,
+    /// `COUNT(x)`: non-null values.
+    Count,
+    /// `COUNT(DISTINCT x)`: distinct non-null values.
+    CountDistinct,
+    /// `SUM(x)`.
+    Sum,
+    /// `MIN(x)`.
+    Min,
+    /// `MAX(x)`.
+    Max,
+    /// `AVG(x)`.
+    Avg,
+}
+
+/// An aggregate's running value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Acc {
+    /// `COUNT(*)` and `COUNT(x)`.
+    Count(i64),
+    /// `COUNT(DISTINCT x)`: the values seen.
+    Distinct(BTreeSet<Value>),
+    /// `SUM` of integers (NULL until a value is seen).
+    SumInt(Option<i64>),
+    /// `SUM` of unsigned integers.
+    SumUInt(Option<u64>),
+    /// `SUM` of floats, by bits.
+    SumFloat(Option<u64>),
+    /// `MIN`.
+    Min(Option<Value>),
+    /// `MAX`.
+    Max(Option<Value>),
+    /// `AVG`: the float sum (bits) and the count.
+    Avg(u64, i64),
+}
+
+/// What kind of numbers an aggregate's input holds, for `SUM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NumClass {
+    /// Signed integers.
+    Int,
+    /// Unsigned integers.
+    UInt,
+    /// Floats.
+    Float,
+    /// Anything else (not summable).
+    Other,
+}
+
+impl Acc {
+    /// The empty accumulator of an aggregate.
+    pub fn new(kind: AggKind, class: NumClass) -> Acc {
+        match kind {
+            AggKind::CountStar | AggKind::Count => Acc::Count(0),
+            AggKind::CountDistinct => Acc::Distinct(BTreeSet::new()),
+            AggKind::Sum => match class {
+                NumClass::UInt => Acc::SumUInt(None),
+                NumClass::Float => Acc::SumFloat(None),
+                _ => Acc::SumInt(None),
+            },
+            AggKind::Min => Acc::Min(None),
+            AggKind::Max => Acc::Max(None),
+            AggKind::Avg => Acc::Avg(0f64.to_bits(), 0),
+        }
+    }
+
+    /// Folds one input value in (`COUNT(*)` ignores it).
+    pub fn update(&mut self, kind: AggKind, v: &Value) {
+        if kind == AggKind::CountStar {
+            if let Acc::Count(n) = self {
+                *n += 1;
+            }
+            return;
+        }
+        if *v == Value::Null {
+            return;
+        }
+        match self {
+            Acc::Count(n) => *n += 1,
+            Acc::Distinct(set) => {
+                if !set.contains(v) {
+                    set.insert(v.clone());
+                }
+            }
+            Acc::SumInt(s) => {
+                if let Value::Int(i) = v {
+                    *s = Some(s.unwrap_or(0).wrapping_add(*i));
+                }
+            }
+            Acc::SumUInt(s) => {
+                if let Value::UInt(u) = v {
+                    *s = Some(s.unwrap_or(0).wrapping_add(*u));
+                }
+            }
+            Acc::SumFloat(s) => {
+                if let Some(f) = v.as_f64() {
+                    *s = Some((s.map_or(0.0, f64::from_bits) + f).to_bits());
+                }
+            }
+            Acc::Min(m) => {
+                if m.as_ref().is_none_or(|m| v.sql_cmp(m) == Ordering::Less) {
+                    *m = Some(v.clone());
+                }
+            }
+            Acc::Max(m) => {
+                if m.as_ref().is_none_or(|m| v.sql_cmp(m) == Ordering::Greater) {
+                    *m = Some(v.clone());
+                }
+            }
+            Acc::Avg(sum, n) => {
+                if let Some(f) = v.as_f64() {
+                    *sum = (f64::from_bits(*sum) + f).to_bits();
+                    *n += 1;
+                }
+            }
+        }
+    }
+
+    /// Merges another accumulator of the same aggregate in (session merges).
+    pub fn merge(&mut self, other: Acc) {
+        match (self, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b),
+            (Acc::SumInt(a), Acc::SumInt(b)) => *a = merge_opt(*a, b, i64::wrapping_add),
+            (Acc::SumUInt(a), Acc::SumUInt(b)) => *a = merge_opt(*a, b, u64::wrapping_add),
+            (Acc::SumFloat(a), Acc::SumFloat(b)) => {
+                *a = merge_opt(*a, b, |x, y| (f64::from_bits(x) + f64::from_bits(y)).to_bits())
+            }
+            (Acc::Min(a), Acc::Min(Some(b))) => {
+                if a.as_ref().is_none_or(|a| b.sql_cmp(a) == Ordering::Less) {
+                    *a = Some(b);
+                }
+            }
+            (Acc::Max(a), Acc::Max(Some(b))) => {
+                if a.as_ref().is_none_or(|a| b.sql_cmp(a) == Ordering::Greater) {
+                    *a = Some(b);
+                }
+            }
+            (Acc::Avg(s, n), Acc::Avg(s2, n2)) => {
+                *s = (f64::from_bits(*s) + f64::from_bits(s2)).to_bits();
+                *n += n2;
+            }
+            _ => {}
+        }
+    }
+
+    /// The aggregate's result.
+    pub fn result(&self) -> Value {
+        match self {
+            Acc::Count(n) => Value::Int(*n),
+            Acc::Distinct(s) => Value::Int(s.len() as i64),
+            Acc::SumInt(s) => s.map_or(Value::Null, Value::Int),
+            Acc::SumUInt(s) => s.map_or(Value::Null, Value::UInt),
+            Acc::SumFloat(s) => s.map_or(Value::Null, Value::Float),
+            Acc::Min(m) | Acc::Max(m) => m.clone().unwrap_or(Value::Null),
+            Acc::Avg(s, n) if *n > 0 => Value::float(f64::from_bits(*s) / *n as f64),
+            Acc::Avg(..) => Value::Null,
+        }
+    }
+}
+
+fn merge_opt<T: Copy>(a: Option<T>, b: Option<T>, f: impl Fn(T, T) -> T) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A window that closed: its key, bounds and aggregate results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedWindow {
+    /// The GROUP BY values (without the window).
+    pub key: Vec<Value>,
+    /// `window_start`, epoch ms.
+    pub start: i64,
+    /// `window_end`, epoch ms.
+    pub end: i64,
+    /// One result per aggregate.
+    pub results: Vec<Value>,
+}
+
+/// One open session of one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Session {
+    start: i64,
+    end: i64,
+    accs: Vec<Acc>,
+}
+
+/// The open windows of a stage, keyed, with their accumulators.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowState {
+    window: WindowFn,
+    allowed_lateness: i64,
+    aggs: Vec<(AggKind, NumClass)>,
+    /// Tumbling and hopping windows, by (end, start): closing pops the front.
+    fixed: BTreeMap<(i64, i64), HashMap<Vec<Value>, Vec<Acc>>>,
+    /// Session windows, per key, sorted by start, never overlapping.
+    sessions: HashMap<Vec<Value>, Vec<Session>>,
+    scratch: Vec<(i64, i64)>,
+}
+
+/// The serialized form of a [`WindowState`] (its open windows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSnapshot {
+    /// Open windows: (start, end, key, accumulators), in (end, start, key) order.
+    pub windows: Vec<(i64, i64, Vec<Value>, Vec<Acc>)>,
+}
+
+/// Why a record was not added to any window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Late {
+    /// The latest window the record belonged to.
+    pub start: i64,
+    /// Its end.
+    pub end: i64,
+}
+
+impl WindowState {
+    /// Empty state for a window function, lateness (ms) and aggregates.
+    pub fn new(window: WindowFn, allowed_lateness: i64, aggs: Vec<(AggKind, NumClass)>) -> WindowState {
+        WindowState {
+            window,
+            allowed_lateness,
+            aggs,
+            fixed: BTreeMap::new(),
+            sessions: HashMap::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// How many (window, key) pairs are open.
+    pub fn open_windows(&self) -> usize {
+        self.fixed.values().map(HashMap::len).sum::<usize>() + self.sessions.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Folds a record (event time `t`, aggregate inputs `args`, one per
+    /// aggregate) into its windows for `key`, at watermark `w`. Windows that
+    /// are already closed are skipped; when all of them are, the record is
+    /// late and nothing changes.
+    pub fn update(&mut self, key: &[Value], t: i64, args: &[Value], w: i64) -> Result<(), Late> {
+        if let WindowFn::Session { .. } = self.window {
+            return self.update_session(key, t, args, w);
+        }
+        let mut windows = std::mem::take(&mut self.scratch);
+        self.window.assign(t, &mut windows);
+        let mut accepted = false;
+        for &(start, end) in &windows {
+            if closed(end, self.allowed_lateness, w) {
+                continue;
+            }
+            accepted = true;
+            let keys = self.fixed.entry((end, start)).or_default();
+            let accs = match keys.get_mut(key) {
+                Some(a) => a,
+                None => keys.entry(key.to_vec()).or_insert_with(|| new_accs(&self.aggs)),
+            };
+            fold(&self.aggs, accs, args);
+        }
+        let last = windows.last().copied();
+        self.scratch = windows;
+        match (accepted, last) {
+            (false, Some((start, end))) => Err(Late { start, end }),
+            _ => Ok(()),
+        }
+    }
+
+    fn update_session(&mut self, key: &[Value], t: i64, args: &[Value], w: i64) -> Result<(), Late> {
+        let Some((mut start, mut end)) = self.window.session_of(t) else { return Ok(()) };
+        let sessions = match self.sessions.get_mut(key) {
+            Some(s) => s,
+            None => self.sessions.entry(key.to_vec()).or_default(),
+        };
+        // Sessions overlapping [t, t + gap) merge with it.
+        let overlapping: Vec<usize> =
+            (0..sessions.len()).filter(|&i| sessions[i].start < end && start < sessions[i].end).collect();
+        for &i in &overlapping {
+            start = start.min(sessions[i].start);
+            end = end.max(sessions[i].end);
+        }
+        if closed(end, self.allowed_lateness, w) {
+            if sessions.is_empty() {
+                self.sessions.remove(key);
+            }
+            return Err(Late { start, end });
+        }
+        let mut accs = new_accs(&self.aggs);
+        for i in overlapping.into_iter().rev() {
+            let old = sessions.remove(i);
+            for (a, b) in accs.iter_mut().zip(old.accs) {
+                a.merge(b);
+            }
+        }
+        fold(&self.aggs, &mut accs, args);
+        let at = sessions.partition_point(|s| s.start < start);
+        sessions.insert(at, Session { start, end, accs });
+        Ok(())
+    }
+
+    /// Removes and returns every window closed at watermark `w`, ordered by
+    /// (end, start, key).
+    pub fn close(&mut self, w: i64) -> Vec<ClosedWindow> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.fixed.first_entry() {
+            let (end, start) = *entry.key();
+            if !closed(end, self.allowed_lateness, w) {
+                break;
+            }
+            let mut keys: Vec<(Vec<Value>, Vec<Acc>)> = entry.remove().into_iter().collect();
+            keys.sort_by(|a, b| a.0.cmp(&b.0));
+            out.extend(keys.into_iter().map(|(key, accs)| ClosedWindow {
+                key,
+                start,
+                end,
+                results: accs.iter().map(Acc::result).collect(),
+            }));
+        }
+        if !self.sessions.is_empty() {
+            let lateness = self.allowed_lateness;
+            self.sessions.retain(|key, sessions| {
+                sessions.retain(|s| {
+                    if closed(s.end, lateness, w) {
+                        out.push(ClosedWindow {
+                            key: key.clone(),
+                            start: s.start,
+                            end: s.end,
+                            results: s.accs.iter().map(Acc::result).collect(),
+                        });
+                        false
+                    } else {
+                        true
+                    }
+                });
+                !sessions.is_empty()
+            });
+            out.sort_by(|a, b| (a.end, a.start, &a.key).cmp(&(b.end, b.start, &b.key)));
+        }
+        out
+    }
+
+    /// The open windows, for a checkpoint.
+    pub fn snapshot(&self) -> WindowSnapshot {
+        let mut windows = Vec::with_capacity(self.open_windows());
+        for (&(end, start), keys) in &self.fixed {
+            let mut keys: Vec<_> = keys.iter().collect();
+            keys.sort_by(|a, b| a.0.cmp(b.0));
+            windows.extend(keys.into_iter().map(|(k, a)| (start, end, k.clone(), a.clone())));
+        }
+        let mut sessions: Vec<_> = self
+            .sessions
+            .iter()
+            .flat_map(|(k, ss)| ss.iter().map(move |s| (s.start, s.end, k.clone(), s.accs.clone())))
+            .collect();
+        sessions.sort_by(|a, b| (a.1, a.0, &a.2).cmp(&(b.1, b.0, &b.2)));
+        windows.extend(sessions);
+        WindowSnapshot { windows }
+    }
+
+    /// Replaces the open windows with a snapshot's.
+    pub fn restore(&mut self, snapshot: WindowSnapshot) -> Result<(), String> {
+        self.fixed.clear();
+        self.sessions.clear();
+        for (start, end, key, accs) in snapshot.windows {
+            if accs.len() != self.aggs.len() {
+                return Err(format!(
+                    "window [{start}, {end}) has {} aggregates, the stage has {}",
+                    accs.len(),
+                    self.aggs.len()
+                ));
+            }
+            match self.window {
+                WindowFn::Session { .. } => {
+                    let ss = self.sessions.entry(key).or_default();
+                    let at = ss.partition_point(|s| s.start < start);
+                    ss.insert(at, Session { start, end, accs });
+                }
+                _ => {
+                    self.fixed.entry((end, start)).or_default().insert(key, accs);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn new_accs(aggs: &[(AggKind, NumClass)]) -> Vec<Acc> {
+    aggs.iter().map(|(k, c)| Acc::new(*k, *c)).collect()
+}
+
+fn fold(aggs: &[(AggKind, NumClass)], accs: &mut [Acc], args: &[Value]) {
+    for ((acc, (kind, _)), v) in accs.iter_mut().zip(aggs).zip(args) {
+        acc.update(*kind, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn aggs() -> Vec<(AggKind, NumClass)> {
+        vec![
+            (AggKind::CountStar, NumClass::Other),
+            (AggKind::Sum, NumClass::Float),
+            (AggKind::CountDistinct, NumClass::Other),
+            (AggKind::Min, NumClass::Float),
+            (AggKind::Max, NumClass::Float),
+            (AggKind::Avg, NumClass::Float),
+            (AggKind::Count, NumClass::Other),
+        ]
+    }
+
+    fn args(amount: f64, country: &str) -> Vec<Value> {
+        let a = Value::float(amount);
+        let c = if country.is_empty() { Value::Null } else { Value::Str(country.into()) };
+        vec![Value::Null, a.clone(), c.clone(), a.clone(), a.clone(), a, c]
+    }
+
+    fn key(k: &str) -> Vec<Value> {
+        vec![Value::Str(k.into())]
+    }
+
+    #[test]
+    fn tumbling_windows_aggregate_per_key_and_close_on_the_watermark() {
+        let mut s = WindowState::new(WindowFn::Tumble { size: MIN }, 10_000, aggs());
+        s.update(&key("c1"), 1_000, &args(10.0, "FR"), i64::MIN).unwrap();
+        s.update(&key("c1"), 5_000, &args(-2.5, "DE"), i64::MIN).unwrap();
+        s.update(&key("c1"), 9_000, &args(4.0, "FR"), i64::MIN).unwrap();
+        s.update(&key("c1"), 7_000, &args(1.0, ""), i64::MIN).unwrap();
+        s.update(&key("c2"), 61_000, &args(1.0, "FR"), i64::MIN).unwrap();
+        assert_eq!(s.open_windows(), 2);
+        assert!(s.close(69_999).is_empty(), "end + lateness not yet passed");
+        let closed = s.close(70_000);
+        assert_eq!(closed.len(), 1);
+        let w = &closed[0];
+        assert_eq!((w.start, w.end, &w.key), (0, MIN, &key("c1")));
+        assert_eq!(
+            w.results,
+            vec![
+                Value::Int(4),
+                Value::float(12.5),
+                Value::Int(2),
+                Value::float(-2.5),
+                Value::float(10.0),
+                Value::float(12.5 / 4.0),
+                Value::Int(3),
+            ]
+        );
+        // A record for the closed window is late and changes nothing.
+        assert_eq!(s.update(&key("c1"), 30_000, &args(1.0, "FR"), 70_000), Err(Late { start: 0, end: MIN }));
+        // One for an open window still counts, however far behind the watermark.
+        s.update(&key("c2"), 62_000, &args(1.0, "FR"), 70_000).unwrap();
+        let rest = s.close(i64::MAX);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].results[0], Value::Int(2));
+        assert_eq!(s.open_windows(), 0);
+    }
+
+    #[test]
+    fn hopping_windows_get_every_record_they_contain() {
+        let mut s = WindowState::new(WindowFn::Hop { slide: 30_000, size: MIN }, 0, aggs());
+        for t in [1_000, 20_000, 31_000, 42_000] {
+            s.update(&key("c1"), t, &args(1.0, "FR"), i64::MIN).unwrap();
+        }
+        let counts: Vec<(i64, Value)> =
+            s.close(i64::MAX).into_iter().map(|w| (w.start, w.results[0].clone())).collect();
+        assert_eq!(counts, vec![(-30_000, Value::Int(2)), (0, Value::Int(4)), (30_000, Value::Int(2))]);
+        // Partly late: a record whose earlier window closed still lands in the later one.
+        let mut s = WindowState::new(WindowFn::Hop { slide: 30_000, size: MIN }, 0, aggs());
+        s.update(&key("c1"), 45_000, &args(1.0, "FR"), 60_000).unwrap();
+        let starts: Vec<i64> = s.close(i64::MAX).into_iter().map(|w| w.start).collect();
+        assert_eq!(starts, vec![30_000]);
+    }
+
+    #[test]
+    fn sessions_merge_when_a_record_bridges_them() {
+        let mut s = WindowState::new(WindowFn::Session { gap: 10_000 }, 0, aggs());
+        s.update(&key("u"), 0, &args(1.0, "A"), i64::MIN).unwrap();
+        s.update(&key("u"), 25_000, &args(2.0, "B"), i64::MIN).unwrap();
+        assert_eq!(s.open_windows(), 2);
+        // 12s opens [12s, 22s): overlaps [0, 10s)? no; [25s, 35s)? no.
+        s.update(&key("u"), 12_000, &args(4.0, "A"), i64::MIN).unwrap();
+        assert_eq!(s.open_windows(), 3);
+        // 8s opens [8s, 18s): bridges [0, 10s) and [12s, 22s).
+        s.update(&key("u"), 8_000, &args(8.0, "C"), i64::MIN).unwrap();
+        assert_eq!(s.open_windows(), 2);
+        s.update(&key("v"), 8_000, &args(1.0, "C"), i64::MIN).unwrap();
+        let closed = s.close(22_000);
+        let got: Vec<(i64, i64, &Vec<Value>, &Value, &Value)> =
+            closed.iter().map(|w| (w.start, w.end, &w.key, &w.results[0], &w.results[1])).collect();
+        assert_eq!(
+            got,
+            vec![
+                (8_000, 18_000, &key("v"), &Value::Int(1), &Value::float(1.0)),
+                (0, 22_000, &key("u"), &Value::Int(3), &Value::float(13.0)),
+            ]
+        );
+        assert_eq!(closed[1].results[2], Value::Int(2), "distinct countries A and C");
+        // A record that would open a session that is already closed is late...
+        assert_eq!(s.update(&key("u"), 1_000, &args(1.0, "A"), 22_000), Err(Late { start: 1_000, end: 11_000 }));
+        // ...but one that joins an open session is not.
+        s.update(&key("u"), 20_000, &args(1.0, "A"), 22_000).unwrap();
+        let closed = s.close(i64::MAX);
+        assert_eq!((closed[0].start, closed[0].end, &closed[0].results[0]), (20_000, 35_000, &Value::Int(2)));
+    }
+
+    #[test]
+    fn state_round_trips_through_a_snapshot_exactly() {
+        for window in [WindowFn::Hop { slide: 20_000, size: MIN }, WindowFn::Session { gap: 5_000 }] {
+            let mut s = WindowState::new(window, 1_000, aggs());
+            for (i, t) in [3_000i64, 17_000, 41_000, 44_000, 90_000].into_iter().enumerate() {
+                let k = key(if i % 2 == 0 { "a" } else { "b" });
+                s.update(&k, t, &args(0.1 * i as f64 + 1e-17, ["FR", "DE", ""][i % 3]), i64::MIN).unwrap();
+            }
+            let snap = s.snapshot();
+            let json = serde_json::to_vec(&snap).unwrap();
+            let mut restored = WindowState::new(window, 1_000, aggs());
+            restored.restore(serde_json::from_slice(&json).unwrap()).unwrap();
+            assert_eq!(restored.snapshot(), snap);
+            assert_eq!(restored.close(i64::MAX), s.close(i64::MAX));
+        }
+        let mut s = WindowState::new(WindowFn::Tumble { size: 10 }, 0, aggs());
+        let bad = WindowSnapshot { windows: vec![(0, 10, key("a"), vec![Acc::Count(1)])] };
+        assert!(s.restore(bad).unwrap_err().contains("has 1 aggregates, the stage has 7"));
+    }
+
+    #[test]
+    fn sums_keep_their_number_class_and_nulls() {
+        let mut a = Acc::new(AggKind::Sum, NumClass::Int);
+        assert_eq!(a.result(), Value::Null);
+        a.update(AggKind::Sum, &Value::Int(5));
+        a.update(AggKind::Sum, &Value::Null);
+        a.update(AggKind::Sum, &Value::Int(-7));
+        assert_eq!(a.result(), Value::Int(-2));
+        let mut m = Acc::new(AggKind::Min, NumClass::Float);
+        m.update(AggKind::Min, &Value::float(1.0));
+        m.update(AggKind::Min, &Value::float(-3.0));
+        assert_eq!(m.result(), Value::float(-3.0));
+        let mut b = Acc::new(AggKind::Min, NumClass::Float);
+        b.update(AggKind::Min, &Value::float(-4.0));
+        m.merge(b);
+        assert_eq!(m.result(), Value::float(-4.0));
+    }
+}
