@@ -2,6 +2,7 @@
 //! modules, so the (heavy) dependencies link once.
 
 mod catalog;
+mod connectors;
 mod dashboard;
 mod logs;
 mod metrics;

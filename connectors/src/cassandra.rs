@@ -27,7 +27,7 @@ pub use schema::{
     ClusteringColumn, CqlType, PrimaryKey,
 };
 pub use scylla::statement::Consistency;
-pub use scylla::value::CqlValue;
+pub use scylla::value::{CqlDate, CqlTimestamp, CqlValue};
 pub use session::{CassandraConfig, CassandraSession, CqlRows};
 pub use sink::{CassandraSink, SinkOptions};
 

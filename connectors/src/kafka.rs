@@ -23,6 +23,8 @@ pub use admin::{
 };
 pub use assignment::{assign_partition_ids, assign_partitions};
 pub use client::KafkaClientConfig;
+/// The broker's error codes, as [`Error::code`] returns them.
+pub use rdkafka::types::RDKafkaErrorCode as ErrorCode;
 pub use sink::{DeadLetter, KafkaSink, SinkConfig, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER};
 pub use source::{KafkaRecord, KafkaSource, PartitionLag, PollLimits, SourceConfig, StartPosition};
 

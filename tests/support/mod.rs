@@ -321,3 +321,216 @@ impl TestFramework {
 pub fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+// ---------------------------------------------------------------------------
+// Real Kafka and Cassandra, run by a smack agent (shared by e2e tests that
+// need a broker and a CQL node; tests/catalog.rs shows the same steps inline).
+
+/// The sandbox dir of `task` on agent `agent` (tasks' sandboxes are named
+/// `<task id>-<suffix>`).
+pub fn agent_task_sandbox(work: &Path, agent: &str, task: &str) -> Option<PathBuf> {
+    std::fs::read_dir(work.join("agents").join(agent).join("sandboxes"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{task}-"))))
+}
+
+/// The last lines of a task's stderr and stdout, for failure messages.
+pub fn agent_task_log_tails(work: &Path, agent: &str, task: &str, lines: usize) -> String {
+    let tail = |p: PathBuf| {
+        let text = read(p);
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    };
+    match agent_task_sandbox(work, agent, task) {
+        Some(sb) => format!(
+            "--- {task} stderr (tail) ---\n{}\n--- {task} stdout (tail) ---\n{}",
+            tail(sb.join("stderr")),
+            tail(sb.join("stdout"))
+        ),
+        None => format!("(no sandbox for {task})"),
+    }
+}
+
+/// One Kafka broker (KRaft, combined broker + controller) and one Cassandra
+/// node, launched by a real smack agent from the catalog's templates on
+/// reserved ROOT volumes, both ready. Dropping it stops the agent and
+/// kills the tasks (through [`MasterProc`]'s drop).
+pub struct KafkaAndCassandra {
+    pub fw: TestFramework,
+    pub agent: Proc,
+    pub master: MasterProc,
+    /// The agent's own loopback address.
+    pub host: String,
+    /// `host:port` of the broker.
+    pub bootstrap: String,
+    /// `host:port` of Cassandra's native (CQL) transport.
+    pub cql: String,
+    /// Cassandra's datacenter name.
+    pub dc: String,
+    /// From the call to both tasks ready (jars resolved included).
+    pub ready_in: Duration,
+}
+
+/// Starts [`KafkaAndCassandra`] under `work`, on ports `port_base..port_base+4`
+/// of an agent with a loopback address of its own (so the ports never clash
+/// with other tests). Fails with the tasks' logs if either is not ready
+/// within 90 s.
+pub async fn start_kafka_and_cassandra(work: &Path, port_base: u16) -> KafkaAndCassandra {
+    use smack_operator::catalog::artifacts::{self, Service};
+    use smack_operator::catalog::{cassandra, kafka, launch};
+    use smack_operator::protocol::Accept;
+    use smack_operator::resources::*;
+
+    const READY: Duration = Duration::from_secs(90);
+    let started = Instant::now();
+    let cache = artifacts::default_cache_dir();
+    let (kafka_jars, cassandra_jars) = tokio::task::spawn_blocking(move || {
+        let get = |s: Service| {
+            artifacts::resolve(s, &cache).unwrap_or_else(|e| panic!("cannot obtain {s} (cache {}): {e}", cache.display()))
+        };
+        (get(Service::Kafka), get(Service::Cassandra))
+    })
+    .await
+    .expect("resolving artifacts");
+    let java = artifacts::java_binary().expect("java");
+    for s in [Service::Kafka, Service::Cassandra] {
+        artifacts::check_java(s, artifacts::java_feature_version(&java).unwrap()).unwrap();
+    }
+
+    let master = MasterProc::start(work, &[]).await;
+    let host = format!("{}.1", address_prefix());
+    let ports = format!("{}-{}", port_base, port_base + 9);
+    let agent = master.agent(
+        "a1",
+        &host,
+        &["--cpus", "4", "--mem", "4096", "--disk", "4000", "--ports", &ports, "--zone", "zone-a"],
+    );
+    master.wait_agents(1).await;
+
+    let (broker_port, controller_port, storage_port, native_port) =
+        (port_base, port_base + 1, port_base + 2, port_base + 3);
+    let mut knode = kafka::KafkaNodeConfig::new(
+        0,
+        host.clone(),
+        broker_port,
+        controller_port,
+        launch::in_volume("data", "kafka"),
+        vec![kafka::Voter::new(0, host.clone(), controller_port)],
+    );
+    knode.rack = Some("zone-a".into());
+    let kafka_cmd = launch::kafka_task_command(&launch::KafkaLaunch::new(
+        kafka_jars,
+        java.clone(),
+        knode,
+        kafka::kafka_random_cluster_id(),
+        256,
+    ))
+    .expect("kafka command");
+
+    let mut cnode = cassandra::CassandraNodeConfig::new(
+        "smack-e2e",
+        host.clone(),
+        storage_port,
+        native_port,
+        cassandra::seed_list(&[host.as_str()], storage_port),
+        &launch::in_volume("data", "cassandra"),
+    );
+    cnode.allocate_tokens_for_rf = 1;
+    cnode.rack = "zone-a".into();
+    let dc = cnode.dc.clone();
+    let mut cjvm = launch::cassandra_task_jvm(&cassandra_jars, 256, launch::in_volume("data", "cassandra"));
+    cjvm.ring_delay_ms = Some(1000);
+    let cass_cmd = launch::cassandra_task_command(&launch::CassandraLaunch {
+        artifact: cassandra_jars,
+        java,
+        node: cnode,
+        jvm: cjvm,
+        as_root: artifacts::running_as_root(),
+        log_level: "INFO".into(),
+    })
+    .expect("cassandra command");
+
+    let pods = [
+        (
+            "kafka-0",
+            Resources::new(1.0, 1024, 0).with_ports(PortSet::from_ports([broker_port, controller_port])),
+            1000u64,
+            kafka_cmd,
+            launch::kafka_readiness_check(),
+        ),
+        (
+            "cassandra-0",
+            Resources::new(1.5, 1536, 0).with_ports(PortSet::from_ports([storage_port, native_port])),
+            1500u64,
+            cass_cmd,
+            launch::cassandra_readiness_check(),
+        ),
+    ];
+    let mut fw = TestFramework::subscribe(master.client(), "services").await;
+    let offer = fw.offer_where("with room for Kafka and Cassandra", Duration::from_secs(30), |o| o.unreserved.cpus >= 2.5).await;
+    let mut ops = Vec::new();
+    for (pod, resources, disk, command, readiness) in &pods {
+        let mut r = resources.clone();
+        r.disk = *disk;
+        let volume = format!("{pod}-data");
+        ops.push(Operation::Reserve {
+            id: pod.to_string(),
+            resources: r,
+            labels: [("resource_id".to_string(), pod.to_string())].into(),
+        });
+        ops.push(Operation::CreateVolume {
+            reservation: pod.to_string(),
+            volume: Volume {
+                id: volume.clone(),
+                source: VolumeSource::Root { size: *disk },
+                container_path: "data".into(),
+                host_path: String::new(),
+            },
+        });
+        ops.push(Operation::Launch {
+            task: TaskInfo {
+                reservation: Some(pod.to_string()),
+                volumes: vec![volume],
+                readiness_check: Some(readiness.clone()),
+                kill_grace_period_ms: 10_000,
+                ..TaskInfo::new(&format!("{pod}-run1"), command.clone(), resources.clone())
+            },
+        });
+    }
+    fw.client
+        .accept(&fw.id, &Accept { offer_ids: vec![offer.id], operations: ops, filter_ms: None })
+        .await
+        .expect("accept reserve + volumes + launch");
+
+    for task in ["kafka-0-run1", "cassandra-0-run1"] {
+        let found = tokio::time::timeout(
+            READY,
+            fw.status_where(&format!("{task} ready"), READY + Duration::from_secs(5), |s| {
+                s.task_id == task && (s.ready == Some(true) || s.state.is_terminal())
+            }),
+        )
+        .await;
+        match found {
+            Ok(s) if s.state == TaskState::Running => {}
+            Ok(s) => panic!(
+                "{task} ended before it was ready: {} {}\n{}",
+                s.state,
+                s.message,
+                agent_task_log_tails(work, "a1", task, 30)
+            ),
+            Err(_) => panic!("{task} was not ready within {READY:?}\n{}", agent_task_log_tails(work, "a1", task, 30)),
+        }
+    }
+    KafkaAndCassandra {
+        fw,
+        agent,
+        master,
+        bootstrap: format!("{host}:{broker_port}"),
+        cql: format!("{host}:{native_port}"),
+        host,
+        dc,
+        ready_in: started.elapsed(),
+    }
+}
