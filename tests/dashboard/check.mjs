@@ -96,6 +96,7 @@ async function main() {
     step('without a token the page shows only the sign-in box');
     await page.goto(dash);
     await page.locator('#signin').waitFor({ state: 'visible' });
+    await page.screenshot({ path: o.shot.replace(/\.png$/, '') + '-signin.png' });
     if (await page.locator('#app').isVisible()) throw new Error('the dashboard is visible before sign-in');
     for (const id of o.agents) {
       if ((await page.content()).includes(id)) throw new Error(`agent ${id} is shown before sign-in`);

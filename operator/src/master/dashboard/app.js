@@ -233,9 +233,9 @@ function drawStep(step) {
     const left = Math.max(0, Math.round((step.backoff.until_ms - Date.now()) / 1000));
     why = (why ? why + ' · ' : '') + `backing off after ${step.backoff.attempts} failure(s), retry in ~${left} s`;
   }
-  return `<li class="step s-${esc(step.state)}" data-step="${esc(step.name)}">` +
+  return `<li class="step" data-step="${esc(step.name)}" data-state="${esc(step.state)}">` +
     `<code>${esc(step.name)}</code> ${state(step.state)}` +
-    (step.interrupted ? ' <span class="flag">paused</span>' : '') +
+    (step.interrupted && step.state !== 'COMPLETE' ? ' <span class="flag">paused</span>' : '') +
     (tasks ? ` <span class="small muted">${tasks}</span>` : '') +
     (why ? `<span class="why">${esc(why)}</span>` : '') +
     `</li>`;
@@ -281,7 +281,7 @@ function drawVolume(id, vols) {
   if (!v) return `<div><code>${esc(id)}</code></div>`;
   const src = v.source || {};
   const kind = src.type === 'MOUNT' ? `MOUNT ${esc(src.path)}` : `ROOT ${esc(fmtMiB(src.size))}`;
-  return `<div><code>${esc(v.container_path)}</code> <span class="small muted">${kind}</span>` +
+  return `<div><code>${esc(v.container_path)}</code> <span class="small muted nowrap">${kind}</span>` +
     `<div class="ids">${esc(id)}</div></div>`;
 }
 
@@ -291,7 +291,7 @@ function drawTask(t) {
   return `<div class="task" data-task="${esc(t.id)}"><span>${esc(t.task)}</span> ${state(st)}` +
     (t.ready ? ' <span class="small muted">ready</span>' : '') +
     ` <span class="small">${link('stdout')} · ${link('stderr')}</span>` +
-    (t.message ? `<span class="why">${esc(t.message)}</span>` : '') +
+    (t.message ? `<span class="said">${esc(t.message)}</span>` : '') +
     `<div class="ids">${esc(t.id)}</div></div>`;
 }
 
