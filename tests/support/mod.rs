@@ -388,7 +388,8 @@ pub async fn start_kafka_and_cassandra(work: &Path, port_base: u16) -> KafkaAndC
     let cache = artifacts::default_cache_dir();
     let (kafka_jars, cassandra_jars) = tokio::task::spawn_blocking(move || {
         let get = |s: Service| {
-            artifacts::resolve(s, &cache).unwrap_or_else(|e| panic!("cannot obtain {s} (cache {}): {e}", cache.display()))
+            artifacts::resolve(s, &cache)
+                .unwrap_or_else(|e| panic!("cannot obtain {s} (cache {}): {e}", cache.display()))
         };
         (get(Service::Kafka), get(Service::Cassandra))
     })
@@ -469,7 +470,9 @@ pub async fn start_kafka_and_cassandra(work: &Path, port_base: u16) -> KafkaAndC
         ),
     ];
     let mut fw = TestFramework::subscribe(master.client(), "services").await;
-    let offer = fw.offer_where("with room for Kafka and Cassandra", Duration::from_secs(30), |o| o.unreserved.cpus >= 2.5).await;
+    let offer = fw
+        .offer_where("with room for Kafka and Cassandra", Duration::from_secs(30), |o| o.unreserved.cpus >= 2.5)
+        .await;
     let mut ops = Vec::new();
     for (pod, resources, disk, command, readiness) in &pods {
         let mut r = resources.clone();
@@ -495,7 +498,7 @@ pub async fn start_kafka_and_cassandra(work: &Path, port_base: u16) -> KafkaAndC
                 volumes: vec![volume],
                 readiness_check: Some(readiness.clone()),
                 kill_grace_period_ms: 10_000,
-                ..TaskInfo::new(&format!("{pod}-run1"), command.clone(), resources.clone())
+                ..TaskInfo::new(format!("{pod}-run1"), command.clone(), resources.clone())
             },
         });
     }

@@ -348,13 +348,19 @@ impl KafkaSource {
                     let (low, high) = c
                         .fetch_watermarks(&topic, *p, timeout)
                         .map_err(client_err(format!("fetch watermarks of `{topic}`/{p}")))?;
-                    let position = known.get(p).copied().or(committed.get(p).copied().flatten()).unwrap_or(low);
-                    Ok(PartitionLag { partition: *p, position, high_watermark: high, lag: (high - position).max(0) })
+                    Ok(partition_lag(*p, known.get(p).copied(), committed.get(p).copied().flatten(), low, high))
                 })
                 .collect()
         })
         .await
     }
+}
+
+/// A partition's lag: its position is what this source knows, else the
+/// committed offset, else the log start.
+fn partition_lag(partition: i32, known: Option<i64>, committed: Option<i64>, low: i64, high: i64) -> PartitionLag {
+    let position = known.or(committed).unwrap_or(low);
+    PartitionLag { partition, position, high_watermark: high, lag: (high - position).max(0) }
 }
 
 fn committed_offsets(
@@ -422,6 +428,16 @@ mod tests {
         assert_eq!(get("enable.auto.commit"), Some("false"));
         assert_eq!(get("enable.auto.offset.store"), Some("false"));
         assert_eq!(get("queued.max.messages.kbytes"), Some("16384"));
+    }
+
+    #[test]
+    fn lag_falls_back_from_position_to_committed_to_log_start() {
+        assert_eq!(partition_lag(0, Some(7), Some(3), 0, 10).lag, 3);
+        assert_eq!(partition_lag(0, None, Some(3), 0, 10).lag, 7);
+        let l = partition_lag(2, None, None, 4, 10);
+        assert_eq!((l.partition, l.position, l.high_watermark, l.lag), (2, 4, 10, 6));
+        // A position past a (stale) high watermark is no negative lag.
+        assert_eq!(partition_lag(0, Some(12), None, 0, 10).lag, 0);
     }
 
     #[test]
