@@ -467,3 +467,6 @@ fn take_blob(b: &[u8]) -> Option<(&[u8], &[u8])> {
     let body = b.get(8..8usize.checked_add(len)?)?;
     Some((body, &b[8 + len..]))
 }
+
+#[cfg(test)]
+mod tests;

@@ -504,7 +504,7 @@ pub fn interval_ms(e: &Expr) -> Result<i64, String> {
     };
     let n: f64 = num.parse().map_err(|_| format!("expected a number in `{e}`"))?;
     let ms = n * unit_ms;
-    if !(ms >= 1.0 && ms < 1e15) || ms.fract() != 0.0 {
+    if !(1.0..1e15).contains(&ms) || ms.fract() != 0.0 {
         return Err(format!("`{e}` must be a whole, positive number of milliseconds"));
     }
     Ok(ms as i64)

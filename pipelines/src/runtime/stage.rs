@@ -354,6 +354,9 @@ fn build(class: Class, dt: &DataType, values: &[&Value]) -> Result<ArrayRef, Run
     }
 }
 
+/// An aggregate's argument (class, pre-query column) and result (class, type).
+type AggColumn = (Option<(Class, usize)>, Class, DataType);
+
 pub(crate) struct WindowedOp {
     plan: WindowedPlan,
     lateness: i64,
@@ -366,7 +369,7 @@ pub(crate) struct WindowedOp {
     keys: Vec<(Class, DataType)>,
     /// Per aggregate: its argument's class and position in the pre-query
     /// output, and the result's class and type.
-    aggs: Vec<(Option<(Class, usize)>, Class, DataType)>,
+    aggs: Vec<AggColumn>,
     /// The input watermark at the end of the last push.
     wm_in: i64,
     output: SchemaRef,

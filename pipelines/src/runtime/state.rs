@@ -192,15 +192,11 @@ impl Acc {
             (Acc::SumFloat(a), Acc::SumFloat(b)) => {
                 *a = merge_opt(*a, b, |x, y| (f64::from_bits(x) + f64::from_bits(y)).to_bits())
             }
-            (Acc::Min(a), Acc::Min(Some(b))) => {
-                if a.as_ref().is_none_or(|a| b.sql_cmp(a) == Ordering::Less) {
-                    *a = Some(b);
-                }
+            (Acc::Min(a), Acc::Min(Some(b))) if a.as_ref().is_none_or(|a| b.sql_cmp(a) == Ordering::Less) => {
+                *a = Some(b);
             }
-            (Acc::Max(a), Acc::Max(Some(b))) => {
-                if a.as_ref().is_none_or(|a| b.sql_cmp(a) == Ordering::Greater) {
-                    *a = Some(b);
-                }
+            (Acc::Max(a), Acc::Max(Some(b))) if a.as_ref().is_none_or(|a| b.sql_cmp(a) == Ordering::Greater) => {
+                *a = Some(b);
             }
             (Acc::Avg(s, n), Acc::Avg(s2, n2)) => {
                 *s = (f64::from_bits(*s) + f64::from_bits(s2)).to_bits();

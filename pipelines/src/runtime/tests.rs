@@ -1,0 +1,209 @@
+//! The runtime end to end, in-process: the fraud example's SQL against a
+//! plain-Rust computation, checkpoint and restore mid-stream, late rows.
+
+use super::*;
+use datafusion::arrow::array::{Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
+use smack_connectors::format::to_json_rows;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+fn fraud_spec() -> PipelineSpec {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fraud-detection/pipeline.yaml");
+    crate::load(&path).unwrap()
+}
+
+/// A deterministic pseudo-random stream of transactions: mostly in order,
+/// some up to 4s out of order (within the 5s bound).
+fn transactions(n: usize) -> Vec<(String, f64, String, i64)> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let countries = ["FR", "DE", "ES", "US"];
+    (0..n)
+        .map(|i| {
+            let card = format!("c{}", next() % 7);
+            let amount = (next() % 400_000) as f64 / 100.0;
+            let country = countries[(next() % 4) as usize].to_string();
+            let jitter = (next() % 4_000) as i64;
+            (card, amount, country, 1_704_067_200_000 + i as i64 * 700 - jitter)
+        })
+        .collect()
+}
+
+fn batch(rt: &StageRuntime, rows: &[(String, f64, String, i64)]) -> RecordBatch {
+    let schema = rt.source_schema("transactions").unwrap();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|_| "m"))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.3)).with_timezone("UTC")),
+        ],
+    )
+    .unwrap()
+}
+
+use std::sync::Arc;
+
+type Row = (String, i64, i64, i64, u64, i64);
+
+/// The rows of the `suspicious_cards` sink, sorted, floats rounded to cents.
+fn rows(batches: &[RecordBatch]) -> Vec<Row> {
+    let mut out = Vec::new();
+    for b in batches {
+        let col = |n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
+        let card = col("card_id");
+        let card = card.as_any().downcast_ref::<StringArray>().unwrap();
+        let start = cast(&col("window_start"), &DataType::Int64).unwrap();
+        let end = cast(&col("window_end"), &DataType::Int64).unwrap();
+        let (start, end) = (start.as_primitive::<Int64Type>(), end.as_primitive::<Int64Type>());
+        let count = col("txn_count");
+        let count = count.as_any().downcast_ref::<Int64Array>().unwrap();
+        let total = col("total_amount");
+        let total = total.as_any().downcast_ref::<Float64Array>().unwrap();
+        let countries = col("countries");
+        let countries = countries.as_any().downcast_ref::<Int64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            out.push((
+                card.value(i).to_string(),
+                start.value(i),
+                end.value(i),
+                count.value(i),
+                (total.value(i) * 100.0).round() as u64,
+                countries.value(i),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The fraud stage computed directly: hopping windows of 60s every 30s.
+fn expected(txns: &[(String, f64, String, i64)]) -> Vec<Row> {
+    let mut w: BTreeMap<(String, i64), (i64, f64, BTreeSet<String>)> = BTreeMap::new();
+    for (card, amount, country, ts) in txns {
+        let last = ts - ts.rem_euclid(30_000);
+        for start in [last - 30_000, last] {
+            let e = w.entry((card.clone(), start)).or_default();
+            e.0 += 1;
+            e.1 += amount;
+            e.2.insert(country.clone());
+        }
+    }
+    let mut out: Vec<Row> = w
+        .into_iter()
+        .filter(|(_, (n, total, c))| *n > 5 || *total > 5000.0 || c.len() > 2)
+        .map(|((card, start), (n, total, c))| {
+            (card, start, start + 60_000, n, (total * 100.0).round() as u64, c.len() as i64)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn the_fraud_stage_matches_a_plain_rust_computation() {
+    let spec = fraud_spec();
+    let mut rt = StageRuntime::new(&spec).await.unwrap();
+    rt.assign_partitions("transactions", &[0]).unwrap();
+    let txns = transactions(3_000);
+    let mut got = Vec::new();
+    for (i, chunk) in txns.chunks(250).enumerate() {
+        let out = rt.push("transactions", 0, (i as i64 + 1) * 250, batch(&rt, chunk)).await.unwrap();
+        assert!(out.late.is_empty(), "nothing is late within the bound: {:?}", out.late.first().map(|l| &l.reasons));
+        got.extend(out.sinks.into_iter().filter(|s| s.sink == "suspicious_cards").map(|s| s.batch));
+    }
+    got.extend(rt.finish().await.unwrap().sinks.into_iter().filter(|s| s.sink == "suspicious_cards").map(|s| s.batch));
+    let want = expected(&txns);
+    assert!(want.len() > 10, "the data flags some windows");
+    assert_eq!(rows(&got), want);
+    assert_eq!(rt.offsets()[&("transactions".to_string(), 0)], 3_000);
+}
+
+#[tokio::test]
+async fn a_checkpoint_restored_mid_stream_gives_the_same_rows() {
+    let spec = fraud_spec();
+    let txns = transactions(1_200);
+    let (first, second) = txns.split_at(600);
+
+    let mut straight = StageRuntime::new(&spec).await.unwrap();
+    let mut all = Vec::new();
+    for chunk in txns.chunks(100) {
+        all.extend(straight.push("transactions", 0, 0, batch(&straight, chunk)).await.unwrap().sinks);
+    }
+    all.extend(straight.finish().await.unwrap().sinks);
+
+    let mut before = StageRuntime::new(&spec).await.unwrap();
+    let mut resumed = Vec::new();
+    for chunk in first.chunks(100) {
+        resumed.extend(before.push("transactions", 0, 600, batch(&before, chunk)).await.unwrap().sinks);
+    }
+    let bytes = before.checkpoint_state().unwrap();
+    drop(before);
+    let mut after = StageRuntime::new(&spec).await.unwrap();
+    after.restore(&bytes).unwrap();
+    assert_eq!(after.offsets()[&("transactions".to_string(), 0)], 600);
+    assert_eq!(after.checkpoint_state().unwrap(), bytes, "restore is exact");
+    for chunk in second.chunks(100) {
+        resumed.extend(after.push("transactions", 0, 1_200, batch(&after, chunk)).await.unwrap().sinks);
+    }
+    resumed.extend(after.finish().await.unwrap().sinks);
+    let pick = |s: Vec<SinkBatch>| -> Vec<RecordBatch> {
+        s.into_iter().filter(|s| s.sink == "alerts").map(|s| s.batch).collect()
+    };
+    assert_eq!(rows(&pick(resumed)), rows(&pick(all)));
+
+    let mut fresh = StageRuntime::new(&spec).await.unwrap();
+    assert!(fresh.restore(b"garbage").unwrap_err().to_string().contains("bad magic"));
+}
+
+#[tokio::test]
+async fn late_rows_come_back_with_their_reason_and_bad_batches_are_refused() {
+    let spec = fraud_spec();
+    let mut rt = StageRuntime::new(&spec).await.unwrap();
+    let t0 = 1_704_067_200_000;
+    let row = |ts: i64| ("c1".to_string(), 1.0, "FR".to_string(), ts);
+    rt.push("transactions", 0, 1, batch(&rt, &[row(t0 + 10_000)])).await.unwrap();
+    rt.push("transactions", 0, 2, batch(&rt, &[row(t0 + 300_000)])).await.unwrap();
+    assert_eq!(rt.watermark("transactions"), Some(t0 + 295_000));
+    assert_eq!(rt.watermark("card_velocity"), Some(t0 + 285_000));
+    let out = rt.push("transactions", 0, 3, batch(&rt, &[row(t0 + 20_000), row(t0 + 299_000)])).await.unwrap();
+    let [late] = out.late.as_slice() else { panic!("one late batch: {:?}", out.late) };
+    assert_eq!((late.stage.as_str(), late.input.as_str(), late.rows.num_rows()), ("card_velocity", "transactions", 1));
+    assert_eq!(to_json_rows(&late.rows).unwrap()[0]["ts"], "2024-01-01T00:00:20Z");
+    assert!(
+        late.reasons[0].starts_with("late for stage card_velocity: event time 2024-01-01T00:00:20Z"),
+        "{}",
+        late.reasons[0]
+    );
+
+    let wrong = RecordBatch::try_new(
+        Arc::new(datafusion::arrow::datatypes::Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+            "x",
+            DataType::Int64,
+            true,
+        )])),
+        vec![Arc::new(Int64Array::from(vec![1]))],
+    )
+    .unwrap();
+    let e = rt.push("transactions", 0, 4, wrong).await.unwrap_err().to_string();
+    assert!(e.starts_with("source transactions: the batch does not have the source's schema"), "{e}");
+    assert!(matches!(rt.push("nope", 0, 0, batch(&rt, &[])).await, Err(RuntimeError::UnknownSource(_))));
+}
+
+#[tokio::test]
+async fn the_example_pipelines_pass_their_own_tests() {
+    for example in ["fraud-detection", "ad-tech"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/{example}/pipeline.yaml"));
+        let spec = crate::load(&path).unwrap();
+        for r in testing::run_tests(&spec).await.unwrap() {
+            assert!(r.passed(), "{example}: {}: {:?}", r.name, r.failures);
+        }
+    }
+}
