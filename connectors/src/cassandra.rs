@@ -23,8 +23,8 @@ pub use convert::{batch_to_rows, rows_to_batch};
 pub use lookup::{CassandraLookup, LookupStats, LruCache};
 pub use retry::Backoff;
 pub use schema::{
-    cql_identifier, cql_type_of, create_keyspace_cql, create_table_cql, insert_cql, select_by_key_cql,
-    ClusteringColumn, CqlType, PrimaryKey,
+    cql_identifier, cql_type_of, cql_type_of_type, create_keyspace_cql, create_table_cql, insert_cql,
+    select_by_key_cql, ClusteringColumn, CqlType, PrimaryKey,
 };
 pub use scylla::statement::Consistency;
 pub use scylla::value::{CqlDate, CqlTimestamp, CqlValue};
