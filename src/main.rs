@@ -4,6 +4,7 @@
 mod artifacts;
 mod cluster;
 mod commands;
+mod generate_cmd;
 mod pipeline_cmd;
 mod service_cmd;
 mod task_cmd;
@@ -75,6 +76,8 @@ enum Command {
         #[arg(long, short, global = true, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Seeded events for the examples: `smack generate fraud|ad-tech --rate R --count N --seed S`.
+    Generate(generate_cmd::GenerateArgs),
     /// Pipeline files: validate, schema.
     Pipeline {
         #[command(subcommand)]
@@ -162,6 +165,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Artifacts(args) => artifacts::run(args).await,
             Command::Pipeline { cmd } => pipeline_cmd::run(cmd),
+            Command::Generate(args) => generate_cmd::run(args),
             Command::Task { cmd } => {
                 let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
                 task_cmd::run(&c, cmd).await

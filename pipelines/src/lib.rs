@@ -11,6 +11,7 @@
 //! runtime arrive with the rest of the pipelines issue.
 
 pub mod runtime;
+pub mod generate;
 pub mod spec;
 
 pub use spec::{PipelineSpec, SpecError, SpecErrors};

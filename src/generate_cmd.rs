@@ -1,0 +1,206 @@
+//! `smack generate fraud|ad-tech`: the example pipelines' seeded event
+//! generators (smack_pipelines::generate) on the command line, writing
+//! NDJSON to stdout or files, paced in wall-clock time when asked.
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use smack_pipelines::generate::{parse_rfc3339_ms, GeneratedEvent, Generator, GeneratorKind, Options};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Which example pipeline the events are for.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Example {
+    /// Card transactions (`examples/fraud-detection`, source `transactions`).
+    Fraud,
+    /// Impressions and clicks (`examples/ad-tech`).
+    AdTech,
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Which example's events.
+    #[arg(value_enum)]
+    example: Example,
+    /// Events per second, all sources together: writing is paced to it in
+    /// wall-clock time, and event time advances at it. 0 writes as fast as
+    /// possible, with event time at --event-rate.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Events per second of event time [default: --rate, or 1000 when --rate is 0].
+    #[arg(long)]
+    event_rate: Option<f64>,
+    /// How many events in all [default: no end].
+    #[arg(long)]
+    count: Option<u64>,
+    /// The seed: the same seed and options give the same events, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Event time of the first event, RFC 3339 [default: midnight UTC of a day in 2024 chosen by the seed].
+    #[arg(long, value_parser = parse_rfc3339_ms)]
+    start: Option<i64>,
+    /// Key population: cards (fraud) or campaigns (ad-tech) [default: fraud 100 × event rate, between 100000 and 10 million; ad-tech 200].
+    #[arg(long)]
+    keys: Option<u64>,
+    /// Share of events in fraud bursts (a card paying 8-16 times within a minute; for ad-tech, click spam), at most 0.5.
+    #[arg(long, default_value_t = 0.01)]
+    fraud_share: f64,
+    /// Share of malformed records: cut-short JSON, a field of the wrong type, a missing `ts`.
+    #[arg(long, default_value_t = 0.001)]
+    malformed_share: f64,
+    /// Share of events a few seconds late, within the watermark.
+    #[arg(long, default_value_t = 0.02)]
+    late_share: f64,
+    /// Share of events late by more than the watermark (plus a minute or two).
+    #[arg(long, default_value_t = 0.0)]
+    beyond_watermark_share: f64,
+    /// The sources' watermark out-of-orderness, which late events stay within.
+    #[arg(long, default_value = "5s", value_parser = parse_duration_ms)]
+    max_out_of_orderness: i64,
+    /// Write only this source's events (ad-tech: `impressions` or `clicks`);
+    /// all are still generated, so they are the same events as without it.
+    #[arg(long)]
+    source: Option<String>,
+    /// Write `KEY<SEP>PAYLOAD` lines (for `kcat -K<SEP>`) instead of the payload alone.
+    #[arg(long)]
+    key_separator: Option<String>,
+    /// Write to this file instead of stdout; `{source}` in the name writes one file per source.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// At the end, write the counts (total, malformed, fraud bursts, late, …) as JSON to this file.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+}
+
+fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let d = smack_pipelines::spec::Duration::parse(s)?;
+    i64::try_from(d.0.as_millis()).map_err(|_| format!("`{s}` is too long"))
+}
+
+/// Where lines go: one stream, or one file per source.
+enum Sink {
+    One(Box<dyn Write>),
+    PerSource(BTreeMap<&'static str, (PathBuf, BufWriter<File>)>),
+}
+
+impl Sink {
+    fn open(output: Option<&Path>, sources: &[&'static str]) -> anyhow::Result<Sink> {
+        let Some(path) = output else {
+            return Ok(Sink::One(Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout()))));
+        };
+        let create = |p: &Path| File::create(p).with_context(|| format!("creating {}", p.display()));
+        let text = path.to_string_lossy();
+        if !text.contains("{source}") {
+            return Ok(Sink::One(Box::new(BufWriter::with_capacity(1 << 16, create(path)?))));
+        }
+        let mut files = BTreeMap::new();
+        for &s in sources {
+            let p = PathBuf::from(text.replace("{source}", s));
+            let f = BufWriter::with_capacity(1 << 16, create(&p)?);
+            files.insert(s, (p, f));
+        }
+        Ok(Sink::PerSource(files))
+    }
+
+    fn write(&mut self, ev: &GeneratedEvent, sep: Option<&[u8]>) -> std::io::Result<()> {
+        let w: &mut dyn Write = match self {
+            Sink::One(w) => w,
+            Sink::PerSource(files) => match files.get_mut(ev.source) {
+                Some((_, w)) => w,
+                None => return Ok(()),
+            },
+        };
+        if let Some(sep) = sep {
+            w.write_all(ev.key.as_bytes())?;
+            w.write_all(sep)?;
+        }
+        w.write_all(&ev.payload)?;
+        w.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::One(w) => w.flush(),
+            Sink::PerSource(files) => files.values_mut().try_for_each(|(_, w)| w.flush()),
+        }
+    }
+}
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let kind = match args.example {
+        Example::Fraud => GeneratorKind::Fraud,
+        Example::AdTech => GeneratorKind::AdTech,
+    };
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        bail!("--rate: {}, expected events per second, 0 or more (0 = as fast as possible)", args.rate);
+    }
+    if let Some(s) = &args.source {
+        if !kind.sources().contains(&s.as_str()) {
+            bail!(
+                "--source: `{s}` is not a source of the {} example, expected one of: {}",
+                kind.name(),
+                kind.sources().join(", ")
+            );
+        }
+    }
+    let event_rate = args.event_rate.unwrap_or(if args.rate > 0.0 { args.rate } else { 1000.0 });
+    let options = Options {
+        seed: args.seed,
+        rate: event_rate,
+        start_ms: args.start,
+        count: args.count,
+        keys: args.keys,
+        fraud_share: args.fraud_share,
+        malformed_share: args.malformed_share,
+        late_share: args.late_share,
+        beyond_watermark_share: args.beyond_watermark_share,
+        max_out_of_orderness_ms: args.max_out_of_orderness,
+    };
+    let mut generator = Generator::new(kind, &options)?;
+    let mut sink = Sink::open(args.output.as_deref(), kind.sources())?;
+    let sep = args.key_separator.as_deref().map(str::as_bytes);
+    let only = args.source.as_deref();
+    let where_to = args.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
+    let began = Instant::now();
+    let mut closed = false;
+    for (i, ev) in (0u64..).zip(generator.by_ref()) {
+        if args.rate > 0.0 {
+            let due = began + Duration::from_secs_f64(i as f64 / args.rate);
+            let now = Instant::now();
+            if due > now + Duration::from_millis(1) {
+                sink.flush().with_context(|| format!("writing to {where_to}"))?;
+                std::thread::sleep(due - now);
+            }
+        }
+        if only.is_some_and(|s| s != ev.source) {
+            continue;
+        }
+        match sink.write(&ev, sep) {
+            Ok(()) => {}
+            // The reader went away (`| head`): stop, and say what was made.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                closed = true;
+                break;
+            }
+            Err(e) => return Err(e).with_context(|| format!("writing to {where_to}")),
+        }
+    }
+    if !closed {
+        match sink.flush() {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(e).with_context(|| format!("writing to {where_to}"));
+            }
+            _ => {}
+        }
+    }
+    let summary = generator.summary();
+    if let Some(path) = &args.summary {
+        let json = serde_json::to_vec_pretty(summary)?;
+        std::fs::write(path, json).with_context(|| format!("writing the summary to {}", path.display()))?;
+    }
+    eprintln!("{}", summary.line());
+    Ok(())
+}
