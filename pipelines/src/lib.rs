@@ -10,8 +10,8 @@
 //! pipeline file, [`spec::json_schema`] describes it. The layout and the
 //! runtime arrive with the rest of the pipelines issue.
 
-pub mod runtime;
 pub mod generate;
+pub mod runtime;
 pub mod spec;
 
 pub use spec::{PipelineSpec, SpecError, SpecErrors};
