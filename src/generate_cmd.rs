@@ -204,3 +204,69 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     eprintln!("{}", summary.line());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: GenerateArgs,
+    }
+
+    fn run_with(argv: &[&str]) -> anyhow::Result<()> {
+        let cli = Cli::try_parse_from(std::iter::once("generate").chain(argv.iter().copied()))?;
+        run(cli.args)
+    }
+
+    #[test]
+    fn writes_one_file_per_source_and_a_summary_and_the_same_bytes_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("{source}.ndjson");
+        let summary = dir.path().join("summary.json");
+        let argv = [
+            "ad-tech",
+            "--count",
+            "3000",
+            "--seed",
+            "5",
+            "--malformed-share",
+            "0.01",
+            "--key-separator",
+            "\t",
+            "--output",
+            out.to_str().unwrap(),
+            "--summary",
+            summary.to_str().unwrap(),
+        ];
+        run_with(&argv).unwrap();
+        let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+        let (impressions, clicks) = (read("impressions.ndjson"), read("clicks.ndjson"));
+        let s: serde_json::Value = serde_json::from_slice(&read("summary.json")).unwrap();
+        let lines = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count() as u64;
+        assert_eq!(s["total"], 3000);
+        assert_eq!(s["by_source"]["impressions"], lines(&impressions));
+        assert_eq!(s["by_source"]["clicks"], lines(&clicks));
+        assert!(s["malformed"].as_u64().unwrap() > 0);
+        let first = String::from_utf8_lossy(&impressions);
+        let (key, payload) = first.lines().next().unwrap().split_once('\t').unwrap();
+        assert!(payload.contains(&format!("\"campaign_id\":\"{key}\"")), "{payload}");
+        run_with(&argv).unwrap();
+        assert_eq!(read("impressions.ndjson"), impressions);
+        assert_eq!(read("clicks.ndjson"), clicks);
+    }
+
+    #[test]
+    fn bad_flags_say_what_was_expected() {
+        let err = run_with(&["ad-tech", "--count", "1", "--source", "clickz"]).unwrap_err().to_string();
+        assert!(err.contains("impressions, clicks"), "{err}");
+        let err = run_with(&["fraud", "--count", "1", "--rate=-1"]).unwrap_err().to_string();
+        assert!(err.contains("--rate"), "{err}");
+        let err = run_with(&["fraud", "--count", "1", "--max-out-of-orderness", "5 seconds"]).unwrap_err().to_string();
+        assert!(err.contains("10s"), "{err}");
+        let err = run_with(&["fraud", "--count", "1", "--late-share", "2"]).unwrap_err().to_string();
+        assert!(err.contains("--late-share"), "{err}");
+    }
+}
