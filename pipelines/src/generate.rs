@@ -186,6 +186,10 @@ impl Default for Options {
     }
 }
 
+/// The highest event-time rate, events per second (the fraud bursts in
+/// flight grow with it).
+pub const MAX_RATE: f64 = 10_000_000.0;
+
 /// Options that cannot generate anything sensible.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OptionsError {
@@ -197,8 +201,8 @@ pub enum OptionsError {
         "--fraud-share, --malformed-share, --late-share and --beyond-watermark-share add up to {0}, expected at most 1"
     )]
     SharesSum(f64),
-    /// The rate is not positive and finite.
-    #[error("--rate: {0} events per second of event time, expected a positive number")]
+    /// The rate is not positive, or more than [`MAX_RATE`].
+    #[error("--rate: {0} events per second of event time, expected more than 0 and at most 10000000")]
     Rate(f64),
     /// The key population is empty.
     #[error("--keys: 0, expected at least 1 key")]
@@ -211,7 +215,7 @@ pub enum OptionsError {
 impl Options {
     /// Checks the options; the error names the flag and what was expected.
     pub fn validate(&self) -> Result<(), OptionsError> {
-        if !(self.rate.is_finite() && self.rate > 0.0) {
+        if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
             return Err(OptionsError::Rate(self.rate));
         }
         for (name, value, max) in [

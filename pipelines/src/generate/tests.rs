@@ -314,6 +314,7 @@ fn bad_options_are_refused_with_the_flag() {
     let bad = [
         (Options { rate: 0.0, ..Options::default() }, "--rate"),
         (Options { rate: f64::NAN, ..Options::default() }, "--rate"),
+        (Options { rate: 2e7, ..Options::default() }, "--rate"),
         (Options { fraud_share: 0.6, ..Options::default() }, "--fraud-share"),
         (Options { malformed_share: -0.1, ..Options::default() }, "--malformed-share"),
         (Options { late_share: 0.7, beyond_watermark_share: 0.4, ..Options::default() }, "add up to"),
