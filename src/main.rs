@@ -78,7 +78,7 @@ enum Command {
     },
     /// Seeded events for the examples: `smack generate fraud|ad-tech --rate R --count N --seed S`.
     Generate(generate_cmd::GenerateArgs),
-    /// Pipeline files: validate, schema.
+    /// Pipeline files: validate, schema, test.
     Pipeline {
         #[command(subcommand)]
         cmd: pipeline_cmd::PipelineCmd,

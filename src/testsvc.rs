@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub struct TestServiceArgs {
     /// The directory to keep data in (default: $VOLUME_DATA).
     #[arg(long, env = "VOLUME_DATA")]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
     /// Port to serve on (default: $PORT_HTTP, else $PORT0).
     #[arg(long)]
     pub port: Option<u16>,
@@ -40,8 +40,9 @@ pub async fn run(args: TestServiceArgs) -> Result<()> {
             .parse()
             .context("the port must be a number")?,
     };
-    std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
-    let log = args.data.join("starts.log");
+    let data = args.data.context("no --data, and VOLUME_DATA is not set: the service keeps its data on a volume")?;
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let log = data.join("starts.log");
     let name = std::env::var("TASK_NAME").unwrap_or_else(|_| "test-service".into());
     let line = format!("start {name} config={}\n", std::env::var("CONFIG_VERSION").unwrap_or_default());
     {
@@ -50,7 +51,7 @@ pub async fn run(args: TestServiceArgs) -> Result<()> {
         f.write_all(line.as_bytes())?;
         f.sync_all()?;
     }
-    std::fs::write(args.data.join("pid"), std::process::id().to_string())?;
+    std::fs::write(data.join("pid"), std::process::id().to_string())?;
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), port))
         .await
         .with_context(|| format!("binding {}:{port}", args.host))?;

@@ -111,6 +111,7 @@ fn start_scheduler(dir: &Path, spec_file: &Path) -> Proc {
 struct DiagOnPanic {
     dir: std::path::PathBuf,
     pod: String,
+    plan: &'static str,
     log: std::path::PathBuf,
 }
 
@@ -122,7 +123,7 @@ impl Drop for DiagOnPanic {
                 "recovery: {:?}",
                 cli(&self.dir, &["plan", "show", "recovery"]).map_err(|e| e.lines().next().unwrap_or("").to_string())
             );
-            eprintln!("deploy: {:?}", cli(&self.dir, &["plan", "show", "deploy", "--output", "json"]));
+            eprintln!("{}: {:?}", self.plan, cli(&self.dir, &["plan", "show", self.plan, "--output", "json"]));
             let log = read(&self.log);
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!("scheduler log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
@@ -258,7 +259,7 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     let za_agent = za["pod"]["agent_id"].as_str().unwrap().to_string();
     let za_res = za["pod"]["reservation_id"].as_str().unwrap().to_string();
     cli(d, &["pod", "replace", &za_name]).unwrap();
-    let diag = DiagOnPanic { dir: d.to_path_buf(), pod: za_name.clone(), log: sched.log.clone() };
+    let diag = DiagOnPanic { dir: d.to_path_buf(), pod: za_name.clone(), plan: "deploy", log: sched.log.clone() };
     let moved = wait_for("the replaced pod runs elsewhere", T, || async {
         let v = json(d, &["pod", "status", &za_name])?;
         let p = v.as_array()?.first()?.clone();
@@ -385,7 +386,10 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     let diff = json(d, &["service", "diff", &sf]).unwrap();
     assert_eq!(diff["removed"], serde_json::json!(["hello-2", "hello-3"]), "{diff:#}");
     cli(d, &["service", "update", &sf]).unwrap();
+    let diag =
+        DiagOnPanic { dir: d.to_path_buf(), pod: "hello-2".into(), plan: "decommission", log: sched.log.clone() };
     wait_plan(d, "decommission", "COMPLETE").await;
+    std::mem::forget(diag);
     assert!(first.exists(), "the hook's first run happened");
     assert_eq!(read(&hook_log), "hello-2 drained\n", "the hook ran once to success, for hello-2 only");
     wait_for("hello-2's reservation leaves the ledger", T, || async {
@@ -499,8 +503,12 @@ async fn a_scheduler_killed_before_its_accept_leaves_no_duplicates() {
     // `service apply` of a spec no scheduler runs starts one in the background.
     let out = cli(d, &["service", "apply", &spec_file.display().to_string()]).unwrap();
     assert!(out.contains("deploying hello"), "{out}");
-    let _diag =
-        DiagOnPanic { dir: d.to_path_buf(), pod: "hello-0".into(), log: d.join("services/hello/scheduler.log") };
+    let _diag = DiagOnPanic {
+        dir: d.to_path_buf(),
+        pod: "hello-0".into(),
+        plan: "deploy",
+        log: d.join("services/hello/scheduler.log"),
+    };
     // The spec's deploy phase is a canary: approve it once the first pod is up.
     wait_for("the canary pod COMPLETE", T, || async {
         let v = json(d, &["plan", "show", "deploy"])?;

@@ -597,8 +597,9 @@ impl ServiceScheduler {
                             let run = inner.state.pods.get(&pod).and_then(|p| p.hook.clone());
                             let hook_state =
                                 run.as_ref().and_then(|r| inner.state.tasks.get(&r.task_id)).and_then(|t| t.state);
+                            // The step stays a candidate (PENDING) until the
+                            // pod is gone, so each offer cycle looks again.
                             let plan = inner.state.plans.get_mut(&name).expect("listed");
-                            let _ = plan.start_step(r, now);
                             busy.insert(pod.clone());
                             match &run {
                                 Some(run) if run.done => {}
