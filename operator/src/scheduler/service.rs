@@ -736,6 +736,13 @@ impl ServiceScheduler {
                         }
                         evals.push(e);
                     }
+                    let peers = matched
+                        .as_ref()
+                        .and_then(|m: &evaluator::OfferMatch| {
+                            let o = offers.iter().find(|o| o.id == m.offer_id)?;
+                            Some(peers_env(&inner.state, &pod, &m.hostname, &o.attributes, &m.ports))
+                        })
+                        .unwrap_or_default();
                     let plan = inner.state.plans.get_mut(&name).expect("listed");
                     let Some(m) = matched else {
                         let why = if evals.is_empty() {
@@ -758,6 +765,9 @@ impl ServiceScheduler {
                     let pspec = inner.spec.pod(&pod_type).expect("requirement built from spec").clone();
                     let offer = offers.iter().find(|o| o.id == m.offer_id).expect("matched offer");
                     let rec = inner.state.pods.entry(pod.clone()).or_default();
+                    // A pod placed anew after a replace tells its service whose
+                    // place it takes (Cassandra's replace-address).
+                    let replaced_from = if rec.replace && m.new { rec.replaced_from.clone() } else { None };
                     rec.name = pod.clone();
                     rec.pod_type = pod_type.clone();
                     rec.index = req.index as u32;
@@ -787,6 +797,10 @@ impl ServiceScheduler {
                         let mut info = task_info(&inner.spec, &pspec, tspec, &pod, req.index as u32, &tid, res, &m);
                         // A custom plan's parameters reach the tasks it launches as env.
                         info.env.extend(plan.parameters.clone());
+                        info.env.insert(PODS_ENV.into(), peers.clone());
+                        if let Some(from) = &replaced_from {
+                            info.env.insert("POD_REPLACED_FROM".into(), from.clone());
+                        }
                         if rec.paused {
                             info.command = "exec sleep 2147483647".into();
                             info.health_check = None;
@@ -1248,6 +1262,51 @@ fn requirement(spec: &ServiceSpec, st: &SchedulerState, pod: &str) -> Option<Pod
     Some(req)
 }
 
+/// The env var that lists the service's placed pods, for services whose
+/// members must know each other (Kafka's controller quorum, Cassandra's
+/// seeds): a JSON array of [`PodAddress`], ordered by pod name.
+pub const PODS_ENV: &str = "SMACK_PODS";
+
+/// Where a placed pod of the service is: for `SMACK_PODS`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodAddress {
+    pub name: String,
+    pub pod_type: String,
+    pub index: u32,
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub ports: BTreeMap<String, u16>,
+}
+
+/// `SMACK_PODS` for a pod about to launch at `host`: every placed pod of
+/// the service, this one with its new place.
+fn peers_env(st: &SchedulerState, pod: &str, host: &str, attrs: &Attributes, ports: &BTreeMap<String, u16>) -> String {
+    let mut out: Vec<PodAddress> = st
+        .pods
+        .values()
+        .filter(|p| p.name != pod && p.agent_id.is_some())
+        .map(|p| PodAddress {
+            name: p.name.clone(),
+            pod_type: p.pod_type.clone(),
+            index: p.index,
+            host: p.hostname.clone(),
+            zone: p.attributes.get("zone").cloned(),
+            ports: p.ports.clone(),
+        })
+        .collect();
+    out.push(PodAddress {
+        name: pod.to_string(),
+        pod_type: pod_type_of(pod),
+        index: pod.rsplit_once('-').and_then(|(_, i)| i.parse().ok()).unwrap_or(0),
+        host: host.to_string(),
+        zone: attrs.get("zone").cloned(),
+        ports: ports.clone(),
+    });
+    out.sort_by(|a, b| (&a.pod_type, a.index).cmp(&(&b.pod_type, b.index)));
+    serde_json::to_string(&out).unwrap_or_default()
+}
+
 /// A decommission hook's task: on the pod's agent, unreserved, with the
 /// pod's env and ports so it can reach the pod's running tasks.
 fn hook_task_info(
@@ -1350,5 +1409,32 @@ mod tests {
     fn pod_types_come_from_instance_names() {
         assert_eq!(pod_type_of("kafka-0"), "kafka");
         assert_eq!(pod_type_of("my-db-12"), "my-db");
+    }
+
+    #[test]
+    fn pods_env_lists_placed_pods_and_the_one_launching() {
+        let mut st = SchedulerState::default();
+        let placed = |name: &str, index: u32, host: &str, zone: &str, port: u16| PodRecord {
+            name: name.into(),
+            pod_type: "kafka".into(),
+            index,
+            agent_id: Some(format!("agent-{index}")),
+            hostname: host.into(),
+            attributes: [("zone".to_string(), zone.to_string())].into(),
+            ports: [("client".to_string(), port)].into(),
+            ..Default::default()
+        };
+        st.pods.insert("kafka-0".into(), placed("kafka-0", 0, "10.0.0.1", "zone-a", 9092));
+        // Waiting for an offer: not placed, not listed.
+        st.pods.insert("kafka-10".into(), PodRecord { name: "kafka-10".into(), index: 10, ..Default::default() });
+        // Its old place is replaced by the new one.
+        st.pods.insert("kafka-2".into(), placed("kafka-2", 2, "10.0.0.9", "zone-c", 9092));
+        let attrs: Attributes = [("zone".to_string(), "zone-b".to_string())].into();
+        let env = peers_env(&st, "kafka-2", "10.0.0.3", &attrs, &[("client".to_string(), 9094)].into());
+        let pods: Vec<PodAddress> = serde_json::from_str(&env).unwrap();
+        let names: Vec<(&str, &str)> = pods.iter().map(|p| (p.name.as_str(), p.host.as_str())).collect();
+        assert_eq!(names, [("kafka-0", "10.0.0.1"), ("kafka-2", "10.0.0.3")]);
+        assert_eq!(pods[1].zone.as_deref(), Some("zone-b"));
+        assert_eq!(pods[1].ports["client"], 9094);
     }
 }
