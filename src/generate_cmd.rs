@@ -73,6 +73,21 @@ pub struct GenerateArgs {
     /// At the end, write the counts (total, malformed, fraud bursts, late, …) as JSON to this file.
     #[arg(long)]
     summary: Option<PathBuf>,
+    /// Produce into Kafka at these bootstrap servers (`host:port,…`) instead
+    /// of writing lines; each source goes to the topic named like it unless
+    /// --topic says otherwise. Records are keyed by the stage key.
+    #[arg(long, value_name = "BOOTSTRAP")]
+    pub kafka: Option<String>,
+    /// With --kafka: the topic of a source, `SOURCE=TOPIC` (repeatable).
+    #[arg(long = "topic", value_name = "SOURCE=TOPIC", value_parser = parse_topic)]
+    topics: Vec<(String, String)>,
+}
+
+fn parse_topic(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_string(), b.to_string())),
+        _ => Err(format!("`{s}`: expected SOURCE=TOPIC, e.g. transactions=card-transactions")),
+    }
 }
 
 fn parse_duration_ms(s: &str) -> Result<i64, String> {
@@ -129,7 +144,8 @@ impl Sink {
     }
 }
 
-pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+/// Checks the flags and builds the generator.
+fn generator_of(args: &GenerateArgs) -> anyhow::Result<(GeneratorKind, Generator)> {
     let kind = match args.example {
         Example::Fraud => GeneratorKind::Fraud,
         Example::AdTech => GeneratorKind::AdTech,
@@ -159,7 +175,64 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         beyond_watermark_share: args.beyond_watermark_share,
         max_out_of_orderness_ms: args.max_out_of_orderness,
     };
-    let mut generator = Generator::new(kind, &options)?;
+    for (source, _) in &args.topics {
+        if !kind.sources().contains(&source.as_str()) {
+            bail!(
+                "--topic {source}=…: `{source}` is not a source of the {} example, expected one of: {}",
+                kind.name(),
+                kind.sources().join(", ")
+            );
+        }
+    }
+    Ok((kind, Generator::new(kind, &options)?))
+}
+
+/// `smack generate … --kafka BOOTSTRAP`: produces the events into Kafka
+/// with the idempotent producer, paced by --rate, flushed at the end.
+pub async fn run_to_kafka(args: GenerateArgs) -> anyhow::Result<()> {
+    use smack_connectors::kafka::{KafkaClientConfig, KafkaSink, SinkConfig};
+    let (_, mut generator) = generator_of(&args)?;
+    let bootstrap = args.kafka.clone().unwrap_or_default();
+    let topic_of = |source: &str| {
+        args.topics.iter().find(|(s, _)| s == source).map(|(_, t)| t.clone()).unwrap_or_else(|| source.to_string())
+    };
+    let client = KafkaClientConfig::new(&bootstrap).with_client_id("smack-generate");
+    let mut sink = KafkaSink::new(SinkConfig::new(client)).with_context(|| format!("producing to {bootstrap}"))?;
+    let began = Instant::now();
+    let mut sent = 0u64;
+    for (i, ev) in (0u64..).zip(generator.by_ref()) {
+        if args.rate > 0.0 {
+            let due = began + Duration::from_secs_f64(i as f64 / args.rate);
+            let now = Instant::now();
+            if due > now + Duration::from_millis(1) {
+                tokio::time::sleep(due - now).await;
+            }
+        }
+        if args.source.as_deref().is_some_and(|s| s != ev.source) {
+            continue;
+        }
+        let topic = topic_of(ev.source);
+        sink.send(&topic, Some(ev.key.as_bytes()), Some(&ev.payload), &[])
+            .await
+            .with_context(|| format!("producing to {topic} at {bootstrap}"))?;
+        sent += 1;
+        if sent % 10_000 == 0 {
+            sink.flush().await.with_context(|| format!("producing to {bootstrap}"))?;
+            tracing::info!(sent, "events produced");
+        }
+    }
+    sink.flush().await.with_context(|| format!("producing to {bootstrap}"))?;
+    let summary = generator.summary();
+    if let Some(path) = &args.summary {
+        let json = serde_json::to_vec_pretty(summary)?;
+        std::fs::write(path, json).with_context(|| format!("writing the summary to {}", path.display()))?;
+    }
+    eprintln!("{} (produced to {bootstrap})", summary.line());
+    Ok(())
+}
+
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    let (kind, mut generator) = generator_of(&args)?;
     let mut sink = Sink::open(args.output.as_deref(), kind.sources())?;
     let sep = args.key_separator.as_deref().map(str::as_bytes);
     let only = args.source.as_deref();

@@ -165,6 +165,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Artifacts(args) => artifacts::run(args).await,
             Command::Pipeline { cmd } => pipeline_cmd::run(cmd),
+            Command::Generate(args) if args.kafka.is_some() => generate_cmd::run_to_kafka(args).await,
             Command::Generate(args) => generate_cmd::run(args),
             Command::Task { cmd } => {
                 let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
