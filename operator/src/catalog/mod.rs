@@ -14,5 +14,6 @@
 
 pub mod artifacts;
 pub mod cassandra;
+pub mod cassandra_service;
 pub mod kafka;
 pub mod launch;
