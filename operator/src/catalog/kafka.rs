@@ -63,8 +63,15 @@ pub struct KafkaNodeConfig {
     /// `metadata_log_dir` is set.
     pub log_dirs: Vec<PathBuf>,
     pub metadata_log_dir: Option<PathBuf>,
-    /// The static controller quorum.
+    /// The controller quorum: the static voters, or with `dynamic_quorum`
+    /// the controllers known so far (this node's included), used as
+    /// `controller.quorum.bootstrap.servers`.
     pub voters: Vec<Voter>,
+    /// A dynamic quorum (KIP-853): `controller.quorum.bootstrap.servers`
+    /// instead of `controller.quorum.voters`, and controllers join the voter
+    /// set by themselves (`controller.quorum.auto.join.enable`). The first
+    /// node is formatted `--standalone`, later ones `--no-initial-controllers`.
+    pub dynamic_quorum: bool,
     /// `broker.rack` (the agent's zone or rack), for rack-aware replicas.
     pub rack: Option<String>,
     /// Replication of the internal topics (offsets, transactions, share state).
@@ -100,6 +107,7 @@ impl KafkaNodeConfig {
             log_dirs: vec![log_dir.into()],
             metadata_log_dir: None,
             voters,
+            dynamic_quorum: false,
             rack: None,
             internal_replication_factor: rf,
             default_replication_factor: rf,
@@ -201,7 +209,13 @@ pub fn kafka_server_properties(c: &KafkaNodeConfig) -> String {
     let mut put = |k: &str, v: String| kv.push((k.to_string(), v));
     put("process.roles", c.process_roles().into());
     put("node.id", c.node_id.to_string());
-    put("controller.quorum.voters", quorum_voters(&c.voters));
+    if c.dynamic_quorum {
+        let servers: Vec<String> = c.voters.iter().map(|v| format!("{}:{}", v.host, v.port)).collect();
+        put("controller.quorum.bootstrap.servers", servers.join(","));
+        put("controller.quorum.auto.join.enable", "true".into());
+    } else {
+        put("controller.quorum.voters", quorum_voters(&c.voters));
+    }
     let broker = format!("{BROKER_LISTENER}://{}:{}", c.host, c.broker_port);
     if c.is_controller() {
         put("listeners", format!("{broker},{CONTROLLER_LISTENER}://{}:{}", c.host, c.controller_port));

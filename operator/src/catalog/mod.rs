@@ -11,9 +11,11 @@
 //! - [`launch`]: a node config turned into an agent task's shell command
 //!   (configs written into the sandbox, data on the volume, `exec java`),
 //!   and the readiness checks.
+//! - [`kafka_service`]: the Kafka service spec (pods `kafka-N`) and the
+//!   broker task's env decoded into a node config (dynamic KRaft quorum).
 
 pub mod artifacts;
 pub mod cassandra;
-pub mod cassandra_service;
 pub mod kafka;
+pub mod kafka_service;
 pub mod launch;
