@@ -16,6 +16,7 @@
 
 pub mod artifacts;
 pub mod cassandra;
+pub mod cassandra_service;
 pub mod kafka;
 pub mod kafka_service;
 pub mod launch;
