@@ -1,12 +1,14 @@
-//! Prometheus metrics of the master and the agents, in the OpenMetrics text
-//! format (`prometheus-client`).
+//! Prometheus metrics of the master, the agents and the service schedulers,
+//! in the OpenMetrics text format (`prometheus-client`).
 //!
 //! Registries are passed explicitly, never global: the master owns one
 //! ([`crate::master::Master::registry`]) and serves it at `GET /metrics` on
 //! its API server; `smack agent --metrics-listen ADDR` serves an agent's own
 //! registry at `ADDR/metrics`; `smack up` registers its agents' families into
 //! the master's registry, so one scrape shows the whole embedded cluster (the
-//! `agent` label keeps the agents apart).
+//! `agent` label keeps the agents apart). A service scheduler serves its own
+//! registry at `/metrics` on its HTTP API ([`crate::scheduler::api`]), which
+//! the master also forwards as `/v1/frameworks/{id}/api/metrics`.
 //!
 //! `/metrics` needs **no token**, unlike everything under `/v1/`: Prometheus
 //! scrapes without secrets, and nothing sensitive is exported here — counts,
@@ -32,6 +34,11 @@
 //! | `smack_agent_kills_total` | counter | `agent` |
 //! | `smack_agent_health_check_failures_total` | counter | `agent` |
 //! | `smack_agent_volume_used_bytes` | gauge | `agent`, `volume` |
+//! | `smack_scheduler_plan_status` | gauge (0/1) | `service`, `plan`, `status` (`PENDING` … `ERROR`) |
+//! | `smack_scheduler_steps` | gauge | `service`, `plan`, `phase`, `state` (`PENDING` … `ERROR`) |
+//! | `smack_scheduler_pods` | gauge | `service`, `state` (see [`POD_STATES`]) |
+//! | `smack_scheduler_recoveries_total` | counter | `service`, `kind` = `transient` \| `permanent` |
+//! | `smack_scheduler_offer_evaluations_total` | counter | `service`, `stage` (`placement` … `launch`), `result` = `pass` \| `fail` |
 //!
 //! Resources are in the units the cluster speaks: cpus in cores, mem and disk
 //! in MiB (disk counts ROOT and MOUNT disks). The master's gauges are
@@ -41,6 +48,9 @@
 //! [`smack_storage::volumes::VolumeManager::usage_bytes`]).
 
 use crate::resources::TaskState;
+use crate::scheduler::evaluator::{Evaluation, Stage};
+use crate::scheduler::plan::{Status, StepState};
+use crate::scheduler::service::{PodRecord, SchedulerState};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -425,6 +435,233 @@ impl AgentMetrics {
     }
 }
 
+// ---- frameworks (service schedulers) ---------------------------------------
+
+/// Plan statuses as the gauges spell them, in order.
+pub const PLAN_STATUSES: [Status; 5] =
+    [Status::Pending, Status::InProgress, Status::Waiting, Status::Complete, Status::Error];
+
+/// Step states as the gauges spell them, in order.
+pub const STEP_STATES: [StepState; 8] = [
+    StepState::Pending,
+    StepState::Prepared,
+    StepState::Starting,
+    StepState::Started,
+    StepState::Complete,
+    StepState::Waiting,
+    StepState::Delayed,
+    StepState::Error,
+];
+
+/// The states a pod is counted in by `smack_scheduler_pods`.
+pub const POD_STATES: [&str; 6] = ["RUNNING", "STARTING", "WAITING", "PAUSED", "LOST", "STOPPED"];
+
+/// One phase's steps, counted by state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PhaseSnapshot {
+    pub name: String,
+    /// Step counts by state (as [`StepState::as_str`] spells it).
+    pub steps: BTreeMap<&'static str, u64>,
+}
+
+/// One plan: its status and its phases' step counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSnapshot {
+    pub name: String,
+    pub status: Status,
+    pub phases: Vec<PhaseSnapshot>,
+}
+
+/// What a scheduler's gauges show, read from its state on each scrape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SchedulerSnapshot {
+    pub service: String,
+    pub plans: Vec<PlanSnapshot>,
+    /// Pods by state (one of [`POD_STATES`]).
+    pub pods: BTreeMap<&'static str, u64>,
+}
+
+impl SchedulerSnapshot {
+    /// Counts the plans, steps and pods of a scheduler's state.
+    pub fn of(service: &str, st: &SchedulerState) -> SchedulerSnapshot {
+        let plans = st
+            .plans
+            .values()
+            .map(|p| PlanSnapshot {
+                name: p.name.clone(),
+                status: p.status,
+                phases: p
+                    .phases
+                    .iter()
+                    .map(|ph| {
+                        let mut steps = BTreeMap::new();
+                        for s in &ph.steps {
+                            *steps.entry(s.state.as_str()).or_default() += 1;
+                        }
+                        PhaseSnapshot { name: ph.name.clone(), steps }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut pods = BTreeMap::new();
+        for p in st.pods.values() {
+            *pods.entry(pod_state(p, st)).or_default() += 1;
+        }
+        SchedulerSnapshot { service: service.to_string(), plans, pods }
+    }
+}
+
+/// The state a pod is counted in: PAUSED (maintenance), LOST (its agent is
+/// unreachable), WAITING (no placement yet, or waiting for an offer),
+/// RUNNING (every current task runs), STOPPED (every current task ended),
+/// else STARTING.
+pub fn pod_state(pod: &PodRecord, st: &SchedulerState) -> &'static str {
+    if pod.paused {
+        return "PAUSED";
+    }
+    if pod.lost_since_ms.is_some() {
+        return "LOST";
+    }
+    if pod.agent_id.is_none() || pod.waiting.is_some() || pod.tasks.is_empty() {
+        return "WAITING";
+    }
+    let states: Vec<Option<TaskState>> = pod.tasks.values().map(|id| st.tasks.get(id).and_then(|t| t.state)).collect();
+    if states.iter().all(|s| *s == Some(TaskState::Running)) {
+        "RUNNING"
+    } else if states.iter().all(|s| s.is_some_and(|s| s.is_terminal())) {
+        "STOPPED"
+    } else {
+        "STARTING"
+    }
+}
+
+type SchedulerSource = Box<dyn Fn() -> Option<SchedulerSnapshot> + Send + Sync>;
+
+struct SchedulerGauges(SchedulerSource);
+
+impl std::fmt::Debug for SchedulerGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SchedulerGauges")
+    }
+}
+
+impl Collector for SchedulerGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(s) = (self.0)() else { return Ok(()) };
+        let service = || ("service", s.service.clone());
+        encode_counts(
+            &mut encoder,
+            "smack_scheduler_plan_status",
+            "1 for a plan's current status, 0 for the others.",
+            s.plans.iter().flat_map(|p| {
+                PLAN_STATUSES.iter().map(move |st| {
+                    (
+                        vec![service(), ("plan", p.name.clone()), ("status", st.as_str().to_string())],
+                        u64::from(p.status == *st),
+                    )
+                })
+            }),
+        )?;
+        encode_counts(
+            &mut encoder,
+            "smack_scheduler_steps",
+            "Steps of each plan and phase, by state.",
+            s.plans.iter().flat_map(|p| {
+                p.phases.iter().flat_map(move |ph| {
+                    STEP_STATES.iter().map(move |st| {
+                        (
+                            vec![
+                                service(),
+                                ("plan", p.name.clone()),
+                                ("phase", ph.name.clone()),
+                                ("state", st.as_str().to_string()),
+                            ],
+                            ph.steps.get(st.as_str()).copied().unwrap_or(0),
+                        )
+                    })
+                })
+            }),
+        )?;
+        encode_counts(
+            &mut encoder,
+            "smack_scheduler_pods",
+            "Pod instances of the service, by state.",
+            POD_STATES
+                .iter()
+                .map(|st| (vec![service(), ("state", st.to_string())], s.pods.get(st).copied().unwrap_or(0))),
+        )
+    }
+}
+
+/// A service scheduler's counters (recoveries, offer evaluations); its
+/// gauges come from a snapshot function given to [`SchedulerMetrics::register`].
+#[derive(Debug)]
+pub struct SchedulerMetrics {
+    service: String,
+    recoveries: Family<Labels, Counter>,
+    evaluations: Family<Labels, Counter>,
+}
+
+impl SchedulerMetrics {
+    /// The counters of the service `service`, every series at zero.
+    pub fn new(service: &str) -> Arc<SchedulerMetrics> {
+        let m = SchedulerMetrics {
+            service: service.to_string(),
+            recoveries: Family::default(),
+            evaluations: Family::default(),
+        };
+        for kind in ["transient", "permanent"] {
+            drop(m.recoveries.get_or_create(&m.labels([("kind", kind)])));
+        }
+        for stage in Stage::ALL {
+            for result in ["pass", "fail"] {
+                drop(m.evaluations.get_or_create(&m.labels([("stage", stage.as_str()), ("result", result)])));
+            }
+        }
+        Arc::new(m)
+    }
+
+    fn labels<const N: usize>(&self, extra: [(&'static str, &str); N]) -> Labels {
+        let mut l = vec![("service", self.service.clone())];
+        l.extend(extra.into_iter().map(|(k, v)| (k, v.to_string())));
+        l
+    }
+
+    /// Registers the scheduler families in `registry`; `snapshot` is called
+    /// on each scrape for the gauges.
+    pub fn register(
+        &self,
+        registry: &mut Registry,
+        snapshot: impl Fn() -> Option<SchedulerSnapshot> + Send + Sync + 'static,
+    ) {
+        registry.register(
+            "smack_scheduler_recoveries",
+            "Pods relaunched by the recovery plan: transient (in place, on its own reservation) or permanent (placed anew: replaced or its reservation lost)",
+            self.recoveries.clone(),
+        );
+        registry.register(
+            "smack_scheduler_offer_evaluations",
+            "Offer evaluation stage outcomes (an offer for a pod runs through every stage)",
+            self.evaluations.clone(),
+        );
+        registry.register_collector(Box::new(SchedulerGauges(Box::new(snapshot))));
+    }
+
+    /// Counts one recovery launch; `permanent` when the pod was placed anew.
+    pub fn recovered(&self, permanent: bool) {
+        let kind = if permanent { "permanent" } else { "transient" };
+        self.recoveries.get_or_create(&self.labels([("kind", kind)])).inc();
+    }
+
+    /// Counts each stage outcome of one offer evaluation.
+    pub fn evaluated(&self, e: &Evaluation) {
+        for o in &e.outcomes {
+            let result = if o.pass { "pass" } else { "fail" };
+            self.evaluations.get_or_create(&self.labels([("stage", o.stage.as_str()), ("result", result)])).inc();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,5 +742,97 @@ mod tests {
             line(&text, "smack_agent_volume_used_bytes{agent=\"127.0.1.1\",volume=\"v1\"} 123").is_some(),
             "{text}"
         );
+    }
+
+    fn scheduler_state() -> SchedulerState {
+        use crate::scheduler::plan::{Phase, Plan, Step, Strategy};
+        use crate::scheduler::service::TaskRecord;
+        let mut done = Step::new("hello-0", ["server"]);
+        done.state = StepState::Complete;
+        let mut starting = Step::new("hello-1", ["server"]);
+        starting.state = StepState::Starting;
+        let plan = Plan::from_phases(
+            "deploy",
+            Strategy::Serial,
+            vec![Phase::new("hello", Strategy::Serial, vec![done, starting, Step::new("hello-2", ["server"])])],
+        )
+        .unwrap();
+        let mut st = SchedulerState { plans: [("deploy".to_string(), plan)].into(), ..Default::default() };
+        let pod = |name: &str, task: &str| PodRecord {
+            name: name.into(),
+            agent_id: Some("a1".into()),
+            tasks: [("server".to_string(), task.to_string())].into(),
+            ..Default::default()
+        };
+        st.pods.insert("hello-0".into(), pod("hello-0", "t0"));
+        st.pods.insert("hello-1".into(), pod("hello-1", "t1"));
+        st.pods.insert("hello-2".into(), PodRecord { name: "hello-2".into(), ..Default::default() });
+        st.pods.insert("hello-3".into(), PodRecord { paused: true, ..pod("hello-3", "t3") });
+        st.pods.insert("hello-4".into(), PodRecord { lost_since_ms: Some(1), ..pod("hello-4", "t4") });
+        st.pods.insert("hello-5".into(), pod("hello-5", "t5"));
+        for (id, state) in [
+            ("t0", Some(TaskState::Running)),
+            ("t1", None),
+            ("t4", Some(TaskState::Lost)),
+            ("t5", Some(TaskState::Failed)),
+        ] {
+            st.tasks.insert(
+                id.into(),
+                TaskRecord {
+                    id: id.into(),
+                    pod: String::new(),
+                    task: "server".into(),
+                    agent_id: "a1".into(),
+                    state,
+                    ready: false,
+                    message: String::new(),
+                    launched_ms: 0,
+                },
+            );
+        }
+        st
+    }
+
+    #[test]
+    fn pods_are_counted_by_state() {
+        let st = scheduler_state();
+        let snap = SchedulerSnapshot::of("hello", &st);
+        let want: BTreeMap<&str, u64> =
+            [("RUNNING", 1), ("STARTING", 1), ("WAITING", 1), ("PAUSED", 1), ("LOST", 1), ("STOPPED", 1)].into();
+        assert_eq!(snap.pods, want);
+        assert_eq!(snap.plans.len(), 1);
+        assert_eq!(snap.plans[0].phases[0].steps, [("COMPLETE", 1), ("STARTING", 1), ("PENDING", 1)].into());
+    }
+
+    #[test]
+    fn scheduler_families_encode_with_every_state() {
+        let reg = new_registry();
+        let m = SchedulerMetrics::new("hello");
+        let st = scheduler_state();
+        m.register(&mut reg.write().unwrap(), move || Some(SchedulerSnapshot::of("hello", &st)));
+        m.recovered(false);
+        m.recovered(false);
+        m.recovered(true);
+        let outcome = |stage, pass| crate::scheduler::evaluator::StageOutcome { stage, pass, reason: String::new() };
+        m.evaluated(&Evaluation {
+            pod: "hello-0".into(),
+            offer_id: "o1".into(),
+            agent_id: "a1".into(),
+            outcomes: vec![outcome(Stage::Placement, true), outcome(Stage::CpusMem, false)],
+            matched: None,
+        });
+        let text = encode(&reg);
+        let has = |l: &str| assert!(line(&text, l).is_some(), "{l} missing:\n{text}");
+        has("smack_scheduler_recoveries_total{service=\"hello\",kind=\"transient\"} 2");
+        has("smack_scheduler_recoveries_total{service=\"hello\",kind=\"permanent\"} 1");
+        has("smack_scheduler_offer_evaluations_total{service=\"hello\",stage=\"placement\",result=\"pass\"} 1");
+        has("smack_scheduler_offer_evaluations_total{service=\"hello\",stage=\"cpus/mem\",result=\"fail\"} 1");
+        has("smack_scheduler_offer_evaluations_total{service=\"hello\",stage=\"volumes\",result=\"fail\"} 0");
+        has("smack_scheduler_plan_status{service=\"hello\",plan=\"deploy\",status=\"IN_PROGRESS\"} 1");
+        has("smack_scheduler_plan_status{service=\"hello\",plan=\"deploy\",status=\"COMPLETE\"} 0");
+        has("smack_scheduler_steps{service=\"hello\",plan=\"deploy\",phase=\"hello\",state=\"COMPLETE\"} 1");
+        has("smack_scheduler_steps{service=\"hello\",plan=\"deploy\",phase=\"hello\",state=\"ERROR\"} 0");
+        has("smack_scheduler_pods{service=\"hello\",state=\"LOST\"} 1");
+        assert_eq!(text.matches("# TYPE smack_scheduler_steps gauge").count(), 1, "{text}");
     }
 }

@@ -1,8 +1,15 @@
 //! The scheduler's HTTP API under `/v1/`: plans and pods, read and acted
 //! on. Same bearer token as the master; 401 without it.
+//!
+//! Outside `/v1/`, `GET /metrics` serves the scheduler's families
+//! (OpenMetrics text, no token, like the master's; see [`crate::metrics`]):
+//! plan statuses, step and pod counts by state, recoveries and offer
+//! evaluation outcomes. The master forwards it as
+//! `/v1/frameworks/{id}/api/metrics`.
 
 use super::plan::{render_tree, Plan, Status};
 use super::service::{PodRecord, ServiceScheduler, TaskRecord};
+use crate::metrics;
 use crate::protocol::ApiError;
 use crate::Error;
 use axum::extract::{Path, Request, State};
@@ -74,8 +81,20 @@ fn bad(e: Error) -> Response {
     (status, Json(ApiError { error: e.to_string() })).into_response()
 }
 
-/// The scheduler's router.
+/// The scheduler's registry: its counters, and gauges read from its state
+/// on each scrape.
+pub fn registry(scheduler: &ServiceScheduler) -> metrics::SharedRegistry {
+    let registry = metrics::new_registry();
+    let s = scheduler.clone();
+    scheduler.metrics.register(&mut registry.write().unwrap_or_else(|p| p.into_inner()), move || {
+        Some(metrics::SchedulerSnapshot::of(&s.name(), &s.snapshot()))
+    });
+    registry
+}
+
+/// The scheduler's router: `/v1/` behind the token, `/metrics` without.
 pub fn router(scheduler: ServiceScheduler, token: String) -> Router {
+    let metrics = metrics::router(registry(&scheduler));
     let ctx = Ctx { scheduler, token: Arc::new(token) };
     Router::new()
         .route("/v1/plans", get(list_plans))
@@ -89,6 +108,7 @@ pub fn router(scheduler: ServiceScheduler, token: String) -> Router {
         .route("/v1/pods/{pod}/{action}", post(pod_action))
         .layer(middleware::from_fn_with_state(ctx.clone(), auth))
         .with_state(ctx)
+        .merge(metrics)
 }
 
 async fn list_plans(State(ctx): State<Ctx>) -> Json<Vec<PlanSummary>> {

@@ -146,6 +146,8 @@ pub struct ServiceScheduler {
     store: Arc<dyn StateStore>,
     client: MasterClient,
     wake: Arc<Notify>,
+    /// Recoveries and offer evaluations, served by [`super::api`] at `/metrics`.
+    pub(crate) metrics: Arc<crate::metrics::SchedulerMetrics>,
 }
 
 struct Inner {
@@ -198,7 +200,9 @@ impl ServiceScheduler {
         };
         let mut state = state;
         add_custom_plans(&spec, &mut state)?;
+        let metrics = crate::metrics::SchedulerMetrics::new(&spec.name);
         let s = ServiceScheduler {
+            metrics,
             permanent_failure_ms: 5 * 60 * 1000,
             api_url: None,
             inner: Arc::new(Mutex::new(Inner { spec, state })),
@@ -730,6 +734,7 @@ impl ServiceScheduler {
                     let mut matched = None;
                     for o in offers.iter().filter(|o| !used.contains(&o.id)) {
                         let e = evaluator::evaluate(&req, o, &view);
+                        self.metrics.evaluated(&e);
                         if e.passed() {
                             matched = e.matched.clone();
                             break;
@@ -833,6 +838,9 @@ impl ServiceScheduler {
                     busy.insert(pod.clone());
                     used.insert(m.offer_id.clone());
                     tracing::info!(pod = %pod, agent = %m.agent_id, new = m.new, "launching pod");
+                    if name == "recovery" {
+                        self.metrics.recovered(m.new);
+                    }
                     accepts.push(Accept { offer_ids: vec![m.offer_id.clone()], operations: ops, filter_ms: None });
                 }
             }
