@@ -11,6 +11,7 @@
 //! runtime arrive with the rest of the pipelines issue.
 
 pub mod generate;
+pub mod layout;
 pub mod runtime;
 pub mod spec;
 

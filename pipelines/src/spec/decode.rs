@@ -9,7 +9,7 @@ use marked_yaml::types::MarkedMappingNode;
 use marked_yaml::{FromNodeError, LoadError, LoaderOptions, Node};
 use serde::de::DeserializeOwned;
 
-const TOP: &[&str] = &["name", "services", "sources", "stages", "sinks", "checkpoint-interval", "tests"];
+const TOP: &[&str] = &["name", "services", "sources", "stages", "sinks", "checkpoint-interval", "tests", "generator"];
 
 /// Parses the text; `None` when the YAML itself or a required part is bad
 /// (the errors are in `cx`).
@@ -61,6 +61,7 @@ pub(super) fn decode(cx: &mut Cx) -> Option<(PipelineSpec, Node)> {
         None => Some(Duration::from_secs(10)),
     };
     let tests = d.tests(cx);
+    let generator = d.opt::<GeneratorSpec>(cx, "generator");
     let spec = PipelineSpec {
         name: name?,
         services,
@@ -69,6 +70,7 @@ pub(super) fn decode(cx: &mut Cx) -> Option<(PipelineSpec, Node)> {
         sinks: sinks?,
         checkpoint_interval: checkpoint_interval?,
         tests: tests?,
+        generator,
     };
     ok.then_some(())?;
     Some((spec, root))

@@ -342,3 +342,28 @@ fn schema_has_the_top_level_properties() {
     assert_eq!(s["additionalProperties"], serde_json::json!(false));
     assert!(s["required"].as_array().unwrap().contains(&serde_json::json!("name")));
 }
+
+#[test]
+fn a_generator_names_its_example_and_needs_its_sources() {
+    let with = format!("{BASE}generator: {{ example: fraud, rate: 50, seed: 7 }}\n");
+    let errs = errors(&with);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("p.yaml:27:23: generator.example: the fraud generator writes source `transactions`"),
+        "{}",
+        errs[0]
+    );
+    let renamed = edit("  tx:\n", "  transactions:\n").replace("FROM tx", "FROM transactions");
+    let ok = format!("{renamed}generator: {{ example: fraud, rate: 50, seed: 7 }}\n");
+    let spec = PipelineSpec::from_yaml(&ok, "p.yaml").unwrap();
+    let g = spec.generator.unwrap();
+    assert_eq!((g.example, g.rate, g.seed, g.count), (GeneratorExample::Fraud, 50.0, 7, None));
+    let bad = format!("{renamed}generator: {{ example: fraud, rate: 0, malformed-share: 2 }}\n");
+    let errs = errors(&bad);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].contains("generator.rate: expected events per second"), "{}", errs[0]);
+    assert!(errs[1].contains("generator.malformed-share: expected a share"), "{}", errs[1]);
+    let unknown = format!("{renamed}generator: {{ example: poker }}\n");
+    let errs = errors(&unknown);
+    assert!(errs[0].contains("generator.example") && errs[0].contains("poker"), "{errs:#?}");
+}

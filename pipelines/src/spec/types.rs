@@ -34,6 +34,68 @@ pub struct PipelineSpec {
     /// the rows each sink must receive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tests: Vec<PipelineTest>,
+    /// A seeded event generator run as a pod beside the stages (the
+    /// examples declare theirs), producing into the sources' topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<GeneratorSpec>,
+}
+
+/// A seeded event generator (`smack generate`) run as part of the pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GeneratorSpec {
+    /// Which example's events; its sources must be declared (`fraud`:
+    /// `transactions`; `ad-tech`: `impressions` and `clicks`).
+    pub example: GeneratorExample,
+    /// Events per second, all sources together (default 100).
+    #[serde(default = "default_rate")]
+    pub rate: f64,
+    /// The seed: the same seed gives the same events (default 1).
+    #[serde(default = "one_u64")]
+    pub seed: u64,
+    /// Stop after this many events (default: run until deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// Share of malformed records (default 0.001).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed_share: Option<f64>,
+    /// Share of events in fraud bursts (default 0.01).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraud_share: Option<f64>,
+}
+
+/// The examples a generator can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GeneratorExample {
+    /// Card transactions (source `transactions`).
+    Fraud,
+    /// Ad impressions and clicks (sources `impressions`, `clicks`).
+    AdTech,
+}
+
+impl GeneratorExample {
+    /// The sources the generator writes.
+    pub fn sources(self) -> &'static [&'static str] {
+        match self {
+            GeneratorExample::Fraud => &["transactions"],
+            GeneratorExample::AdTech => &["impressions", "clicks"],
+        }
+    }
+    /// Its name on `smack generate`'s command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            GeneratorExample::Fraud => "fraud",
+            GeneratorExample::AdTech => "ad-tech",
+        }
+    }
+}
+
+fn default_rate() -> f64 {
+    100.0
+}
+fn one_u64() -> u64 {
+    1
 }
 
 fn default_checkpoint_interval() -> Duration {

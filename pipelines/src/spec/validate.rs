@@ -60,6 +60,31 @@ pub(super) fn validate(cx: &mut Cx, root: &Node, spec: &PipelineSpec) {
         v.sink(cx, spec, name, sink, &relations);
     }
     v.tests(cx, spec);
+    if let Some(g) = &spec.generator {
+        for src in g.example.sources() {
+            if !spec.sources.contains_key(*src) {
+                let p = ["generator", "example"];
+                cx.err(
+                    value_pos(root, &p),
+                    &field(&p),
+                    format!(
+                        "the {} generator writes source `{src}`, which the pipeline does not declare",
+                        g.example.name()
+                    ),
+                );
+            }
+        }
+        if !(g.rate.is_finite() && g.rate > 0.0) {
+            let p = ["generator", "rate"];
+            cx.err(value_pos(root, &p), &field(&p), "expected events per second, greater than 0");
+        }
+        for (name, share) in [("malformed-share", g.malformed_share), ("fraud-share", g.fraud_share)] {
+            if share.is_some_and(|s| !(0.0..=0.5).contains(&s)) {
+                let p = ["generator", name];
+                cx.err(value_pos(root, &p), &field(&p), "expected a share between 0 and 0.5");
+            }
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
