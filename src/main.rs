@@ -7,6 +7,7 @@ mod commands;
 mod generate_cmd;
 mod pipeline_cmd;
 mod service_cmd;
+mod stage_cmd;
 mod task_cmd;
 mod testsvc;
 mod up;
@@ -103,6 +104,9 @@ enum Command {
         #[arg(long, short, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Stage tasks (`smack stage run …`, launched by agents).
+    #[command(hide = true, subcommand)]
+    Stage(stage_cmd::StageCmd),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -175,6 +179,7 @@ fn main() -> anyhow::Result<()> {
                 let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
                 commands::agents(&c, output).await
             }
+            Command::Stage(cmd) => stage_cmd::run(cmd).await,
         }
     })
 }

@@ -14,6 +14,7 @@ pub mod generate;
 pub mod layout;
 pub mod runtime;
 pub mod spec;
+pub mod task;
 
 pub use spec::{PipelineSpec, SpecError, SpecErrors};
 
