@@ -64,7 +64,7 @@ fn run_blocking(args: ArtifactsArgs) -> anyhow::Result<()> {
 
 /// Checks Java for every service first (a fetch is useless without it),
 /// then resolves each one, showing progress while Maven runs.
-fn fetch(cache: &Path, services: &[Service]) -> anyhow::Result<()> {
+pub fn fetch(cache: &Path, services: &[Service]) -> anyhow::Result<()> {
     let java = artifacts::java_binary()?;
     let version = artifacts::java_feature_version(&java)?;
     for s in services {

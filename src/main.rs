@@ -2,10 +2,18 @@
 //! flags and delegates to the crates.
 
 mod artifacts;
+mod cassandra_cmd;
+mod catalog_cassandra;
+mod catalog_cmd;
+mod catalog_kafka;
 mod cluster;
 mod commands;
+mod endpoints_cmd;
 mod generate_cmd;
+mod kafka_cmd;
+mod kafka_drain;
 mod pipeline_cmd;
+mod pipeline_deploy;
 mod service_cmd;
 mod stage_cmd;
 mod task_cmd;
@@ -79,7 +87,7 @@ enum Command {
     },
     /// Seeded events for the examples: `smack generate fraud|ad-tech --rate R --count N --seed S`.
     Generate(generate_cmd::GenerateArgs),
-    /// Pipeline files: validate, schema, test.
+    /// Pipelines: validate, schema, test a file; apply, diff, status, delete on the cluster.
     Pipeline {
         #[command(subcommand)]
         cmd: pipeline_cmd::PipelineCmd,
@@ -104,6 +112,19 @@ enum Command {
         #[arg(long, short, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Kafka topics and brokers of a Kafka service (admin API).
+    Kafka(kafka_cmd::KafkaArgs),
+    /// Where clients connect: `smack endpoints kafka` prints the bootstrap servers.
+    Endpoints {
+        #[command(subcommand)]
+        cmd: endpoints_cmd::EndpointsCmd,
+    },
+    /// The Cassandra ring of a Cassandra service: nodes, keyspaces.
+    #[command(subcommand)]
+    Cassandra(cassandra_cmd::CassandraCmd),
+    /// Catalog service tasks (run by agents from service specs).
+    #[command(hide = true, subcommand)]
+    Catalog(catalog_cmd::CatalogCmd),
     /// Stage tasks (`smack stage run …`, launched by agents).
     #[command(hide = true, subcommand)]
     Stage(stage_cmd::StageCmd),
@@ -168,6 +189,10 @@ fn main() -> anyhow::Result<()> {
                 service_cmd::pod(&cli.state_dir, &c, service.as_deref(), cmd, output).await
             }
             Command::Artifacts(args) => artifacts::run(args).await,
+            Command::Pipeline { cmd } if cmd.needs_cluster() => {
+                let c = service_cmd::resolve(&cli.state_dir, cli.master, cli.token)?;
+                pipeline_cmd::run_on_cluster(&cli.state_dir, &c, cmd).await
+            }
             Command::Pipeline { cmd } => pipeline_cmd::run(cmd),
             Command::Generate(args) if args.kafka.is_some() => generate_cmd::run_to_kafka(args).await,
             Command::Generate(args) => generate_cmd::run(args),
@@ -179,7 +204,20 @@ fn main() -> anyhow::Result<()> {
                 let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
                 commands::agents(&c, output).await
             }
+            Command::Kafka(args) => {
+                let (master, token) = (cli.master, cli.token);
+                kafka_cmd::run(&cli.state_dir, || cluster::resolve(master, token, &cli.state_dir), args).await
+            }
+            Command::Endpoints { cmd } => {
+                let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
+                endpoints_cmd::run(&cli.state_dir, &c, cmd).await
+            }
+            Command::Catalog(cmd) => catalog_cmd::run(cmd),
             Command::Stage(cmd) => stage_cmd::run(cmd).await,
+            Command::Cassandra(cmd) => {
+                let c = cluster::resolve(cli.master, cli.token, &cli.state_dir).ok();
+                cassandra_cmd::run(&cli.state_dir, c, cmd).await
+            }
         }
     })
 }

@@ -1,4 +1,6 @@
-//! `smack pipeline …`: commands on a pipeline file that need no cluster.
+//! `smack pipeline …`: commands on a pipeline file. `validate`, `schema` and
+//! `test` need no cluster; `apply`, `diff`, `status` and `delete` talk to
+//! the cluster (see `pipeline_deploy`).
 
 use clap::Subcommand;
 use std::path::PathBuf;
@@ -19,10 +21,70 @@ pub enum PipelineCmd {
         /// The pipeline file.
         file: PathBuf,
     },
+    /// Deploy a pipeline: its Kafka and Cassandra services, topics and
+    /// tables, then its stages (and generator). Nothing is deployed if the
+    /// file does not validate.
+    Apply {
+        /// The pipeline file.
+        file: PathBuf,
+    },
+    /// Show what `apply` would change, service by service, without doing it.
+    Diff {
+        /// The pipeline file.
+        file: PathBuf,
+    },
+    /// The services of an applied pipeline and their deploy state.
+    Status {
+        /// The pipeline's name.
+        name: String,
+        #[arg(long, short, value_enum, default_value = "table")]
+        output: crate::Output,
+    },
+    /// Remove an applied pipeline: stages and generator first, then its
+    /// clusters; every pod's disk is released.
+    Delete {
+        /// The pipeline's name.
+        name: String,
+    },
+}
+
+impl PipelineCmd {
+    /// Whether the command talks to the cluster.
+    pub fn needs_cluster(&self) -> bool {
+        matches!(
+            self,
+            PipelineCmd::Apply { .. }
+                | PipelineCmd::Diff { .. }
+                | PipelineCmd::Status { .. }
+                | PipelineCmd::Delete { .. }
+        )
+    }
+}
+
+/// The commands that talk to the cluster.
+pub async fn run_on_cluster(
+    state_dir: &std::path::Path,
+    c: &crate::cluster::ClusterFile,
+    cmd: PipelineCmd,
+) -> anyhow::Result<()> {
+    use crate::pipeline_deploy as d;
+    match cmd {
+        PipelineCmd::Apply { file } => d::apply(state_dir, c, &file).await,
+        PipelineCmd::Diff { file } => d::diff(state_dir, c, &file).await,
+        PipelineCmd::Status { name, output } => d::status(state_dir, c, &name, output).await,
+        PipelineCmd::Delete { name } => d::delete(state_dir, c, &name).await,
+        other => run(other),
+    }
 }
 
 pub fn run(cmd: PipelineCmd) -> anyhow::Result<()> {
     match cmd {
+        PipelineCmd::Apply { .. }
+        | PipelineCmd::Diff { .. }
+        | PipelineCmd::Status { .. }
+        | PipelineCmd::Delete { .. } => {
+            anyhow::bail!("this pipeline command needs the cluster")
+        }
         PipelineCmd::Validate { files } => {
             let mut failed = false;
             for f in &files {

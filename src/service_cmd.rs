@@ -245,6 +245,39 @@ pub async fn delete(state_dir: &Path, c: &ClusterFile, service: Option<&str>) ->
     }
 }
 
+/// The plans of a running service, or an error if its scheduler does not
+/// answer.
+pub async fn plans(state_dir: &Path, c: &ClusterFile, service: &str) -> Result<Vec<PlanSummary>> {
+    SchedulerClient::find(state_dir, c, Some(service))?.call(reqwest::Method::GET, "/v1/plans", None).await
+}
+
+/// One plan of a running service, with its rendered tree.
+pub async fn plan_view(state_dir: &Path, c: &ClusterFile, service: &str, plan: &str) -> Result<api::PlanView> {
+    SchedulerClient::find(state_dir, c, Some(service))?
+        .call(reqwest::Method::GET, &format!("/v1/plans/{plan}"), None)
+        .await
+}
+
+/// The pods of a running service.
+pub async fn pods_of(state_dir: &Path, c: &ClusterFile, service: &str) -> Result<Vec<PodView>> {
+    SchedulerClient::find(state_dir, c, Some(service))?.call(reqwest::Method::GET, "/v1/pods", None).await
+}
+
+/// Stops the scheduler processes started from this state dir (`smack up`
+/// on Ctrl-C); their state stays in the store for the next start.
+pub fn stop_detached_schedulers(state_dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(state_dir.join("services")) else { return };
+    for e in rd.flatten() {
+        let pid_file = e.path().join("scheduler.pid");
+        let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|t| t.trim().parse::<i32>().ok()) else {
+            continue;
+        };
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        let _ = std::fs::remove_file(&pid_file);
+        let _ = std::fs::remove_file(e.path().join("endpoint.json"));
+    }
+}
+
 /// Deploys a spec no scheduler runs yet: starts `smack service run` in the
 /// background (its own process group, logs in the state dir) and waits for
 /// its API.
@@ -275,6 +308,7 @@ async fn start_detached(state_dir: &Path, c: &ClusterFile, name: &str, spec: &Pa
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    std::fs::write(dir.join("scheduler.pid"), child.id().to_string())?;
     println!("deploying {name}: scheduler started (pid {}, log {})", child.id(), log.display());
     println!("watch it with `smack plan show deploy --watch`");
     Ok(())

@@ -1,6 +1,9 @@
 //! `smack up`: the embedded default. One foreground process with a master and
 //! N local agents, each simulating a host on its own loopback address
 //! (127.0.1.N), with its own work dir, zone, port range and disk budget.
+//! Given a pipeline file, it also fetches the jars the pipeline needs and
+//! deploys it (`pipeline apply`), then shows its rows arriving; Ctrl-C stops
+//! the schedulers and every task, and a second run resumes on the same disks.
 
 use crate::cluster;
 use crate::commands::{bind_agent_api, parse_duration, serve_agent_api, shutdown_signal, start_master};
@@ -15,6 +18,8 @@ use std::time::Duration;
 
 #[derive(Args, Clone)]
 pub struct UpArgs {
+    /// A pipeline file to deploy on the embedded cluster.
+    pub pipeline: Option<std::path::PathBuf>,
     /// How many local agents to run.
     #[arg(long, default_value_t = 3)]
     pub agents: u32,
@@ -67,6 +72,24 @@ pub async fn run(state_dir: &Path, args: UpArgs) -> Result<()> {
     if args.agents == 0 {
         bail!("--agents must be at least 1");
     }
+    // A pipeline that does not validate stops here, before anything starts.
+    let pipeline = match &args.pipeline {
+        Some(f) => {
+            Some((f.clone(), smack_pipelines::load(f).map_err(|e| anyhow::anyhow!("{e}\nnothing was started"))?))
+        }
+        None => None,
+    };
+    if let Some((_, p)) = &pipeline {
+        let mut need = Vec::new();
+        if p.services.kafka.as_ref().is_some_and(|k| k.external.is_none()) {
+            need.push(smack_operator::catalog::artifacts::Service::Kafka);
+        }
+        if p.services.cassandra.as_ref().is_some_and(|c| c.external.is_none()) {
+            need.push(smack_operator::catalog::artifacts::Service::Cassandra);
+        }
+        let cache = smack_operator::catalog::artifacts::default_cache_dir();
+        tokio::task::spawn_blocking(move || crate::artifacts::fetch(&cache, &need)).await??;
+    }
     let token = cluster::load_or_create_token(state_dir)?;
     let config = MasterConfig { agent_timeout: args.agent_timeout, ..MasterConfig::default() };
     let (master, url) = start_master(state_dir, &args.listen, token.clone(), config).await?;
@@ -93,7 +116,21 @@ pub async fn run(state_dir: &Path, args: UpArgs) -> Result<()> {
     println!("  token: {token}");
     println!("  (written to {})", cluster::cluster_file(state_dir).display());
     println!("Ctrl-C stops every task cleanly; run again with the same --state-dir to resume.");
+    if let Some((file, p)) = pipeline {
+        let c = cluster::ClusterFile { master: url.clone(), token: token.clone() };
+        let sd = state_dir.to_path_buf();
+        tokio::spawn(async move {
+            match crate::pipeline_deploy::apply(&sd, &c, &file).await {
+                Ok(()) => crate::pipeline_deploy::watch_rows(&sd, &c, &p).await,
+                Err(e) => {
+                    eprintln!("deploying {}: {e:#}\nfix it and run `smack pipeline apply {}`", p.name, file.display())
+                }
+            }
+        });
+    }
     shutdown_signal().await;
+    println!("stopping the service schedulers…");
+    crate::service_cmd::stop_detached_schedulers(state_dir);
     println!("stopping tasks…");
     futures::future::join_all(agents.iter().map(|a| a.kill_all())).await;
     // Let the final status updates reach the master's ledger.

@@ -1,0 +1,332 @@
+//! `smack pipeline apply|diff|status|delete` and the deploy half of `smack up
+//! FILE`: a pipeline file becomes service specs (`pipelines::layout`) run by
+//! service schedulers, in order — Kafka and Cassandra first (each waits for
+//! its deploy plan), then topics, keyspaces and tables, then the stages and
+//! the generator. A file that does not validate deploys nothing.
+//!
+//! What a pipeline deployed is kept under `STATE_DIR/pipelines/NAME/`: the
+//! file as applied, the service specs, and the layout state (the Kafka
+//! cluster id, made once).
+
+use crate::cluster::ClusterFile;
+use crate::service_cmd;
+use crate::Output;
+use anyhow::{anyhow, bail, Context, Result};
+use smack_pipelines::layout::{self, Endpoints, LayoutState, ServiceDoc};
+use smack_pipelines::PipelineSpec;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a service's deploy may take before apply gives up waiting (the
+/// deploy goes on; `smack plan show deploy --service S` follows it).
+const DEPLOY_WAIT: Duration = Duration::from_secs(900);
+
+fn pipeline_dir(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("pipelines").join(name)
+}
+
+/// Reads and validates the file: every error with file:line:column.
+fn load(file: &Path) -> Result<(PipelineSpec, String)> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let spec = PipelineSpec::from_yaml(&text, &file.display().to_string())
+        .map_err(|e| anyhow!("{e}\nnothing was deployed"))?;
+    Ok((spec, text))
+}
+
+fn load_state(dir: &Path) -> LayoutState {
+    std::fs::read(dir.join("layout.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// Writes a service spec under the pipeline's dir and applies it.
+async fn apply_service(state_dir: &Path, c: &ClusterFile, dir: &Path, doc: &ServiceDoc) -> Result<()> {
+    let path = dir.join(format!("{}.yaml", doc.name));
+    smack_storage::durable::write_atomic(&path, doc.yaml.as_bytes())?;
+    service_cmd::update(state_dir, c, Some(&doc.name), &path).await.with_context(|| format!("applying {}", doc.name))
+}
+
+/// Waits for a service's deploy plan to complete, printing its progress.
+async fn wait_deployed(state_dir: &Path, c: &ClusterFile, service: &str) -> Result<()> {
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        if let Ok(v) = service_cmd::plan_view(state_dir, c, service, "deploy").await {
+            let status = v.plan.status.to_string();
+            let line = format!("{service}: deploy {status}");
+            if line != last {
+                println!("  {line} ({} s)", started.elapsed().as_secs());
+                last = line;
+            }
+            if status == "COMPLETE" {
+                return Ok(());
+            }
+            if status == "ERROR" {
+                bail!("{service}: the deploy plan failed:\n{}", v.tree);
+            }
+        }
+        if started.elapsed() > DEPLOY_WAIT {
+            bail!(
+                "{service}: not deployed after {} s; follow it with `smack plan show deploy --service {service} --watch`",
+                DEPLOY_WAIT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+}
+
+/// `host:port` of each pod's `port` in a service.
+async fn endpoints(state_dir: &Path, c: &ClusterFile, service: &str, port: &str) -> Result<Vec<String>> {
+    let pods = service_cmd::pods_of(state_dir, c, service).await?;
+    let mut out: Vec<String> = pods
+        .iter()
+        .filter(|p| p.pod.agent_id.is_some())
+        .filter_map(|p| p.pod.ports.get(port).map(|n| format!("{}:{n}", p.pod.hostname)))
+        .collect();
+    out.sort();
+    if out.is_empty() {
+        bail!("{service} has no placed pod with a `{port}` port yet");
+    }
+    Ok(out)
+}
+
+/// `smack pipeline apply FILE`.
+pub async fn apply(state_dir: &Path, c: &ClusterFile, file: &Path) -> Result<()> {
+    let (spec, text) = load(file)?;
+    let dir = pipeline_dir(state_dir, &spec.name);
+    smack_storage::durable::ensure_dir(&dir)?;
+    let mut st = load_state(&dir);
+    let kafka = layout::kafka_service(&spec, &mut st);
+    let cassandra = layout::cassandra_service(&spec);
+    smack_storage::durable::write_json_atomic(&dir.join("layout.json"), &st)?;
+    println!(
+        "pipeline {}: {} sources, {} stages, {} sinks",
+        spec.name,
+        spec.sources.len(),
+        spec.stages.len(),
+        spec.sinks.len()
+    );
+
+    // The clusters first, side by side; then wait for both.
+    for doc in kafka.iter().chain(cassandra.iter()) {
+        apply_service(state_dir, c, &dir, doc).await?;
+    }
+    for doc in kafka.iter().chain(cassandra.iter()) {
+        wait_deployed(state_dir, c, &doc.name).await?;
+    }
+    let mut ep = layout::external_endpoints(&spec);
+    if let Some(k) = &kafka {
+        ep.bootstrap = endpoints(state_dir, c, &k.name, "client").await?.join(",");
+    }
+    if let Some(cs) = &cassandra {
+        ep.cassandra = endpoints(state_dir, c, &cs.name, "native").await?;
+    }
+    prepare(&spec, &ep).await?;
+
+    let stages = layout::stage_services(&spec, &text, &ep);
+    for doc in &stages {
+        apply_service(state_dir, c, &dir, doc).await?;
+    }
+    if let Some(g) = &spec.generator {
+        apply_service(state_dir, c, &dir, &layout::generator_service(&spec, g, &ep)).await?;
+    }
+    smack_storage::durable::write_atomic(&dir.join("pipeline.yaml"), text.as_bytes())?;
+    for doc in &stages {
+        wait_deployed(state_dir, c, &doc.name).await?;
+    }
+    println!("pipeline {} is running; `smack pipeline status {}` shows it", spec.name, spec.name);
+    Ok(())
+}
+
+/// Topics (sources, Kafka sinks, dead letters), keyspaces and tables.
+async fn prepare(spec: &PipelineSpec, ep: &Endpoints) -> Result<()> {
+    use smack_connectors::cassandra::{CassandraConfig, CassandraSession};
+    use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig};
+    use smack_pipelines::task::PrepareOptions;
+    println!("  creating topics, keyspaces and tables…");
+    let admin = KafkaAdmin::connect(&KafkaClientConfig::new(&ep.bootstrap).with_client_id("smack-apply"))
+        .await
+        .with_context(|| format!("connecting to Kafka at {}", ep.bootstrap))?;
+    let session = if ep.cassandra.is_empty() {
+        None
+    } else {
+        Some(
+            CassandraSession::connect(&CassandraConfig::new(&ep.cassandra))
+                .await
+                .with_context(|| format!("connecting to Cassandra at {}", ep.cassandra.join(",")))?,
+        )
+    };
+    let mut options = PrepareOptions::new("dc1", 1);
+    if let Some(r) = layout::keyspaces(spec).into_values().next() {
+        options.keyspace_replication = r;
+    }
+    let done = smack_pipelines::task::prepare(spec, &admin, session.as_ref(), &options)
+        .await
+        .map_err(|e| anyhow!("preparing topics and tables: {e}"))?;
+    println!(
+        "  topics: {} ({} new); tables: {}",
+        done.topics.join(", "),
+        done.topics_created.len(),
+        if done.tables.is_empty() { "none".to_string() } else { done.tables.join(", ") }
+    );
+    Ok(())
+}
+
+/// The services a pipeline deployed, in deploy order.
+fn services_of(state_dir: &Path, name: &str) -> Result<(PipelineSpec, Vec<String>)> {
+    let dir = pipeline_dir(state_dir, name);
+    let file = dir.join("pipeline.yaml");
+    if !file.exists() {
+        bail!("no pipeline `{name}` was applied here ({} has none)", dir.display());
+    }
+    let (spec, _) = load(&file)?;
+    let mut names = Vec::new();
+    if layout::kafka_service(&spec, &mut load_state(&dir)).is_some() {
+        names.push(layout::kafka_service_name(&spec));
+    }
+    if layout::cassandra_service(&spec).is_some() {
+        names.push(layout::cassandra_service_name(&spec));
+    }
+    names.extend(spec.stages.keys().map(|s| layout::stage_service_name(&spec, s)));
+    if spec.generator.is_some() {
+        names.push(layout::generator_service_name(&spec));
+    }
+    Ok((spec, names))
+}
+
+/// `smack pipeline status NAME`.
+pub async fn status(state_dir: &Path, c: &ClusterFile, name: &str, output: Output) -> Result<()> {
+    let (_, names) = services_of(state_dir, name)?;
+    let mut rows = Vec::new();
+    for s in &names {
+        let deploy = service_cmd::plan_view(state_dir, c, s, "deploy").await.ok().map(|v| v.plan.status.to_string());
+        let pods = service_cmd::pods_of(state_dir, c, s).await.unwrap_or_default();
+        let running = pods
+            .iter()
+            .filter(|p| p.tasks.iter().any(|t| t.state == Some(smack_operator::resources::TaskState::Running)))
+            .count();
+        rows.push(serde_json::json!({
+            "service": s,
+            "deploy": deploy.unwrap_or_else(|| "NOT RUNNING".into()),
+            "pods": pods.len(),
+            "running": running,
+        }));
+    }
+    match output {
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "pipeline": name, "services": rows }))?)
+        }
+        Output::Table => {
+            println!("pipeline {name}");
+            println!("{:<36} {:<14} {:>5} {:>8}", "SERVICE", "DEPLOY", "PODS", "RUNNING");
+            for r in &rows {
+                println!(
+                    "{:<36} {:<14} {:>5} {:>8}",
+                    r["service"].as_str().unwrap_or(""),
+                    r["deploy"].as_str().unwrap_or(""),
+                    r["pods"],
+                    r["running"]
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `smack pipeline diff FILE`: what an apply would change, per service.
+pub async fn diff(state_dir: &Path, c: &ClusterFile, file: &Path) -> Result<()> {
+    let (spec, text) = load(file)?;
+    let dir = pipeline_dir(state_dir, &spec.name);
+    let mut st = load_state(&dir);
+    let mut docs: Vec<ServiceDoc> = Vec::new();
+    docs.extend(layout::kafka_service(&spec, &mut st));
+    docs.extend(layout::cassandra_service(&spec));
+    // The stages' endpoints are those of the running clusters, if any.
+    let mut ep = layout::external_endpoints(&spec);
+    if let Some(k) = docs.iter().find(|d| d.name == layout::kafka_service_name(&spec)) {
+        ep.bootstrap = endpoints(state_dir, c, &k.name, "client").await.map(|v| v.join(",")).unwrap_or_default();
+    }
+    if let Some(cs) = docs.iter().find(|d| d.name == layout::cassandra_service_name(&spec)) {
+        ep.cassandra = endpoints(state_dir, c, &cs.name, "native").await.unwrap_or_default();
+    }
+    docs.extend(layout::stage_services(&spec, &text, &ep));
+    if let Some(g) = &spec.generator {
+        docs.push(layout::generator_service(&spec, g, &ep));
+    }
+    let tmp = tempfile_dir(&dir)?;
+    for d in &docs {
+        if service_cmd::plans(state_dir, c, &d.name).await.is_err() {
+            println!("+ service {}  (new)", d.name);
+            continue;
+        }
+        let path = tmp.join(format!("{}.yaml", d.name));
+        std::fs::write(&path, &d.yaml)?;
+        println!("service {}:", d.name);
+        service_cmd::diff(state_dir, c, Some(&d.name), &path, Output::Table).await?;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+fn tempfile_dir(dir: &Path) -> Result<PathBuf> {
+    let t = dir.join(format!(".diff-{}", std::process::id()));
+    std::fs::create_dir_all(&t).with_context(|| format!("creating {}", t.display()))?;
+    Ok(t)
+}
+
+/// `smack pipeline delete NAME`: the generator and stages first, then the
+/// clusters; every pod is decommissioned and its disk released.
+pub async fn delete(state_dir: &Path, c: &ClusterFile, name: &str) -> Result<()> {
+    let (_, mut names) = services_of(state_dir, name)?;
+    names.reverse();
+    for s in &names {
+        if service_cmd::plans(state_dir, c, s).await.is_err() {
+            println!("{s}: not running");
+            continue;
+        }
+        println!("{s}:");
+        service_cmd::delete(state_dir, c, Some(s)).await?;
+    }
+    std::fs::remove_dir_all(pipeline_dir(state_dir, name))?;
+    println!("pipeline {name} deleted");
+    Ok(())
+}
+
+/// For `smack up FILE`: prints, every few seconds, how many rows each
+/// Cassandra sink holds, so a user sees results arriving.
+pub async fn watch_rows(state_dir: &Path, c: &ClusterFile, spec: &PipelineSpec) {
+    use smack_connectors::cassandra::{CassandraConfig, CassandraSession};
+    use smack_pipelines::spec::Sink;
+    let tables: Vec<(String, String, String)> = spec
+        .sinks
+        .iter()
+        .filter_map(|(n, s)| match s {
+            Sink::Cassandra(cs) => Some((n.clone(), cs.keyspace.clone(), cs.table.clone())),
+            Sink::Kafka(_) => None,
+        })
+        .collect();
+    if tables.is_empty() {
+        return;
+    }
+    let points = match &spec.services.cassandra {
+        Some(cs) if cs.external.is_some() => layout::external_endpoints(spec).cassandra,
+        _ => endpoints(state_dir, c, &layout::cassandra_service_name(spec), "native").await.unwrap_or_default(),
+    };
+    let Ok(session) = CassandraSession::connect(&CassandraConfig::new(&points)).await else {
+        eprintln!("cannot reach Cassandra at {} to show the rows", points.join(","));
+        return;
+    };
+    let mut last: Vec<usize> = vec![0; tables.len()];
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mut parts = Vec::new();
+        for (i, (sink, ks, table)) in tables.iter().enumerate() {
+            if let Ok(rows) = session.read_rows(ks, table, Some(100_000)).await {
+                let n = rows.rows.len();
+                parts.push(format!("{sink} ({ks}.{table}): {n} rows (+{})", n.saturating_sub(last[i])));
+                last[i] = n;
+            }
+        }
+        if !parts.is_empty() {
+            println!("  {}", parts.join("; "));
+        }
+    }
+}
