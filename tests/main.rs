@@ -4,6 +4,7 @@
 mod catalog;
 mod connectors;
 mod dashboard;
+mod kafka;
 mod logs;
 mod metrics;
 mod offers;

@@ -1,0 +1,135 @@
+//! `smack endpoints kafka|…`: where clients connect to a catalog service,
+//! read from the service's scheduler API (its placed pods' hosts and named
+//! ports), e.g. Kafka's bootstrap servers `host:port,host:port`.
+
+use crate::cluster::ClusterFile;
+use crate::Output;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use smack_operator::catalog::kafka_service;
+use smack_operator::protocol::ApiError;
+use smack_operator::scheduler::api::PodView;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand, Clone)]
+pub enum EndpointsCmd {
+    /// Kafka's bootstrap servers (the brokers' `client` ports).
+    Kafka(EndpointArgs),
+    /// Cassandra's contact points (the nodes' `native` CQL ports).
+    Cassandra(EndpointArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct EndpointArgs {
+    /// The service's name.
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+pub async fn run(state_dir: &Path, c: &ClusterFile, cmd: EndpointsCmd) -> Result<()> {
+    let (service, port, args) = match &cmd {
+        EndpointsCmd::Kafka(a) => (a.service.clone().unwrap_or_else(|| "kafka".into()), kafka_service::CLIENT_PORT, a),
+        EndpointsCmd::Cassandra(a) => (
+            a.service.clone().unwrap_or_else(|| "cassandra".into()),
+            smack_operator::catalog::cassandra_service::NATIVE_PORT,
+            a,
+        ),
+    };
+    let eps = endpoints(state_dir, c, &service, port).await?;
+    if args.output == Output::Json {
+        let v = serde_json::json!({ "service": service, "port": port, "endpoints": eps, "joined": eps.join(",") });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{}", eps.join(","));
+    }
+    Ok(())
+}
+
+fn endpoint_file(state_dir: &Path, service: &str) -> PathBuf {
+    state_dir.join("services").join(service).join("endpoint.json")
+}
+
+/// The pods of `service` as its scheduler reports them.
+pub async fn pods(state_dir: &Path, c: &ClusterFile, service: &str) -> Result<Vec<PodView>> {
+    let ep = endpoint_file(state_dir, service);
+    let bytes = std::fs::read(&ep).with_context(|| {
+        format!(
+            "service {service}: no scheduler endpoint at {} (is `smack service run` running for it, with this \
+             state dir?)",
+            ep.display()
+        )
+    })?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("reading {}", ep.display()))?;
+    let url = v["url"].as_str().ok_or_else(|| anyhow!("{}: no url", ep.display()))?;
+    let resp = reqwest::Client::new()
+        .get(format!("{url}/v1/pods"))
+        .bearer_auth(&c.token)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the scheduler of service {service} at {url}"))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        let msg = serde_json::from_str::<ApiError>(&text).map(|e| e.error).unwrap_or(text);
+        bail!("service {service}: the scheduler refused to list pods: {msg}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("service {service}: the scheduler's pod list"))
+}
+
+/// `host:port` of every placed pod of `service` with a port named
+/// `port_name`, in pod order; an error when there is none.
+pub async fn endpoints(state_dir: &Path, c: &ClusterFile, service: &str, port_name: &str) -> Result<Vec<String>> {
+    let views = pods(state_dir, c, service).await?;
+    let eps = endpoints_of(&views, port_name);
+    if eps.is_empty() {
+        bail!("service {service} has no placed pod with a port named `{port_name}` yet ({} pod(s) known)", views.len());
+    }
+    Ok(eps)
+}
+
+/// The pure half of [`endpoints`].
+pub fn endpoints_of(views: &[PodView], port_name: &str) -> Vec<String> {
+    let mut placed: Vec<(&str, u32, String)> = views
+        .iter()
+        .filter(|v| v.pod.agent_id.is_some() && !v.pod.hostname.is_empty())
+        .filter_map(|v| {
+            let port = v.pod.ports.get(port_name)?;
+            Some((v.pod.pod_type.as_str(), v.pod.index, format!("{}:{port}", v.pod.hostname)))
+        })
+        .collect();
+    placed.sort();
+    placed.into_iter().map(|(_, _, e)| e).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smack_operator::scheduler::service::PodRecord;
+
+    fn view(name: &str, index: u32, host: &str, port: Option<u16>, placed: bool) -> PodView {
+        let mut pod = PodRecord { name: name.into(), pod_type: "kafka".into(), index, ..Default::default() };
+        pod.hostname = host.into();
+        if placed {
+            pod.agent_id = Some("a1".into());
+        }
+        if let Some(p) = port {
+            pod.ports.insert("client".into(), p);
+        }
+        PodView { pod, tasks: Vec::new() }
+    }
+
+    #[test]
+    fn placed_pods_with_the_port_in_index_order() {
+        let v = vec![
+            view("kafka-10", 10, "h10", Some(9), true),
+            view("kafka-2", 2, "h2", Some(2), true),
+            view("kafka-1", 1, "", None, true),
+            view("kafka-3", 3, "h3", Some(3), true),
+            view("kafka-4", 4, "h4", Some(4), false),
+        ];
+        assert_eq!(endpoints_of(&v, "client"), vec!["h2:2", "h3:3", "h10:9"]);
+        assert!(endpoints_of(&v, "controller").is_empty());
+    }
+}

@@ -1,0 +1,337 @@
+//! `smack kafka …`: topics and brokers of a Kafka service over the admin
+//! API (rdkafka), the broker readiness gate the service's pods use, and
+//! `drain`, the decommission hook that moves every replica off a broker.
+//!
+//! The bootstrap servers are `--bootstrap`, else the service's brokers as
+//! its scheduler reports them (`smack endpoints kafka`).
+
+use crate::cluster::ClusterFile;
+use crate::endpoints_cmd;
+use crate::Output;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use smack_connectors::kafka::{BrokerDescription, KafkaAdmin, KafkaClientConfig, TopicDescription, TopicSpec};
+use smack_operator::catalog::kafka_service;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Args, Clone)]
+pub struct KafkaArgs {
+    #[command(subcommand)]
+    pub cmd: KafkaCmd,
+    /// The Kafka service.
+    #[arg(long, global = true, default_value = "kafka")]
+    pub service: String,
+    /// Bootstrap servers (`host:port,…`); else found through the service's scheduler.
+    #[arg(long, global = true)]
+    pub bootstrap: Option<String>,
+    #[arg(long, short, global = true, value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Subcommand, Clone)]
+pub enum KafkaCmd {
+    /// Topics: create, list, describe, delete, partitions, config.
+    Topic {
+        #[command(subcommand)]
+        cmd: TopicCmd,
+    },
+    /// Brokers: id, host and pod, rack (zone), leader count, under-replicated partitions.
+    Brokers,
+    /// Exit 0 when broker N is registered and no partition it leads or follows is
+    /// under-replicated; else exit 1 with the reason (the pods' readiness check).
+    Ready {
+        #[arg(long)]
+        broker: i32,
+    },
+    /// Move every replica off broker N onto the others and wait until done
+    /// (the pods' decommission hook).
+    Drain {
+        #[arg(long)]
+        broker: i32,
+        /// Give up after this long.
+        #[arg(long, default_value = "30m", value_parser = crate::commands::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Subcommand, Clone)]
+pub enum TopicCmd {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long)]
+        partitions: i32,
+        #[arg(long)]
+        replication: i32,
+        /// Topic config KEY=VALUE (repeatable).
+        #[arg(long = "config", short = 'c', value_parser = parse_kv)]
+        configs: Vec<(String, String)>,
+    },
+    /// List topics.
+    List {
+        /// Kafka's internal topics too.
+        #[arg(long)]
+        internal: bool,
+    },
+    /// A topic's partitions: leader, replicas, ISR.
+    Describe { name: String },
+    /// Delete a topic.
+    Delete { name: String },
+    /// Grow a topic to COUNT partitions.
+    Partitions {
+        name: String,
+        #[arg(long)]
+        count: usize,
+    },
+    /// Show a topic's configs, or change them with --set KEY=VALUE / --unset KEY.
+    Config {
+        name: String,
+        #[arg(long, value_parser = parse_kv)]
+        set: Vec<(String, String)>,
+        #[arg(long)]
+        unset: Vec<String>,
+    },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
+}
+
+/// Cluster access is only needed when the bootstrap servers are not given.
+pub async fn run(state_dir: &Path, cluster: impl FnOnce() -> Result<ClusterFile>, args: KafkaArgs) -> Result<()> {
+    let json = args.output == Output::Json;
+    let mut pods = Vec::new();
+    let bootstrap = match &args.bootstrap {
+        Some(b) => b.clone(),
+        None => {
+            let c = cluster()?;
+            pods = endpoints_cmd::pods(state_dir, &c, &args.service).await?;
+            let eps = endpoints_cmd::endpoints_of(&pods, kafka_service::CLIENT_PORT);
+            if eps.is_empty() {
+                bail!(
+                    "service {} has no placed broker yet; see `smack pod list --service {}`",
+                    args.service,
+                    args.service
+                );
+            }
+            eps.join(",")
+        }
+    };
+    let timeout = match args.cmd {
+        KafkaCmd::Ready { .. } => Duration::from_secs(8),
+        _ => Duration::from_secs(30),
+    };
+    let config = KafkaClientConfig::new(bootstrap.clone()).with_client_id("smack-cli").with_timeout(timeout);
+    let admin = KafkaAdmin::connect(&config).await.with_context(|| format!("connecting to Kafka at {bootstrap}"))?;
+    match args.cmd {
+        KafkaCmd::Topic { cmd } => topic(&admin, cmd, json).await,
+        KafkaCmd::Brokers => brokers(&admin, &pods, json).await,
+        KafkaCmd::Ready { broker } => {
+            let r = admin.broker_ready(broker).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            }
+            if r.ready {
+                if !json {
+                    println!("broker {broker} ready: {}", r.reason);
+                }
+                Ok(())
+            } else {
+                bail!("broker {broker} not ready: {}", r.reason)
+            }
+        }
+        KafkaCmd::Drain { broker, timeout } => crate::kafka_drain::drain(&admin, &bootstrap, broker, timeout).await,
+    }
+}
+
+async fn topic(admin: &KafkaAdmin, cmd: TopicCmd, json: bool) -> Result<()> {
+    match cmd {
+        TopicCmd::Create { name, partitions, replication, configs } => {
+            let brokers = admin.snapshot().await?.brokers.len();
+            check_replication(replication, brokers)?;
+            let mut spec = TopicSpec::new(&name, partitions, replication);
+            spec.configs = configs.into_iter().collect();
+            admin.create_topic(&spec).await?;
+            let t = admin.await_topic(&name, Duration::from_secs(30)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                println!("created topic {name}: {partitions} partition(s), replication {replication}");
+            }
+        }
+        TopicCmd::List { internal } => {
+            let names = admin.list_topics(internal).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&names)?);
+            } else {
+                for n in names {
+                    println!("{n}");
+                }
+            }
+        }
+        TopicCmd::Describe { name } => {
+            let t = admin.describe_topic(&name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                print!("{}", describe_table(&t));
+            }
+        }
+        TopicCmd::Delete { name } => {
+            admin.delete_topic(&name).await?;
+            if json {
+                println!("{}", serde_json::json!({ "deleted": name }));
+            } else {
+                println!("deleted topic {name}");
+            }
+        }
+        TopicCmd::Partitions { name, count } => {
+            admin.add_partitions(&name, count).await?;
+            if json {
+                println!("{}", serde_json::json!({ "topic": name, "partitions": count }));
+            } else {
+                println!("topic {name} now has {count} partitions");
+            }
+        }
+        TopicCmd::Config { name, set, unset } => {
+            if !set.is_empty() || !unset.is_empty() {
+                let mut changes: BTreeMap<String, Option<String>> =
+                    set.into_iter().map(|(k, v)| (k, Some(v))).collect();
+                changes.extend(unset.into_iter().map(|k| (k, None)));
+                admin.alter_topic_configs(&name, &changes).await?;
+            }
+            let cfg = admin.describe_topic_configs(&name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cfg)?);
+            } else {
+                for (k, v) in cfg.iter().filter(|(_, v)| !v.is_default) {
+                    println!("{k}={} ({})", v.value.as_deref().unwrap_or("-"), v.source);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a replication factor the cluster cannot hold, with the reason.
+pub fn check_replication(replication: i32, brokers: usize) -> Result<()> {
+    if replication < 1 {
+        bail!("replication factor {replication}: expected at least 1");
+    }
+    if replication as usize > brokers {
+        bail!(
+            "replication factor {replication} is above the number of brokers ({brokers}): each replica needs a \
+             broker of its own; add brokers first or ask for at most {brokers}"
+        );
+    }
+    Ok(())
+}
+
+fn describe_table(t: &TopicDescription) -> String {
+    let mut out =
+        format!("topic {} ({} partitions, replication {})\n", t.name, t.partitions.len(), t.replication_factor());
+    out.push_str(&format!("{:<10} {:<8} {:<16} {}\n", "PARTITION", "LEADER", "REPLICAS", "ISR"));
+    for p in &t.partitions {
+        out.push_str(&format!(
+            "{:<10} {:<8} {:<16} {}{}\n",
+            p.id,
+            p.leader.map(|l| l.to_string()).unwrap_or_else(|| "none".into()),
+            format!("{:?}", p.replicas),
+            format!("{:?}", p.isr),
+            if p.under_replicated() { "  (under-replicated)" } else { "" }
+        ));
+    }
+    out
+}
+
+/// A broker as `smack kafka brokers` shows it: Kafka's view joined with
+/// the scheduler's pod (when the service was found through it).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BrokerRow {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    /// `broker.rack` (the agent's zone).
+    pub rack: Option<String>,
+    pub pod: Option<String>,
+    pub agent_id: Option<String>,
+    pub zone: Option<String>,
+    pub leader_count: usize,
+    pub replica_count: usize,
+    pub under_replicated: usize,
+}
+
+pub fn broker_rows(brokers: &[BrokerDescription], pods: &[smack_operator::scheduler::api::PodView]) -> Vec<BrokerRow> {
+    brokers
+        .iter()
+        .map(|b| {
+            let pod = pods.iter().find(|v| {
+                v.pod.hostname == b.host
+                    && v.pod.ports.get(kafka_service::CLIENT_PORT).is_some_and(|p| i32::from(*p) == b.port)
+            });
+            BrokerRow {
+                id: b.id,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+                pod: pod.map(|v| v.pod.name.clone()),
+                agent_id: pod.and_then(|v| v.pod.agent_id.clone()),
+                zone: pod.and_then(|v| v.pod.attributes.get("zone").cloned()),
+                leader_count: b.leader_count,
+                replica_count: b.replica_count,
+                under_replicated: b.under_replicated,
+            }
+        })
+        .collect()
+}
+
+async fn brokers(admin: &KafkaAdmin, pods: &[smack_operator::scheduler::api::PodView], json: bool) -> Result<()> {
+    let rows = broker_rows(&admin.brokers().await?, pods);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<4} {:<22} {:<10} {:<18} {:<10} {:<8} {:<8} URP",
+        "ID", "ADDRESS", "POD", "AGENT", "RACK", "LEADERS", "REPLICAS"
+    );
+    for r in rows {
+        println!(
+            "{:<4} {:<22} {:<10} {:<18} {:<10} {:<8} {:<8} {}",
+            r.id,
+            format!("{}:{}", r.host, r.port),
+            r.pod.as_deref().unwrap_or("-"),
+            r.agent_id.as_deref().unwrap_or("-"),
+            r.rack.as_deref().unwrap_or("-"),
+            r.leader_count,
+            r.replica_count,
+            r.under_replicated
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_above_the_broker_count_is_refused_with_the_reason() {
+        check_replication(3, 3).unwrap();
+        let e = check_replication(4, 3).unwrap_err().to_string();
+        assert!(e.contains("replication factor 4 is above the number of brokers (3)"), "{e}");
+        assert!(check_replication(0, 3).unwrap_err().to_string().contains("at least 1"));
+    }
+
+    #[test]
+    fn key_values() {
+        assert_eq!(parse_kv("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert!(parse_kv("nope").is_err());
+        assert!(parse_kv("=x").is_err());
+    }
+}

@@ -1,0 +1,321 @@
+//! The Kafka catalog service end to end: three real brokers (Apache Kafka
+//! 4.4, KRaft, dynamic controller quorum) deployed by a `smack service run`
+//! scheduler from `kafka_service_yaml` over three agents in three zones;
+//! topics through `smack kafka`; 100,000 keyed records survive a SIGKILL of
+//! the busiest broker, which comes back on its own agent, volume and id and
+//! catches up into the ISR; a rolling config change restarts one broker at
+//! a time; an unsafe replication factor is refused with the reason.
+
+use crate::support::*;
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use smack_connectors::kafka::{
+    KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
+};
+use smack_operator::catalog::artifacts::{self, Service};
+use smack_operator::catalog::kafka;
+use smack_operator::catalog::kafka_service::{kafka_service_yaml, KafkaServiceOptions};
+use smack_operator::catalog::launch;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Three JVMs starting one after another on two busy cores.
+const DEPLOY: Duration = Duration::from_secs(420);
+const T: Duration = Duration::from_secs(180);
+const RECORDS: usize = 100_000;
+const TOPIC: &str = "events";
+
+fn cli(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(smack_bin())
+        .arg("--state-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("SMACK_MASTER")
+        .env_remove("SMACK_TOKEN")
+        .output()
+        .expect("run smack");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn json(dir: &Path, args: &[&str]) -> Option<Value> {
+    let mut a = args.to_vec();
+    a.extend(["--output", "json"]);
+    serde_json::from_str(&cli(dir, &a).ok()?).ok()
+}
+
+/// What the scheduler and the brokers said, when a wait fails.
+struct Diag {
+    dir: PathBuf,
+    sched_log: PathBuf,
+}
+
+impl Drop for Diag {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for plan in ["deploy", "recovery", "update"] {
+            eprintln!("plan {plan}: {:?}", cli(&self.dir, &["plan", "show", plan]));
+        }
+        eprintln!("pods: {:?}", cli(&self.dir, &["pod", "list"]));
+        let log = read(&self.sched_log);
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!("scheduler log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        for a in 1..=3 {
+            let Ok(rd) = std::fs::read_dir(self.dir.join(format!("agents/a{a}/sandboxes"))) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let tail = |f: &str| {
+                    let t = read(e.path().join(f));
+                    let l: Vec<&str> = t.lines().collect();
+                    l[l.len().saturating_sub(15)..].join("\n")
+                };
+                eprintln!("--- a{a}/{name} stderr ---\n{}\n--- stdout ---\n{}", tail("stderr"), tail("stdout"));
+            }
+        }
+    }
+}
+
+async fn wait_plan(dir: &Path, plan: &str, want: &str, within: Duration) -> Value {
+    wait_for(&format!("plan {plan} {want}"), within, || async {
+        let v = json(dir, &["plan", "show", plan])?;
+        (v["status"] == want).then_some(v)
+    })
+    .await
+}
+
+/// Pod name → (agent id, current broker task id, task state, ready).
+fn broker_tasks(dir: &Path) -> Option<BTreeMap<String, (String, String, String, bool)>> {
+    let pods = json(dir, &["pod", "list"])?;
+    let mut out = BTreeMap::new();
+    for p in pods.as_array()? {
+        let name = p["pod"]["name"].as_str()?.to_string();
+        let tid = p["pod"]["tasks"]["broker"].as_str()?.to_string();
+        let t = p["tasks"].as_array()?.iter().find(|t| t["id"] == tid.as_str())?;
+        out.insert(
+            name,
+            (
+                p["pod"]["agent_id"].as_str()?.to_string(),
+                tid,
+                t["state"].as_str().unwrap_or("").to_string(),
+                t["ready"].as_bool().unwrap_or(false),
+            ),
+        );
+    }
+    Some(out)
+}
+
+/// Every partition of the topic has its full replica set in sync.
+async fn isr_full(admin: &KafkaAdmin) -> Option<Value> {
+    let t = admin.describe_topic(TOPIC).await.ok()?;
+    t.partitions
+        .iter()
+        .all(|p| p.leader.is_some() && p.isr.len() == p.replicas.len() && p.replicas.len() == 3)
+        .then(|| serde_json::to_value(&t).ok())?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_change() {
+    let started = Instant::now();
+    let cache = artifacts::default_cache_dir();
+    let c2 = cache.clone();
+    tokio::task::spawn_blocking(move || artifacts::resolve(Service::Kafka, &c2))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot obtain Kafka (cache {}): {e}", cache.display()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = MasterProc::start(d, &[]).await;
+    let p = address_prefix();
+    let zones = ["zone-a", "zone-b", "zone-c"];
+    let mut agents = Vec::new();
+    for (i, z) in zones.iter().enumerate() {
+        let n = i + 1;
+        agents.push(m.agent(
+            &format!("a{n}"),
+            &format!("{p}.{n}"),
+            &["--zone", z, "--cpus", "2", "--mem", "3072", "--disk", "8000", "--ports", "44000-44099"],
+        ));
+    }
+    m.wait_agents(3).await;
+
+    let mut opts = KafkaServiceOptions::new(3);
+    opts.cpus = 0.5;
+    opts.mem_mb = 768;
+    opts.disk_mb = 1024;
+    opts.env.insert("SMACK_CACHE_DIR".into(), cache.display().to_string());
+    let spec_file = d.join("kafka.yaml");
+    std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
+    let sf = spec_file.display().to_string();
+    cli(d, &["service", "validate", &sf]).unwrap_or_else(|e| panic!("the generated spec is refused: {e}"));
+    let sd = d.display().to_string();
+    let sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
+    let _diag = Diag { dir: d.to_path_buf(), sched_log: sched.log.clone() };
+
+    // Deploy: three brokers, one per zone, each ready before the next.
+    wait_plan(d, "deploy", "COMPLETE", DEPLOY).await;
+    let deployed_in = started.elapsed();
+    let brokers = wait_for("3 brokers with their racks", T, || async {
+        let v = json(d, &["kafka", "brokers"])?;
+        (v.as_array()?.len() == 3 && v.as_array()?.iter().all(|b| b["rack"].is_string())).then_some(v)
+    })
+    .await;
+    let racks: BTreeSet<&str> = brokers.as_array().unwrap().iter().map(|b| b["rack"].as_str().unwrap()).collect();
+    assert_eq!(racks, zones.iter().copied().collect(), "broker.rack = the agents' zones: {brokers:#}");
+    for b in brokers.as_array().unwrap() {
+        assert_eq!(b["rack"], b["zone"], "rack of the pod's agent: {b:#}");
+        assert_eq!(b["pod"], format!("kafka-{}", b["id"]), "broker id = pod index: {b:#}");
+    }
+    let bootstrap = cli(d, &["endpoints", "kafka"]).unwrap().trim().to_string();
+    assert_eq!(bootstrap.split(',').count(), 3, "{bootstrap}");
+
+    // A topic over all three zones; replication above the broker count is refused.
+    cli(d, &["kafka", "topic", "create", TOPIC, "--partitions", "6", "--replication", "3"]).unwrap();
+    let refused = cli(d, &["kafka", "topic", "create", "too-wide", "--partitions", "1", "--replication", "4"])
+        .expect_err("replication 4 on 3 brokers");
+    assert!(refused.contains("replication factor 4 is above the number of brokers (3)"), "{refused}");
+    let listed = json(d, &["kafka", "topic", "list"]).unwrap();
+    assert_eq!(listed, serde_json::json!([TOPIC]));
+
+    // 100,000 keyed records, acknowledged by all in-sync replicas.
+    let client = KafkaClientConfig::new(bootstrap.clone()).with_timeout(Duration::from_secs(30));
+    let admin = KafkaAdmin::connect(&client).await.unwrap();
+    let mut sink = KafkaSink::new(SinkConfig::new(client.clone())).unwrap();
+    for i in 0..RECORDS {
+        let key = format!("key-{}", i % 1000);
+        let value = format!("record-{i}");
+        sink.send(TOPIC, Some(key.as_bytes()), Some(value.as_bytes()), &[]).await.unwrap();
+    }
+    sink.flush().await.unwrap();
+    drop(sink);
+    let produced_at = started.elapsed();
+
+    // SIGKILL the broker that leads the most partitions.
+    let t = admin.describe_topic(TOPIC).await.unwrap();
+    let mut leads: BTreeMap<i32, usize> = BTreeMap::new();
+    for p in &t.partitions {
+        *leads.entry(p.leader.expect("a leader")).or_default() += 1;
+    }
+    let (&victim, _) = leads.iter().max_by_key(|(id, n)| (**n, -**id)).unwrap();
+    let pod = format!("kafka-{victim}");
+    let before = broker_tasks(d).unwrap();
+    let (agent_id, old_task, _, _) = before[&pod].clone();
+    let status = json(d, &["pod", "status", &pod]).unwrap();
+    let host = status[0]["pod"]["hostname"].as_str().unwrap().to_string();
+    let agent_name = format!("a{}", host.rsplit('.').next().unwrap());
+    let vid = status[0]["pod"]["volume_ids"][0].as_str().unwrap().to_string();
+    let state = m.client().state().await.unwrap();
+    let vol = state
+        .agents
+        .iter()
+        .flat_map(|a| &a.reservations)
+        .flat_map(|r| &r.volumes)
+        .find(|v| v.id == vid)
+        .map(|v| PathBuf::from(&v.host_path))
+        .expect("the volume in the ledger");
+    let meta_before = read(vol.join("kafka/meta.properties"));
+    let meta = kafka::parse_meta_properties(&meta_before).expect("meta.properties on the volume");
+    assert_eq!((meta.node_id, meta.cluster_id.as_str()), (victim as u32, opts.cluster_id.as_str()));
+    let sandbox = agent_task_sandbox(d, &agent_name, &old_task).expect("the broker's sandbox");
+    let pid: i32 = read(sandbox.join(launch::PID_FILE)).trim().parse().expect("the broker's pid file");
+    let killed_at = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+
+    // Recovery relaunches it in place, and it catches up into the ISR.
+    let after = wait_for(&format!("{pod} relaunched and ready"), T, || async {
+        let b = broker_tasks(d)?;
+        let (a, tid, st, ready) = b.get(&pod)?.clone();
+        (tid != old_task && st == "RUNNING" && ready).then_some((a, tid))
+    })
+    .await;
+    let back_in = killed_at.elapsed();
+    assert_eq!(after.0, agent_id, "recovered on the same agent");
+    let described = wait_for("the ISR full again", T, || isr_full(&admin)).await;
+    let isr_in = killed_at.elapsed();
+    assert_eq!(read(vol.join("kafka/meta.properties")), meta_before, "same volume, same id, not reformatted");
+    let new_sandbox = agent_task_sandbox(d, &agent_name, &after.1).expect("the new sandbox");
+    let out = read(new_sandbox.join("stdout"));
+    assert!(!out.contains(launch::KAFKA_FORMAT_LINE), "the relaunch formatted the volume again:\n{out}");
+    assert!(out.contains("is formatted for node"), "{out}");
+    let rec = json(d, &["plan", "show", "recovery"]).unwrap();
+    assert!(rec.to_string().contains(&pod), "a recovery step for {pod}: {rec:#}");
+
+    // Every record, once.
+    let mut seen = BTreeSet::new();
+    let mut dup = 0usize;
+    let source_cfg =
+        SourceConfig::new(client.clone(), "kafka-e2e", TOPIC, (0..6).collect()).starting_at(StartPosition::Earliest);
+    let mut source = KafkaSource::open(source_cfg).await.unwrap();
+    let limits = PollLimits::default();
+    let deadline = Instant::now() + T;
+    while seen.len() < RECORDS {
+        assert!(Instant::now() < deadline, "only {} of {RECORDS} records read back within {T:?}", seen.len());
+        for r in source.poll_batch(&limits).await.unwrap() {
+            if !seen.insert(String::from_utf8(r.payload.unwrap_or_default()).unwrap()) {
+                dup += 1;
+            }
+        }
+    }
+    // Drain what is left: nothing past the 100,000.
+    for _ in 0..3 {
+        for r in source.poll_batch(&limits).await.unwrap() {
+            if !seen.insert(String::from_utf8(r.payload.unwrap_or_default()).unwrap()) {
+                dup += 1;
+            }
+        }
+    }
+    assert_eq!((seen.len(), dup), (RECORDS, 0), "every record once");
+    assert!((0..RECORDS).all(|i| seen.contains(&format!("record-{i}"))));
+    drop(source);
+
+    // A rolling config change: one broker at a time, each ready before the next.
+    let rolled_from = Instant::now();
+    let tasks_before = broker_tasks(d).unwrap();
+    opts.broker_config.insert("num.io.threads".into(), "3".into());
+    std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
+    cli(d, &["service", "update", &sf]).unwrap_or_else(|e| panic!("service update: {e}"));
+    let mut worst_down = 0usize;
+    let mut restarted_order: Vec<String> = Vec::new();
+    let deadline = Instant::now() + DEPLOY;
+    loop {
+        assert!(Instant::now() < deadline, "the update plan did not complete within {DEPLOY:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let Some(b) = broker_tasks(d) else { continue };
+        let down = b.values().filter(|(_, _, st, ready)| st != "RUNNING" || !ready).count();
+        worst_down = worst_down.max(down);
+        for (pod, (_, tid, _, _)) in &b {
+            if tid != &tasks_before[pod].1 && !restarted_order.contains(pod) {
+                restarted_order.push(pod.clone());
+            }
+        }
+        let Some(v) = json(d, &["plan", "show", "update"]) else { continue };
+        if v["status"] == "COMPLETE" && b.values().all(|(_, _, st, ready)| st == "RUNNING" && *ready) {
+            break;
+        }
+    }
+    let rolled_in = rolled_from.elapsed();
+    assert!(worst_down <= 1, "more than one broker was down at a time during the roll ({worst_down})");
+    assert_eq!(restarted_order.len(), 3, "every broker restarted: {restarted_order:?}");
+    for b in 0..3 {
+        let cfg = admin.describe_broker_configs(b).await.unwrap();
+        assert_eq!(
+            cfg.get("num.io.threads").and_then(|v| v.value.as_deref()),
+            Some("3"),
+            "broker {b} runs with the new config"
+        );
+    }
+    wait_for("the ISR full after the roll", T, || isr_full(&admin)).await;
+
+    eprintln!(
+        "kafka e2e: deployed 3 brokers in {deployed_in:?}; 100k records produced by {produced_at:?}; \
+         broker {victim} relaunched and ready {back_in:?} after SIGKILL, ISR full after {isr_in:?}; \
+         rolling config change in {rolled_in:?} (order {restarted_order:?}); total {:?}\n{described}",
+        started.elapsed()
+    );
+}
