@@ -1,6 +1,7 @@
 //! End-to-end tests of smack against real processes: one test binary with
 //! modules, so the (heavy) dependencies link once.
 
+mod cassandra;
 mod catalog;
 mod connectors;
 mod dashboard;
