@@ -10,5 +10,6 @@ mod logs;
 mod metrics;
 mod offers;
 mod scheduler;
+mod stage;
 mod support;
 mod up;

@@ -68,7 +68,7 @@ pub enum TaskError {
         context: String,
         /// The client's error.
         #[source]
-        source: smack_connectors::kafka::Error,
+        source: Box<smack_connectors::kafka::Error>,
     },
     /// A Cassandra call failed.
     #[error("{context}: {source}")]
@@ -77,7 +77,7 @@ pub enum TaskError {
         context: String,
         /// The driver's error.
         #[source]
-        source: smack_connectors::cassandra::Error,
+        source: Box<smack_connectors::cassandra::Error>,
     },
     /// The checkpoint store on the volume failed.
     #[error("checkpoint store: {0}")]
@@ -110,12 +110,12 @@ pub enum TaskError {
 impl TaskError {
     fn kafka(context: impl Into<String>) -> impl FnOnce(smack_connectors::kafka::Error) -> TaskError {
         let context = context.into();
-        move |source| TaskError::Kafka { context, source }
+        move |source| TaskError::Kafka { context, source: Box::new(source) }
     }
 
     fn cassandra(context: impl Into<String>) -> impl FnOnce(smack_connectors::cassandra::Error) -> TaskError {
         let context = context.into();
-        move |source| TaskError::Cassandra { context, source }
+        move |source| TaskError::Cassandra { context, source: Box::new(source) }
     }
 }
 

@@ -1,0 +1,511 @@
+//! `smack stage run` against a real Kafka broker and a real Cassandra node,
+//! both run by a smack agent; the stage task itself runs on that agent, on a
+//! persistent volume of its own. One broker and one node serve all checks:
+//!
+//! 1. A seeded fraud dataset (with malformed records) through the fraud
+//!    example's stage to the end: the rows in Cassandra equal an answer
+//!    computed here in plain Rust from the same events; the dead-letter
+//!    topic holds exactly the malformed records; the alerts topic one record
+//!    per row.
+//! 2. The same, with the stage task SIGKILLed several times mid-stream and
+//!    relaunched on its volume: the same rows, and still exactly one dead
+//!    letter per malformed record.
+//! 3. Out-of-order records one per micro-batch: those within the watermark
+//!    and the allowed lateness land in their windows, a later one goes to
+//!    the dead-letter topic as late.
+
+use crate::support::*;
+use smack_connectors::cassandra::{CassandraConfig, CassandraSession, CqlValue};
+use smack_connectors::kafka::{
+    KafkaAdmin, KafkaClientConfig, KafkaRecord, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig,
+    StartPosition, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER,
+};
+use smack_operator::protocol::Accept;
+use smack_operator::resources::*;
+use smack_pipelines::generate::{parse_rfc3339_ms, GeneratedEvent, Generator, GeneratorKind, Options};
+use smack_pipelines::task::{dead_letter_topic, prepare, PrepareOptions};
+use smack_pipelines::PipelineSpec;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const PORT_BASE: u16 = 42200;
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+const STAGE: &str = "card_velocity";
+
+/// A window row: (card, window start) → (window end, count, total, countries).
+type Rows = BTreeMap<(String, i64), (i64, i64, f64, i64)>;
+
+/// The fraud example with its names made unique to `tag` and sized for one broker.
+fn pipeline_yaml(tag: &str, partitions: u32) -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/fraud-detection/pipeline.yaml"))
+        .expect("the fraud example");
+    let out = text
+        .replace("name: fraud-detection", &format!("name: fraud-{tag}"))
+        .replace("topic: transactions", &format!("topic: {tag}-transactions"))
+        .replace("topic: fraud-alerts", &format!("topic: {tag}-fraud-alerts"))
+        .replace("keyspace: fraud", &format!("keyspace: fraud_{tag}"))
+        .replace("partitions: 6", &format!("partitions: {partitions}"))
+        .replace("replication: 3", "replication: 1");
+    assert!(out.contains(&format!("topic: {tag}-transactions")), "the example changed; update this test");
+    out
+}
+
+struct Scenario {
+    tag: String,
+    yaml: PathBuf,
+    spec: PipelineSpec,
+}
+
+impl Scenario {
+    async fn new(work: &Path, tag: &str, partitions: u32, s: &Services) -> Scenario {
+        let text = pipeline_yaml(tag, partitions);
+        let yaml = work.join(format!("{tag}.yaml"));
+        std::fs::write(&yaml, &text).unwrap();
+        let spec = PipelineSpec::from_yaml(&text, &yaml.display().to_string()).expect("the modified example is valid");
+        let done = prepare(&spec, &s.admin, Some(&s.session), &PrepareOptions::new(s.dc.clone(), 1))
+            .await
+            .expect("topics and tables created");
+        assert_eq!(done.tables, vec![format!("fraud_{tag}.suspicious_cards")]);
+        Scenario { tag: tag.to_string(), yaml, spec }
+    }
+
+    fn topic(&self) -> String {
+        format!("{}-transactions", self.tag)
+    }
+
+    fn dead_letters(&self) -> String {
+        dead_letter_topic(&self.spec.name, "transactions")
+    }
+
+    fn command(&self, s: &Services, extra: &str) -> String {
+        format!(
+            "exec \"$SMACK_BIN\" stage run --pipeline {} --stage {STAGE} --task-index 0 --task-count 1 \
+             --bootstrap {} --cassandra {} --local-dc {} --state-dir-volume \"$VOLUME_STATE\" --until-idle {extra}",
+            self.yaml.display(),
+            s.bootstrap,
+            s.cql,
+            s.dc
+        )
+    }
+
+    async fn rows(&self, s: &Services) -> Rows {
+        let got =
+            s.session.read_rows(&format!("fraud_{}", self.tag), "suspicious_cards", None).await.expect("read rows");
+        let col = |name: &str| got.columns.iter().position(|c| c == name).unwrap_or_else(|| panic!("no column {name}"));
+        let (card, start, end, count, total, countries) = (
+            col("card_id"),
+            col("window_start"),
+            col("window_end"),
+            col("txn_count"),
+            col("total_amount"),
+            col("countries"),
+        );
+        got.rows
+            .iter()
+            .map(|r| {
+                let text = |i: usize| match &r[i] {
+                    Some(CqlValue::Text(s)) | Some(CqlValue::Ascii(s)) => s.clone(),
+                    other => panic!("column {} is {other:?}, expected text", got.columns[i]),
+                };
+                let ms = |i: usize| match &r[i] {
+                    Some(CqlValue::Timestamp(t)) => t.0,
+                    other => panic!("column {} is {other:?}, expected a timestamp", got.columns[i]),
+                };
+                let long = |i: usize| match &r[i] {
+                    Some(CqlValue::BigInt(n)) => *n,
+                    Some(CqlValue::Int(n)) => i64::from(*n),
+                    other => panic!("column {} is {other:?}, expected a bigint", got.columns[i]),
+                };
+                let double = |i: usize| match &r[i] {
+                    Some(CqlValue::Double(d)) => *d,
+                    other => panic!("column {} is {other:?}, expected a double", got.columns[i]),
+                };
+                ((text(card), ms(start)), (ms(end), long(count), double(total), long(countries)))
+            })
+            .collect()
+    }
+}
+
+struct Services {
+    kc: KafkaAndCassandra,
+    work: PathBuf,
+    bootstrap: String,
+    cql: String,
+    dc: String,
+    admin: KafkaAdmin,
+    session: CassandraSession,
+    client: KafkaClientConfig,
+}
+
+/// The fraud dataset: seeded, with fraud bursts, late-but-within-watermark
+/// events and malformed records.
+fn dataset() -> Vec<GeneratedEvent> {
+    let options = Options {
+        seed: 7,
+        rate: 100.0,
+        count: Some(12_000),
+        keys: Some(2_000),
+        malformed_share: 0.01,
+        ..Options::default()
+    };
+    let events: Vec<GeneratedEvent> = Generator::new(GeneratorKind::Fraud, &options).expect("options").collect();
+    assert!(events.iter().filter(|e| e.malformed).count() > 50, "the dataset should have malformed records");
+    events
+}
+
+/// The answer, computed here: every well-formed transaction counted in the
+/// two hopping windows (1 minute long, every 30 seconds) holding its time;
+/// a (card, window) is kept when it has more than 5 transactions, more than
+/// 5000 in total, or more than 2 countries. No event of the dataset is
+/// behind the watermark by more than the allowed lateness, so none is late.
+fn expected(events: &[GeneratedEvent]) -> Rows {
+    #[derive(Default)]
+    struct Acc {
+        count: i64,
+        total: f64,
+        countries: BTreeSet<String>,
+    }
+    let mut acc: BTreeMap<(String, i64), Acc> = BTreeMap::new();
+    for e in events.iter().filter(|e| !e.malformed) {
+        let v: serde_json::Value = serde_json::from_slice(&e.payload).expect("a well-formed event is JSON");
+        let card = v["card_id"].as_str().expect("card_id").to_string();
+        let amount = v["amount"].as_f64().expect("amount");
+        let country = v["country"].as_str().expect("country").to_string();
+        let ts = match &v["ts"] {
+            serde_json::Value::String(s) => parse_rfc3339_ms(s).expect("ts"),
+            other => other.as_i64().expect("ts"),
+        };
+        assert_eq!(ts, e.event_time_ms);
+        let last_start = ts.div_euclid(30_000) * 30_000;
+        for start in [last_start - 30_000, last_start] {
+            let a = acc.entry((card.clone(), start)).or_default();
+            a.count += 1;
+            a.total += amount;
+            a.countries.insert(country.clone());
+        }
+    }
+    acc.into_iter()
+        .filter(|(_, a)| a.count > 5 || a.total > 5000.0 || a.countries.len() > 2)
+        .map(|((card, start), a)| ((card, start), (start + 60_000, a.count, a.total, a.countries.len() as i64)))
+        .collect()
+}
+
+fn assert_same_rows(what: &str, got: &Rows, want: &Rows) {
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).take(5).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: {} rows, expected {}; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+        got.len(),
+        want.len()
+    );
+    for (k, w) in want {
+        let g = &got[k];
+        let close = (g.2 - w.2).abs() <= 1e-9 * w.2.abs().max(1.0);
+        assert!(g.0 == w.0 && g.1 == w.1 && close && g.3 == w.3, "{what}: row {k:?} is {g:?}, expected {w:?}");
+    }
+}
+
+async fn produce(s: &Services, topic: &str, events: &[GeneratedEvent]) {
+    let mut sink = KafkaSink::new(SinkConfig::new(s.client.clone())).expect("producer");
+    for e in events {
+        sink.send(topic, Some(e.key.as_bytes()), Some(&e.payload), &[]).await.expect("produce");
+    }
+    sink.flush().await.expect("every event acknowledged");
+}
+
+/// Every record of a topic's partitions, from the start to the current end.
+async fn read_all(s: &Services, topic: &str, partitions: Vec<i32>) -> Vec<KafkaRecord> {
+    let start = StartPosition::Offsets(partitions.iter().map(|p| (*p, 0)).collect());
+    let mut src = KafkaSource::open(
+        SourceConfig::new(s.client.clone(), "stage-e2e-reader", topic, partitions).starting_at(start),
+    )
+    .await
+    .expect("reader");
+    let ends: BTreeMap<i32, i64> =
+        src.lag().await.expect("lag").iter().map(|l| (l.partition, l.high_watermark)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let limits = PollLimits { max_records: 5000, max_bytes: 8 << 20, max_wait: Duration::from_millis(200) };
+    let mut out = Vec::new();
+    while !ends.iter().all(|(p, e)| src.positions().get(p).copied().unwrap_or(0) >= *e) {
+        assert!(Instant::now() < deadline, "could not read {topic} to its end {ends:?}");
+        out.extend(src.poll_batch(&limits).await.expect("poll"));
+    }
+    out
+}
+
+fn header(r: &KafkaRecord, name: &str) -> String {
+    String::from_utf8_lossy(r.header(name).unwrap_or_default()).into_owned()
+}
+
+/// The stage task on the agent: a reservation with a volume mounted at `state`.
+struct StageTask {
+    reservation: String,
+    runs: u32,
+    /// Its metrics port (reserved with it).
+    port: u16,
+}
+
+impl StageTask {
+    fn id(&self) -> String {
+        format!("{}-run{}", self.reservation, self.runs)
+    }
+
+    /// Launches a run (reserving and creating the volume on the first).
+    async fn launch(&mut self, s: &mut Services, command: String) -> String {
+        self.runs += 1;
+        let id = self.id();
+        let port = self.port;
+        let resources = Resources::new(0.5, 512, 0).with_ports(PortSet::from_ranges([PortRange::new(port, port)]));
+        let fw = &mut s.kc.fw;
+        let mut ops = Vec::new();
+        let offer = if self.runs == 1 {
+            let offer = fw
+                .offer_where("with room for a stage task", Duration::from_secs(30), |o| {
+                    o.unreserved.cpus >= 0.5 && o.unreserved.ports.contains_port(port)
+                })
+                .await;
+            let mut r = resources.clone();
+            r.disk = 64;
+            ops.push(Operation::Reserve {
+                id: self.reservation.clone(),
+                resources: r,
+                labels: [("resource_id".to_string(), self.reservation.clone())].into(),
+            });
+            ops.push(Operation::CreateVolume {
+                reservation: self.reservation.clone(),
+                volume: Volume {
+                    id: format!("{}-state", self.reservation),
+                    source: VolumeSource::Root { size: 64 },
+                    container_path: "state".into(),
+                    host_path: String::new(),
+                },
+            });
+            offer
+        } else {
+            let rid = self.reservation.clone();
+            fw.offer_where("with the stage task's reservation free", Duration::from_secs(30), move |o| {
+                o.reservation(&rid).is_some_and(|r| r.free.cpus >= 0.5)
+            })
+            .await
+        };
+        let mut task = TaskInfo {
+            reservation: Some(self.reservation.clone()),
+            volumes: vec![format!("{}-state", self.reservation)],
+            kill_grace_period_ms: 10_000,
+            ..TaskInfo::new(id.clone(), command, resources)
+        };
+        task.env.insert("RUST_LOG".into(), "info".into());
+        ops.push(Operation::Launch { task });
+        fw.client
+            .accept(&fw.id, &Accept { offer_ids: vec![offer.id], operations: ops, filter_ms: None })
+            .await
+            .expect("accept the stage task");
+        id
+    }
+
+    fn logs(&self, s: &Services) -> String {
+        agent_task_log_tails(&s.work, "a1", &self.id(), 40)
+    }
+
+    /// Waits for the current run to end; returns its final status.
+    async fn ended(&self, s: &mut Services) -> TaskStatus {
+        let id = self.id();
+        s.kc.fw.status_where(&format!("{id} ended"), RUN_LIMIT, |st| st.task_id == id && st.state.is_terminal()).await
+    }
+
+    async fn run_to_end(&self, s: &mut Services) {
+        let st = self.ended(s).await;
+        assert_eq!(st.state, TaskState::Finished, "{} ended {} {}\n{}", self.id(), st.state, st.message, self.logs(s));
+    }
+
+    fn sandbox(&self, s: &Services) -> Option<PathBuf> {
+        agent_task_sandbox(&s.work, "a1", &self.id())
+    }
+
+    /// The latest checkpoint epoch on the volume.
+    fn epoch(&self, s: &Services) -> Option<u64> {
+        let latest = self.sandbox(s)?.join("state").join("checkpoints").join("LATEST");
+        std::fs::read_to_string(latest).ok()?.trim().parse().ok()
+    }
+
+    /// SIGKILLs the current run's process (the one running in its sandbox).
+    fn kill9(&self, s: &Services) -> bool {
+        let Some(sandbox) = self.sandbox(s) else { return false };
+        let mut killed = false;
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == sandbox) {
+                killed |=
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok();
+            }
+        }
+        killed
+    }
+}
+
+/// Check 1: the dataset to the end in one run.
+async fn straight_run(s: &mut Services, events: &[GeneratedEvent], want: &Rows, malformed: usize) -> Rows {
+    let sc = Scenario::new(&s.work, "straight", 6, s).await;
+    produce(s, &sc.topic(), events).await;
+    let mut task = StageTask { reservation: "stage-straight".into(), runs: 0, port: PORT_BASE + 5 };
+    let cmd = sc.command(s, "--checkpoint-interval 2s");
+    task.launch(s, cmd).await;
+    task.run_to_end(s).await;
+
+    let got = sc.rows(s).await;
+    assert_same_rows("one run", &got, want);
+    let letters = read_all(s, &sc.dead_letters(), vec![0]).await;
+    assert_eq!(letters.len(), malformed, "dead letters, expected one per malformed record");
+    for r in &letters {
+        let reason = header(r, DLQ_REASON_HEADER);
+        assert!(reason.starts_with("does not decode"), "dead letter reason: {reason}");
+        assert!(header(r, DLQ_SOURCE_HEADER).starts_with(&format!("{}/", sc.topic())), "{r:?}");
+    }
+    let alerts = read_all(s, &format!("{}-fraud-alerts", sc.tag), (0..6).collect()).await;
+    assert_eq!(alerts.len(), got.len(), "one alert per suspicious (card, window)");
+    got
+}
+
+/// Check 2: the same, SIGKILLed mid-stream and relaunched on its volume.
+async fn killed_runs(s: &mut Services, events: &[GeneratedEvent], want: &Rows, malformed: usize) -> u32 {
+    let sc = Scenario::new(&s.work, "killed", 6, s).await;
+    produce(s, &sc.topic(), events).await;
+    let mut task = StageTask { reservation: "stage-killed".into(), runs: 0, port: PORT_BASE + 6 };
+    let cmd = sc.command(
+        s,
+        &format!(
+            "--checkpoint-interval 200ms --max-batch-records 60 --metrics-port {} --metrics-host {}",
+            task.port, s.kc.host
+        ),
+    );
+    const KILLS: u32 = 3;
+    let mut metrics_seen = false;
+    for kill in 0..KILLS {
+        task.launch(s, cmd.clone()).await;
+        let before = task.epoch(s).unwrap_or(0);
+        // Wait for two new checkpoints of this run, then kill it between checkpoints.
+        let deadline = Instant::now() + RUN_LIMIT;
+        loop {
+            if task.epoch(s).unwrap_or(0) >= before + 2 {
+                break;
+            }
+            let done = s.kc.fw.statuses.iter().find(|st| st.task_id == task.id() && st.state.is_terminal()).cloned();
+            if let Some(st) = done {
+                panic!(
+                    "run {} ended ({} {}) before kill {kill}: the dataset is too small to kill it mid-stream\n{}",
+                    task.id(),
+                    st.state,
+                    st.message,
+                    task.logs(s)
+                );
+            }
+            assert!(Instant::now() < deadline, "run {} wrote no checkpoints\n{}", task.id(), task.logs(s));
+            s.kc.fw.idle(Duration::from_millis(50)).await;
+        }
+        if !metrics_seen {
+            let url = format!("http://{}:{}/metrics", s.kc.host, task.port);
+            let text = reqwest::get(&url).await.expect("metrics answer").text().await.unwrap();
+            for m in ["smack_stage_records_in_total{source=\"transactions\"}", "smack_stage_checkpoint_size_bytes"] {
+                assert!(text.contains(m), "{m} missing from the metrics:\n{text}");
+            }
+            metrics_seen = true;
+        }
+        assert!(task.kill9(s), "no process of {} to kill", task.id());
+        let st = task.ended(s).await;
+        assert!(st.state != TaskState::Finished, "run {} finished although it was killed", task.id());
+    }
+    task.launch(s, cmd).await;
+    task.run_to_end(s).await;
+
+    assert_same_rows("killed and relaunched runs", &sc.rows(s).await, want);
+    let letters = read_all(s, &sc.dead_letters(), vec![0]).await;
+    let sources: BTreeSet<String> = letters.iter().map(|r| header(r, DLQ_SOURCE_HEADER)).collect();
+    assert_eq!(sources.len(), malformed, "distinct dead letters, expected one per malformed record");
+    assert_eq!(letters.len(), malformed, "dead letters sent twice across the kills: {} for {malformed}", letters.len());
+    KILLS
+}
+
+/// Check 3: out-of-order records, one micro-batch each.
+async fn out_of_order(s: &mut Services) {
+    let sc = Scenario::new(&s.work, "order", 1, s).await;
+    // (second of 2024-01-01T00:0m:ss, as seconds since midnight).
+    let secs = [10, 20, 30, 40, 50, 65, 55, 80, 58, 150, 45];
+    let payload = |t: i64| {
+        format!(
+            r#"{{"card_id":"c5","amount":1.0,"merchant":"m1","country":"FR","ts":"2024-01-01T00:{:02}:{:02}Z"}}"#,
+            t / 60,
+            t % 60
+        )
+    };
+    let mut sink = KafkaSink::new(SinkConfig::new(s.client.clone())).expect("producer");
+    for t in secs {
+        sink.send_to(&sc.topic(), Some(0), Some(b"c5"), Some(payload(t).as_bytes()), &[]).await.expect("produce");
+    }
+    sink.flush().await.expect("acknowledged");
+    let mut task = StageTask { reservation: "stage-order".into(), runs: 0, port: PORT_BASE + 7 };
+    let cmd = sc.command(s, "--max-batch-records 1");
+    task.launch(s, cmd).await;
+    task.run_to_end(s).await;
+
+    // Worked out by hand: watermark = newest − 5 s; a window closes at its
+    // end + 10 s. 0:55 arrives at watermark 1:00 (window [0:00, 1:00) still
+    // open until 1:10); 0:58 arrives at 1:15: only [0:30, 1:30) takes it;
+    // 0:45 arrives at 2:25: both its windows closed, so it is late.
+    let midnight = parse_rfc3339_ms("2024-01-01T00:00:00Z").unwrap();
+    let want: Rows = [
+        (("c5".to_string(), midnight), (midnight + 60_000, 6, 6.0, 1)),
+        (("c5".to_string(), midnight + 30_000), (midnight + 90_000, 7, 7.0, 1)),
+    ]
+    .into();
+    assert_same_rows("out-of-order records", &sc.rows(s).await, &want);
+    let letters = read_all(s, &sc.dead_letters(), vec![0]).await;
+    assert_eq!(letters.len(), 1, "exactly one late record: {letters:?}");
+    let reason = header(&letters[0], DLQ_REASON_HEADER);
+    assert!(reason.starts_with("late"), "reason: {reason}");
+    let late: serde_json::Value = serde_json::from_slice(letters[0].payload.as_deref().unwrap()).unwrap();
+    assert_eq!(parse_rfc3339_ms(late["ts"].as_str().unwrap()), Ok(midnight + 45_000), "{late}");
+    assert_eq!(letters[0].key.as_deref(), Some(&b"c5"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_task_against_real_kafka_and_cassandra() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = start_kafka_and_cassandra(dir.path(), PORT_BASE).await;
+    let client = KafkaClientConfig::new(kc.bootstrap.clone()).with_client_id("stage-e2e");
+    let admin = KafkaAdmin::connect(&client).await.expect("admin");
+    let mut cc = CassandraConfig::new(&[kc.cql.clone()]);
+    cc.local_dc = Some(kc.dc.clone());
+    let session = CassandraSession::connect(&cc).await.expect("cql session");
+    let mut s = Services {
+        work: dir.path().to_path_buf(),
+        bootstrap: kc.bootstrap.clone(),
+        cql: kc.cql.clone(),
+        dc: kc.dc.clone(),
+        kc,
+        admin,
+        session,
+        client,
+    };
+
+    let t = Instant::now();
+    let events = dataset();
+    let malformed = events.iter().filter(|e| e.malformed).count();
+    let want = expected(&events);
+    assert!(want.len() > 20, "the dataset should flag some cards: {}", want.len());
+
+    out_of_order(&mut s).await;
+    let t3 = t.elapsed();
+    let first = straight_run(&mut s, &events, &want, malformed).await;
+    let t1 = t.elapsed() - t3;
+    let kills = killed_runs(&mut s, &events, &first, malformed).await;
+    let t2 = t.elapsed() - t1 - t3;
+    eprintln!(
+        "stage e2e: Kafka and Cassandra ready in {:?}; {} events ({malformed} malformed) → {} rows; \
+         out-of-order {t3:?}, one run {t1:?}, {kills} kills and relaunches {t2:?}",
+        s.kc.ready_in,
+        events.len(),
+        want.len()
+    );
+}
