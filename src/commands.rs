@@ -4,6 +4,7 @@ use crate::cluster::{self, ClusterFile};
 use crate::Output;
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use smack_operator::agent::logs::LogRotation;
 use smack_operator::agent::{Agent, AgentConfig};
 use smack_operator::client::MasterClient;
 use smack_operator::master::{api, Master, MasterConfig};
@@ -155,12 +156,35 @@ pub struct AgentArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
     /// Serve this agent's API (task logs, token required) on ADDR
-    /// (default: HOSTNAME:0, a free port on --hostname).
+    /// (default: HOSTNAME:0, a free port on --hostname). It also serves the
+    /// agent's metrics at /metrics (no token).
     #[arg(long, value_name = "ADDR")]
     pub http_listen: Option<String>,
+    /// Rotate a task's stdout or stderr (and the agent's own log,
+    /// WORK_DIR/agent.log) once it grows past this many bytes.
+    #[arg(long, default_value_t = 10 << 20, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_max_bytes: u64,
+    /// How many files each log keeps: the current one and N-1 rotated ones.
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_max_files: u32,
 }
 
 impl AgentArgs {
+    /// The work dir: `--work-dir`, else `STATE_DIR/agent`.
+    pub fn work_dir(&self, state_dir: &Path) -> PathBuf {
+        self.work_dir.clone().unwrap_or_else(|| state_dir.join("agent"))
+    }
+
+    /// The agent's own log file, served at its `/v1/log`.
+    pub fn log_file(&self, state_dir: &Path) -> PathBuf {
+        self.work_dir(state_dir).join("agent.log")
+    }
+
+    /// The size bound of task logs and of the agent's own log.
+    pub fn log_rotation(&self) -> LogRotation {
+        LogRotation { max_bytes: self.log_max_bytes, max_files: self.log_max_files }
+    }
+
     pub fn config(&self, master: String, token: String, work_dir: PathBuf) -> Result<AgentConfig> {
         let mut attributes = Attributes::new();
         attributes.insert("hostname".into(), self.hostname.clone());
@@ -181,24 +205,32 @@ impl AgentArgs {
         c.attributes = attributes;
         c.resources = resources;
         c.heartbeat_interval = self.heartbeat_interval;
+        c.log_rotation = self.log_rotation();
         Ok(c)
     }
 }
 
 pub async fn run_agent(state_dir: &Path, master: Option<String>, token: Option<String>, args: AgentArgs) -> Result<()> {
     let c = cluster::resolve(master, token, state_dir)?;
-    let work_dir = args.work_dir.clone().unwrap_or_else(|| state_dir.join("agent"));
+    let work_dir = args.work_dir(state_dir);
     let agent_metrics = AgentMetrics::new();
     let listen = args.http_listen.clone().unwrap_or_else(|| format!("{}:0", args.hostname));
     let (api_listener, endpoint) = bind_agent_api(&listen, &args.hostname).await?;
     let mut config = args.config(c.master, c.token, work_dir)?;
     config.endpoint = Some(endpoint.clone());
+    config.log_file = Some(args.log_file(state_dir));
     let agent = Agent::open_with_metrics(config, agent_metrics.clone())?;
-    serve_agent_api(agent.clone(), api_listener);
-    println!("agent API (task logs) at {endpoint}/v1/");
+    let registry = metrics::new_registry();
+    agent_metrics.register(&mut registry.write().unwrap_or_else(|p| p.into_inner()));
+    let api_registry = registry.clone();
+    let a = agent.clone();
+    tokio::spawn(async move {
+        if let Err(e) = smack_operator::agent::logs::serve_with_metrics(a, api_listener, Some(api_registry)).await {
+            tracing::error!(error = %e, "the agent API server stopped");
+        }
+    });
+    println!("agent API (task logs, its own log) at {endpoint}/v1/, metrics at {endpoint}/metrics");
     if let Some(listen) = &args.metrics_listen {
-        let registry = metrics::new_registry();
-        agent_metrics.register(&mut registry.write().unwrap_or_else(|p| p.into_inner()));
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding --metrics-listen {listen}"))?;

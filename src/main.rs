@@ -1,6 +1,7 @@
 //! The `smack` binary: the CLI and the process entry points. Thin: it parses
 //! flags and delegates to the crates.
 
+mod agent_log_cmd;
 mod artifacts;
 mod cassandra_cmd;
 mod catalog_cassandra;
@@ -12,6 +13,7 @@ mod endpoints_cmd;
 mod generate_cmd;
 mod kafka_cmd;
 mod kafka_drain;
+mod metrics_cmd;
 mod pipeline_cmd;
 mod pipeline_deploy;
 mod service_cmd;
@@ -61,8 +63,14 @@ enum Command {
     Up(up::UpArgs),
     /// Run a master.
     Master(commands::MasterArgs),
-    /// Run an agent that offers this machine's resources to a master.
-    Agent(commands::AgentArgs),
+    /// Run an agent that offers this machine's resources to a master
+    /// (`smack agent log AGENT` prints an agent's own log).
+    Agent(agent_log_cmd::AgentCommand),
+    /// Metrics endpoints: `smack metrics targets --output json` (Prometheus file_sd).
+    Metrics {
+        #[command(subcommand)]
+        cmd: metrics_cmd::MetricsCmd,
+    },
     /// Run or check a service scheduler.
     #[command(subcommand)]
     Service(service_cmd::ServiceCommand),
@@ -130,14 +138,26 @@ enum Command {
     Stage(stage_cmd::StageCmd),
 }
 
-fn init_tracing(format: LogFormat) {
+/// smack's own logs: to stderr, and also to `file` when given (an agent's
+/// own log, served at its `/v1/log`), filtered by `RUST_LOG` (default info).
+fn init_tracing(format: LogFormat, file: Option<smack_operator::agent::logs::RotatingWriter>) {
+    use tracing_subscriber::{fmt, prelude::*, registry::Registry, Layer};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => b.init(),
-        LogFormat::Json => b.json().init(),
-    }
+    let file = file.map(std::sync::Mutex::new);
+    let layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = match format {
+        LogFormat::Text => [Some(fmt::layer().with_writer(std::io::stderr).boxed())]
+            .into_iter()
+            .chain([file.map(|f| fmt::layer().with_ansi(false).with_writer(f).boxed())])
+            .flatten()
+            .collect(),
+        LogFormat::Json => [Some(fmt::layer().json().with_writer(std::io::stderr).boxed())]
+            .into_iter()
+            .chain([file.map(|f| fmt::layer().json().with_writer(f).boxed())])
+            .flatten()
+            .collect(),
+    };
+    tracing_subscriber::registry().with(layers).with(filter).init();
 }
 
 fn main() -> anyhow::Result<()> {
@@ -150,13 +170,25 @@ fn main() -> anyhow::Result<()> {
         let _ = std::io::stdout().write_all(&out);
         return Ok(());
     }
-    init_tracing(cli.log_format);
+    let own_log = match &cli.command {
+        Command::Agent(a) => agent_log_cmd::own_log(a, &cli.state_dir),
+        _ => None,
+    };
+    init_tracing(cli.log_format, own_log);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(&cli.state_dir, args).await,
             Command::Master(args) => commands::run_master(&cli.state_dir, cli.token, args).await,
-            Command::Agent(args) => commands::run_agent(&cli.state_dir, cli.master, cli.token, args).await,
+            Command::Agent(agent_log_cmd::AgentCommand { cmd: Some(sub), .. }) => {
+                let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
+                agent_log_cmd::run(&c, sub).await
+            }
+            Command::Agent(a) => commands::run_agent(&cli.state_dir, cli.master, cli.token, a.run).await,
+            Command::Metrics { cmd } => {
+                let c = cluster::resolve(cli.master, cli.token, &cli.state_dir)?;
+                metrics_cmd::run(&c, cmd).await
+            }
             Command::Completions { .. } => Ok(()),
             Command::TestService(args) => testsvc::run(args).await,
             Command::Service(service_cmd::ServiceCommand::Validate { spec }) => service_cmd::validate(&spec),

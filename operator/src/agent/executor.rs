@@ -3,7 +3,11 @@
 //! Each task runs as `/bin/sh -c COMMAND` in its own process group (the
 //! shell is the group leader, so its pid is the group id) with its sandbox
 //! directory as working directory, stdin from `/dev/null` and stdout/stderr
-//! appended to `SANDBOX/stdout` and `SANDBOX/stderr`.
+//! appended to `SANDBOX/stdout` and `SANDBOX/stderr`. The files are opened
+//! with `O_APPEND`, which is what lets the agent rotate them under a running
+//! task by copy and truncate (see [`super::logs`]): after a truncate the
+//! task's next write lands at the start of the emptied file, not at its old
+//! offset.
 //!
 //! The environment is *not* inherited from the agent (which may hold the
 //! cluster token): a task sees `PATH` (the agent's, unless the task sets its

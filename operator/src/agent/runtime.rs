@@ -39,6 +39,10 @@ pub struct AgentConfig {
     /// The URL of the agent's own HTTP API (task logs), announced to the
     /// master on registration; see [`super::logs`].
     pub endpoint: Option<String>,
+    /// How big tasks' stdout/stderr may grow; see [`super::logs`].
+    pub log_rotation: super::logs::LogRotation,
+    /// The agent's own log file, served at `/v1/log` (None: it keeps none).
+    pub log_file: Option<PathBuf>,
 }
 
 impl AgentConfig {
@@ -53,6 +57,8 @@ impl AgentConfig {
             heartbeat_interval: Duration::from_secs(1),
             status_retry: Duration::from_secs(2),
             endpoint: None,
+            log_rotation: super::logs::LogRotation::default(),
+            log_file: None,
         }
     }
 }
@@ -295,6 +301,8 @@ impl Agent {
     /// Runs the agent until [`Agent::shutdown`] (tasks keep running: they
     /// are re-attached by the next agent on this work dir).
     pub async fn run(&self) {
+        let rotation = super::logs::spawn_rotation(self.clone());
+        let _stop_rotation = AbortOnDrop(rotation);
         let mut backoff = Duration::from_millis(200);
         loop {
             let reg = self.registration();
@@ -780,6 +788,15 @@ impl Agent {
                 }
             }
         });
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -94,6 +94,7 @@ pub fn router(master: Master) -> Router {
         .route("/v1/frameworks/{id}/kill", post(kill))
         .route("/v1/frameworks/{id}/reconcile", post(reconcile))
         .route("/v1/tasks/{id}/agent", get(task_agent))
+        .route("/v1/agents/{id}/log", get(agent_log))
         .route("/v1/state", get(state))
         .route("/v1/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .merge(super::dashboard::api_routes())
@@ -189,6 +190,41 @@ async fn reconcile(
 
 async fn task_agent(State(m): State<Master>, Path(id): Path<String>) -> ApiResult<Json<TaskAgent>> {
     Ok(Json(m.task_agent(&id)?))
+}
+
+/// `GET /v1/agents/{id}/log?offset=&lines=`: an agent's own log (by agent id
+/// or host name), read from the agent's API; see [`crate::agent::logs`].
+async fn agent_log(
+    State(m): State<Master>,
+    Path(id): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let agents = m.agents();
+    let Some(agent) = agents.iter().find(|a| a.id == id).or_else(|| agents.iter().find(|a| a.hostname == id)) else {
+        let known: Vec<String> = agents.iter().map(|a| format!("{} ({})", a.id, a.hostname)).collect();
+        let error = format!("no agent {id}: known agents: {}", known.join(", "));
+        return (StatusCode::NOT_FOUND, Json(ApiError { error })).into_response();
+    };
+    let Some(endpoint) = &agent.endpoint else {
+        let error = format!("agent {id} announced no API endpoint: its log cannot be read");
+        return (StatusCode::NOT_FOUND, Json(ApiError { error })).into_response();
+    };
+    let mut url = format!("{}/v1/log", endpoint.trim_end_matches('/'));
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        url = format!("{url}?{q}");
+    }
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(15)).build().unwrap_or_default();
+    match http.get(&url).bearer_auth(m.token()).send().await {
+        Ok(resp) => {
+            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            match resp.bytes().await {
+                Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+                Err(e) => Error::Other(format!("agent {id} at {url} broke off its answer: {e}")).into_response(),
+            }
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, Json(ApiError { error: format!("cannot reach agent {id} at {url}: {e}") }))
+            .into_response(),
+    }
 }
 
 async fn state(State(m): State<Master>) -> Json<MasterState> {
