@@ -150,3 +150,145 @@ async fn master_and_agent_metrics_after_a_launch() {
     assert_eq!(sample(&text, &kills), Some(0.0), "nothing was killed yet:\n{text}");
     assert_eq!(sample(&text, &failures), Some(0.0), "no health check failed:\n{text}");
 }
+
+/// A small stateful service: `count` pods of 0.25 cpus and 64 MiB, each with
+/// a ROOT volume and a readiness check.
+fn service_spec(count: u32) -> String {
+    format!(
+        r#"name: metered
+pods:
+  web:
+    count: {count}
+    resources:
+      cpus: 0.25
+      mem: 64
+      ports:
+        http: 0
+    volumes:
+      - path: data
+        type: ROOT
+        size: 16
+    tasks:
+      server:
+        cmd: exec {bin} test-service --port $PORT_HTTP
+        goal: RUNNING
+        kill-grace-period: 2s
+        readiness-check:
+          tcp: http
+          interval: 1s
+          timeout: 1s
+"#,
+        bin = smack_bin()
+    )
+}
+
+/// Runs `smack ARGS…` against the state dir; its stdout on success.
+fn smack(dir: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(smack_bin())
+        .arg("--state-dir")
+        .arg(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("SMACK_MASTER")
+        .env_remove("SMACK_TOKEN")
+        .output()
+        .expect("run smack");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduler_metrics_after_a_deploy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = MasterProc::start(d, &[]).await;
+    let p = address_prefix();
+    let _agents: Vec<_> = (1..=2)
+        .map(|n| {
+            m.agent(&format!("a{n}"), &format!("{p}.{n}"), &["--cpus", "1", "--mem", "512", "--ports", "44100-44199"])
+        })
+        .collect();
+    m.wait_agents(2).await;
+    let spec_file = d.join("metered.yaml");
+    std::fs::write(&spec_file, service_spec(3)).unwrap();
+    let sd = d.display().to_string();
+    let sf = spec_file.display().to_string();
+    let _sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
+    let endpoint = d.join("services/metered/endpoint.json");
+    let api = wait_for("the scheduler writes its endpoint", T, || async {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&endpoint).ok()?).ok()?;
+        Some(v["url"].as_str()?.to_string())
+    })
+    .await;
+
+    // The scheduler's own /metrics, without a token: every deploy step
+    // COMPLETE, every pod RUNNING, evaluations counted, no recovery.
+    let series = |family: &str, labels: &str| format!(r#"{family}{{service="metered",{labels}}}"#);
+    let complete = series("smack_scheduler_steps", r#"plan="deploy",phase="web",state="COMPLETE""#);
+    let pending = series("smack_scheduler_steps", r#"plan="deploy",phase="web",state="PENDING""#);
+    let plan_complete = series("smack_scheduler_plan_status", r#"plan="deploy",status="COMPLETE""#);
+    let plan_pending = series("smack_scheduler_plan_status", r#"plan="deploy",status="PENDING""#);
+    let running = series("smack_scheduler_pods", r#"state="RUNNING""#);
+    let waiting = series("smack_scheduler_pods", r#"state="WAITING""#);
+    let placement_pass = series("smack_scheduler_offer_evaluations_total", r#"stage="placement",result="pass""#);
+    let transient = series("smack_scheduler_recoveries_total", r#"kind="transient""#);
+    let permanent = series("smack_scheduler_recoveries_total", r#"kind="permanent""#);
+    let text = scrape_until(
+        &format!("{api}/metrics"),
+        "the deploy plan COMPLETE with 3 steps and 3 pods RUNNING",
+        &[
+            (&complete, |v| v == 3.0),
+            (&pending, |v| v == 0.0),
+            (&plan_complete, |v| v == 1.0),
+            (&plan_pending, |v| v == 0.0),
+            (&running, |v| v == 3.0),
+            (&waiting, |v| v == 0.0),
+            (&placement_pass, |v| v >= 3.0),
+        ],
+    )
+    .await;
+    assert_eq!(sample(&text, &transient), Some(0.0), "nothing failed:\n{text}");
+    assert_eq!(sample(&text, &permanent), Some(0.0), "nothing was replaced:\n{text}");
+
+    // The master reserved what the pods asked for: 3 × 0.25 cpus, 3 × 64 MiB.
+    let reserved = scrape_until(
+        &format!("{}/metrics", m.url),
+        "0.75 cpus and 192 MiB reserved for the service's role",
+        &[
+            (r#"smack_master_resources_reserved{resource="cpus",role="metered"}"#, |v| (v - 0.75).abs() < 1e-9),
+            (r#"smack_master_resources_reserved{resource="mem",role="metered"}"#, |v| v == 192.0),
+            (r#"smack_master_resources_used{resource="cpus",role="metered"}"#, |v| (v - 0.75).abs() < 1e-9),
+        ],
+    )
+    .await;
+    assert!(reserved.contains("smack_master_operations_total{type=\"LAUNCH\",result=\"applied\"}"), "{reserved}");
+
+    // The same families through the master's forward to the framework (token).
+    let fw = m.client().state().await.unwrap().frameworks.into_iter().find(|f| f.name == "metered").unwrap();
+    let forwarded = reqwest::Client::new()
+        .get(format!("{}/v1/frameworks/{}/api/metrics", m.url, fw.id))
+        .bearer_auth(&m.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(forwarded.status().is_success(), "{}", forwarded.status());
+    let text = forwarded.text().await.unwrap();
+    assert_eq!(sample(&text, &complete), Some(3.0), "{text}");
+
+    // `smack metrics targets`: the master, both agents and the scheduler,
+    // as Prometheus file_sd JSON.
+    let out = smack(d, &["metrics", "targets", "--output", "json"]).expect("smack metrics targets");
+    let groups: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let role = |r: &str| groups.iter().filter(|g| g["labels"]["smack_role"] == r).count();
+    assert_eq!((role("master"), role("agent"), role("scheduler")), (1, 2, 1), "{out}");
+    let sched = groups.iter().find(|g| g["labels"]["smack_role"] == "scheduler").unwrap();
+    assert_eq!(sched["labels"]["service"], "metered");
+    assert_eq!(format!("http://{}", sched["targets"][0].as_str().unwrap()), api);
+    for g in &groups {
+        let target = g["targets"][0].as_str().unwrap();
+        scrape(&format!("http://{target}/metrics")).await.unwrap_or_else(|| panic!("{target} does not answer"));
+    }
+}
