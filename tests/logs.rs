@@ -134,3 +134,136 @@ async fn task_log_reads_running_and_finished_tasks_and_follows() {
     let f = first.expect("--follow printed nothing");
     assert!(newest >= f + 10, "--follow stopped streaming: first tick-{f}, last tick-{newest}");
 }
+
+/// The numbers of `line-N` lines, in order; panics on anything else.
+fn line_numbers(text: &str) -> Vec<u64> {
+    text.lines()
+        .map(|l| l.strip_prefix("line-").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("odd line {l:?}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_keeps_the_bound_and_task_log_reads_across_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(dir.path(), &[]).await;
+    let host = format!("{}.1", address_prefix());
+    let _agent = m.agent(
+        "a1",
+        &host,
+        &["--cpus", "1", "--mem", "512", "--ports", "41100-41110", "--log-max-bytes", "2000", "--log-max-files", "3"],
+    );
+    m.wait_agents(1).await;
+    let mut fw = TestFramework::subscribe(m.client(), "rot").await;
+    let offer = fw.offer_where("with 1 cpu", T, |o| o.unreserved.cpus >= 0.5).await;
+    // ~30 kB over some seconds: many rotations of 2000-byte files.
+    let cmd = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line-$i; \
+               if [ $((i % 100)) -eq 0 ]; then sleep 0.1; fi; done; exec sleep 600";
+    fw.client
+        .accept(
+            &fw.id,
+            &Accept {
+                offer_ids: vec![offer.id],
+                operations: vec![Operation::Launch { task: task("chatty", cmd) }],
+                filter_ms: None,
+            },
+        )
+        .await
+        .expect("launch");
+    fw.status("chatty", TaskState::Running, T).await;
+
+    // Written out, and the current file back within the bound (the agent
+    // checks every 250 ms): nothing changes any more.
+    let sandbox =
+        wait_for("the chatty task's sandbox", T, || async { agent_task_sandbox(&m.state_dir, "a1", "chatty") }).await;
+    let stdout = sandbox.join("stdout");
+    wait_for("the last line written and the file rotated within its bound", T, || {
+        let (ok, last, _) = task_log(&m, &["chatty", "--lines", "1"]);
+        let size = std::fs::metadata(&stdout).map(|md| md.len()).unwrap_or(u64::MAX);
+        let r = (ok && last == "line-3000\n" && size <= 2000).then_some(());
+        async move { r }
+    })
+    .await;
+
+    // At most 3 files: stdout, stdout.1, stdout.2.
+    let mut names: Vec<String> = std::fs::read_dir(&sandbox)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("stdout"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["stdout", "stdout.1", "stdout.2"], "in {}", sandbox.display());
+
+    // The last lines, across the current file and the rotated ones.
+    let current = std::fs::read_to_string(&stdout).unwrap().lines().count();
+    let want = current + 20;
+    let (ok, out, e) = task_log(&m, &["chatty", "--lines", &want.to_string()]);
+    assert!(ok, "{e}");
+    let nums = line_numbers(&out);
+    assert_eq!(nums.len(), want, "{out}");
+    assert_eq!(nums.last(), Some(&3000));
+    assert!(nums.windows(2).all(|w| w[0] < w[1]), "lines out of order:\n{out}");
+    // The whole log: what the kept files hold, oldest first, and never the
+    // first lines (rotated away).
+    let (ok, all, e) = task_log(&m, &["chatty"]);
+    assert!(ok, "{e}");
+    let nums = line_numbers(&all);
+    assert!(nums.len() > want && nums[0] > 1, "{} lines from line-{}", nums.len(), nums[0]);
+    assert!(nums.windows(2).all(|w| w[0] < w[1]) && nums.last() == Some(&3000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_log_returns_what_the_agent_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(dir.path(), &[]).await;
+    let host = format!("{}.1", address_prefix());
+    let _agent = m.agent("a1", &host, &["--cpus", "1", "--mem", "512", "--ports", "41200-41210"]);
+    let agents = m.wait_agents(1).await;
+    let mut fw = TestFramework::subscribe(m.client(), "agentlog").await;
+    let offer = fw.offer_where("with cpus", T, |o| o.unreserved.cpus >= 0.5).await;
+    fw.client
+        .accept(
+            &fw.id,
+            &Accept {
+                offer_ids: vec![offer.id],
+                operations: vec![Operation::Launch { task: task("noted", "exec sleep 600") }],
+                filter_ms: None,
+            },
+        )
+        .await
+        .expect("launch");
+    fw.status("noted", TaskState::Running, T).await;
+
+    let agent_log = |args: &[&str]| {
+        let out = Command::new(smack_bin())
+            .args(["--master", &m.url, "--token", &m.token, "agent", "log"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run smack agent log");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // By host name and by id: the agent's own lines, kept in its work dir.
+    let by_host = wait_for("the agent's log shows the launch", T, || {
+        let (ok, out, _) = agent_log(&[&host]);
+        let r = (ok && out.contains("registered with the master") && out.contains("task launched")).then_some(out);
+        async move { r }
+    })
+    .await;
+    assert!(by_host.lines().any(|l| l.contains("task launched") && l.contains("noted")), "{by_host}");
+    let (ok, by_id, e) = agent_log(&[&agents[0].id, "--lines", "1"]);
+    assert!(ok, "{e}");
+    assert_eq!(by_id.lines().count(), 1, "{by_id}");
+    let file = std::fs::read_to_string(m.state_dir.join("agents/a1/agent.log")).unwrap();
+    assert!(file.contains("registered with the master"), "{file}");
+
+    // An unknown agent: an error naming the known ones.
+    let (ok, _, e) = agent_log(&["no-such-agent"]);
+    assert!(!ok);
+    assert!(e.contains("no agent no-such-agent") && e.contains(&host), "{e}");
+}
