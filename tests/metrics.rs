@@ -287,8 +287,43 @@ async fn scheduler_metrics_after_a_deploy() {
     let sched = groups.iter().find(|g| g["labels"]["smack_role"] == "scheduler").unwrap();
     assert_eq!(sched["labels"]["service"], "metered");
     assert_eq!(format!("http://{}", sched["targets"][0].as_str().unwrap()), api);
+    let mut scraped = String::new();
     for g in &groups {
         let target = g["targets"][0].as_str().unwrap();
-        scrape(&format!("http://{target}/metrics")).await.unwrap_or_else(|| panic!("{target} does not answer"));
+        let text =
+            scrape(&format!("http://{target}/metrics")).await.unwrap_or_else(|| panic!("{target} does not answer"));
+        scraped.push_str(&text);
     }
+
+    // Every master, agent and scheduler series the example Grafana dashboard
+    // charts is in those scrapes (stage families come from stage tasks).
+    for family in dashboard_families() {
+        if family.starts_with("smack_stage_") {
+            continue;
+        }
+        let found = scraped.lines().any(|l| {
+            l.strip_prefix(family.as_str()).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        });
+        assert!(found, "the dashboard charts {family}, which no target serves:\n{scraped}");
+    }
+}
+
+/// The `smack_*` series the example Grafana dashboard's queries use.
+fn dashboard_families() -> Vec<String> {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../examples/monitoring/grafana-dashboard.json")).expect("dashboard JSON");
+    let mut families = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("a query");
+            let mut rest = expr;
+            while let Some(i) = rest.find("smack_") {
+                let name: String = rest[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                rest = &rest[i + name.len()..];
+                families.insert(name);
+            }
+        }
+    }
+    assert!(families.len() > 20, "{families:?}");
+    families.into_iter().collect()
 }
