@@ -1,5 +1,10 @@
 //! `smack task log TASK [--stderr] [--lines N] [--follow]`: asks the master
 //! which agent runs (or ran) the task, then reads the log from that agent.
+//!
+//! Agents rotate task output (`stdout`, `stdout.1`, …; see
+//! `smack_operator::agent::logs`): `--lines` and the whole-log read span the
+//! rotated files, and `--follow` passes back logical offsets that go on
+//! across a rotation, so no line is printed twice.
 
 use crate::cluster::ClusterFile;
 use anyhow::{anyhow, bail, Result};
