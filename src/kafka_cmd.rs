@@ -237,12 +237,13 @@ fn describe_table(t: &TopicDescription) -> String {
         format!("topic {} ({} partitions, replication {})\n", t.name, t.partitions.len(), t.replication_factor());
     out.push_str(&format!("{:<10} {:<8} {:<16} {}\n", "PARTITION", "LEADER", "REPLICAS", "ISR"));
     for p in &t.partitions {
+        let replicas = format!("{:?}", p.replicas);
         out.push_str(&format!(
-            "{:<10} {:<8} {:<16} {}{}\n",
+            "{:<10} {:<8} {:<16} {:?}{}\n",
             p.id,
             p.leader.map(|l| l.to_string()).unwrap_or_else(|| "none".into()),
-            format!("{:?}", p.replicas),
-            format!("{:?}", p.isr),
+            replicas,
+            p.isr,
             if p.under_replicated() { "  (under-replicated)" } else { "" }
         ));
     }

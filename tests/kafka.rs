@@ -131,12 +131,50 @@ async fn isr_full(admin: &KafkaAdmin) -> Option<Value> {
         .then(|| serde_json::to_value(&t).ok())?
 }
 
+/// Kafka's own view of the KRaft quorum (the Admin API's
+/// `describeMetadataQuorum`), on the broker's classpath: `QUORUM voters=…`.
+const QUORUM_PROBE: &str = r#"
+import java.util.*;
+import java.util.stream.*;
+import org.apache.kafka.clients.admin.*;
+
+public class QuorumProbe {
+    public static void main(String[] a) throws Exception {
+        Properties p = new Properties();
+        p.put("bootstrap.servers", a[0]);
+        try (Admin admin = Admin.create(p)) {
+            QuorumInfo q = admin.describeMetadataQuorum().quorumInfo().get();
+            String voters = q.voters().stream().map(v -> String.valueOf(v.replicaId())).sorted().collect(Collectors.joining(","));
+            System.out.println("QUORUM voters=" + voters + " leader=" + q.leaderId());
+        }
+    }
+}
+"#;
+
+/// The controller voters' ids, sorted, e.g. `0,1,2`.
+async fn quorum_voters(dir: &Path, classpath: &str, bootstrap: &str) -> Option<String> {
+    let src = dir.join("QuorumProbe.java");
+    std::fs::write(&src, QUORUM_PROBE).ok()?;
+    let java = artifacts::java_binary().ok()?;
+    let out = tokio::process::Command::new(java)
+        .args(["-Xmx128m", "-Dlog4j2.level=WARN", "-cp", classpath])
+        .arg(&src)
+        .arg(bootstrap)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("QUORUM "))?;
+    Some(line.split_whitespace().find_map(|w| w.strip_prefix("voters="))?.to_string())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_change() {
     let started = Instant::now();
     let cache = artifacts::default_cache_dir();
     let c2 = cache.clone();
-    tokio::task::spawn_blocking(move || artifacts::resolve(Service::Kafka, &c2))
+    let jars = tokio::task::spawn_blocking(move || artifacts::resolve(Service::Kafka, &c2))
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("cannot obtain Kafka (cache {}): {e}", cache.display()));
@@ -189,6 +227,13 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     }
     let bootstrap = cli(d, &["endpoints", "kafka"]).unwrap().trim().to_string();
     assert_eq!(bootstrap.split(',').count(), 3, "{bootstrap}");
+    // The dynamic quorum: kafka-0 started it alone, kafka-1 and kafka-2 joined it.
+    let mut last = None;
+    let deadline = Instant::now() + T;
+    while last.as_deref() != Some("0,1,2") {
+        assert!(Instant::now() < deadline, "the controller voters are {last:?}, not 0,1,2, after {T:?}");
+        last = quorum_voters(d, &jars.classpath, &bootstrap).await;
+    }
 
     // A topic over all three zones; replication above the broker count is refused.
     cli(d, &["kafka", "topic", "create", TOPIC, "--partitions", "6", "--replication", "3"]).unwrap();
@@ -333,15 +378,20 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     assert_eq!(worst_active, 1, "one update step at a time");
     assert_eq!(restarted_order.len(), 3, "every broker restarted: {restarted_order:?}");
     assert_eq!(completed_order, restarted_order, "each broker ready (its step COMPLETE) before the next restarts");
-    for b in 0..3 {
-        let cfg = admin.describe_broker_configs(b).await.unwrap();
-        assert_eq!(
-            cfg.get("num.io.threads").and_then(|v| v.value.as_deref()),
-            Some("3"),
-            "broker {b} runs with the new config"
-        );
-    }
     wait_for("the ISR full after the roll", T, || isr_full(&admin)).await;
+    for b in 0..3 {
+        // A fresh client: the old one's connections all went through restarts.
+        let io_threads = wait_for(&format!("broker {b}'s config"), T, || {
+            let client = client.clone();
+            async move {
+                let admin = KafkaAdmin::connect(&client).await.ok()?;
+                let cfg = admin.describe_broker_configs(b).await.ok()?;
+                cfg.get("num.io.threads").map(|v| v.value.clone())
+            }
+        })
+        .await;
+        assert_eq!(io_threads.as_deref(), Some("3"), "broker {b} runs with the new config");
+    }
 
     eprintln!(
         "kafka e2e: deployed 3 brokers in {deployed_in:?}; 100k records produced by {produced_at:?}; \
