@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const PORT_BASE: u16 = 42200;
-const RUN_LIMIT: Duration = Duration::from_secs(300);
+const RUN_LIMIT: Duration = Duration::from_secs(120);
 const STAGE: &str = "card_velocity";
 
 /// A window row: (card, window start) → (window end, count, total, countries).
@@ -312,7 +312,16 @@ impl StageTask {
     /// Waits for the current run to end; returns its final status.
     async fn ended(&self, s: &mut Services) -> TaskStatus {
         let id = self.id();
-        s.kc.fw.status_where(&format!("{id} ended"), RUN_LIMIT, |st| st.task_id == id && st.state.is_terminal()).await
+        let ended = tokio::time::timeout(
+            RUN_LIMIT,
+            s.kc.fw
+                .status_where(&format!("{id} ended"), RUN_LIMIT * 2, |st| st.task_id == id && st.state.is_terminal()),
+        )
+        .await;
+        match ended {
+            Ok(st) => st,
+            Err(_) => panic!("{id} did not end within {RUN_LIMIT:?}\n{}", self.logs(s)),
+        }
     }
 
     async fn run_to_end(&self, s: &mut Services) {
@@ -330,16 +339,30 @@ impl StageTask {
         std::fs::read_to_string(latest).ok()?.trim().parse().ok()
     }
 
+    /// The pids of the processes running in the current run's sandbox.
+    fn pids(&self, s: &Services) -> Vec<i32> {
+        let Some(sandbox) = self.sandbox(s) else { return Vec::new() };
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+                std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == sandbox).then_some(pid)
+            })
+            .collect()
+    }
+
+    /// Whether the current run's process is up.
+    fn running(&self, s: &Services) -> bool {
+        !self.pids(s).is_empty()
+    }
+
     /// SIGKILLs the current run's process (the one running in its sandbox).
     fn kill9(&self, s: &Services) -> bool {
-        let Some(sandbox) = self.sandbox(s) else { return false };
         let mut killed = false;
-        for e in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            if std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd == sandbox) {
-                killed |=
-                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok();
-            }
+        for pid in self.pids(s) {
+            killed |=
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok();
         }
         killed
     }
@@ -376,19 +399,19 @@ async fn killed_runs(s: &mut Services, events: &[GeneratedEvent], want: &Rows, m
     let cmd = sc.command(
         s,
         &format!(
-            "--checkpoint-interval 200ms --max-batch-records 60 --metrics-port {} --metrics-host {}",
+            "--checkpoint-interval 200ms --max-batch-records 20 --metrics-port {} --metrics-host {}",
             task.port, s.kc.host
         ),
     );
     const KILLS: u32 = 3;
     let mut metrics_seen = false;
+    let mut before = 0;
     for kill in 0..KILLS {
         task.launch(s, cmd.clone()).await;
-        let before = task.epoch(s).unwrap_or(0);
-        // Wait for two new checkpoints of this run, then kill it between checkpoints.
+        // Wait for a new checkpoint of this run, then kill it between checkpoints.
         let deadline = Instant::now() + RUN_LIMIT;
         loop {
-            if task.epoch(s).unwrap_or(0) >= before + 2 {
+            if task.epoch(s).unwrap_or(0) > before && task.running(s) {
                 break;
             }
             let done = s.kc.fw.statuses.iter().find(|st| st.task_id == task.id() && st.state.is_terminal()).cloned();
@@ -415,9 +438,12 @@ async fn killed_runs(s: &mut Services, events: &[GeneratedEvent], want: &Rows, m
         assert!(task.kill9(s), "no process of {} to kill", task.id());
         let st = task.ended(s).await;
         assert!(st.state != TaskState::Finished, "run {} finished although it was killed", task.id());
+        before = task.epoch(s).unwrap_or(0);
     }
     task.launch(s, cmd).await;
     task.run_to_end(s).await;
+    let last = task.sandbox(s).map(|sb| read(sb.join("stdout"))).unwrap_or_default();
+    eprintln!("stage e2e: the last relaunched run: {}", last.trim());
 
     assert_same_rows("killed and relaunched runs", &sc.rows(s).await, want);
     let letters = read_all(s, &sc.dead_letters(), vec![0]).await;

@@ -112,7 +112,12 @@ pub struct StageTask {
     last_idle_check: Instant,
     metrics: TaskMetrics,
     summary: TaskSummary,
+    /// Failed polls in a row.
+    poll_errors: u32,
 }
+
+/// Failed polls in a row (about 200 ms apart) before the task gives up.
+const MAX_POLL_ERRORS: u32 = 150;
 
 impl std::fmt::Debug for StageTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,11 +173,15 @@ impl StageTask {
             let partitions = assign_partition_ids(&ids, config.task_index, config.task_count)
                 .map_err(TaskError::kafka(format!("assign the partitions of source `{name}`")))?;
             rt.assign_partitions(name, &partitions)?;
-            let start: BTreeMap<i32, i64> = offsets
+            let mut start: BTreeMap<i32, i64> = offsets
                 .iter()
                 .filter(|((s, p), _)| s == name && partitions.contains(p))
                 .map(|((_, p), o)| (*p, *o))
                 .collect();
+            let unknown: Vec<i32> = partitions.iter().copied().filter(|p| !start.contains_key(p)).collect();
+            if !unknown.is_empty() {
+                start.extend(committed_or_earliest(&client, &group, &k.topic, unknown).await?);
+            }
             let consumer = KafkaSource::open(
                 SourceConfig::new(client.clone(), group.clone(), k.topic.clone(), partitions.clone())
                     .starting_at(StartPosition::Offsets(start)),
@@ -189,17 +198,20 @@ impl StageTask {
                 read_sent_already(&client, &dead_letters, ends, &k.topic, &partitions, &mut sent_already).await?;
             }
             if !dead_letter_probes.contains_key(&dead_letters) {
-                let probe = KafkaSource::open(
-                    SourceConfig::new(
-                        client.clone(),
-                        format!("{group}.dead-letter-ends"),
-                        dead_letters.clone(),
-                        dl_ids,
-                    )
-                    .starting_at(StartPosition::Latest),
+                // Explicit start offsets, so its lag (the end offsets) needs
+                // no group lookup; never polled, with a minimal prefetch.
+                let start = StartPosition::Offsets(dl_ids.iter().map(|p| (*p, 0)).collect());
+                let mut cfg = SourceConfig::new(
+                    client.clone(),
+                    format!("{group}.dead-letter-ends"),
+                    dead_letters.clone(),
+                    dl_ids,
                 )
-                .await
-                .map_err(TaskError::kafka(format!("open the dead-letter topic `{dead_letters}`")))?;
+                .starting_at(start);
+                cfg.max_buffered_kbytes = 1;
+                let probe = KafkaSource::open(cfg)
+                    .await
+                    .map_err(TaskError::kafka(format!("open the dead-letter topic `{dead_letters}`")))?;
                 dead_letter_probes.insert(dead_letters.clone(), probe);
             }
             let now = Instant::now();
@@ -289,6 +301,7 @@ impl StageTask {
             last_idle_check: Instant::now(),
             metrics,
             summary,
+            poll_errors: 0,
         })
     }
 
@@ -314,9 +327,26 @@ impl StageTask {
         };
         let mut got_any = false;
         for i in 0..self.sources.len() {
-            let records = {
-                let s = &mut self.sources[i];
-                s.consumer.poll_batch(&limits).await.map_err(TaskError::kafka(format!("poll source `{}`", s.name)))?
+            let polled = self.sources[i].consumer.poll_batch(&limits).await;
+            let records = match polled {
+                Ok(r) => {
+                    self.poll_errors = 0;
+                    r
+                }
+                // The consumer reports passing trouble (a coordinator that
+                // moved, a broker restarting) and carries on: retry a while.
+                Err(e) if self.poll_errors < MAX_POLL_ERRORS => {
+                    self.poll_errors += 1;
+                    tracing::warn!(source = %self.sources[i].name, error = %e, attempt = self.poll_errors, "poll failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(TaskError::kafka(format!(
+                        "poll source `{}` ({MAX_POLL_ERRORS} failures in a row)",
+                        self.sources[i].name
+                    ))(e))
+                }
             };
             if records.is_empty() {
                 continue;
@@ -618,6 +648,37 @@ fn key_strings(batch: &RecordBatch, key: Option<&str>) -> Result<Vec<Option<Stri
     let col = cast(batch.column(i), &DataType::Utf8).map_err(crate::runtime::RuntimeError::from)?;
     let col = col.as_string::<i32>();
     Ok((0..col.len()).map(|j| (!col.is_null(j)).then(|| col.value(j).to_string())).collect())
+}
+
+/// Where partitions without a checkpointed offset start: the group's
+/// committed offset, else the log start. Asked explicitly (and retried while
+/// the group's coordinator is still being elected) so the consumer starts
+/// from known offsets.
+async fn committed_or_earliest(
+    client: &KafkaClientConfig,
+    group: &str,
+    topic: &str,
+    partitions: Vec<i32>,
+) -> Result<BTreeMap<i32, i64>, TaskError> {
+    let probe = KafkaSource::open(
+        SourceConfig::new(client.clone(), group, topic, partitions).starting_at(StartPosition::Latest),
+    )
+    .await
+    .map_err(TaskError::kafka(format!("open `{topic}` to read the committed offsets")))?;
+    let mut attempt = 0;
+    loop {
+        match probe.lag().await {
+            Ok(lag) => return Ok(lag.iter().map(|l| (l.partition, l.position)).collect()),
+            Err(e) if attempt < 30 => {
+                attempt += 1;
+                tracing::warn!(%topic, %group, error = %e, attempt, "cannot read the committed offsets yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(TaskError::kafka(format!("read the committed offsets of `{topic}` (group `{group}`)"))(e))
+            }
+        }
+    }
 }
 
 /// Reads a dead-letter topic from the ends a checkpoint recorded to its
