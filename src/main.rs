@@ -140,18 +140,20 @@ enum Command {
 
 /// smack's own logs: to stderr, and also to `file` when given (an agent's
 /// own log, served at its `/v1/log`), filtered by `RUST_LOG` (default info).
-fn init_tracing(format: LogFormat, file: Option<smack_operator::agent::logs::RotatingWriter>) {
+fn init_tracing(format: LogFormat, file: Option<smack_operator::agent::logs::RotatingWriter>, file_only: bool) {
     use tracing_subscriber::{fmt, prelude::*, registry::Registry, Layer};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,scylla=warn"));
+    let file_only = file_only && file.is_some();
     let file = file.map(std::sync::Mutex::new);
+    let stderr = || (!file_only).then_some(std::io::stderr);
     let layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = match format {
-        LogFormat::Text => [Some(fmt::layer().with_writer(std::io::stderr).boxed())]
+        LogFormat::Text => [stderr().map(|w| fmt::layer().with_writer(w).boxed())]
             .into_iter()
             .chain([file.map(|f| fmt::layer().with_ansi(false).with_writer(f).boxed())])
             .flatten()
             .collect(),
-        LogFormat::Json => [Some(fmt::layer().json().with_writer(std::io::stderr).boxed())]
+        LogFormat::Json => [stderr().map(|w| fmt::layer().json().with_writer(w).boxed())]
             .into_iter()
             .chain([file.map(|f| fmt::layer().json().with_writer(f).boxed())])
             .flatten()
@@ -161,7 +163,10 @@ fn init_tracing(format: LogFormat, file: Option<smack_operator::agent::logs::Rot
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // Volumes, sandboxes and schedulers' state live under the state dir;
+    // tasks and detached schedulers need it absolute.
+    cli.state_dir = std::path::absolute(&cli.state_dir)?;
     if let Command::Completions { shell } = &cli.command {
         use clap::CommandFactory;
         let mut out = Vec::new();
@@ -172,9 +177,20 @@ fn main() -> anyhow::Result<()> {
     }
     let own_log = match &cli.command {
         Command::Agent(a) => agent_log_cmd::own_log(a, &cli.state_dir),
+        // `smack up` keeps the master's and agents' log in the state dir
+        // (`smack agent log` reads it); with a pipeline, the terminal is
+        // left to the deploy and the rows.
+        Command::Up(_) => {
+            let path = up::log_file(&cli.state_dir);
+            smack_operator::agent::logs::RotatingWriter::open(&path, Default::default()).ok()
+        }
         _ => None,
     };
-    init_tracing(cli.log_format, own_log);
+    let file_only = matches!(&cli.command, Command::Up(a) if a.pipeline.is_some());
+    if file_only {
+        eprintln!("logs: {}", up::log_file(&cli.state_dir).display());
+    }
+    init_tracing(cli.log_format, own_log, file_only);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         match cli.command {

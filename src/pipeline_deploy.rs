@@ -222,8 +222,8 @@ pub async fn status(state_dir: &Path, c: &ClusterFile, name: &str, output: Outpu
                     "{:<36} {:<14} {:>5} {:>8}",
                     r["service"].as_str().unwrap_or(""),
                     r["deploy"].as_str().unwrap_or(""),
-                    r["pods"],
-                    r["running"]
+                    r["pods"].as_u64().unwrap_or(0),
+                    r["running"].as_u64().unwrap_or(0)
                 );
             }
         }

@@ -47,7 +47,16 @@ pub struct UpArgs {
     pub agent_timeout: Duration,
 }
 
+/// Ports every agent of `smack up` offers (Cassandra's default storage
+/// port is the first).
+const SHARED_PORTS: (u16, u16) = (7000, 7009);
+
 const ZONES: [&str; 6] = ["zone-a", "zone-b", "zone-c", "zone-d", "zone-e", "zone-f"];
+
+/// The log of `smack up`'s master and agents.
+pub fn log_file(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("up.log")
+}
 
 pub fn agent_config(args: &UpArgs, state_dir: &Path, n: u32, master: &str, token: &str) -> Result<AgentConfig> {
     let host = format!("{}.{}", args.address_prefix, n);
@@ -60,11 +69,19 @@ pub fn agent_config(args: &UpArgs, state_dir: &Path, n: u32, master: &str, token
     if first + 999 > u32::from(u16::MAX) {
         bail!("--port-base {} leaves no port range for agent {n}", args.port_base);
     }
-    let ports = PortSet::from_ranges([PortRange::new(first as u16, (first + 999) as u16)]);
+    // Each agent's own range, plus a few ports every agent offers: a cluster
+    // whose members must share a port (Cassandra's storage port) takes one
+    // of those, each member on its own agent address.
+    let ports = PortSet::from_ranges([
+        PortRange::new(SHARED_PORTS.0, SHARED_PORTS.1),
+        PortRange::new(first as u16, (first + 999) as u16),
+    ]);
     let mut c = AgentConfig::new(master, token, state_dir.join("agents").join(format!("agent-{n}")));
     c.hostname = host;
     c.attributes = attributes;
     c.resources = Resources::new(args.agent_cpus, args.agent_mem, args.agent_disk).with_ports(ports);
+    // One process, one log: every agent serves it as its own.
+    c.log_file = Some(log_file(state_dir));
     Ok(c)
 }
 
@@ -132,6 +149,13 @@ pub async fn run(state_dir: &Path, args: UpArgs) -> Result<()> {
     println!("stopping the service schedulers…");
     crate::service_cmd::stop_detached_schedulers(state_dir);
     println!("stopping tasks…");
+    // Stages and generators first, so a stage's last flush and checkpoint
+    // still reach the brokers and nodes; then the catalog services.
+    let catalog = |t: &smack_operator::resources::TaskInfo| {
+        let pod = t.labels.get("pod").map(String::as_str).unwrap_or("");
+        ["kafka-", "cassandra-"].iter().any(|p| pod.strip_prefix(p).is_some_and(|i| i.parse::<u32>().is_ok()))
+    };
+    futures::future::join_all(agents.iter().map(|a| a.kill_where(|t| !catalog(t)))).await;
     futures::future::join_all(agents.iter().map(|a| a.kill_all())).await;
     // Let the final status updates reach the master's ledger.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -386,10 +386,18 @@ impl Agent {
 
     /// Kills every task (used by `smack up` on Ctrl-C), each with its grace.
     pub async fn kill_all(&self) {
+        self.kill_where(|_| true).await
+    }
+
+    /// Kills the running tasks `pred` picks, each with its grace period,
+    /// and waits for them (`smack up` stops the data plane before the
+    /// clusters it writes to).
+    pub async fn kill_where(&self, pred: impl Fn(&TaskInfo) -> bool) {
         let procs: Vec<(TaskId, TaskProcess, Duration)> = {
             let mut inner = self.lock();
             let Inner { live, cp } = &mut *inner;
             live.iter_mut()
+                .filter(|(id, _)| cp.tasks.get(*id).is_none_or(|t| pred(&t.info)))
                 .map(|(id, l)| {
                     l.kill_requested = true;
                     let grace = cp.tasks.get(id).map(|t| t.info.kill_grace_period_ms).unwrap_or(5000);
@@ -523,7 +531,7 @@ impl Agent {
         env.insert("AGENT_ID".into(), agent_id);
         // Tasks may run smack's own subcommands (e.g. `stage run`).
         if let Ok(exe) = std::env::current_exe() {
-            env.insert("SMACK_BIN".into(), exe.display().to_string());
+            env.insert("SMACK_BIN".into(), smack_bin_path(&exe));
         }
         for (k, v) in &self.config.attributes {
             env.insert(k.to_uppercase().replace('-', "_"), v.clone());
@@ -815,5 +823,23 @@ fn status(agent_id: &str, rec: &TaskRecord, tid: &str, state: TaskState, message
         ready: None,
         healthy: None,
         timestamp_ms: now_ms(),
+    }
+}
+
+/// The path tasks run smack from. Once the binary is replaced on disk (a
+/// rebuild, an upgrade), Linux names the running one `PATH (deleted)`; the
+/// new file at PATH is the one to run.
+fn smack_bin_path(exe: &std::path::Path) -> String {
+    let s = exe.display().to_string();
+    s.strip_suffix(" (deleted)").map(str::to_string).unwrap_or(s)
+}
+
+#[cfg(test)]
+mod smack_bin_tests {
+    #[test]
+    fn a_replaced_binary_is_run_from_its_path() {
+        let p = std::path::Path::new("/opt/smack/bin/smack (deleted)");
+        assert_eq!(super::smack_bin_path(p), "/opt/smack/bin/smack");
+        assert_eq!(super::smack_bin_path(std::path::Path::new("/usr/bin/smack")), "/usr/bin/smack");
     }
 }
