@@ -9,6 +9,7 @@ mod kafka;
 mod logs;
 mod metrics;
 mod offers;
+mod pipeline_up;
 mod scheduler;
 mod stage;
 mod support;
