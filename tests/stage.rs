@@ -78,10 +78,13 @@ impl Scenario {
         dead_letter_topic(&self.spec.name, "transactions")
     }
 
+    /// The task's command: the smack binary this test was built with (the
+    /// agent's own `$SMACK_BIN` may be a binary rebuilt since it started).
     fn command(&self, s: &Services, extra: &str) -> String {
         format!(
-            "exec \"$SMACK_BIN\" stage run --pipeline {} --stage {STAGE} --task-index 0 --task-count 1 \
+            "exec {} stage run --pipeline {} --stage {STAGE} --task-index 0 --task-count 1 \
              --bootstrap {} --cassandra {} --local-dc {} --state-dir-volume \"$VOLUME_STATE\" --until-idle {extra}",
+            smack_bin(),
             self.yaml.display(),
             s.bootstrap,
             s.cql,
@@ -408,10 +411,10 @@ async fn killed_runs(s: &mut Services, events: &[GeneratedEvent], want: &Rows, m
     let mut before = 0;
     for kill in 0..KILLS {
         task.launch(s, cmd.clone()).await;
-        // Wait for a new checkpoint of this run, then kill it between checkpoints.
+        // Let this run write four checkpoints (200 ms apart), then kill it between two.
         let deadline = Instant::now() + RUN_LIMIT;
         loop {
-            if task.epoch(s).unwrap_or(0) > before && task.running(s) {
+            if task.epoch(s).unwrap_or(0) >= before + 4 && task.running(s) {
                 break;
             }
             let done = s.kc.fw.statuses.iter().find(|st| st.task_id == task.id() && st.state.is_terminal()).cloned();
@@ -443,7 +446,13 @@ async fn killed_runs(s: &mut Services, events: &[GeneratedEvent], want: &Rows, m
     task.launch(s, cmd).await;
     task.run_to_end(s).await;
     let last = task.sandbox(s).map(|sb| read(sb.join("stdout"))).unwrap_or_default();
+    let replays_skipping = (1..=task.runs)
+        .filter_map(|run| agent_task_sandbox(&s.work, "a1", &format!("{}-run{run}", task.reservation)))
+        .filter(|sb| read(sb.join("stderr")).contains("will not be sent again"))
+        .count();
+    eprintln!("stage e2e: {replays_skipping} relaunched run(s) found dead letters the killed run had sent");
     eprintln!("stage e2e: the last relaunched run: {}", last.trim());
+    assert!(last.contains("resumed from epoch"), "the last run did not resume from a checkpoint: {last}");
 
     assert_same_rows("killed and relaunched runs", &sc.rows(s).await, want);
     let letters = read_all(s, &sc.dead_letters(), vec![0]).await;
@@ -501,7 +510,7 @@ async fn stage_task_against_real_kafka_and_cassandra() {
     let kc = start_kafka_and_cassandra(dir.path(), PORT_BASE).await;
     let client = KafkaClientConfig::new(kc.bootstrap.clone()).with_client_id("stage-e2e");
     let admin = KafkaAdmin::connect(&client).await.expect("admin");
-    let mut cc = CassandraConfig::new(&[kc.cql.clone()]);
+    let mut cc = CassandraConfig::new(std::slice::from_ref(&kc.cql));
     cc.local_dc = Some(kc.dc.clone());
     let session = CassandraSession::connect(&cc).await.expect("cql session");
     let mut s = Services {
