@@ -192,7 +192,7 @@ fn main() -> anyhow::Result<()> {
     }
     init_tracing(cli.log_format, own_log, file_only);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(&cli.state_dir, args).await,
             Command::Master(args) => commands::run_master(&cli.state_dir, cli.token, args).await,
@@ -267,5 +267,11 @@ fn main() -> anyhow::Result<()> {
                 cassandra_cmd::run(&cli.state_dir, c, cmd).await
             }
         }
-    })
+    });
+    // Errors read as one message with its causes, without a backtrace.
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }

@@ -163,3 +163,44 @@ impl Drop for DumpOnPanic {
         }
     }
 }
+
+/// Bad pipeline files are refused by `validate` and by `apply` with
+/// file:line:column, and `apply` deploys nothing (it never reaches the
+/// master: the one named here does not exist).
+#[test]
+fn bad_pipeline_files_are_refused_by_validate_and_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = std::fs::read_to_string(example()).unwrap();
+    let cases = [
+        (
+            "unknown-field",
+            good.replacen("    parallelism: 3\n", "    parallelism: 3\n    paralelism: 3\n", 1),
+            "paralelism",
+        ),
+        ("wrong-type", good.replacen("    parallelism: 3\n", "    parallelism: three\n", 1), "parallelism"),
+        ("missing-column", good.replacen("SUM(amount)", "SUM(amount_eur)", 1), "amount_eur"),
+        ("missing-stage", good.replacen("    from: card_velocity\n", "    from: card_speed\n", 1), "card_speed"),
+    ];
+    for (name, text, culprit) in cases {
+        assert_ne!(text, good, "{name}: the edit applies");
+        let file = d.join(format!("{name}.yaml"));
+        std::fs::write(&file, &text).unwrap();
+        let f = file.to_str().unwrap();
+        let validate = cli(d, &["pipeline", "validate", f]).unwrap_err();
+        let apply = cli(d, &["--master", "http://127.0.0.1:9", "--token", "t", "pipeline", "apply", f]).unwrap_err();
+        for (cmd, err) in [("validate", &validate), ("apply", &apply)] {
+            let at = format!("{f}:");
+            let located = err.lines().any(|l| {
+                l.trim_start_matches("error: ").strip_prefix(&at).is_some_and(|rest| {
+                    let mut p = rest.splitn(3, ':');
+                    p.next().is_some_and(|l| l.parse::<u32>().is_ok())
+                        && p.next().is_some_and(|c| c.parse::<u32>().is_ok())
+                }) && l.contains(culprit)
+            });
+            assert!(located, "{name}: `{cmd}` names file:line:column and `{culprit}`:\n{err}");
+        }
+        assert!(apply.contains("nothing was deployed"), "{apply}");
+    }
+    assert!(!d.join("services").exists() && !d.join("pipelines").exists(), "nothing was deployed");
+}
