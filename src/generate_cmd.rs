@@ -216,7 +216,7 @@ pub async fn run_to_kafka(args: GenerateArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("producing to {topic} at {bootstrap}"))?;
         sent += 1;
-        if sent % 10_000 == 0 {
+        if sent.is_multiple_of(10_000) {
             sink.flush().await.with_context(|| format!("producing to {bootstrap}"))?;
             tracing::info!(sent, "events produced");
         }
