@@ -7,7 +7,19 @@
 //!   own HTTP API (the URL it announced at subscribe) as `{api_url}/{rest}`,
 //!   with the cluster token: a service scheduler's plans and pods;
 //! - `GET /v1/tasks/{id}/log?stream=&offset=&lines=` forwards to the agent
-//!   that runs (or ran) the task: its stdout or stderr.
+//!   that runs (or ran) the task: its stdout or stderr;
+//! - `GET /v1/tasks/{id}/metrics` scrapes a running task's own `/metrics`
+//!   (OpenMetrics text, e.g. a stage task's `smack_stage_*` families) and
+//!   answers it as is. The task's metrics are at
+//!   `http://AGENT_HOST:PORT/metrics`, where AGENT_HOST is the host name of
+//!   the agent the master's ledger has the task on (tasks bind to it, `$HOST`)
+//!   and PORT is the port named `metrics` of the task's pod, read from the
+//!   scheduler's own pod records (`GET /v1/pods` on the framework's API: the
+//!   pod whose latest launch is this task). A framework without an API, or
+//!   without a record of the task, falls back to the task's `PORT_METRICS`
+//!   environment variable, which is how a port named `metrics` reaches a
+//!   task. A task with neither gets 404 with the reason; a task that is not
+//!   running gets 404 too. The cluster token is not sent to the task.
 //!
 //! The page itself (`/dashboard/`) needs no token to load; it holds no data
 //! and asks for the token before it shows anything. The API routes sit
@@ -21,6 +33,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
@@ -33,6 +47,15 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 
 /// How long a forwarded call may take.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long reading a scheduler's pod records or a task's metrics may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The name of the port a task serves its metrics on.
+pub const METRICS_PORT: &str = "metrics";
+
+/// The environment variable a port named `metrics` reaches a task as.
+pub const METRICS_PORT_ENV: &str = "PORT_METRICS";
 
 /// The HTTP client that forwards calls to frameworks and agents.
 #[derive(Clone)]
@@ -54,6 +77,7 @@ pub fn api_routes() -> Router<Master> {
     Router::new()
         .route("/v1/frameworks/{id}/api/{*rest}", get(framework_api).post(framework_api))
         .route("/v1/tasks/{id}/log", get(task_log))
+        .route("/v1/tasks/{id}/metrics", get(task_metrics))
         .layer(Extension(Upstream(http)))
 }
 
@@ -117,19 +141,22 @@ pub fn upstream_url(base: &str, path: &str, query: Option<&str>) -> String {
     url
 }
 
-/// Sends one call upstream with the cluster token and turns the answer into
-/// ours: same status, content type and body. `what` names the upstream in
-/// errors.
+/// Sends one call upstream (with the cluster token, when given) and turns
+/// the answer into ours: same status, content type and body. `what` names
+/// the upstream in errors.
 async fn forward(
     http: &reqwest::Client,
-    token: &str,
+    token: Option<&str>,
     method: Method,
     url: &str,
     content_type: Option<&HeaderValue>,
     body: Bytes,
     what: &str,
 ) -> Response {
-    let mut req = http.request(method, url).bearer_auth(token);
+    let mut req = http.request(method, url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
     if let Some(ct) = content_type {
         req = req.header(header::CONTENT_TYPE, ct.clone());
     }
@@ -182,7 +209,8 @@ async fn framework_api(
         Err(e) => return e.into_response(),
     };
     let url = upstream_url(&base, rest, uri.query());
-    forward(&http, m.token(), method, &url, headers.get(header::CONTENT_TYPE), body, &format!("framework {id}")).await
+    forward(&http, Some(m.token()), method, &url, headers.get(header::CONTENT_TYPE), body, &format!("framework {id}"))
+        .await
 }
 
 /// `GET /v1/tasks/{id}/log`: the log of a task, from its agent.
@@ -204,7 +232,123 @@ async fn task_log(
     };
     let path = format!("v1/tasks/{}/log", encode_segment(&id));
     let url = upstream_url(&endpoint, &path, query.as_deref());
-    forward(&http, m.token(), Method::GET, &url, None, Bytes::new(), &format!("agent {}", found.agent_id)).await
+    forward(&http, Some(m.token()), Method::GET, &url, None, Bytes::new(), &format!("agent {}", found.agent_id)).await
+}
+
+/// One pod from a scheduler's `GET /v1/pods`, as far as finding a task's
+/// metrics needs it; other fields are ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PodPorts {
+    pub pod: PodPortsRecord,
+}
+
+/// The part of a scheduler's pod record that [`metrics_port`] reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PodPortsRecord {
+    pub name: String,
+    /// Port name → port.
+    #[serde(default)]
+    pub ports: BTreeMap<String, u16>,
+    /// Task name → the id of its latest launch.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, String>,
+}
+
+/// The port a task serves its metrics on: the port named `metrics` of the
+/// pod whose latest launch is `task_id` (from the scheduler's `pods`, when it
+/// answered), else the task's `PORT_METRICS` variable. The error says why
+/// the task has none.
+pub fn metrics_port(task_id: &str, pods: Option<&[PodPorts]>, env: &BTreeMap<String, String>) -> Result<u16, String> {
+    let pod = pods.and_then(|pods| pods.iter().map(|p| &p.pod).find(|p| p.tasks.values().any(|t| t == task_id)));
+    if let Some(pod) = pod {
+        return pod.ports.get(METRICS_PORT).copied().ok_or_else(|| {
+            let names: Vec<&str> = pod.ports.keys().map(String::as_str).collect();
+            let has = if names.is_empty() { "no ports".to_string() } else { format!("ports {}", names.join(", ")) };
+            format!(
+                "task {task_id}'s pod {} has no port named `{METRICS_PORT}` (it has {has}): it serves no metrics",
+                pod.name
+            )
+        });
+    }
+    match env.get(METRICS_PORT_ENV) {
+        Some(v) => v.trim().parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+            format!("task {task_id}'s {METRICS_PORT_ENV} is {v:?}, expected a port number from 1 to 65535")
+        }),
+        None => Err(format!(
+            "task {task_id} has no port named `{METRICS_PORT}`: its scheduler has no pod record of it and it has no \
+             {METRICS_PORT_ENV} variable, so it serves no metrics"
+        )),
+    }
+}
+
+/// `http://HOST:PORT/metrics`, with an IPv6 host in brackets.
+pub fn metrics_url(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("http://[{host}]:{port}/metrics")
+    } else {
+        format!("http://{host}:{port}/metrics")
+    }
+}
+
+/// The pod records of a framework's scheduler, if it has an API and answers.
+async fn scheduler_pods(http: &reqwest::Client, token: &str, api_url: &str) -> Option<Vec<PodPorts>> {
+    let url = upstream_url(api_url, "v1/pods", None);
+    let resp = http.get(&url).bearer_auth(token).timeout(SCRAPE_TIMEOUT).send().await;
+    match resp {
+        Ok(r) if r.status().is_success() => match r.json::<Vec<PodPorts>>().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::debug!(url, error = %e, "pod records not understood; using the task's environment");
+                None
+            }
+        },
+        Ok(r) => {
+            tracing::debug!(url, status = %r.status(), "no pod records; using the task's environment");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(url, error = %e, "scheduler unreachable; using the task's environment");
+            None
+        }
+    }
+}
+
+/// `GET /v1/tasks/{id}/metrics`: a running task's own `/metrics`, scraped
+/// from where it runs (see the module doc for how the port is found).
+async fn task_metrics(
+    State(m): State<Master>,
+    Extension(Upstream(http)): Extension<Upstream>,
+    Path(id): Path<String>,
+) -> Response {
+    let st = m.state();
+    let found = st.agents.iter().find_map(|a| a.tasks.iter().find(|t| t.info.id == id).map(|t| (a.id.clone(), t)));
+    let Some((agent_id, task)) = found else {
+        return match m.task_agent(&id) {
+            Ok(f) => fail(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "task {id} is not running (last seen {} on agent {}): only a running task serves metrics",
+                    f.state.map(|s| s.as_str()).unwrap_or("UNKNOWN"),
+                    f.agent_id
+                ),
+            ),
+            Err(e) => e.into_response(),
+        };
+    };
+    let Some(host) = m.agents().into_iter().find(|a| a.id == agent_id).map(|a| a.hostname) else {
+        return fail(StatusCode::NOT_FOUND, format!("task {id} is on agent {agent_id}, which is no longer registered"));
+    };
+    let api_url = st.frameworks.iter().find(|f| f.id == task.framework_id).and_then(|f| f.api_url.clone());
+    let pods = match &api_url {
+        Some(api) => scheduler_pods(&http, m.token(), api).await,
+        None => None,
+    };
+    let port = match metrics_port(&id, pods.as_deref(), &task.info.env) {
+        Ok(p) => p,
+        Err(e) => return fail(StatusCode::NOT_FOUND, e),
+    };
+    let url = metrics_url(&host, port);
+    forward(&http, None, Method::GET, &url, None, Bytes::new(), &format!("task {id}'s metrics")).await
 }
 
 #[cfg(test)]
@@ -247,6 +391,58 @@ mod tests {
     fn task_ids_are_encoded_as_one_segment() {
         assert_eq!(encode_segment("hello-0-server__ab12"), "hello-0-server__ab12");
         assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+    }
+
+    fn pod(name: &str, ports: &[(&str, u16)], tasks: &[(&str, &str)]) -> PodPorts {
+        PodPorts {
+            pod: PodPortsRecord {
+                name: name.into(),
+                ports: ports.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                tasks: tasks.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_metrics_port_is_the_pods_port_named_metrics() {
+        let pods = vec![
+            pod("web-0", &[("http", 41000)], &[("server", "web-0-server__1")]),
+            pod("analyze-0", &[("http", 41001), ("metrics", 41002)], &[("stage", "analyze-0-stage__2")]),
+        ];
+        let env: BTreeMap<String, String> = [("PORT_METRICS".to_string(), "1".to_string())].into();
+        assert_eq!(metrics_port("analyze-0-stage__2", Some(&pods), &env), Ok(41002));
+        // The pod record wins over the environment.
+        let e = metrics_port("web-0-server__1", Some(&pods), &env).unwrap_err();
+        assert!(e.contains("pod web-0 has no port named `metrics` (it has ports http)"), "{e}");
+    }
+
+    #[test]
+    fn without_a_pod_record_the_environment_names_the_port() {
+        let env = |v: &str| -> BTreeMap<String, String> { [("PORT_METRICS".to_string(), v.to_string())].into() };
+        let other = vec![pod("x-0", &[("metrics", 1)], &[("t", "someone-else")])];
+        assert_eq!(metrics_port("t1", None, &env("40007")), Ok(40007));
+        assert_eq!(metrics_port("t1", Some(&other), &env(" 40007 ")), Ok(40007));
+        for bad in ["", "0", "70000", "http"] {
+            let e = metrics_port("t1", None, &env(bad)).unwrap_err();
+            assert!(e.contains("expected a port number"), "{e}");
+        }
+        let e = metrics_port("t1", Some(&[]), &BTreeMap::new()).unwrap_err();
+        assert!(e.starts_with("task t1 has no port named `metrics`"), "{e}");
+    }
+
+    #[test]
+    fn pod_records_parse_from_a_schedulers_answer() {
+        let json = r#"[{"pod":{"name":"analyze-0","pod_type":"analyze","index":0,"hostname":"127.0.1.1",
+            "ports":{"metrics":41002},"tasks":{"stage":"analyze-0-stage__2"},"replace":false},"tasks":[]}]"#;
+        let pods: Vec<PodPorts> = serde_json::from_str(json).unwrap();
+        assert_eq!(metrics_port("analyze-0-stage__2", Some(&pods), &BTreeMap::new()), Ok(41002));
+    }
+
+    #[test]
+    fn metrics_urls_bracket_ipv6_hosts() {
+        assert_eq!(metrics_url("127.0.1.2", 41002), "http://127.0.1.2:41002/metrics");
+        assert_eq!(metrics_url("::1", 9), "http://[::1]:9/metrics");
+        assert_eq!(metrics_url("[::1]", 9), "http://[::1]:9/metrics");
     }
 
     #[test]
