@@ -10,7 +10,7 @@
 //! Building the LAUNCH operations is the caller's: the evaluator returns the
 //! resources, ports and volumes the pod's tasks get.
 
-use super::placement::{PlacementRule, PlacementView};
+use super::placement::{Locality, PlacementRule, PlacementView, Preference};
 use crate::resources::{
     AgentId, Attributes, MountDisk, Offer, OfferId, Operation, PortSet, ReservationId, ReservedOffer, Resources,
     Volume, VolumeId, VolumeSource,
@@ -97,6 +97,10 @@ pub struct PodRequirement {
     /// Set when the pod already holds a reservation.
     #[serde(default)]
     pub existing: Option<ExistingPlacement>,
+    /// Where a new pod would rather go; ranks the offers that pass (see
+    /// [`choose_offer`]). Ignored for an existing pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefer: Option<Preference>,
 }
 
 impl PodRequirement {
@@ -118,6 +122,7 @@ impl PodRequirement {
             volumes: Vec::new(),
             rules: Vec::new(),
             existing: None,
+            prefer: None,
         }
     }
     /// Adds a named port; 0 for a dynamic one.
@@ -133,6 +138,11 @@ impl PodRequirement {
     /// Adds a placement rule.
     pub fn rule(mut self, rule: PlacementRule) -> Self {
         self.rules.push(rule);
+        self
+    }
+    /// Sets the pod's soft placement preference.
+    pub fn prefer(mut self, preference: Preference) -> Self {
+        self.prefer = Some(preference);
         self
     }
     /// Marks the pod as living on an existing reservation.
@@ -570,6 +580,61 @@ fn volume_id(rid: &str, container_path: &str, i: usize, all: &[VolumeRequest]) -
     }
 }
 
+/// How many offer rounds a new pod with a preferred hostname lets pass
+/// while that agent has no offer among them, before it takes the best of
+/// the others. Declined offers come back after a second or so, and the
+/// master allocates twice a second, so this is a wait of a few seconds.
+pub const PREFER_WAIT_ROUNDS: u32 = 3;
+
+/// Which of the offers that fit a pod to take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfferChoice {
+    /// Take `fits[i]`.
+    Take(usize),
+    /// Take none this round: the preferred agent has not offered yet. Why,
+    /// for the step's message.
+    Wait(String),
+    /// Nothing fits.
+    NoFit,
+}
+
+/// Chooses among `fits` (the passing evaluations of one offer round, in
+/// offer order) for `req`. Without a preference, or for a pod going back to
+/// its reservation, the first fit. With one: the fit on the preferred
+/// hostname; else, while that hostname is not among this round's `offered`
+/// agents and the pod has waited fewer than [`PREFER_WAIT_ROUNDS`] rounds
+/// (`rounds_waited`), wait; else the first fit in the preferred zone, else
+/// the first fit. An offer from the preferred agent that does not fit is
+/// not waited for: the next best is taken at once.
+pub fn choose_offer(req: &PodRequirement, offered: &[&Offer], fits: &[Evaluation], rounds_waited: u32) -> OfferChoice {
+    if fits.is_empty() {
+        return OfferChoice::NoFit;
+    }
+    let Some(pref) = req.prefer.as_ref().filter(|_| req.existing.is_none()) else {
+        return OfferChoice::Take(0);
+    };
+    let attrs: Vec<Cow<'_, Attributes>> = fits
+        .iter()
+        .map(|e| offered.iter().find(|o| o.id == e.offer_id).map(|o| attributes_of(o)).unwrap_or_default())
+        .collect();
+    let best = pref.best(attrs.iter().map(|a| &**a)).unwrap_or(0);
+    if pref.locality(&attrs[best]) == Locality::Host {
+        return OfferChoice::Take(best);
+    }
+    if let Some(host) = &pref.hostname {
+        let host_offered = offered.iter().any(|o| attributes_of(o).get("hostname") == Some(host));
+        if !host_offered && rounds_waited < PREFER_WAIT_ROUNDS {
+            return OfferChoice::Wait(format!(
+                "{} waits for an offer from its preferred agent {host} (round {} of {PREFER_WAIT_ROUNDS}; {} other offers fit)",
+                req.name(),
+                rounds_waited + 1,
+                fits.len()
+            ));
+        }
+    }
+    OfferChoice::Take(best)
+}
+
 /// One line saying why a pod waits (or how many offers fit), from its
 /// evaluations across offers: each declined offer counts at its first
 /// failing stage, with that stage's most common reasons.
@@ -874,6 +939,76 @@ mod tests {
             free,
         });
         o
+    }
+
+    /// Every offer's evaluation for `req`, and the fits among them.
+    fn round(req: &PodRequirement, offers: &[Offer], view: &PlacementView) -> Vec<Evaluation> {
+        offers.iter().map(|o| evaluate(req, o, view)).filter(Evaluation::passed).collect()
+    }
+
+    #[test]
+    fn a_preference_picks_the_host_then_waits_a_bounded_while_then_its_zone() {
+        let view = PlacementView::new();
+        let pref = Preference { hostname: Some("127.0.1.3".into()), zone: Some("zone-b".into()) };
+        let req = hello(0).prefer(pref.clone());
+        let offers = [big(1, "zone-a"), big(2, "zone-b"), big(3, "zone-b"), big(4, "zone-c")];
+        let offered: Vec<&Offer> = offers.iter().collect();
+        // The preferred host, wherever it is in the round.
+        let fits = round(&req, &offers, &view);
+        assert_eq!(choose_offer(&req, &offered, &fits, 0), OfferChoice::Take(2));
+        // Its agent not offering: wait, at most PREFER_WAIT_ROUNDS rounds…
+        let without: Vec<&Offer> = offered.iter().copied().filter(|o| o.agent_id != "a3").collect();
+        let fits = round(&req, &without.iter().map(|o| (*o).clone()).collect::<Vec<_>>(), &view);
+        let OfferChoice::Wait(why) = choose_offer(&req, &without, &fits, 0) else { panic!("waits") };
+        assert_eq!(
+            why,
+            "hello-0 waits for an offer from its preferred agent 127.0.1.3 (round 1 of 3; 3 other offers fit)"
+        );
+        assert!(matches!(choose_offer(&req, &without, &fits, PREFER_WAIT_ROUNDS - 1), OfferChoice::Wait(_)));
+        // …then the first of its zone (a2 is fits[1]), else the first fit.
+        assert_eq!(choose_offer(&req, &without, &fits, PREFER_WAIT_ROUNDS), OfferChoice::Take(1));
+        let elsewhere = [big(1, "zone-a"), big(4, "zone-c")];
+        let fits = round(&req, &elsewhere, &view);
+        assert_eq!(choose_offer(&req, &elsewhere.iter().collect::<Vec<_>>(), &fits, 9), OfferChoice::Take(0));
+        // The preferred agent offering too little: no wait, its zone at once.
+        let mut small = big(3, "zone-b");
+        small.unreserved = Resources::new(0.1, 64, 10);
+        let offers = [big(1, "zone-a"), small, big(2, "zone-b")];
+        let fits = round(&req, &offers, &view);
+        assert_eq!(fits.len(), 2);
+        assert_eq!(choose_offer(&req, &offers.iter().collect::<Vec<_>>(), &fits, 0), OfferChoice::Take(1));
+        // Nothing fits.
+        assert_eq!(choose_offer(&req, &offered, &[], 0), OfferChoice::NoFit);
+    }
+
+    #[test]
+    fn a_preference_never_beats_a_rule_or_a_reservation() {
+        // Placement rules first: hello-0 on 127.0.1.3 makes zone-b full for hello-1.
+        let mut view = PlacementView::new();
+        let b3 = big(3, "zone-b");
+        place(&mut view, &hello(0), &b3);
+        let req = hello(1).prefer(Preference { hostname: Some("127.0.1.3".into()), zone: Some("zone-b".into()) });
+        let offers = [big(1, "zone-a"), big(2, "zone-b"), b3];
+        let offered: Vec<&Offer> = offers.iter().collect();
+        let fits = round(&req, &offers, &view);
+        assert_eq!(fits.len(), 1, "only zone-a passes max-per zone");
+        assert_eq!(choose_offer(&req, &offered, &fits, 0), OfferChoice::Take(0));
+        // No preference: the first fit, as before.
+        let plain = hello(1);
+        let fits = round(&plain, &offers, &PlacementView::new());
+        assert_eq!(choose_offer(&plain, &offered, &fits, 0), OfferChoice::Take(0));
+        // A pod on its reservation ignores its preference and never waits.
+        let existing = ExistingPlacement {
+            agent_id: "a1".into(),
+            reservation_id: "r1".into(),
+            volume_ids: vec!["v1".into()],
+            ports: BTreeMap::new(),
+        };
+        let back = hello(0).existing(existing).prefer(Preference { hostname: Some("elsewhere".into()), zone: None });
+        let own =
+            reserved_offer(1, "r1", &["v1"], Resources::new(1.0, 1024, 1000).with_ports(PortSet::from_ports([31005])));
+        let fits = round(&back, std::slice::from_ref(&own), &view);
+        assert_eq!(choose_offer(&back, &[&own], &fits, 0), OfferChoice::Take(0));
     }
 
     #[test]

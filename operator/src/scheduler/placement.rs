@@ -549,9 +549,89 @@ pub fn check(
     view.placing(pod_type, pod_index).check(rule, agent)
 }
 
+/// A soft placement preference of one pod placed anew (the service spec's
+/// `prefer:` entry for its index): an agent by hostname, else one in a zone.
+/// Unlike a [`PlacementRule`] it never refuses an agent; it only ranks the
+/// agents whose offers passed every rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preference {
+    /// The preferred agent's `hostname`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// The zone to fall back to (usually the preferred agent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+/// How near an agent is to a [`Preference`], best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Locality {
+    /// The preferred hostname.
+    Host,
+    /// Another agent of the preferred zone.
+    Zone,
+    /// Anywhere else.
+    Elsewhere,
+}
+
+impl Preference {
+    /// How near the agent with `attributes` (with `hostname` among them) is.
+    pub fn locality(&self, attributes: &Attributes) -> Locality {
+        let is = |want: &Option<String>, key: &str| want.is_some() && attributes.get(key) == want.as_ref();
+        if is(&self.hostname, "hostname") {
+            Locality::Host
+        } else if is(&self.zone, "zone") {
+            Locality::Zone
+        } else {
+            Locality::Elsewhere
+        }
+    }
+
+    /// The index of the best of `agents` (attributes of the agents whose
+    /// offers passed, in offer order): the first on the preferred hostname,
+    /// else the first in the preferred zone, else the first; `None` when
+    /// empty.
+    pub fn best<'a>(&self, agents: impl IntoIterator<Item = &'a Attributes>) -> Option<usize> {
+        agents.into_iter().enumerate().min_by_key(|(i, a)| (self.locality(a), *i)).map(|(i, _)| i)
+    }
+}
+
+impl fmt::Display for Preference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.hostname, &self.zone) {
+            (Some(h), Some(z)) => write!(f, "hostname {h} (zone {z})"),
+            (Some(h), None) => write!(f, "hostname {h}"),
+            (None, Some(z)) => write!(f, "zone {z}"),
+            (None, None) => f.write_str("no preference"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preferences_rank_the_host_then_its_zone_then_offer_order() {
+        let (a1, a2, a3, a4) = (attrs("h1", "za"), attrs("h2", "zb"), attrs("h3", "zb"), attrs("h4", "zc"));
+        let p = Preference { hostname: Some("h3".into()), zone: Some("zb".into()) };
+        assert_eq!(p.locality(&a3), Locality::Host);
+        assert_eq!(p.locality(&a2), Locality::Zone);
+        assert_eq!(p.locality(&a1), Locality::Elsewhere);
+        assert_eq!(p.best([&a1, &a2, &a3, &a4]), Some(2), "the preferred host wins wherever it is");
+        assert_eq!(p.best([&a1, &a4, &a2]), Some(2), "then the first agent of its zone");
+        assert_eq!(p.best([&a4, &a1]), Some(0), "then the first that passed");
+        assert_eq!(p.best(std::iter::empty()), None);
+        // A zone alone, or a hostname alone.
+        let zone = Preference { hostname: None, zone: Some("zc".into()) };
+        assert_eq!(zone.best([&a1, &a2, &a4]), Some(2));
+        let host = Preference { hostname: Some("h2".into()), zone: None };
+        assert_eq!(host.best([&a3, &a2]), Some(1));
+        assert_eq!(host.locality(&a3), Locality::Elsewhere, "no zone named: a zone-mate is not nearer");
+        // An agent without the attribute is never a match for it.
+        assert_eq!(Preference::default().locality(&Attributes::new()), Locality::Elsewhere);
+        assert_eq!(p.to_string(), "hostname h3 (zone zb)");
+    }
 
     fn attrs(host: &str, zone: &str) -> Attributes {
         let mut a = Attributes::new();

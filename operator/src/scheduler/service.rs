@@ -8,7 +8,7 @@
 //! carries on where it stopped.
 
 use super::evaluator::{self, ExistingPlacement, PodRequirement, VolumeKind};
-use super::placement::{PlacementRule as Rule, PlacementView};
+use super::placement::{PlacementRule as Rule, PlacementView, Preference};
 use super::plan::{Phase, Plan, Step, StepState, Strategy};
 use super::spec::{self, Goal, PodSpec, ServiceSpec, VolumeType};
 use crate::client::MasterClient;
@@ -58,6 +58,15 @@ pub struct PodRecord {
     /// The decommission hook of a pod being decommissioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook: Option<HookRun>,
+    /// Offer rounds this pod, placed anew, let pass waiting for its
+    /// preferred agent (`prefer:`); bounded by
+    /// [`evaluator::PREFER_WAIT_ROUNDS`], reset once placed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prefer_waits: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A decommission hook's progress, persisted so that a restart neither
@@ -731,16 +740,27 @@ impl ServiceScheduler {
                         }
                     }
                     let mut evals = Vec::new();
-                    let mut matched = None;
+                    let (mut fits, mut offered) = (Vec::new(), Vec::new());
                     for o in offers.iter().filter(|o| !used.contains(&o.id)) {
                         let e = evaluator::evaluate(&req, o, &view);
                         self.metrics.evaluated(&e);
+                        offered.push(o);
                         if e.passed() {
-                            matched = e.matched.clone();
-                            break;
+                            fits.push(e);
+                            // A pod with a preference ranks every fit; others take the first.
+                            if req.prefer.is_none() {
+                                break;
+                            }
+                            continue;
                         }
                         evals.push(e);
                     }
+                    let waited = inner.state.pods.get(&pod).map_or(0, |p| p.prefer_waits);
+                    let (matched, prefer_wait) = match evaluator::choose_offer(&req, &offered, &fits, waited) {
+                        evaluator::OfferChoice::Take(i) => (fits.swap_remove(i).matched, None),
+                        evaluator::OfferChoice::Wait(why) => (None, Some(why)),
+                        evaluator::OfferChoice::NoFit => (None, None),
+                    };
                     let peers = matched
                         .as_ref()
                         .and_then(|m: &evaluator::OfferMatch| {
@@ -750,7 +770,10 @@ impl ServiceScheduler {
                         .unwrap_or_default();
                     let plan = inner.state.plans.get_mut(&name).expect("listed");
                     let Some(m) = matched else {
-                        let why = if evals.is_empty() {
+                        let preferring = prefer_wait.is_some();
+                        let why = if let Some(w) = prefer_wait {
+                            w
+                        } else if evals.is_empty() {
                             "waiting for offers".to_string()
                         } else {
                             evaluator::summarize(&evals)
@@ -763,6 +786,7 @@ impl ServiceScheduler {
                             ..Default::default()
                         });
                         p.waiting = Some(why);
+                        p.prefer_waits += u32::from(preferring);
                         continue;
                     };
                     // Record the pod and its task records before the accept goes out.
@@ -785,6 +809,7 @@ impl ServiceScheduler {
                     rec.replace = false;
                     rec.replaced_from = None;
                     rec.waiting = None;
+                    rec.prefer_waits = 0;
                     let step_tasks = plan.get(r).map(|s| s.tasks.clone()).unwrap_or_default();
                     let mut ops = m.operations.clone();
                     let n = step_tasks.len().max(1) as f64;
@@ -1251,6 +1276,9 @@ fn requirement(spec: &ServiceSpec, st: &SchedulerState, pod: &str) -> Option<Pod
     }
     for r in ps.rules() {
         req = req.rule(to_rule(r));
+    }
+    if let Some(p) = ps.preference(index as u32) {
+        req = req.prefer(Preference { hostname: p.hostname.clone(), zone: p.zone.clone() });
     }
     if let Some(rec) = st.pods.get(pod) {
         if let (true, Some(old)) = (rec.replace, &rec.replaced_from) {

@@ -213,6 +213,11 @@ pub struct PodSpec {
     /// Service hooks: commands run at points of a pod's life.
     #[serde(skip_serializing_if = "Hooks::is_empty")]
     pub hooks: Hooks,
+    /// `prefer:` — a soft placement preference per pod index (entry `i` is
+    /// for pod `i`; an empty entry, or none, means no preference). See
+    /// [`Preference`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prefer: Vec<Preference>,
     /// Where the pod type's name is.
     #[serde(skip)]
     pub pos: Pos,
@@ -234,6 +239,10 @@ impl PodSpec {
     /// The placement rules, without their positions.
     pub fn rules(&self) -> impl Iterator<Item = &PlacementRule> {
         self.placement.iter().map(|p| &p.rule)
+    }
+    /// The placement preference of pod `index`, if it has a non-empty one.
+    pub fn preference(&self, index: u32) -> Option<&Preference> {
+        self.prefer.get(index as usize).filter(|p| !p.is_empty())
     }
     /// Whether a rule spreads or groups this pod type by zone.
     pub fn is_zone_aware(&self) -> bool {
@@ -430,6 +439,36 @@ impl Serialize for PlacementRule {
             PlacementRule::ColocateWith { pod } | PlacementRule::Avoid { pod } => m.serialize_entry(k, pod)?,
         }
         m.end()
+    }
+}
+
+/// Where one pod would rather go, when it is placed anew (first deployed,
+/// or replaced): the agent with this `hostname`, else an agent in this
+/// `zone`, else any agent its placement rules allow. Soft: it never makes
+/// an offer fail, it only ranks the offers that pass. A pod that already
+/// holds a reservation goes back to it whatever its preference says.
+///
+/// ```yaml
+/// prefer:
+///   - {hostname: 10.0.0.1, zone: zone-a}   # pod 0
+///   - {zone: zone-b}                       # pod 1
+///   - {}                                   # pod 2: no preference
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Preference {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// Where the entry is.
+    #[serde(skip)]
+    pub pos: Pos,
+}
+
+impl Preference {
+    /// No hostname and no zone: no preference.
+    pub fn is_empty(&self) -> bool {
+        self.hostname.is_none() && self.zone.is_none()
     }
 }
 

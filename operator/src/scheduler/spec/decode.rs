@@ -56,7 +56,9 @@ fn load_error(cx: &mut Cx, e: LoadError) {
 }
 
 const SERVICE_FIELDS: &[&str] = &["name", "role", "pods", "plans"];
-const POD_FIELDS: &[&str] = &["count", "resources", "volumes", "placement", "tasks", "allow-decommission", "hooks"];
+const POD_FIELDS: &[&str] =
+    &["count", "resources", "volumes", "placement", "prefer", "tasks", "allow-decommission", "hooks"];
+const PREFER_FIELDS: &[&str] = &["hostname", "zone"];
 const HOOKS: &[&str] = &["decommission"];
 const HOOK_FIELDS: &[&str] = &["cmd", "env", "cpus", "mem"];
 const RESOURCE_FIELDS: &[&str] = &["cpus", "mem", "ports"];
@@ -130,6 +132,7 @@ fn pod(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PodSpec {
         tasks: Vec::new(),
         allow_decommission: false,
         hooks: Hooks::default(),
+        prefer: Vec::new(),
         pos: at,
         count_pos: at,
     };
@@ -161,7 +164,60 @@ fn pod(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PodSpec {
     if let Some(n) = f.get("hooks") {
         pod.hooks = hooks(cx, n, &f.path("hooks"));
     }
+    if let Some(n) = f.get("prefer") {
+        pod.prefer = preferences(cx, n, &f.path("prefer"));
+        if let Some(extra) = pod.prefer.get(pod.count as usize) {
+            let (count, n) = (pod.count, pod.prefer.len());
+            cx.err(
+                extra.pos,
+                &format!("{}[{count}]", f.path("prefer")),
+                format!("{n} preferences for {count} pods: entry {count} is for a pod that does not exist"),
+            )
+            .hint = Some("`prefer` has one entry per pod index, at most `count` entries".into());
+        }
+    }
     pod
+}
+
+/// `prefer:` — a list indexed by pod index, each entry a mapping with
+/// `hostname` and/or `zone`, or `{}` / nothing for no preference.
+fn preferences(cx: &mut Cx, n: &Node, path: &str) -> Vec<Preference> {
+    let Node::Sequence(seq) = n else {
+        cx.err(
+            npos(n),
+            path,
+            format!(
+                "expected a list with one preference per pod index (`- {{hostname: H, zone: Z}}`), found {}",
+                describe(n)
+            ),
+        )
+        .hint = Some("entry i is pod i's preference; write `- {}` for a pod without one".into());
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(seq.len());
+    for (i, item) in seq.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let mut pref = Preference { pos: npos(item), ..Default::default() };
+        if !is_null(item) {
+            let what = "a preference: a mapping with `hostname` and/or `zone` (or `{}` for none)";
+            if let Some(f) = fields(cx, item, &p, what, PREFER_FIELDS) {
+                for key in PREFER_FIELDS {
+                    let Some(v) = f.get(key) else { continue };
+                    let Some(s) = string(cx, v, &f.path(key), &format!("an agent {key}")) else { continue };
+                    if s.trim().is_empty() || s.chars().any(char::is_whitespace) {
+                        cx.err(npos(v), &f.path(key), format!("expected an agent {key} without spaces, found `{s}`"));
+                        continue;
+                    }
+                    match *key {
+                        "hostname" => pref.hostname = Some(s),
+                        _ => pref.zone = Some(s),
+                    }
+                }
+            }
+        }
+        out.push(pref);
+    }
+    out
 }
 
 fn hooks(cx: &mut Cx, n: &Node, path: &str) -> Hooks {

@@ -852,3 +852,67 @@ fn bad_hooks_are_refused_where_they_are() {
         "t.yaml:9:37: pods.web.hooks.decommission.cpus: expected a number of cpus > 0",
     );
 }
+
+/// A three-pod spec with the given `prefer:` body (indented 4, on line 8…).
+fn preferring(prefer: &str) -> String {
+    pod(&format!("{}    prefer:\n{prefer}", MIN_POD.replace("count: 1", "count: 3")))
+}
+
+#[test]
+fn preferences_are_per_pod_index_and_may_be_empty() {
+    let spec = parse(&preferring("      - {hostname: 10.0.0.1, zone: zone-a}\n      - {zone: zone-b}\n      - {}\n"));
+    let web = spec.pod("web").unwrap();
+    assert_eq!(web.prefer.len(), 3);
+    let p0 = web.preference(0).unwrap();
+    assert_eq!((p0.hostname.as_deref(), p0.zone.as_deref()), (Some("10.0.0.1"), Some("zone-a")));
+    let p1 = web.preference(1).unwrap();
+    assert_eq!((p1.hostname.as_deref(), p1.zone.as_deref()), (None, Some("zone-b")));
+    assert!(web.preference(2).is_none(), "`{{}}` is no preference");
+    assert!(web.preference(7).is_none(), "pods past the list have none");
+    // Fewer entries than pods, and a null entry, are fine.
+    let short = parse(&preferring("      - ~\n      - {hostname: h2}\n"));
+    let web = short.pod("web").unwrap();
+    assert!(web.preference(0).is_none());
+    assert_eq!(web.preference(1).unwrap().hostname.as_deref(), Some("h2"));
+    // Serialized back, a spec keeps its preferences.
+    let yaml = serde_json::to_value(&spec).unwrap();
+    assert_eq!(yaml["pods"]["web"]["prefer"][0]["hostname"], "10.0.0.1");
+    assert!(yaml["pods"]["web"]["prefer"][2].as_object().unwrap().is_empty());
+}
+
+#[test]
+fn changing_preferences_restarts_nothing() {
+    let old = parse(&preferring("      - {hostname: a}\n"));
+    let new = parse(&preferring("      - {hostname: b}\n      - {zone: z}\n"));
+    assert!(changed_pods(&old, &new).is_empty());
+    assert!(validate_update(&old, &new).is_empty());
+    assert!(
+        changed_pods(&parse(&pod(MIN_POD)), &parse(&pod(&format!("{MIN_POD}    prefer: [{{zone: z}}]\n")))).is_empty()
+    );
+}
+
+#[test]
+fn bad_preferences_are_refused_where_they_are() {
+    one_error(
+        &preferring("      hostname: a\n"),
+        "t.yaml:9:7: pods.web.prefer: expected a list with one preference per pod index",
+    );
+    one_error(
+        &preferring("      - {host: a}\n"),
+        "t.yaml:9:10: pods.web.prefer[0].host: unknown field `host`; valid fields here are `hostname`, `zone`",
+    );
+    one_error(
+        &preferring("      - {}\n      - {zone: [a, b]}\n"),
+        "t.yaml:10:16: pods.web.prefer[1].zone: expected an agent zone",
+    );
+    one_error(
+        &preferring("      - {zone: \"zone a\"}\n"),
+        "t.yaml:9:16: pods.web.prefer[0].zone: expected an agent zone without spaces",
+    );
+    one_error(&preferring("      - node-1\n"), "t.yaml:9:9: pods.web.prefer[0]: expected a preference");
+    let e = one_error(
+        &preferring("      - {}\n      - {}\n      - {}\n      - {zone: d}\n"),
+        "t.yaml:12:9: pods.web.prefer[3]: 4 preferences for 3 pods",
+    );
+    assert!(e.contains("hint: `prefer` has one entry per pod index"), "{e}");
+}

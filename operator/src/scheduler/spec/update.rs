@@ -99,8 +99,8 @@ pub fn validate_update(old: &ServiceSpec, new: &ServiceSpec) -> Vec<UpdateRefusa
 }
 
 /// Pod types present in both specs whose configuration differs: resources,
-/// volumes, placement or tasks. `count` and `allow-decommission` are scaling,
-/// not configuration, and are ignored; pod types only in `new` are not
+/// volumes, placement rules or tasks. `count` and `allow-decommission` are
+/// scaling, hooks and `prefer` restart nothing, and are ignored; pod types only in `new` are not
 /// listed. In `new`'s order.
 pub fn changed_pods(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
     new.pods
@@ -112,6 +112,8 @@ pub fn changed_pods(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
                 o.allow_decommission = n.allow_decommission;
                 // Hooks run beside the tasks: changing one restarts nothing.
                 o.hooks = n.hooks.clone();
+                // Preferences only rank offers for pods placed anew.
+                o.prefer = n.prefer.clone();
                 o != **n
             })
         })
