@@ -1,16 +1,21 @@
 //! `smack kafka …`: topics and brokers of a Kafka service over the admin
 //! API (rdkafka), the broker readiness gate the service's pods use, and
-//! `drain`, the decommission hook that moves every replica off a broker.
+//! `drain`, the decommission hook that moves every replica off a broker;
+//! `rebalance`, and `scale`, which changes the broker count through the
+//! service's scheduler and moves the replicas to match.
 //!
 //! The bootstrap servers are `--bootstrap`, else the service's brokers as
 //! its scheduler reports them (`smack endpoints kafka`).
 
 use crate::cluster::ClusterFile;
 use crate::endpoints_cmd;
+use crate::kafka_drain;
 use crate::Output;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use smack_connectors::kafka::{BrokerDescription, KafkaAdmin, KafkaClientConfig, TopicDescription, TopicSpec};
+use smack_connectors::kafka::{
+    BrokerDescription, ClusterSnapshot, KafkaAdmin, KafkaClientConfig, TopicDescription, TopicSpec,
+};
 use smack_operator::catalog::kafka_service;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -45,13 +50,40 @@ pub enum KafkaCmd {
         #[arg(long)]
         broker: i32,
     },
-    /// Move every replica off broker N onto the others and wait until done
-    /// (the pods' decommission hook).
+    /// Move every replica off broker N onto the others, wait until done, and
+    /// take N out of the controller quorum (the pods' decommission hook).
     Drain {
         #[arg(long)]
         broker: i32,
+        /// Replication throttle while replicas move, bytes/s per broker (0: none).
+        #[arg(long, default_value_t = kafka_drain::DEFAULT_THROTTLE)]
+        throttle: u64,
         /// Give up after this long.
         #[arg(long, default_value = "30m", value_parser = crate::commands::parse_duration)]
+        timeout: Duration,
+    },
+    /// Move replicas so that every broker holds a fair share of each topic,
+    /// rack-aware and throttled, and wait until done.
+    Rebalance {
+        /// Replication throttle while replicas move, bytes/s per broker (0: none).
+        #[arg(long, default_value_t = kafka_drain::DEFAULT_THROTTLE)]
+        throttle: u64,
+        /// Give up after this long.
+        #[arg(long, default_value = "30m", value_parser = crate::commands::parse_duration)]
+        timeout: Duration,
+    },
+    /// Change the number of brokers: more are deployed and then the replicas
+    /// rebalanced onto them; fewer are decommissioned highest id first, each
+    /// drained by its decommission hook. Refused when fewer brokers would
+    /// remain than a topic's replication factor.
+    Scale {
+        #[arg(long)]
+        brokers: u32,
+        /// Replication throttle while replicas move, bytes/s per broker (0: none).
+        #[arg(long, default_value_t = kafka_drain::DEFAULT_THROTTLE)]
+        throttle: u64,
+        /// Give up waiting for the plans and the moves after this long.
+        #[arg(long, default_value = "60m", value_parser = crate::commands::parse_duration)]
         timeout: Duration,
     },
 }
@@ -104,6 +136,9 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 /// Cluster access is only needed when the bootstrap servers are not given.
 pub async fn run(state_dir: &Path, cluster: impl FnOnce() -> Result<ClusterFile>, args: KafkaArgs) -> Result<()> {
+    if let KafkaCmd::Scale { brokers, throttle, timeout } = args.cmd {
+        return scale(state_dir, &cluster()?, &args.service, brokers, throttle, timeout).await;
+    }
     let json = args.output == Output::Json;
     let mut pods = Vec::new();
     let bootstrap = match &args.bootstrap {
@@ -145,7 +180,165 @@ pub async fn run(state_dir: &Path, cluster: impl FnOnce() -> Result<ClusterFile>
                 bail!("broker {broker} not ready: {}", r.reason)
             }
         }
-        KafkaCmd::Drain { broker, timeout } => crate::kafka_drain::drain(&admin, &bootstrap, broker, timeout).await,
+        KafkaCmd::Drain { broker, throttle, timeout } => {
+            kafka_drain::drain(&admin, &bootstrap, broker, throttle, timeout).await
+        }
+        KafkaCmd::Rebalance { throttle, timeout } => {
+            kafka_drain::rebalance(&admin, &bootstrap, throttle, timeout).await.map(|_| ())
+        }
+        KafkaCmd::Scale { .. } => unreachable!("handled above"),
+    }
+}
+
+/// The topics whose replication factor is above `brokers`, as
+/// `name (replication N)`.
+pub fn too_wide_topics(snap: &ClusterSnapshot, brokers: usize) -> Vec<String> {
+    snap.topics
+        .iter()
+        .filter(|t| t.error.is_none() && t.replication_factor() > brokers)
+        .map(|t| format!("{} (replication {})", t.name, t.replication_factor()))
+        .collect()
+}
+
+/// `smack kafka scale --brokers N`: the service's spec with the new count,
+/// submitted to its scheduler; then, growing, waits for the new brokers'
+/// deploy steps and rebalances the replicas onto them; shrinking, waits for
+/// the decommission plan (each removed broker drained by its hook first)
+/// and takes any controller the removed brokers left behind out of the
+/// quorum.
+///
+/// The rebalance runs here, in the CLI, not as a scheduler plan: it is one
+/// cluster-wide Admin API call and a wait, not work on a pod (a scheduler
+/// step would have to launch a task inside some broker's reservation), and
+/// Kafka itself keeps the reassignment durably, so if this process dies the
+/// move goes on and `smack kafka rebalance` picks it up.
+async fn scale(
+    state_dir: &Path,
+    c: &ClusterFile,
+    service: &str,
+    brokers: u32,
+    throttle: u64,
+    timeout: Duration,
+) -> Result<()> {
+    if brokers == 0 {
+        bail!("--brokers 0: a Kafka service needs at least one broker; use `smack service delete` to remove it");
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    let spec = crate::service_cmd::spec_of(state_dir, c, service)
+        .await
+        .with_context(|| format!("reading the spec of service {service}"))?;
+    let now = kafka_service::pod_count(&spec.yaml, kafka_service::POD_TYPE)
+        .map_err(|e| anyhow::anyhow!("service {service}: {e}"))?;
+    if now == brokers {
+        println!("service {service} already runs {brokers} broker(s): nothing to change");
+        return Ok(());
+    }
+    let pods = endpoints_cmd::pods(state_dir, c, service).await?;
+    let bootstrap = endpoints_cmd::endpoints_of(&pods, kafka_service::CLIENT_PORT).join(",");
+    if bootstrap.is_empty() {
+        bail!("service {service} has no placed broker yet; wait for its deploy (`smack plan show deploy`)");
+    }
+    let config =
+        KafkaClientConfig::new(bootstrap.clone()).with_client_id("smack-cli").with_timeout(Duration::from_secs(30));
+    let admin = KafkaAdmin::connect(&config).await.with_context(|| format!("connecting to Kafka at {bootstrap}"))?;
+    if brokers < now {
+        let too_wide = too_wide_topics(&admin.snapshot().await?, brokers as usize);
+        if !too_wide.is_empty() {
+            bail!(
+                "refusing to scale service {service} from {now} to {brokers} broker(s): fewer brokers would remain \
+                 than the replication factor of {}; lower those topics' replication or keep more brokers",
+                too_wide.join(", ")
+            );
+        }
+    }
+    let yaml = kafka_service::with_pod_count(&spec.yaml, kafka_service::POD_TYPE, brokers)
+        .map_err(|e| anyhow::anyhow!("service {service}: {e}"))?;
+    let plans = crate::service_cmd::submit_spec(
+        state_dir,
+        c,
+        service,
+        &smack_operator::scheduler::api::SpecUpdate { yaml, file: spec.file.clone() },
+    )
+    .await
+    .with_context(|| format!("service {service} refused the new broker count"))?;
+    println!("service {service}: {now} -> {brokers} broker(s); started {}", plans.join(", "));
+    if brokers > now {
+        wait_plan(state_dir, c, service, "update", deadline).await?;
+        let want: Vec<i32> = (now as i32..brokers as i32).collect();
+        let mut missing = want.clone();
+        while !missing.is_empty() {
+            if std::time::Instant::now() > deadline {
+                bail!("broker(s) {missing:?} did not register with the controller within {timeout:?}");
+            }
+            let snap = admin.snapshot().await?;
+            missing.retain(|id| !snap.brokers.iter().any(|b| b.id == *id));
+            if !missing.is_empty() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        println!("broker(s) {want:?} registered; rebalancing");
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        kafka_drain::rebalance(&admin, &bootstrap, throttle, left).await?;
+    } else {
+        wait_plan(state_dir, c, service, "decommission", deadline).await?;
+        // A removed controller may have re-joined the quorum between its
+        // drain and its stop (auto-join): now that it is gone, take it out.
+        let pods = endpoints_cmd::pods(state_dir, c, service).await?;
+        let live = endpoints_cmd::endpoints_of(&pods, kafka_service::CLIENT_PORT).join(",");
+        let voters = kafka_drain::quorum_voters(&live).await?;
+        for v in voters.iter().filter(|v| **v >= brokers as i32) {
+            println!("controller {v} is still a voter after its broker was removed: removing it");
+            kafka_drain::remove_voter(&live, *v).await?;
+        }
+        println!(
+            "service {service} runs {brokers} broker(s); controller voters {:?}",
+            kafka_drain::quorum_voters(&live).await?
+        );
+    }
+    Ok(())
+}
+
+/// Waits until `plan` of the service is COMPLETE, printing its steps as
+/// they change; an ERROR step or the deadline is an error.
+async fn wait_plan(
+    state_dir: &Path,
+    c: &ClusterFile,
+    service: &str,
+    plan: &str,
+    deadline: std::time::Instant,
+) -> Result<()> {
+    use smack_operator::scheduler::plan::Status;
+    let mut shown = String::new();
+    loop {
+        // The scheduler may be busy (or briefly unreachable): try again.
+        match crate::service_cmd::plan_view(state_dir, c, service, plan).await {
+            Ok(v) => {
+                let mut lines = Vec::new();
+                for s in v.plan.phases.iter().flat_map(|p| &p.steps) {
+                    lines.push(format!(
+                        "  {plan} {:<24} {:?}{}",
+                        s.name,
+                        s.state,
+                        s.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                    ));
+                }
+                let now = lines.join("\n");
+                if now != shown {
+                    println!("{now}");
+                    shown = now;
+                }
+                match v.plan.status {
+                    Status::Complete => return Ok(()),
+                    Status::Error => bail!("plan {plan} of service {service} failed: {}", v.plan.errors.join("; ")),
+                    _ => {}
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "reading plan {plan}"),
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("plan {plan} of service {service} did not complete in time; see `smack plan show {plan}`");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -334,5 +527,25 @@ mod tests {
         assert_eq!(parse_kv("a=b=c").unwrap(), ("a".into(), "b=c".into()));
         assert!(parse_kv("nope").is_err());
         assert!(parse_kv("=x").is_err());
+    }
+
+    #[test]
+    fn topics_wider_than_the_brokers_left_are_named() {
+        use smack_connectors::kafka::{PartitionDescription, TopicDescription};
+        let topic = |name: &str, rf: usize| TopicDescription {
+            name: name.into(),
+            partitions: vec![PartitionDescription {
+                id: 0,
+                leader: Some(0),
+                replicas: (0..rf as i32).collect(),
+                isr: (0..rf as i32).collect(),
+                error: None,
+            }],
+            error: None,
+        };
+        let snap = ClusterSnapshot { brokers: vec![], topics: vec![topic("events", 3), topic("small", 2)] };
+        assert_eq!(too_wide_topics(&snap, 2), vec!["events (replication 3)"]);
+        assert!(too_wide_topics(&snap, 3).is_empty());
+        assert_eq!(too_wide_topics(&snap, 1).len(), 2);
     }
 }

@@ -1,13 +1,22 @@
-//! `smack kafka drain --broker N`: every partition replica moved off broker
-//! N onto the remaining brokers (rack-aware, least loaded first), waiting
-//! until the reassignment is done; the Kafka pods' decommission hook.
+//! Moving Kafka partition replicas between brokers: `smack kafka drain
+//! --broker N` (every replica off broker N, then N out of the controller
+//! quorum; the Kafka pods' decommission hook) and `smack kafka rebalance`
+//! (replicas onto the brokers that hold less than their share, e.g. after a
+//! scale-up). Both plans are pure ([`plan_drain`], [`plan_rebalance`]) and
+//! rack-aware (a partition's replicas on distinct racks where the brokers
+//! allow); the moves are throttled and awaited.
 //!
-//! rdkafka has no partition-reassignment call, so the reassignment is
-//! submitted and awaited by a small Java program on Kafka's own client
-//! jars (the JDK runs the source file directly), through the Admin API's
-//! `alterPartitionReassignments` / `listPartitionReassignments` — the
-//! calls `kafka-reassign-partitions.sh` makes. Refused when fewer brokers
-//! would remain than a topic's replication factor.
+//! rdkafka has no partition-reassignment or quorum call, so those run in a
+//! small Java program on Kafka's own client jars (the JDK runs the source
+//! file directly), through the Admin API: `incrementalAlterConfigs` for the
+//! replication throttles (set before the move, removed after it, on failure
+//! too), `alterPartitionReassignments` / `listPartitionReassignments` (what
+//! `kafka-reassign-partitions.sh` does), `electLeaders` (preferred leaders
+//! once the replicas moved), and `describeMetadataQuorum` /
+//! `removeRaftVoter` (what `kafka-metadata-quorum.sh remove-controller`
+//! does). A reassignment is Kafka's own durable state: if this process
+//! dies, the move goes on inside Kafka; running the command again plans
+//! from where the replicas are and removes the throttles at the end.
 
 use anyhow::{bail, Context, Result};
 use smack_connectors::kafka::{ClusterSnapshot, KafkaAdmin};
@@ -84,67 +93,240 @@ pub fn plan_drain(snap: &ClusterSnapshot, racks: &BTreeMap<i32, String>, broker:
     Ok(moves)
 }
 
-/// The Java program: `Reassign BOOTSTRAP FILE` where each line of FILE is
-/// `TOPIC PARTITION R1,R2,…`; submits the reassignment and waits for it.
-const REASSIGN_JAVA: &str = r#"
+/// The moves that give every broker a fair share of each topic's replicas:
+/// while a broker holds at least two replicas of a topic more than another
+/// one, a replica moves from the fuller to the emptier broker, in place (so
+/// the new broker may become a partition's preferred leader), never to a
+/// broker that already holds the partition, and never so that the
+/// partition's replicas span fewer racks than before. Among the candidate
+/// moves the one that spreads racks most, then closes the widest gap (per
+/// topic, then over all topics) goes first. Partitions on brokers that are
+/// not registered are left alone. Pure: the same cluster gives the same moves.
+pub fn plan_rebalance(snap: &ClusterSnapshot, racks: &BTreeMap<i32, String>) -> Vec<Move> {
+    let brokers: Vec<i32> = snap.brokers.iter().map(|b| b.id).collect();
+    if brokers.len() < 2 {
+        return Vec::new();
+    }
+    let rack = |b: i32| racks.get(&b).cloned().unwrap_or_else(|| format!("(broker {b})"));
+    let spread = |reps: &[i32]| reps.iter().map(|r| rack(*r)).collect::<BTreeSet<_>>().len();
+    let mut total: BTreeMap<i32, i64> = brokers.iter().map(|b| (*b, 0)).collect();
+    for r in snap.topics.iter().flat_map(|t| &t.partitions).flat_map(|p| &p.replicas) {
+        if let Some(n) = total.get_mut(r) {
+            *n += 1;
+        }
+    }
+    let mut moves = Vec::new();
+    for t in snap.topics.iter().filter(|t| t.error.is_none()) {
+        let mut parts: Vec<(i32, Vec<i32>)> =
+            t.partitions.iter().filter(|p| p.error.is_none()).map(|p| (p.id, p.replicas.clone())).collect();
+        let mut load: BTreeMap<i32, i64> = brokers.iter().map(|b| (*b, 0)).collect();
+        for r in parts.iter().flat_map(|(_, reps)| reps) {
+            if let Some(n) = load.get_mut(r) {
+                *n += 1;
+            }
+        }
+        // Every accepted move lowers the sum of squared loads: it ends.
+        loop {
+            let mut best: Option<((usize, i64, i64), usize, usize, i32)> = None;
+            for (pi, (_, reps)) in parts.iter().enumerate() {
+                let before = spread(reps);
+                for (slot, from) in reps.iter().enumerate() {
+                    let Some(&from_load) = load.get(from) else { continue };
+                    for to in &brokers {
+                        if reps.contains(to) {
+                            continue;
+                        }
+                        let gap = from_load - load[to];
+                        if gap < 2 {
+                            continue;
+                        }
+                        let mut after = reps.clone();
+                        after[slot] = *to;
+                        let after_spread = spread(&after);
+                        if after_spread < before {
+                            continue;
+                        }
+                        let key = (after_spread - before, gap, total[from] - total[to]);
+                        if best.as_ref().is_none_or(|(k, ..)| key > *k) {
+                            best = Some((key, pi, slot, *to));
+                        }
+                    }
+                }
+            }
+            let Some((_, pi, slot, to)) = best else { break };
+            let from = parts[pi].1[slot];
+            parts[pi].1[slot] = to;
+            for (m, d) in [(&mut load, 1), (&mut total, 1)] {
+                *m.get_mut(&from).expect("a known broker") -= d;
+                *m.get_mut(&to).expect("a known broker") += d;
+            }
+        }
+        for (p, (id, reps)) in t.partitions.iter().filter(|p| p.error.is_none()).zip(parts) {
+            if p.replicas != reps {
+                moves.push(Move { topic: t.name.clone(), partition: id, replicas: reps });
+            }
+        }
+    }
+    moves
+}
+
+/// Replication throttle in bytes per second while replicas move, per broker.
+pub const DEFAULT_THROTTLE: u64 = 50 * 1024 * 1024;
+
+/// The Java program on Kafka's client jars. Modes:
+/// - `reassign BOOTSTRAP FILE THROTTLE`: each line of FILE is
+///   `TOPIC PARTITION NEW1,NEW2,… OLD1,OLD2,…`; sets the throttles (unless
+///   THROTTLE is 0), submits the reassignment, prints its progress until
+///   it is done, elects the preferred leaders, and removes the throttles.
+/// - `voters BOOTSTRAP`: prints `QUORUM voters=0,1,2 leader=0`.
+/// - `remove-voter BOOTSTRAP ID`: takes controller ID out of the voter set
+///   (nothing when it is not a voter).
+const ADMIN_JAVA: &str = r#"
 import java.nio.file.*;
 import java.util.*;
+import java.util.stream.*;
 import org.apache.kafka.clients.admin.*;
-import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.*;
+import org.apache.kafka.common.config.ConfigResource;
 
-public class Reassign {
+public class SmackKafkaAdmin {
+    static final String LEADER_RATE = "leader.replication.throttled.rate";
+    static final String FOLLOWER_RATE = "follower.replication.throttled.rate";
+    static final String LEADER_REPLICAS = "leader.replication.throttled.replicas";
+    static final String FOLLOWER_REPLICAS = "follower.replication.throttled.replicas";
+
     public static void main(String[] a) throws Exception {
         Properties p = new Properties();
-        p.put("bootstrap.servers", a[0]);
-        Map<TopicPartition, Optional<NewPartitionReassignment>> moves = new HashMap<>();
-        for (String line : Files.readAllLines(Path.of(a[1]))) {
-            String[] f = line.trim().split(" ");
-            if (f.length != 3) continue;
-            List<Integer> rs = new ArrayList<>();
-            for (String r : f[2].split(",")) rs.add(Integer.parseInt(r));
-            moves.put(new TopicPartition(f[0], Integer.parseInt(f[1])), Optional.of(new NewPartitionReassignment(rs)));
-        }
+        p.put("bootstrap.servers", a[1]);
+        p.put("request.timeout.ms", "60000");
+        p.put("default.api.timeout.ms", "120000");
         try (Admin admin = Admin.create(p)) {
+            switch (a[0]) {
+                case "reassign": reassign(admin, Path.of(a[2]), Long.parseLong(a[3])); break;
+                case "voters": {
+                    QuorumInfo q = admin.describeMetadataQuorum().quorumInfo().get();
+                    String v = q.voters().stream().map(r -> String.valueOf(r.replicaId())).sorted().collect(Collectors.joining(","));
+                    System.out.println("QUORUM voters=" + v + " leader=" + q.leaderId());
+                    break;
+                }
+                case "remove-voter": removeVoter(admin, Integer.parseInt(a[2])); break;
+                default: throw new IllegalArgumentException("unknown mode " + a[0]);
+            }
+        }
+    }
+
+    static void removeVoter(Admin admin, int id) throws Exception {
+        QuorumInfo q = admin.describeMetadataQuorum().quorumInfo().get();
+        Optional<QuorumInfo.ReplicaState> v = q.voters().stream().filter(r -> r.replicaId() == id).findFirst();
+        if (v.isEmpty()) {
+            System.out.println("VOTER " + id + " is not a controller voter: nothing to remove");
+            return;
+        }
+        admin.removeRaftVoter(id, v.get().replicaDirectoryId()).all().get();
+        System.out.println("VOTER " + id + " removed from the controller quorum");
+    }
+
+    static void reassign(Admin admin, Path file, long throttle) throws Exception {
+        Map<TopicPartition, Optional<NewPartitionReassignment>> moves = new LinkedHashMap<>();
+        Map<String, List<String>> leaders = new TreeMap<>(), followers = new TreeMap<>();
+        Set<Integer> brokers = new TreeSet<>();
+        for (String line : Files.readAllLines(file)) {
+            String[] f = line.trim().split(" ");
+            if (f.length != 4) continue;
+            int part = Integer.parseInt(f[1]);
+            List<Integer> target = ints(f[2]), current = ints(f[3]);
+            moves.put(new TopicPartition(f[0], part), Optional.of(new NewPartitionReassignment(target)));
+            for (int b : current) leaders.computeIfAbsent(f[0], k -> new ArrayList<>()).add(part + ":" + b);
+            for (int b : target) if (!current.contains(b)) followers.computeIfAbsent(f[0], k -> new ArrayList<>()).add(part + ":" + b);
+            brokers.addAll(target);
+            brokers.addAll(current);
+        }
+        if (throttle > 0) {
+            throttles(admin, leaders, followers, brokers, throttle, true);
+            System.out.println("REASSIGN throttled to " + throttle + " bytes/s on brokers " + brokers);
+        }
+        try {
             admin.alterPartitionReassignments(moves).all().get();
-            System.out.println("REASSIGN submitted " + moves.size());
+            System.out.println("REASSIGN submitted " + moves.size() + " partition(s)");
+            int last = -1;
+            long lastAt = 0;
             while (true) {
                 Map<TopicPartition, PartitionReassignment> left =
                     admin.listPartitionReassignments(moves.keySet()).reassignments().get();
                 if (left.isEmpty()) break;
-                System.out.println("REASSIGN in progress: " + left.size() + " partition(s)");
+                long now = System.currentTimeMillis();
+                if (left.size() != last || now - lastAt > 10000) {
+                    String some = left.keySet().stream().limit(4).map(TopicPartition::toString).collect(Collectors.joining(", "));
+                    System.out.println("REASSIGN " + (moves.size() - left.size()) + " of " + moves.size()
+                        + " partition(s) moved; still moving " + left.size() + " (" + some + (left.size() > 4 ? ", ..." : "") + ")");
+                    last = left.size();
+                    lastAt = now;
+                }
                 Thread.sleep(1000);
             }
-            System.out.println("REASSIGN done");
+            System.out.println("REASSIGN done: " + moves.size() + " partition(s) moved");
+            try {
+                admin.electLeaders(ElectionType.PREFERRED, moves.keySet()).partitions().get();
+                System.out.println("REASSIGN preferred leaders elected");
+            } catch (Exception e) {
+                System.out.println("REASSIGN preferred leader election: " + e.getMessage());
+            }
+        } finally {
+            if (throttle > 0) {
+                throttles(admin, leaders, followers, brokers, throttle, false);
+                System.out.println("REASSIGN throttles removed");
+            }
         }
+    }
+
+    static List<Integer> ints(String s) {
+        List<Integer> out = new ArrayList<>();
+        for (String r : s.split(",")) if (!r.isEmpty()) out.add(Integer.parseInt(r));
+        return out;
+    }
+
+    static void throttles(Admin admin, Map<String, List<String>> leaders, Map<String, List<String>> followers,
+                          Set<Integer> brokers, long rate, boolean set) throws Exception {
+        Map<ConfigResource, Collection<AlterConfigOp>> ops = new HashMap<>();
+        Set<String> topics = new TreeSet<>(leaders.keySet());
+        topics.addAll(followers.keySet());
+        for (String t : topics) {
+            List<AlterConfigOp> l = new ArrayList<>();
+            l.add(op(LEADER_REPLICAS, String.join(",", leaders.getOrDefault(t, List.of())), set));
+            l.add(op(FOLLOWER_REPLICAS, String.join(",", followers.getOrDefault(t, List.of())), set));
+            ops.put(new ConfigResource(ConfigResource.Type.TOPIC, t), l);
+        }
+        for (int b : brokers) {
+            ops.put(new ConfigResource(ConfigResource.Type.BROKER, String.valueOf(b)),
+                List.of(op(LEADER_RATE, String.valueOf(rate), set), op(FOLLOWER_RATE, String.valueOf(rate), set)));
+        }
+        // A broker that is gone cannot be changed; the others still are.
+        for (Map.Entry<ConfigResource, KafkaFuture<Void>> e : admin.incrementalAlterConfigs(ops).values().entrySet()) {
+            try {
+                e.getValue().get();
+            } catch (Exception ex) {
+                if (set && e.getKey().type() == ConfigResource.Type.TOPIC) throw ex;
+                System.out.println("REASSIGN throttle on " + e.getKey() + ": " + ex.getMessage());
+            }
+        }
+    }
+
+    static AlterConfigOp op(String key, String value, boolean set) {
+        return new AlterConfigOp(new ConfigEntry(key, set ? value : ""), set ? AlterConfigOp.OpType.SET : AlterConfigOp.OpType.DELETE);
     }
 }
 "#;
 
-pub async fn drain(admin: &KafkaAdmin, bootstrap: &str, broker: i32, timeout: Duration) -> Result<()> {
-    let started = Instant::now();
-    let snap = admin.snapshot().await?;
-    let racks: BTreeMap<i32, String> =
-        admin.brokers().await?.into_iter().filter_map(|b| Some((b.id, b.rack?))).collect();
-    let moves = plan_drain(&snap, &racks, broker)?;
-    if moves.is_empty() {
-        println!("broker {broker} holds no replica: nothing to move");
-        return Ok(());
-    }
-    println!("moving {} partition(s) off broker {broker}", moves.len());
+/// Runs the Java admin program in `mode` and returns its stdout (also
+/// echoed line by line as it comes, for progress); an error with its
+/// stderr's tail when it fails, or when it is still running after `timeout`.
+async fn run_admin_java(mode: &str, args: &[String], timeout: Duration) -> Result<String> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let jars = crate::catalog_kafka::kafka_jars()?;
     let java = smack_operator::catalog::artifacts::java_binary()?;
-    let dir = tempfile_dir()?;
-    let src = dir.join("Reassign.java");
-    std::fs::write(&src, REASSIGN_JAVA).with_context(|| format!("writing {}", src.display()))?;
-    let plan = dir.join("moves.txt");
-    let lines: Vec<String> = moves
-        .iter()
-        .map(|m| {
-            let rs: Vec<String> = m.replicas.iter().map(i32::to_string).collect();
-            format!("{} {} {}", m.topic, m.partition, rs.join(","))
-        })
-        .collect();
-    std::fs::write(&plan, lines.join("\n") + "\n")?;
+    let dir = scratch_dir()?;
+    let src = dir.join("SmackKafkaAdmin.java");
+    std::fs::write(&src, ADMIN_JAVA).with_context(|| format!("writing {}", src.display()))?;
     let mut cmd = tokio::process::Command::new(&java);
     cmd.arg("-Xmx128m")
         .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
@@ -152,16 +334,120 @@ pub async fn drain(admin: &KafkaAdmin, bootstrap: &str, broker: i32, timeout: Du
         .arg("-cp")
         .arg(&jars.classpath)
         .arg(&src)
-        .arg(bootstrap)
-        .arg(&plan)
+        .arg(mode)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let status = tokio::time::timeout(timeout, cmd.status())
-        .await
-        .map_err(|_| anyhow::anyhow!("the reassignment off broker {broker} did not finish within {timeout:?}"))?
-        .with_context(|| format!("running {}", java.display()))?;
+    let mut child = cmd.spawn().with_context(|| format!("running {}", java.display()))?;
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut stderr = child.stderr.take().expect("piped");
+    let errs = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s).await;
+        s
+    });
+    let run = async {
+        let mut out = String::new();
+        while let Some(line) = stdout.next_line().await? {
+            println!("{line}");
+            out.push_str(&line);
+            out.push('\n');
+        }
+        let status = child.wait().await?;
+        anyhow::Ok((status, out))
+    };
+    let result = tokio::time::timeout(timeout, run).await;
     let _ = std::fs::remove_dir_all(&dir);
+    let (status, out) =
+        result.map_err(|_| anyhow::anyhow!("Kafka admin `{mode}` did not finish within {timeout:?}"))??;
     if !status.success() {
-        bail!("the reassignment off broker {broker} failed ({status}); see the output above");
+        let err = errs.await.unwrap_or_default();
+        let tail: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        bail!("Kafka admin `{mode}` failed ({status}): {}", tail[tail.len().saturating_sub(8)..].join("\n"));
+    }
+    Ok(out)
+}
+
+/// Submits `moves` (with the replicas as they are in `snap`), throttled to
+/// `throttle` bytes/s per broker (0: unthrottled), and waits until Kafka
+/// reports the reassignment done.
+pub async fn reassign(
+    bootstrap: &str,
+    snap: &ClusterSnapshot,
+    moves: &[Move],
+    throttle: u64,
+    timeout: Duration,
+) -> Result<()> {
+    let dir = scratch_dir()?;
+    let plan = dir.join("moves.txt");
+    let join = |rs: &[i32]| rs.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    let lines: Vec<String> = moves
+        .iter()
+        .map(|m| {
+            let current = snap
+                .topic(&m.topic)
+                .and_then(|t| t.partitions.iter().find(|p| p.id == m.partition))
+                .map(|p| p.replicas.clone())
+                .unwrap_or_default();
+            format!("{} {} {} {}", m.topic, m.partition, join(&m.replicas), join(&current))
+        })
+        .collect();
+    std::fs::write(&plan, lines.join("\n") + "\n").with_context(|| format!("writing {}", plan.display()))?;
+    let r =
+        run_admin_java("reassign", &[bootstrap.to_string(), plan.display().to_string(), throttle.to_string()], timeout)
+            .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    r.map(|_| ())
+}
+
+/// The controller quorum's voter ids, as Kafka reports them.
+pub async fn quorum_voters(bootstrap: &str) -> Result<Vec<i32>> {
+    let out = run_admin_java("voters", &[bootstrap.to_string()], Duration::from_secs(120)).await?;
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("QUORUM "))
+        .ok_or_else(|| anyhow::anyhow!("Kafka's quorum description was not printed: {out}"))?;
+    let list = line.split_whitespace().find_map(|w| w.strip_prefix("voters=")).unwrap_or("");
+    list.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().context("a voter id")).collect()
+}
+
+/// Takes controller `id` out of the voter set (nothing when it is not a voter).
+pub async fn remove_voter(bootstrap: &str, id: i32) -> Result<()> {
+    run_admin_java("remove-voter", &[bootstrap.to_string(), id.to_string()], Duration::from_secs(180)).await?;
+    Ok(())
+}
+
+/// The brokers' racks (`broker.rack`), by id.
+async fn racks(admin: &KafkaAdmin) -> Result<BTreeMap<i32, String>> {
+    Ok(admin.brokers().await?.into_iter().filter_map(|b| Some((b.id, b.rack?))).collect())
+}
+
+/// Replicas per broker, over every topic.
+pub fn replica_counts(snap: &ClusterSnapshot) -> BTreeMap<i32, usize> {
+    let mut out: BTreeMap<i32, usize> = snap.brokers.iter().map(|b| (b.id, 0)).collect();
+    for r in snap.topics.iter().flat_map(|t| &t.partitions).flat_map(|p| &p.replicas) {
+        *out.entry(*r).or_default() += 1;
+    }
+    out
+}
+
+/// `smack kafka drain`: every replica off `broker` (throttled, awaited,
+/// checked against Kafka's own view), then `broker` out of the controller
+/// quorum if it is a voter.
+pub async fn drain(admin: &KafkaAdmin, bootstrap: &str, broker: i32, throttle: u64, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    let snap = admin.snapshot().await?;
+    let racks = racks(admin).await?;
+    let moves = plan_drain(&snap, &racks, broker)?;
+    if moves.is_empty() {
+        println!("broker {broker} holds no replica: nothing to move");
+    } else {
+        println!("moving {} partition(s) off broker {broker}", moves.len());
+        for m in &moves {
+            println!("  {}/{} -> {:?}", m.topic, m.partition, m.replicas);
+        }
+        reassign(bootstrap, &snap, &moves, throttle, timeout).await?;
     }
     // Kafka's own view must agree: no replica left on the broker.
     let left: Vec<String> = admin
@@ -176,13 +462,48 @@ pub async fn drain(admin: &KafkaAdmin, bootstrap: &str, broker: i32, timeout: Du
     if !left.is_empty() {
         bail!("broker {broker} still holds replicas of {} after the reassignment", left.join(", "));
     }
-    println!("broker {broker} drained: {} partition(s) moved in {:?}", moves.len(), started.elapsed());
+    println!(
+        "DRAINED broker {broker}: 0 replicas left ({} partition(s) moved in {:?})",
+        moves.len(),
+        started.elapsed()
+    );
+    let voters = quorum_voters(bootstrap).await?;
+    if voters.contains(&broker) {
+        if voters.len() < 2 {
+            bail!("broker {broker} is the only controller voter; it cannot leave the quorum");
+        }
+        remove_voter(bootstrap, broker).await?;
+        println!("broker {broker} left the controller quorum (voters were {voters:?})");
+    } else {
+        println!("broker {broker} is not a controller voter (voters {voters:?})");
+    }
     Ok(())
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf> {
+/// `smack kafka rebalance`: the replicas moved so that every broker holds a
+/// fair share ([`plan_rebalance`]), throttled and awaited; returns the moves.
+pub async fn rebalance(admin: &KafkaAdmin, bootstrap: &str, throttle: u64, timeout: Duration) -> Result<Vec<Move>> {
+    let started = Instant::now();
+    let snap = admin.snapshot().await?;
+    let racks = racks(admin).await?;
+    let moves = plan_rebalance(&snap, &racks);
+    let before = replica_counts(&snap);
+    if moves.is_empty() {
+        println!("replicas per broker {before:?}: already balanced, nothing to move");
+        return Ok(moves);
+    }
+    println!("rebalancing {} partition(s); replicas per broker now {before:?}", moves.len());
+    reassign(bootstrap, &snap, &moves, throttle, timeout).await?;
+    let after = replica_counts(&admin.snapshot().await?);
+    println!("rebalanced in {:?}: replicas per broker {after:?}", started.elapsed());
+    Ok(moves)
+}
+
+fn scratch_dir() -> Result<std::path::PathBuf> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let base = std::env::var_os("SMACK_SANDBOX").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let dir = base.join(format!("smack-drain-{}", std::process::id()));
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = base.join(format!("smack-kafka-admin-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
@@ -233,5 +554,67 @@ mod tests {
         let e = plan_drain(&s, &BTreeMap::new(), 2).unwrap_err().to_string();
         assert!(e.contains("2 broker(s) would remain, fewer than the replication factor of t (replication 3)"), "{e}");
         assert!(plan_drain(&snap(&[0, 1, 2], &[&[0, 1]]), &BTreeMap::new(), 2).unwrap().is_empty());
+    }
+
+    fn racks(pairs: &[(i32, &str)]) -> BTreeMap<i32, String> {
+        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_new_broker_gets_a_fair_share_without_losing_rack_spread() {
+        // Three brokers in three racks, a fourth in rack a beside broker 0.
+        let parts: Vec<&[i32]> = vec![&[0, 1, 2], &[1, 2, 0], &[2, 0, 1], &[0, 2, 1], &[1, 0, 2], &[2, 1, 0]];
+        let s = snap(&[0, 1, 2, 3], &parts);
+        let r = racks(&[(0, "a"), (1, "b"), (2, "c"), (3, "a")]);
+        let moves = plan_rebalance(&s, &r);
+        assert_eq!(moves.len(), 3, "{moves:?}");
+        let mut after: Vec<Vec<i32>> = parts.iter().map(|p| p.to_vec()).collect();
+        for m in &moves {
+            after[m.partition as usize] = m.replicas.clone();
+        }
+        let count = |b: i32| after.iter().filter(|p| p.contains(&b)).count();
+        // Only broker 0 shares its rack with 3: they split its six replicas.
+        assert_eq!((count(0), count(1), count(2), count(3)), (3, 6, 6, 3));
+        for p in &after {
+            let spread: BTreeSet<&String> = p.iter().map(|b| &r[b]).collect();
+            assert_eq!(spread.len(), 3, "{p:?} keeps three racks");
+        }
+        // The same cluster gives the same moves; applied, nothing more to move.
+        assert_eq!(plan_rebalance(&s, &r), moves);
+        let done: Vec<&[i32]> = after.iter().map(|p| p.as_slice()).collect();
+        assert!(plan_rebalance(&snap(&[0, 1, 2, 3], &done), &r).is_empty());
+    }
+
+    #[test]
+    fn without_racks_every_broker_ends_within_one_replica_of_the_others() {
+        let parts: Vec<&[i32]> = vec![&[0, 1], &[1, 0], &[0, 1], &[1, 0], &[0, 1], &[1, 0], &[0, 1], &[1, 0]];
+        let s = snap(&[0, 1, 2, 3], &parts);
+        let moves = plan_rebalance(&s, &BTreeMap::new());
+        let mut after: Vec<Vec<i32>> = parts.iter().map(|p| p.to_vec()).collect();
+        for m in &moves {
+            assert_ne!(m.replicas[0], m.replicas[1], "{m:?}");
+            after[m.partition as usize] = m.replicas.clone();
+        }
+        let counts: Vec<usize> = (0..4).map(|b| after.iter().filter(|p| p.contains(&b)).count()).collect();
+        assert_eq!(counts, vec![4, 4, 4, 4], "{moves:?}");
+    }
+
+    #[test]
+    fn a_rack_spread_improves_when_it_can_and_single_brokers_stay() {
+        // Both replicas in rack a; broker 2 in rack b takes one of them.
+        let s = snap(&[0, 1, 2], &[&[0, 1], &[0, 1], &[0, 1]]);
+        let r = racks(&[(0, "a"), (1, "a"), (2, "b")]);
+        let moves = plan_rebalance(&s, &r);
+        assert!(!moves.is_empty());
+        assert!(moves.iter().all(|m| m.replicas.contains(&2)), "{moves:?}");
+        assert!(plan_rebalance(&snap(&[0], &[&[0]]), &r).is_empty());
+        // A replica on an unregistered broker is left where it is.
+        assert!(plan_rebalance(&snap(&[0, 1], &[&[5, 0]]), &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn replica_counts_cover_every_registered_broker() {
+        let s = snap(&[0, 1, 2], &[&[0, 1], &[1, 0]]);
+        assert_eq!(replica_counts(&s), [(0, 2), (1, 2), (2, 0)].into_iter().collect());
     }
 }

@@ -263,6 +263,25 @@ pub async fn pods_of(state_dir: &Path, c: &ClusterFile, service: &str) -> Result
     SchedulerClient::find(state_dir, c, Some(service))?.call(reqwest::Method::GET, "/v1/pods", None).await
 }
 
+/// The spec a running service follows (its YAML and file name).
+pub async fn spec_of(state_dir: &Path, c: &ClusterFile, service: &str) -> Result<api::SpecUpdate> {
+    SchedulerClient::find(state_dir, c, Some(service))?.call(reqwest::Method::GET, "/v1/spec", None).await
+}
+
+/// Submits a changed spec to a running service; the plans it started, or
+/// the scheduler's refusal.
+pub async fn submit_spec(
+    state_dir: &Path,
+    c: &ClusterFile,
+    service: &str,
+    spec: &api::SpecUpdate,
+) -> Result<Vec<String>> {
+    let body = serde_json::to_value(spec)?;
+    let r: api::SpecUpdated =
+        SchedulerClient::find(state_dir, c, Some(service))?.call(reqwest::Method::POST, "/v1/spec", Some(body)).await?;
+    Ok(r.plans)
+}
+
 /// Stops the scheduler processes started from this state dir (`smack up`
 /// on Ctrl-C); their state stays in the store for the next start.
 pub fn stop_detached_schedulers(state_dir: &Path) {
