@@ -121,7 +121,8 @@ pub async fn apply(state_dir: &Path, c: &ClusterFile, file: &Path) -> Result<()>
     }
     prepare(&spec, &ep).await?;
 
-    let stages = layout::stage_services(&spec, &text, &ep);
+    let leaders = partition_leaders(state_dir, c, &spec, &ep).await;
+    let stages = layout::stage_services(&spec, &text, &ep, &leaders);
     for doc in &stages {
         apply_service(state_dir, c, &dir, doc).await?;
     }
@@ -168,6 +169,42 @@ async fn prepare(spec: &PipelineSpec, ep: &Endpoints) -> Result<()> {
         if done.tables.is_empty() { "none".to_string() } else { done.tables.join(", ") }
     );
     Ok(())
+}
+
+/// Where the sources' partitions are led from, for the stages' placement
+/// preferences: leaders from the Kafka admin API; each broker's agent from
+/// the Kafka service's pods (broker id = pod index), or, for an external
+/// cluster, the broker's advertised host. Locality is an optimization: when
+/// it cannot be read, the stages go without it (and a warning says why).
+async fn partition_leaders(state_dir: &Path, c: &ClusterFile, spec: &PipelineSpec, ep: &Endpoints) -> layout::Leaders {
+    use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig};
+    use smack_pipelines::spec::Source;
+    let mut leaders = layout::Leaders::default();
+    let read = async {
+        let config = KafkaClientConfig::new(&ep.bootstrap).with_client_id("smack-apply");
+        let admin = KafkaAdmin::connect(&config).await?;
+        for Source::Kafka(k) in spec.sources.values() {
+            leaders.add_topic(&admin.describe_topic(&k.topic).await?);
+        }
+        let internal = spec.services.kafka.as_ref().is_some_and(|k| k.external.is_none());
+        if internal {
+            for p in service_cmd::pods_of(state_dir, c, &layout::kafka_service_name(spec)).await? {
+                let zone = p.pod.attributes.get("zone").cloned();
+                let place = layout::BrokerPlace { host: p.pod.hostname.clone(), zone };
+                leaders.brokers.insert(p.pod.index as i32, place);
+            }
+        } else {
+            for b in admin.snapshot().await?.brokers {
+                leaders.brokers.insert(b.id, layout::BrokerPlace { host: b.host, zone: None });
+            }
+        }
+        anyhow::Ok(())
+    };
+    if let Err(e) = read.await {
+        eprintln!("  warning: the stages are placed without data locality: cannot read the partition leaders: {e:#}");
+        return layout::Leaders::default();
+    }
+    leaders
 }
 
 /// The services a pipeline deployed, in deploy order.
@@ -247,7 +284,12 @@ pub async fn diff(state_dir: &Path, c: &ClusterFile, file: &Path) -> Result<()> 
     if let Some(cs) = docs.iter().find(|d| d.name == layout::cassandra_service_name(&spec)) {
         ep.cassandra = endpoints(state_dir, c, &cs.name, "native").await.unwrap_or_default();
     }
-    docs.extend(layout::stage_services(&spec, &text, &ep));
+    let leaders = if ep.bootstrap.is_empty() {
+        layout::Leaders::default()
+    } else {
+        partition_leaders(state_dir, c, &spec, &ep).await
+    };
+    docs.extend(layout::stage_services(&spec, &text, &ep, &leaders));
     if let Some(g) = &spec.generator {
         docs.push(layout::generator_service(&spec, g, &ep));
     }

@@ -10,11 +10,18 @@
 //! of `N`. Specs are YAML text, the format `smack service apply` reads; every
 //! value that comes from the pipeline file is written as a JSON string, which
 //! YAML reads back unchanged.
+//!
+//! Data locality: given where the sources' partitions are led from
+//! ([`Leaders`]), pod `i` of a stage prefers (`prefer:` in its service spec)
+//! the agent of the broker leading most of task `i`'s partitions, then that
+//! broker's zone ([`stage_preferences`]). The scheduler uses it only when it
+//! places a pod anew; a pod on its own volume stays where it is.
 
 use crate::spec::{GeneratorSpec, PipelineSpec, PlacementRule, Sink, Source};
 use smack_operator::catalog::cassandra_service::{cassandra_service_yaml, CassandraServiceOptions};
 use smack_operator::catalog::kafka_service::{kafka_service_yaml, KafkaServiceOptions};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 /// One service spec to deploy.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +46,74 @@ pub struct Endpoints {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LayoutState {
     pub kafka_cluster_id: Option<String>,
+}
+
+/// Where the partitions of the pipeline's topics are led from, as the Kafka
+/// admin API tells once the topics exist. Empty when unknown: the stages
+/// then have no placement preference.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Leaders {
+    /// Topic → partition id → its leader's broker id (`None`: no leader).
+    pub topics: BTreeMap<String, BTreeMap<i32, Option<i32>>>,
+    /// Broker id → where that broker runs.
+    pub brokers: BTreeMap<i32, BrokerPlace>,
+}
+
+/// The agent a broker runs on: its hostname and zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerPlace {
+    pub host: String,
+    pub zone: Option<String>,
+}
+
+impl Leaders {
+    /// Records a topic's partitions and their leaders.
+    pub fn add_topic(&mut self, t: &smack_connectors::kafka::TopicDescription) {
+        self.topics.insert(t.name.clone(), t.partitions.iter().map(|p| (p.id, p.leader)).collect());
+    }
+}
+
+/// For each task of `stage` (0 … parallelism-1), the broker that leads most
+/// of its partitions over every source topic the stage reads (task `i` of
+/// `N` owns the partitions `assign_partition_ids` gives it), ties going to
+/// the lowest broker id; `None` when no partition of the task has a known
+/// leader.
+pub fn stage_leaders(p: &PipelineSpec, stage: &str, leaders: &Leaders) -> Vec<Option<i32>> {
+    let n = p.stages.get(stage).map_or(0, |s| s.parallelism);
+    // The sources the stage reads, directly or through earlier stages.
+    let sub = crate::task::stage_pipeline(p, stage).ok();
+    let sources = sub.as_ref().map_or(&p.sources, |s| &s.sources);
+    let topics: Vec<&BTreeMap<i32, Option<i32>>> = sources
+        .values()
+        .filter_map(|s| match s {
+            Source::Kafka(k) => leaders.topics.get(&k.topic),
+        })
+        .collect();
+    (0..n)
+        .map(|i| {
+            let mut led: BTreeMap<i32, usize> = BTreeMap::new();
+            for t in &topics {
+                let ids: Vec<i32> = t.keys().copied().collect();
+                let owned = smack_connectors::kafka::assign_partition_ids(&ids, i, n).unwrap_or_default();
+                for leader in owned.iter().filter_map(|p| t.get(p).copied().flatten()) {
+                    *led.entry(leader).or_default() += 1;
+                }
+            }
+            // Most partitions first, then the lowest id (BTreeMap order).
+            led.into_iter().fold(None, |best: Option<(i32, usize)>, (b, c)| match best {
+                Some((_, bc)) if bc >= c => best,
+                _ => Some((b, c)),
+            })
+        })
+        .map(|best| best.map(|(b, _)| b))
+        .collect()
+}
+
+/// `prefer:` entries for the pods of `stage`: the agent (and zone) of the
+/// broker [`stage_leaders`] names for each task; `None` for a task with no
+/// known leader or whose leader's place is unknown.
+pub fn stage_preferences(p: &PipelineSpec, stage: &str, leaders: &Leaders) -> Vec<Option<BrokerPlace>> {
+    stage_leaders(p, stage, leaders).into_iter().map(|b| b.and_then(|b| leaders.brokers.get(&b).cloned())).collect()
 }
 
 /// Resources of one stage task and of the generator (not in the file yet).
@@ -145,8 +220,10 @@ pub fn keyspaces(p: &PipelineSpec) -> BTreeMap<String, BTreeMap<String, u32>> {
         .collect()
 }
 
-/// One stage service per stage, its tasks pointed at the clusters.
-pub fn stage_services(p: &PipelineSpec, pipeline_yaml: &str, ep: &Endpoints) -> Vec<ServiceDoc> {
+/// One stage service per stage, its tasks pointed at the clusters, each pod
+/// preferring the agent that leads most of its partitions (`leaders`; no
+/// preference where it is empty).
+pub fn stage_services(p: &PipelineSpec, pipeline_yaml: &str, ep: &Endpoints, leaders: &Leaders) -> Vec<ServiceDoc> {
     let q = |s: &str| serde_json::to_string(s).expect("a string serializes");
     p.stages
         .iter()
@@ -165,12 +242,26 @@ pub fn stage_services(p: &PipelineSpec, pipeline_yaml: &str, ep: &Endpoints) -> 
             if !ep.cassandra.is_empty() {
                 cmd.push_str(&format!(" --cassandra {}", ep.cassandra.join(",")));
             }
+            let prefs = stage_preferences(p, stage, leaders);
+            let mut prefer = String::new();
+            if prefs.iter().any(Option::is_some) {
+                prefer.push_str("    prefer:\n");
+                for pref in &prefs {
+                    let _ = match pref {
+                        Some(BrokerPlace { host, zone: Some(z) }) => {
+                            writeln!(prefer, "      - {{hostname: {}, zone: {}}}", q(host), q(z))
+                        }
+                        Some(BrokerPlace { host, zone: None }) => writeln!(prefer, "      - {{hostname: {}}}", q(host)),
+                        None => writeln!(prefer, "      - {{}}"),
+                    };
+                }
+            }
             let yaml = format!(
                 "name: {name}\n\
                  pods:\n  {pod}:\n    count: {n}\n\
                  \x20   resources:\n      cpus: {STAGE_CPUS}\n      mem: {STAGE_MEM_MB}\n      ports:\n        metrics: 0\n\
                  \x20   volumes:\n      - path: state\n        type: ROOT\n        size: {STAGE_VOLUME_MB}\n\
-                 \x20   placement:\n      - group-by: zone\n\
+                 \x20   placement:\n      - group-by: zone\n{prefer}\
                  \x20   tasks:\n      run:\n        cmd: {cmd}\n        goal: RUNNING\n        kill-grace-period: 20s\n\
                  \x20       env:\n          SMACK_PIPELINE_YAML: {text}\n\
                  \x20       readiness-check:\n          http: {{ port: metrics, path: /metrics }}\n          interval: 2s\n          timeout: 2s\n",
@@ -252,7 +343,7 @@ mod tests {
         assert_eq!(c.pods[0].count, p.services.cassandra.as_ref().unwrap().nodes);
 
         let ep = Endpoints { bootstrap: "10.0.0.1:9092,10.0.0.2:9092".into(), cassandra: vec!["10.0.0.1:9042".into()] };
-        let stages = stage_services(&p, &text, &ep);
+        let stages = stage_services(&p, &text, &ep, &Leaders::default());
         assert_eq!(stages.len(), 1);
         assert_eq!(stages[0].name, "fraud-detection-card-velocity");
         let s = parse(&stages[0]);
@@ -274,6 +365,53 @@ mod tests {
         let g = parse(&g);
         let cmd = &g.pods[0].tasks[0].cmd;
         assert!(cmd.contains("generate fraud") && cmd.contains("--topic transactions=transactions"), "{cmd}");
+    }
+
+    /// Leaders of the fraud example's `transactions` (6 partitions; task i
+    /// of 3 owns partitions i and i+3), and of a topic no stage reads.
+    fn fraud_leaders(leaders: [Option<i32>; 6]) -> Leaders {
+        let mut l = Leaders::default();
+        l.topics.insert("transactions".into(), leaders.into_iter().enumerate().map(|(p, b)| (p as i32, b)).collect());
+        l.topics.insert("unrelated".into(), (0..6).map(|p| (p, Some(1))).collect());
+        l.brokers.insert(0, BrokerPlace { host: "10.0.0.1".into(), zone: Some("zone-a".into()) });
+        l.brokers.insert(1, BrokerPlace { host: "10.0.0.2".into(), zone: Some("zone-b".into()) });
+        l.brokers.insert(2, BrokerPlace { host: "10.0.0.3".into(), zone: None });
+        l
+    }
+
+    #[test]
+    fn each_stage_task_prefers_the_broker_leading_most_of_its_partitions() {
+        let (p, text) = example("fraud-detection");
+        // Task 0: partitions 0, 3 both led by 2. Task 1: 1 → 0 and 4 → 1, a
+        // tie to the lowest id. Task 2: 2 → 1, 5 without a leader.
+        let l = fraud_leaders([Some(2), Some(0), Some(1), Some(2), Some(1), None]);
+        assert_eq!(stage_leaders(&p, "card_velocity", &l), [Some(2), Some(0), Some(1)]);
+        // Only the task's own partitions count.
+        let l2 = fraud_leaders([Some(1), Some(0), Some(2), Some(1), Some(0), Some(2)]);
+        assert_eq!(stage_leaders(&p, "card_velocity", &l2), [Some(1), Some(0), Some(2)]);
+        // No leaders known: no preference, and no `prefer:` in the spec.
+        assert_eq!(stage_leaders(&p, "card_velocity", &Leaders::default()), [None, None, None]);
+        let ep = Endpoints { bootstrap: "10.0.0.1:9092".into(), cassandra: vec![] };
+        let plain = stage_services(&p, &text, &ep, &Leaders::default());
+        assert!(!plain[0].yaml.contains("prefer"), "{}", plain[0].yaml);
+
+        let docs = stage_services(&p, &text, &ep, &l);
+        let s = parse(&docs[0]);
+        let pod = &s.pods[0];
+        let p0 = pod.preference(0).expect("task 0 prefers broker 2's agent");
+        assert_eq!((p0.hostname.as_deref(), p0.zone.as_deref()), (Some("10.0.0.3"), None));
+        let p1 = pod.preference(1).expect("task 1 prefers broker 0's agent");
+        assert_eq!((p1.hostname.as_deref(), p1.zone.as_deref()), (Some("10.0.0.1"), Some("zone-a")));
+        let p2 = pod.preference(2).expect("task 2 prefers broker 1's agent");
+        assert_eq!((p2.hostname.as_deref(), p2.zone.as_deref()), (Some("10.0.0.2"), Some("zone-b")));
+        // A leader whose place is unknown gives no preference.
+        let mut l3 = l.clone();
+        l3.brokers.remove(&2);
+        let prefs = stage_preferences(&p, "card_velocity", &l3);
+        assert!(prefs[0].is_none() && prefs[1].is_some());
+        let s = parse(&stage_services(&p, &text, &ep, &l3)[0]);
+        assert!(s.pods[0].preference(0).is_none());
+        assert_eq!(s.pods[0].prefer.len(), 3);
     }
 
     #[test]
