@@ -1,0 +1,318 @@
+//! Scaling the Kafka catalog service with real brokers: three brokers over
+//! four agents in three zones; `smack kafka scale --brokers 4` deploys a
+//! fourth and rebalances replicas onto it (rack-aware, throttled, the
+//! throttles removed after); `smack kafka scale --brokers 3` decommissions
+//! it, its hook (`smack kafka drain`) moving every replica off and taking
+//! it out of the controller quorum before the pod is stopped and its
+//! reservation and volume released; every record stays readable; and
+//! `--brokers 2` is refused, naming the topic whose replication needs 3.
+
+use crate::support::*;
+use serde_json::Value;
+use smack_connectors::kafka::{
+    KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
+    TopicDescription,
+};
+use smack_operator::catalog::artifacts::{self, Service};
+use smack_operator::catalog::kafka_service::{kafka_service_yaml, KafkaServiceOptions};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// JVMs starting one after another on two busy cores.
+const DEPLOY: Duration = Duration::from_secs(900);
+const T: Duration = Duration::from_secs(300);
+const RECORDS: usize = 20_000;
+const TOPIC: &str = "events";
+
+/// Runs the smack CLI against the test's state dir: stdout, or stderr on failure.
+fn cli(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let run = || {
+        std::process::Command::new(smack_bin())
+            .arg("--state-dir")
+            .arg(dir)
+            .args(args)
+            .env_remove("SMACK_MASTER")
+            .env_remove("SMACK_TOKEN")
+            .output()
+    };
+    // A `cargo build` elsewhere in the tree replaces the binary for a moment.
+    let mut tries = 0;
+    let out = loop {
+        match run() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => break other.expect("run smack"),
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{}\n(stdout: {stdout})", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// A long-running CLI call off the async workers.
+async fn cli_blocking(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let dir = dir.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&dir, &a)
+    })
+    .await
+    .expect("the CLI call")
+}
+
+fn json(dir: &Path, args: &[&str]) -> Option<Value> {
+    let mut a = args.to_vec();
+    a.extend(["--output", "json"]);
+    serde_json::from_str(&cli(dir, &a).ok()?).ok()
+}
+
+/// What the scheduler and the brokers said, when a check fails.
+struct Diag {
+    dir: PathBuf,
+    sched_log: PathBuf,
+}
+
+impl Drop for Diag {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for plan in ["deploy", "update", "decommission", "recovery"] {
+            eprintln!("plan {plan}: {:?}", cli(&self.dir, &["plan", "show", plan]));
+        }
+        eprintln!("pods: {:?}", cli(&self.dir, &["pod", "list"]));
+        let log = read(&self.sched_log);
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!("scheduler log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        for a in 1..=4 {
+            let Ok(rd) = std::fs::read_dir(self.dir.join(format!("agents/a{a}/sandboxes"))) else { continue };
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let tail = |f: &str| {
+                    let t = read(e.path().join(f));
+                    let l: Vec<&str> = t.lines().collect();
+                    l[l.len().saturating_sub(15)..].join("\n")
+                };
+                eprintln!("--- a{a}/{name} stderr ---\n{}\n--- stdout ---\n{}", tail("stderr"), tail("stdout"));
+            }
+        }
+    }
+}
+
+async fn wait_plan(dir: &Path, plan: &str, want: &str, within: Duration) -> Value {
+    wait_for(&format!("plan {plan} {want}"), within, || async {
+        let v = json(dir, &["plan", "show", plan])?;
+        (v["status"] == want).then_some(v)
+    })
+    .await
+}
+
+/// The topic with every partition led and its replicas (`rf`, on distinct
+/// brokers among `brokers`) all in sync.
+async fn settled(admin: &KafkaAdmin, rf: usize, brokers: &BTreeSet<i32>) -> Option<TopicDescription> {
+    let t = admin.describe_topic(TOPIC).await.ok()?;
+    t.partitions
+        .iter()
+        .all(|p| {
+            let distinct: BTreeSet<i32> = p.replicas.iter().copied().collect();
+            p.leader.is_some()
+                && p.replicas.len() == rf
+                && distinct.len() == rf
+                && distinct.is_subset(brokers)
+                && p.isr.len() == rf
+        })
+        .then_some(t)
+}
+
+/// No replication throttle left on any broker or on the topic.
+async fn no_throttles(admin: &KafkaAdmin, brokers: &BTreeSet<i32>) -> Option<()> {
+    let set = |v: &smack_connectors::kafka::ConfigValue| {
+        !v.is_default && v.value.as_deref().is_some_and(|s| !s.is_empty()) && !v.source.contains("STATIC")
+    };
+    for b in brokers {
+        let cfg = admin.describe_broker_configs(*b).await.ok()?;
+        for k in ["leader.replication.throttled.rate", "follower.replication.throttled.rate"] {
+            if cfg.get(k).is_some_and(set) {
+                return None;
+            }
+        }
+    }
+    let cfg = admin.describe_topic_configs(TOPIC).await.ok()?;
+    for k in ["leader.replication.throttled.replicas", "follower.replication.throttled.replicas"] {
+        if cfg.get(k).is_some_and(set) {
+            return None;
+        }
+    }
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
+    let started = Instant::now();
+    let cache = artifacts::default_cache_dir();
+    let c2 = cache.clone();
+    tokio::task::spawn_blocking(move || artifacts::resolve(Service::Kafka, &c2))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("cannot obtain Kafka (cache {}): {e}", cache.display()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = MasterProc::start(d, &[]).await;
+    let p = address_prefix();
+    let zones = ["zone-a", "zone-b", "zone-c", "zone-a"];
+    let mut agents = Vec::new();
+    for (i, z) in zones.iter().enumerate() {
+        let n = i + 1;
+        agents.push(m.agent(
+            &format!("a{n}"),
+            &format!("{p}.{n}"),
+            &["--zone", z, "--cpus", "2", "--mem", "3072", "--disk", "8000", "--ports", "45000-45099"],
+        ));
+    }
+    m.wait_agents(4).await;
+
+    let mut opts = KafkaServiceOptions::new(3);
+    opts.cpus = 0.5;
+    opts.mem_mb = 768;
+    opts.disk_mb = 1024;
+    opts.env.insert("SMACK_CACHE_DIR".into(), cache.display().to_string());
+    // The agents' own executable path goes stale ("… (deleted)") when the
+    // binary is rebuilt while they run; tasks and hooks use the path.
+    opts.env.insert("SMACK_BIN".into(), smack_bin().into());
+    let spec_file = d.join("kafka.yaml");
+    std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
+    let sf = spec_file.display().to_string();
+    let sd = d.display().to_string();
+    let sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
+    let _diag = Diag { dir: d.to_path_buf(), sched_log: sched.log.clone() };
+
+    // Three brokers, each ready before the next.
+    wait_plan(d, "deploy", "COMPLETE", DEPLOY).await;
+    let deployed_in = started.elapsed();
+    let three: BTreeSet<i32> = [0, 1, 2].into();
+    let four: BTreeSet<i32> = [0, 1, 2, 3].into();
+    let bootstrap = cli(d, &["endpoints", "kafka"]).unwrap().trim().to_string();
+    cli(d, &["kafka", "topic", "create", TOPIC, "--partitions", "6", "--replication", "3"]).unwrap();
+
+    let client = KafkaClientConfig::new(bootstrap.clone()).with_timeout(Duration::from_secs(30));
+    let admin = KafkaAdmin::connect(&client).await.unwrap();
+    let mut sink = KafkaSink::new(SinkConfig::new(client.clone())).unwrap();
+    for i in 0..RECORDS {
+        let key = format!("key-{}", i % 500);
+        let value = format!("record-{i}");
+        sink.send(TOPIC, Some(key.as_bytes()), Some(value.as_bytes()), &[]).await.unwrap();
+    }
+    sink.flush().await.unwrap();
+    drop(sink);
+    wait_for("the topic settled on 3 brokers", T, || settled(&admin, 3, &three)).await;
+
+    // 3 → 4: the new broker is deployed, then holds a share of the replicas.
+    let up_from = Instant::now();
+    let out = cli_blocking(d, &["kafka", "scale", "--brokers", "4"]).await.unwrap_or_else(|e| panic!("scale up: {e}"));
+    let up_in = up_from.elapsed();
+    assert!(out.contains("broker(s) [3] registered; rebalancing"), "{out}");
+    assert!(out.contains("REASSIGN throttled to"), "the move was throttled: {out}");
+    assert!(out.contains("REASSIGN done") && out.contains("REASSIGN throttles removed"), "{out}");
+    let t = wait_for("the topic settled on 4 brokers", T, || settled(&admin, 3, &four)).await;
+    let on_new = t.partitions.iter().filter(|p| p.replicas.contains(&3)).count();
+    assert!(on_new >= 1, "broker 3 holds replicas of {TOPIC} after the rebalance: {t:?}");
+    let brokers = wait_for("4 brokers with racks", T, || async {
+        let v = json(d, &["kafka", "brokers"])?;
+        (v.as_array()?.len() == 4 && v.as_array()?.iter().all(|b| b["rack"].is_string())).then_some(v)
+    })
+    .await;
+    let racks: BTreeMap<i32, String> = brokers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["id"].as_i64().unwrap() as i32, b["rack"].as_str().unwrap().to_string()))
+        .collect();
+    for p in &t.partitions {
+        let spread: BTreeSet<&String> = p.replicas.iter().map(|b| &racks[b]).collect();
+        assert_eq!(
+            spread.len(),
+            3,
+            "partition {} spans three racks after the rebalance: {:?} {racks:?}",
+            p.id,
+            p.replicas
+        );
+    }
+    wait_for("no replication throttle left", T, || no_throttles(&admin, &four)).await;
+
+    // The new pod's reservation and volume, to watch them leave the ledger.
+    let status = json(d, &["pod", "status", "kafka-3"]).unwrap();
+    let res_id = status[0]["pod"]["reservation_id"].as_str().unwrap().to_string();
+    let vol_id = status[0]["pod"]["volume_ids"][0].as_str().unwrap().to_string();
+    let host = status[0]["pod"]["hostname"].as_str().unwrap().to_string();
+    let agent_name = format!("a{}", host.rsplit('.').next().unwrap());
+    let ledger = m.client().state().await.unwrap();
+    assert!(ledger.agents.iter().flat_map(|a| &a.reservations).any(|r| r.id == res_id), "kafka-3 reserved");
+
+    // 4 → 3: the decommission plan runs the drain hook, then stops kafka-3.
+    let down_from = Instant::now();
+    let out =
+        cli_blocking(d, &["kafka", "scale", "--brokers", "3"]).await.unwrap_or_else(|e| panic!("scale down: {e}"));
+    let down_in = down_from.elapsed();
+    assert!(out.contains("controller voters [0, 1, 2]"), "the quorum is 0,1,2 again: {out}");
+    let hook_out = std::fs::read_dir(d.join("agents").join(&agent_name).join("sandboxes"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("kafka-3-decommission-hook"))
+        .map(|e| read(e.path().join("stdout")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(hook_out.contains("DRAINED broker 3: 0 replicas left"), "the hook drained broker 3:\n{hook_out}");
+    assert!(hook_out.contains("REASSIGN throttles removed") || hook_out.contains("holds no replica"), "{hook_out}");
+    assert!(read(&sched.log).contains("the decommission hook succeeded"), "the scheduler saw the hook exit 0");
+    wait_for("kafka-3's reservation and volume leave the ledger", T, || async {
+        let s = m.client().state().await.ok()?;
+        let res = s.agents.iter().flat_map(|a| &a.reservations);
+        let gone = !res.clone().any(|r| r.id == res_id) && !res.flat_map(|r| &r.volumes).any(|v| v.id == vol_id);
+        gone.then_some(())
+    })
+    .await;
+    let pods = json(d, &["pod", "list"]).unwrap();
+    let names: Vec<&str> = pods.as_array().unwrap().iter().map(|p| p["pod"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["kafka-0", "kafka-1", "kafka-2"]);
+    let admin = KafkaAdmin::connect(&client).await.unwrap();
+    let t = wait_for("the topic settled on brokers 0..2", T, || settled(&admin, 3, &three)).await;
+    let ids: BTreeSet<i32> = admin.snapshot().await.unwrap().brokers.iter().map(|b| b.id).collect();
+    assert_eq!(ids, three, "broker 3 left the cluster");
+
+    // Every record, once.
+    let mut seen = BTreeSet::new();
+    let source_cfg = SourceConfig::new(client.clone(), "kafka-scale-e2e", TOPIC, (0..6).collect())
+        .starting_at(StartPosition::Earliest);
+    let mut source = KafkaSource::open(source_cfg).await.unwrap();
+    let limits = PollLimits::default();
+    let deadline = Instant::now() + T;
+    while seen.len() < RECORDS {
+        assert!(Instant::now() < deadline, "only {} of {RECORDS} records read back within {T:?}", seen.len());
+        for r in source.poll_batch(&limits).await.unwrap() {
+            seen.insert(String::from_utf8(r.payload.unwrap_or_default()).unwrap());
+        }
+    }
+    assert!((0..RECORDS).all(|i| seen.contains(&format!("record-{i}"))));
+    drop(source);
+
+    // 3 → 2 would leave fewer brokers than the topic's replication: refused.
+    let refused = cli_blocking(d, &["kafka", "scale", "--brokers", "2"]).await.expect_err("2 brokers for RF 3");
+    assert!(refused.contains("events (replication 3)"), "{refused}");
+    assert!(refused.contains("refusing to scale service kafka from 3 to 2"), "{refused}");
+    let pods = json(d, &["pod", "list"]).unwrap();
+    assert_eq!(pods.as_array().unwrap().len(), 3, "nothing was decommissioned");
+
+    eprintln!(
+        "kafka scale e2e: deployed 3 brokers in {deployed_in:?}; scale 3→4 with rebalance in {up_in:?} \
+         ({on_new} partition(s) of {TOPIC} on broker 3); scale 4→3 with drain in {down_in:?}; total {:?}\n{t:?}",
+        started.elapsed()
+    );
+}
