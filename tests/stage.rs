@@ -360,14 +360,13 @@ impl StageTask {
         !self.pids(s).is_empty()
     }
 
-    /// SIGKILLs the current run's process (the one running in its sandbox).
-    fn kill9(&self, s: &Services) -> bool {
-        let mut killed = false;
+    /// Signals the current run's process (the one running in its sandbox).
+    fn signal(&self, s: &Services, sig: nix::sys::signal::Signal) -> bool {
+        let mut sent = false;
         for pid in self.pids(s) {
-            killed |=
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok();
+            sent |= nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).is_ok();
         }
-        killed
+        sent
     }
 }
 
@@ -402,25 +401,27 @@ async fn killed_runs(s: &mut Services, events: &[GeneratedEvent], want: &Rows, m
     let cmd = sc.command(
         s,
         &format!(
-            "--checkpoint-interval 200ms --max-batch-records 20 --metrics-port {} --metrics-host {}",
+            "--checkpoint-interval 500ms --max-batch-records 20 --metrics-port {} --metrics-host {}",
             task.port, s.kc.host
         ),
     );
-    const KILLS: u32 = 3;
+    use nix::sys::signal::Signal;
+    // Three SIGKILLs, and a SIGTERM in between (a clean stop: sinks flushed,
+    // a last checkpoint, exit 0); each after two checkpoints of the run.
+    const STOPS: [Signal; 4] = [Signal::SIGKILL, Signal::SIGTERM, Signal::SIGKILL, Signal::SIGKILL];
     let mut metrics_seen = false;
     let mut before = 0;
-    for kill in 0..KILLS {
+    for (n, sig) in STOPS.into_iter().enumerate() {
         task.launch(s, cmd.clone()).await;
-        // Let this run write four checkpoints (200 ms apart), then kill it between two.
         let deadline = Instant::now() + RUN_LIMIT;
         loop {
-            if task.epoch(s).unwrap_or(0) >= before + 4 && task.running(s) {
+            if task.epoch(s).unwrap_or(0) >= before + 2 && task.running(s) {
                 break;
             }
             let done = s.kc.fw.statuses.iter().find(|st| st.task_id == task.id() && st.state.is_terminal()).cloned();
             if let Some(st) = done {
                 panic!(
-                    "run {} ended ({} {}) before kill {kill}: the dataset is too small to kill it mid-stream\n{}",
+                    "run {} ended ({} {}) before stop {n}: the dataset is too small to stop it mid-stream\n{}",
                     task.id(),
                     st.state,
                     st.message,
@@ -438,9 +439,18 @@ async fn killed_runs(s: &mut Services, events: &[GeneratedEvent], want: &Rows, m
             }
             metrics_seen = true;
         }
-        assert!(task.kill9(s), "no process of {} to kill", task.id());
+        // Halfway to the next checkpoint: records (and dead letters) after
+        // the last one are lost with the process and replayed.
+        s.kc.fw.idle(Duration::from_millis(250)).await;
+        assert!(task.signal(s, sig), "no process of {} to signal", task.id());
         let st = task.ended(s).await;
-        assert!(st.state != TaskState::Finished, "run {} finished although it was killed", task.id());
+        if sig == Signal::SIGTERM {
+            assert_eq!(st.state, TaskState::Finished, "{} after SIGTERM: {}\n{}", task.id(), st.message, task.logs(s));
+            let stderr = task.sandbox(s).map(|sb| read(sb.join("stderr"))).unwrap_or_default();
+            assert!(stderr.contains("stopped: sinks flushed, checkpoint written"), "{}", task.logs(s));
+        } else {
+            assert!(st.state != TaskState::Finished, "run {} finished although it was killed", task.id());
+        }
         before = task.epoch(s).unwrap_or(0);
     }
     task.launch(s, cmd).await;
@@ -451,6 +461,10 @@ async fn killed_runs(s: &mut Services, events: &[GeneratedEvent], want: &Rows, m
         .filter(|sb| read(sb.join("stderr")).contains("will not be sent again"))
         .count();
     eprintln!("stage e2e: {replays_skipping} relaunched run(s) found dead letters the killed run had sent");
+    assert!(
+        replays_skipping > 0,
+        "no relaunch found dead letters sent after the last checkpoint: the dedup went unexercised"
+    );
     eprintln!("stage e2e: the last relaunched run: {}", last.trim());
     assert!(last.contains("resumed from epoch"), "the last run did not resume from a checkpoint: {last}");
 
@@ -459,7 +473,7 @@ async fn killed_runs(s: &mut Services, events: &[GeneratedEvent], want: &Rows, m
     let sources: BTreeSet<String> = letters.iter().map(|r| header(r, DLQ_SOURCE_HEADER)).collect();
     assert_eq!(sources.len(), malformed, "distinct dead letters, expected one per malformed record");
     assert_eq!(letters.len(), malformed, "dead letters sent twice across the kills: {} for {malformed}", letters.len());
-    KILLS
+    3
 }
 
 /// Check 3: out-of-order records, one micro-batch each.
