@@ -2,7 +2,8 @@
 // master with a deployed service:
 //
 //   node check.mjs MASTER_URL TOKEN --shot PNG --service NAME \
-//        [--agent ID]... [--log-text TEXT]
+//        [--agent ID]... [--log-text TEXT] \
+//        [--stage-service NAME [--scale-pod TYPE --scale-to N]]
 //
 // In headless Chromium (the Debian `chromium` package; CHROMIUM=/path picks
 // another binary) it checks that the page shows only a sign-in box without
@@ -10,7 +11,12 @@
 // and the service's deploy plan with the reason a step waits; that a click
 // on "Pause" pauses the plan (the page shows it WAITING and paused); that a
 // task's stdout link opens its log; and that a `#token=` link signs in and
-// drops the token from the address bar. It saves a screenshot to PNG (and
+// drops the token from the address bar. With --stage-service, that the
+// service's task shows a stage panel with live charts (records in/s above
+// zero, dead letters by reason, a known checkpoint age); with --scale-pod,
+// that "Scale" raises that pod type's count to N (a new pod row and stage
+// panel appear) and that a lower count is refused with the scheduler's
+// reason (`allow-decommission`). It saves a screenshot to PNG (and
 // PNG with `-failure` on a failure) and prints `ok` last.
 //
 // Exit codes: 0 passed, 1 a check failed, 2 something to install is missing.
@@ -23,14 +29,18 @@ const WAIT_MS = 45000;
 
 function usage(msg) {
   console.error(`check.mjs: ${msg}`);
-  console.error('usage: node check.mjs MASTER_URL TOKEN --shot PNG --service NAME [--agent ID]... [--log-text TEXT]');
+  console.error('usage: node check.mjs MASTER_URL TOKEN --shot PNG --service NAME [--agent ID]... [--log-text TEXT]' +
+    ' [--stage-service NAME [--scale-pod TYPE --scale-to N]]');
   process.exit(2);
 }
 
 function parseArgs(argv) {
   const [url, token, ...rest] = argv;
   if (!url || !token) usage('MASTER_URL and TOKEN are required');
-  const o = { url: url.replace(/\/+$/, ''), token, shot: null, service: null, agents: [], logText: null };
+  const o = {
+    url: url.replace(/\/+$/, ''), token, shot: null, service: null, agents: [], logText: null,
+    stageService: null, scalePod: null, scaleTo: null,
+  };
   for (let i = 0; i < rest.length; i += 2) {
     const [k, v] = [rest[i], rest[i + 1]];
     if (v === undefined) usage(`${k} needs a value`);
@@ -38,9 +48,15 @@ function parseArgs(argv) {
     else if (k === '--service') o.service = v;
     else if (k === '--agent') o.agents.push(v);
     else if (k === '--log-text') o.logText = v;
+    else if (k === '--stage-service') o.stageService = v;
+    else if (k === '--scale-pod') o.scalePod = v;
+    else if (k === '--scale-to') o.scaleTo = Number(v);
     else usage(`unknown option ${k}`);
   }
   if (!o.shot || !o.service) usage('--shot and --service are required');
+  if (o.scalePod && (!o.stageService || !Number.isInteger(o.scaleTo) || o.scaleTo < 2)) {
+    usage('--scale-pod needs --stage-service and --scale-to N (2 or more)');
+  }
   return o;
 }
 
@@ -67,6 +83,61 @@ async function loadPlaywright() {
 
 function step(what) {
   console.log(`- ${what}`);
+}
+
+/** The text of the value shown on a stage chart. */
+async function chartValue(panel, chart) {
+  return ((await panel.locator(`.chart[data-chart="${chart}"] .val`).textContent()) || '').trim();
+}
+
+async function checkStages(page, o) {
+  step(`service ${o.stageService}: a stage panel with live charts`);
+  const card = page.locator(`article.service[data-service="${o.stageService}"]`);
+  const panel = card.locator('.stage').first();
+  await panel.waitFor();
+  // Rates need two scrapes; the checkpoint age needs a checkpoint seen while watching.
+  await page.waitForFunction((svc) => {
+    const p = document.querySelector(`article.service[data-service="${svc}"] .stage`);
+    const val = (c) => (p && p.querySelector(`.chart[data-chart="${c}"] .val`) || {}).textContent || '';
+    return parseFloat(val('records-in')) > 0 && parseFloat(val('rows-out')) > 0 && /^\d/.test(val('checkpoint-age'));
+  }, o.stageService);
+  for (const c of ['records-in', 'rows-out', 'consumer-lag', 'watermark-delay', 'dead-lettered', 'checkpoint-age']) {
+    await panel.locator(`.chart[data-chart="${c}"] svg path.line`).waitFor({ state: 'attached' });
+  }
+  await panel.locator('.reason[data-reason="decode"]').waitFor();
+  await panel.locator('.reason[data-reason="late"]').waitFor();
+  const shown = [];
+  for (const c of ['records-in', 'rows-out', 'consumer-lag', 'watermark-delay', 'dead-lettered', 'checkpoint-age']) {
+    shown.push(`${c} ${await chartValue(panel, c)}`);
+  }
+  console.log(`  ${shown.join(' · ')}`);
+  await card.screenshot({ path: o.shot.replace(/\.png$/, '') + '-stage.png' });
+
+  if (!o.scalePod) return;
+  step(`"Scale" sets pod type ${o.scalePod} of ${o.stageService} to ${o.scaleTo}`);
+  const row = card.locator(`.scale-row[data-pod-type="${o.scalePod}"]`);
+  await row.locator('input').fill(String(o.scaleTo));
+  await page.getByRole('button', { name: `Scale pod type ${o.scalePod}`, exact: true }).click();
+  await card.locator('.scale-note', { hasText: `→ ${o.scaleTo}` }).waitFor();
+  console.log(`  ${(await card.locator('.scale-note').textContent()).trim()}`);
+  await card.locator(`table.pods tr[data-pod="${o.scalePod}-${o.scaleTo - 1}"]`).waitFor();
+  await page.waitForFunction(([svc, n]) =>
+    document.querySelectorAll(`article.service[data-service="${svc}"] .stage`).length === n, [o.stageService, o.scaleTo]);
+  await row.locator('.muted', { hasText: `spec count ${o.scaleTo}` }).waitFor();
+  // The new pod's task is scraped too: the charts keep following the service.
+  await page.waitForFunction(([svc, n]) => {
+    const panels = document.querySelectorAll(`article.service[data-service="${svc}"] .stage`);
+    const v = panels[n - 1] && panels[n - 1].querySelector('.chart[data-chart="records-in"] .val');
+    return v && parseFloat(v.textContent) > 0;
+  }, [o.stageService, o.scaleTo]);
+
+  step('a lower count without allow-decommission is refused, with the scheduler\'s reason');
+  await row.locator('input').fill(String(o.scaleTo - 1));
+  await page.getByRole('button', { name: `Scale pod type ${o.scalePod}`, exact: true }).click();
+  const banner = page.locator('#banner', { hasText: 'allow-decommission' });
+  await banner.waitFor({ state: 'visible' });
+  console.log(`  ${(await page.locator('#banner-text').textContent()).trim()}`);
+  await page.click('#banner-close');
 }
 
 async function main() {
@@ -131,13 +202,15 @@ async function main() {
     console.log(`  a step waits: ${(await waiting.textContent()).trim()}`);
     await card.locator('table.pods tbody tr').first().waitFor();
 
+    if (o.stageService) await checkStages(page, o);
+
     step('a click on "Pause" pauses the plan');
-    const pause = page.getByRole('button', { name: 'Pause plan deploy', exact: true });
+    const pause = card.getByRole('button', { name: 'Pause plan deploy', exact: true });
     await pause.click();
     await page.locator(`article.service[data-service="${o.service}"] .plan[data-plan="deploy"][data-status="WAITING"]`)
       .waitFor();
     await plan.locator('.plan-head .flag', { hasText: 'paused' }).waitFor();
-    await page.getByRole('button', { name: 'Resume plan deploy', exact: true }).and(page.locator(':enabled')).waitFor();
+    await card.getByRole('button', { name: 'Resume plan deploy', exact: true }).and(page.locator(':enabled')).waitFor();
     if (await pause.isEnabled()) throw new Error('"Pause" is still enabled on a paused plan');
 
     await page.screenshot({ path: o.shot, fullPage: true });

@@ -21,6 +21,10 @@
 //!   task. A task with neither gets 404 with the reason; a task that is not
 //!   running gets 404 too. The cluster token is not sent to the task.
 //!
+//! The page's pure parts (OpenMetrics parsing, stage rates, sparklines, the
+//! `count:` edit of a spec's YAML) are in `dashboard/lib.js`, unit-tested by
+//! `tests/dashboard/unit.mjs` under Node.
+//!
 //! The page itself (`/dashboard/`) needs no token to load; it holds no data
 //! and asks for the token before it shows anything. The API routes sit
 //! behind the token like every other `/v1/` route.
@@ -39,6 +43,7 @@ use std::time::Duration;
 
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
 const APP_JS: &str = include_str!("dashboard/app.js");
+const LIB_JS: &str = include_str!("dashboard/lib.js");
 const APP_CSS: &str = include_str!("dashboard/app.css");
 
 /// The page's content security policy: everything from this origin only.
@@ -68,6 +73,7 @@ pub fn pages() -> Router {
         .route("/dashboard", get(|| async { Redirect::to("/dashboard/") }))
         .route("/dashboard/", get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }))
         .route("/dashboard/app.js", get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }))
+        .route("/dashboard/lib.js", get(|| async { asset("text/javascript; charset=utf-8", LIB_JS) }))
         .route("/dashboard/app.css", get(|| async { asset("text/css; charset=utf-8", APP_CSS) }))
 }
 
@@ -447,8 +453,8 @@ mod tests {
 
     #[test]
     fn the_page_refers_only_to_its_own_assets() {
-        assert!(INDEX_HTML.contains("app.js") && INDEX_HTML.contains("app.css"));
-        for text in [INDEX_HTML, APP_JS, APP_CSS] {
+        assert!(INDEX_HTML.contains("app.js") && INDEX_HTML.contains("lib.js") && INDEX_HTML.contains("app.css"));
+        for text in [INDEX_HTML, APP_JS, LIB_JS, APP_CSS] {
             assert!(!text.contains("http://") && !text.contains("https://"), "the page must work offline");
         }
     }

@@ -1,11 +1,21 @@
 // The smack dashboard: polls the master's API (and, through the master,
-// each service scheduler's API) and draws agents, plans, pods and tasks.
-// Plain JavaScript, no framework, no build step. The cluster token comes
-// from the sign-in box or from `#token=...` in the link `smack up` prints,
-// and is kept in sessionStorage for this browser session only.
+// each service scheduler's API) and draws agents, plans, pods and tasks;
+// scrapes each task whose pod has a `metrics` port (through the master's
+// /v1/tasks/{id}/metrics) and charts its stage figures; scales a service by
+// editing the `count:` line of a pod type in its spec. Plain JavaScript, no
+// framework, no build step; the pure parts are in lib.js (`SmackLib`). The
+// cluster token comes from the sign-in box or from `#token=...` in the link
+// `smack up` prints, and is kept in sessionStorage for this browser session
+// only.
 'use strict';
 
 const POLL_MS = 1500;
+/** How often stage tasks are scraped, and how much their charts show. */
+const STAGE_POLL_MS = 3000;
+const STAGE_WINDOW_MS = 120000;
+/** A chart's drawing box (its SVG viewBox; the page stretches it). */
+const CHART_W = 160;
+const CHART_H = 32;
 const LOG_POLL_MS = 1500;
 const LOG_MAX_CHARS = 400000;
 const TOKEN_KEY = 'smack.token';
@@ -21,6 +31,16 @@ let running = false;
 const pending = new Set();
 /** The HTML last drawn into each element, to redraw only what changed. */
 const drawn = new WeakMap();
+/** The tasks to scrape, from the last poll: `{ fwId, pod, task }`. */
+let stageTargets = [];
+/** Task id → `{ hist, error, stage, parseErrors }`. */
+const stages = new Map();
+let stageTimer = null;
+let stageBusy = false;
+/** Counts typed but not yet applied, by `framework|pod type`. */
+const scaleDraft = new Map();
+/** The outcome of the last scale of each framework. */
+const scaleNotes = new Map();
 
 /** Thrown when the master refuses the token. */
 class Unauthorized extends Error {}
@@ -108,6 +128,28 @@ async function api(path, method = 'GET', body = undefined) {
   return data;
 }
 
+/** A GET whose answer is text (a task's metrics). */
+async function apiText(path) {
+  let resp;
+  try {
+    resp = await fetch(path, { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store' });
+  } catch (e) {
+    throw new Error('cannot reach the master: ' + e.message);
+  }
+  if (resp.status === 401) throw new Unauthorized('the master refused the token');
+  const text = await resp.text();
+  if (!resp.ok) {
+    let msg = text || resp.statusText;
+    try {
+      msg = JSON.parse(text).error || msg;
+    } catch (_) {
+      // not JSON: the text as is
+    }
+    throw new Error(`${resp.status} ${msg}`);
+  }
+  return text;
+}
+
 function frameworkBase(fwId) {
   return `/v1/frameworks/${enc(fwId)}/api/v1`;
 }
@@ -115,17 +157,22 @@ function frameworkBase(fwId) {
 // ---- loading ---------------------------------------------------------------
 
 async function loadService(fw) {
-  const out = { fw, plans: [], pods: [], error: null };
+  const out = { fw, plans: [], pods: [], spec: null, error: null };
   if (!fw.api_url) {
     out.error = 'this framework announced no API when it subscribed: no plans or pods to show';
     return out;
   }
   const base = frameworkBase(fw.id);
   try {
+    const spec = api(base + '/spec').catch((e) => {
+      if (e instanceof Unauthorized) throw e;
+      return { error: e.message };
+    });
     const [list, pods] = await Promise.all([api(base + '/plans'), api(base + '/pods')]);
     const views = await Promise.all(list.map((p) => api(base + '/plans/' + enc(p.name))));
     out.plans = views.map((v) => v.plan);
     out.pods = pods;
+    out.spec = await spec;
   } catch (e) {
     if (e instanceof Unauthorized) throw e;
     out.error = `its scheduler does not answer (${e.message})`;
@@ -136,8 +183,13 @@ async function loadService(fw) {
 async function refresh() {
   const [agents, st] = await Promise.all([api('/v1/agents'), api('/v1/state')]);
   const services = await Promise.all(st.frameworks.map(loadService));
+  stageTargets = services.flatMap((svc) => svc.pods
+    .filter(({ pod }) => pod.ports && pod.ports.metrics !== undefined)
+    .flatMap(({ pod, tasks }) => tasks.map((task) => ({ fwId: svc.fw.id, pod: pod.name, task }))));
   drawAgents(agents);
   drawServices(services, st);
+  drawStages();
+  if (stageTimer === null && !stageBusy) pollStages();
 }
 
 async function poll() {
@@ -360,9 +412,19 @@ function drawServices(services, st) {
       card.id = id;
       card.className = 'card service';
       card.dataset.service = svc.fw.name;
+      card.dataset.fw = svc.fw.id;
+      for (const part of ['main', 'scale', 'stages']) {
+        const div = document.createElement('div');
+        div.className = 'svc-' + part;
+        card.appendChild(div);
+      }
       root.appendChild(card);
     }
-    draw(card, drawService(svc, vols));
+    draw(card.querySelector('.svc-main'), drawService(svc, vols));
+    // A field being typed in is not redrawn under the cursor.
+    const scale = card.querySelector('.svc-scale');
+    const typing = document.activeElement && document.activeElement.matches('input[data-scale]');
+    if (!(typing && scale.contains(document.activeElement))) draw(scale, drawScale(svc));
   }
   for (const card of [...root.querySelectorAll(':scope > .service')]) {
     if (!keep.has(card.id)) card.remove();
@@ -380,6 +442,9 @@ async function act(button) {
   if (d.act === 'plan') {
     path = `${frameworkBase(d.fw)}/plans/${enc(d.plan)}/${enc(d.op)}`;
     body = d.phase ? { phase: d.phase } : {};
+  } else if (d.act === 'scale') {
+    scale(button);
+    return;
   } else if (d.act === 'pod') {
     if (d.op === 'replace' &&
       !window.confirm(`Replace pod ${d.pod}? It is placed anew with a fresh volume; the data on its old volume is not kept.`)) {
@@ -409,7 +474,217 @@ async function act(button) {
 
 /** Makes the next poll redraw everything (button states changed). */
 function forgetDrawn() {
-  for (const el of document.querySelectorAll('#agents, #services > .service')) drawn.delete(el);
+  for (const el of document.querySelectorAll('#agents, #services > .service > div')) drawn.delete(el);
+}
+
+// ---- scaling ---------------------------------------------------------------
+
+function drawScale(svc) {
+  const fw = svc.fw;
+  if (svc.error || !svc.spec) return '';
+  if (svc.spec.error) return `<h4>Scale</h4><p class="note">its spec cannot be read: ${esc(svc.spec.error)}</p>`;
+  const read = SmackLib.podCounts(svc.spec.yaml);
+  const note = scaleNotes.get(fw.id);
+  const tail = note ? `<p class="scale-note small">${esc(note)}</p>` : '';
+  if (read.error) return `<h4>Scale</h4><p class="note">pod counts cannot be edited here: ${esc(read.error)}</p>${tail}`;
+  const rows = read.pods.map((p) => {
+    const key = `${fw.id}|${p.type}`;
+    const have = svc.pods.filter(({ pod }) => pod.pod_type === p.type).length;
+    const value = scaleDraft.has(key) ? scaleDraft.get(key) : p.count ?? '';
+    const attrs = `data-act="scale" data-fw="${esc(fw.id)}" data-pod-type="${esc(p.type)}"`;
+    const field = p.count === null
+      ? `<span class="why">${esc(p.error)}</span>`
+      : `<input type="number" min="0" step="1" inputmode="numeric" value="${esc(value)}" data-scale="${esc(key)}"` +
+        ` aria-label="${esc('Count of pod type ' + p.type)}">` +
+        actionButton('scale|' + key, 'Scale', 'Scaling…', `Scale pod type ${p.type}`, attrs, true);
+    return `<div class="scale-row" data-pod-type="${esc(p.type)}"><span class="scale-type">${esc(p.type)}</span>` +
+      `${field}<span class="small muted">spec count ${esc(p.count ?? '?')} · ${have} pod${have === 1 ? '' : 's'}</span></div>`;
+  });
+  return `<h4>Scale</h4><div class="scale">${rows.join('')}</div>${tail}`;
+}
+
+/** Sets a pod type's count in the service's spec and applies it. */
+async function scale(button) {
+  const d = button.dataset;
+  const key = d.key;
+  if (pending.has(key)) return;
+  const draftKey = `${d.fw}|${d.podType}`;
+  const input = [...document.querySelectorAll('input[data-scale]')].find((i) => i.dataset.scale === draftKey);
+  const raw = input ? input.value.trim() : '';
+  const n = Number(raw);
+  if (!raw || !Number.isInteger(n) || n < 0) {
+    showBanner(`Scale ${d.podType}: the count must be a whole number, 0 or more (not "${raw}")`);
+    return;
+  }
+  pending.add(key);
+  button.disabled = true;
+  const base = frameworkBase(d.fw);
+  try {
+    const spec = await api(base + '/spec');
+    const edit = SmackLib.setPodCount(spec.yaml, d.podType, n);
+    if (edit.error) throw new Error(`Cannot scale pod type ${d.podType}: ${edit.error}`);
+    if (edit.from === n) {
+      scaleNotes.set(d.fw, `${d.podType} already has count ${n}: nothing to change.`);
+    } else {
+      let r;
+      try {
+        r = await api(base + '/spec', 'POST', { yaml: edit.yaml, file: spec.file || '' });
+      } catch (e) {
+        if (e instanceof Unauthorized) throw e;
+        const why = e.message.replace(/^POST \S+: /, '');
+        throw new Error(`The scheduler refused to scale ${d.podType} from ${edit.from} to ${n}: ${why}`);
+      }
+      const plans = (r && r.plans) || [];
+      scaleNotes.set(d.fw, `${d.podType}: count ${edit.from} → ${n}` +
+        (plans.length ? ` · started ${plans.join(', ')}` : '') + '.');
+    }
+    scaleDraft.delete(draftKey);
+    $('banner').hidden = true;
+  } catch (e) {
+    if (e instanceof Unauthorized) {
+      signOut('The master no longer accepts this token. Sign in again.');
+      return;
+    }
+    showBanner(e.message);
+  } finally {
+    pending.delete(key);
+    if (document.activeElement && document.activeElement.dataset && document.activeElement.dataset.scale) {
+      document.activeElement.blur();
+    }
+    forgetDrawn();
+    poll();
+  }
+}
+
+// ---- stage charts ----------------------------------------------------------
+
+function fmtNum(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  const a = Math.abs(v);
+  if (a >= 1e9) return (v / 1e9).toFixed(1) + 'G';
+  if (a >= 1e6) return (v / 1e6).toFixed(1) + 'M';
+  if (a >= 1e4) return (v / 1e3).toFixed(1) + 'k';
+  if (a >= 100 || Number.isInteger(v)) return String(Math.round(v));
+  return v.toFixed(1);
+}
+
+function fmtSecs(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  if (v < 60) return (v < 10 ? v.toFixed(1) : Math.round(v)) + ' s';
+  if (v < 3600) return Math.round(v / 60) + ' min';
+  return (v / 3600).toFixed(1) + ' h';
+}
+
+function chart(key, label, series, shown, fmt, extra = '') {
+  const now = Date.now();
+  const { d, max } = SmackLib.sparkPath(series, now - STAGE_WINDOW_MS, now, CHART_W, CHART_H);
+  return `<figure class="chart" data-chart="${key}"><figcaption><span>${esc(label)}</span>` +
+    `<b class="val">${esc(shown)}</b></figcaption>` +
+    `<svg viewBox="0 0 ${CHART_W} ${CHART_H}" preserveAspectRatio="none" role="img"` +
+    ` aria-label="${esc(label + ', the last 2 minutes')}"><path class="base" d="M0 ${CHART_H - 0.5}H${CHART_W}"` +
+    ` vector-effect="non-scaling-stroke"/>` +
+    (d ? `<path class="line" d="${d}" vector-effect="non-scaling-stroke"/>` : '') + `</svg>` +
+    `<div class="small muted">${max ? 'peak ' + esc(fmt(max)) : 'no data yet'}${extra}</div></figure>`;
+}
+
+function drawStage(target) {
+  const { pod, task } = target;
+  const entry = stages.get(task.id);
+  const head = `<div class="stage-head"><strong>${esc(pod)}</strong> <span>${esc(task.task)}</span>` +
+    ` ${state(task.state || 'LAUNCHING')}<span class="ids">${esc(task.id)}</span></div>`;
+  let notes = '';
+  if (task.state !== 'RUNNING') notes += `<p class="note">not running: its metrics are read while it runs</p>`;
+  if (entry && entry.error) notes += `<p class="note bad-note">cannot read its metrics: ${esc(entry.error)}</p>`;
+  if (entry && entry.hist.samples.length && !entry.stage) notes += '<p class="note">it serves no smack_stage_* families</p>';
+  if (entry && entry.parseErrors.length) {
+    notes += `<p class="note">${entry.parseErrors.length} line(s) of its metrics not understood: ` +
+      `${esc(entry.parseErrors[0])}</p>`;
+  }
+  if (!entry || !entry.hist.samples.length) {
+    return `<section class="stage" data-stage-task="${esc(task.id)}">${head}${notes}` +
+      (task.state === 'RUNNING' && !(entry && entry.error) ? '<p class="note">reading its metrics…</p>' : '') +
+      `</section>`;
+  }
+  const s = SmackLib.stageSeries(entry.hist);
+  const l = s.latest;
+  const reasons = Object.entries(l.deadByReason || {}).sort(([a], [b]) => a.localeCompare(b))
+    .map(([r, v]) => `<span class="reason" data-reason="${esc(r)}">${esc(r || 'unknown')} ${esc(fmtNum(v))}</span>`)
+    .join(' · ');
+  let age = '–';
+  if (l.checkpointAge !== null) age = fmtSecs(l.checkpointAge);
+  else if (l.checkpointAgeAtLeast !== null) age = '≥ ' + fmtSecs(l.checkpointAgeAtLeast);
+  else if (l.checkpoints === 0) age = 'none yet';
+  const ckpts = l.checkpoints !== null ? ` · ${fmtNum(l.checkpoints)} written` : '';
+  return `<section class="stage" data-stage-task="${esc(task.id)}">${head}${notes}<div class="charts">` +
+    chart('records-in', 'records in/s', s.recordsIn, fmtNum(l.recordsIn), fmtNum) +
+    chart('rows-out', 'rows out/s', s.rowsOut, fmtNum(l.rowsOut), fmtNum) +
+    chart('consumer-lag', 'consumer lag', s.lag, fmtNum(l.lag), fmtNum) +
+    chart('watermark-delay', 'watermark delay', s.watermarkDelay, fmtSecs(l.watermarkDelay), fmtSecs) +
+    chart('dead-lettered', 'dead-lettered', s.deadLettered, fmtNum(l.deadLettered), fmtNum,
+      reasons ? `<div class="reasons">${reasons}</div>` : '') +
+    chart('checkpoint-age', 'checkpoint age', s.checkpointAge, age, fmtSecs, ckpts) +
+    `</div></section>`;
+}
+
+function drawStages() {
+  for (const card of document.querySelectorAll('#services > .service')) {
+    const mine = stageTargets.filter((t) => t.fwId === card.dataset.fw);
+    const html = mine.length
+      ? `<h4>Stages <span class="small muted">the last 2 minutes, read every ${STAGE_POLL_MS / 1000} s</span></h4>` +
+        `<div class="stages">${mine.map(drawStage).join('')}</div>`
+      : '';
+    draw(card.querySelector('.svc-stages'), html);
+  }
+}
+
+async function scrapeStage(target) {
+  const id = target.task.id;
+  let entry = stages.get(id);
+  if (!entry) {
+    entry = { hist: SmackLib.newStageHistory(), error: null, stage: false, parseErrors: [] };
+    stages.set(id, entry);
+  }
+  try {
+    const text = await apiText(`/v1/tasks/${enc(id)}/metrics`);
+    const parsed = SmackLib.parseOpenMetrics(text);
+    entry.error = null;
+    entry.parseErrors = parsed.errors;
+    entry.stage = SmackLib.isStage(parsed);
+    SmackLib.addStageSample(entry.hist, Date.now(), SmackLib.stageSnapshot(parsed), STAGE_WINDOW_MS);
+  } catch (e) {
+    if (e instanceof Unauthorized) throw e;
+    entry.error = e.message;
+  }
+}
+
+async function pollStages() {
+  clearTimeout(stageTimer);
+  stageTimer = null;
+  if (!running) return;
+  stageBusy = true;
+  try {
+    const live = stageTargets.filter((t) => t.task.state === 'RUNNING');
+    await Promise.all(live.map(scrapeStage));
+    const known = new Set(stageTargets.map((t) => t.task.id));
+    for (const id of [...stages.keys()]) if (!known.has(id)) stages.delete(id);
+    drawStages();
+  } catch (e) {
+    if (e instanceof Unauthorized) {
+      stageBusy = false;
+      signOut('The master no longer accepts this token. Sign in again.');
+      return;
+    }
+  } finally {
+    stageBusy = false;
+  }
+  if (running) stageTimer = setTimeout(pollStages, STAGE_POLL_MS);
+}
+
+function stopStages() {
+  clearTimeout(stageTimer);
+  stageTimer = null;
+  stageTargets = [];
+  stages.clear();
 }
 
 // ---- task logs -------------------------------------------------------------
@@ -493,6 +768,7 @@ function takeTokenFromLink() {
 function showSignIn(message) {
   running = false;
   clearTimeout(pollTimer);
+  stopStages();
   closeLog(false);
   $('app').hidden = true;
   $('signout').hidden = true;
@@ -520,6 +796,8 @@ function signOut(message) {
   } catch (_) {
     // storage unavailable: nothing kept
   }
+  scaleDraft.clear();
+  scaleNotes.clear();
   for (const id of ['agents', 'services']) {
     $(id).innerHTML = '<p class="muted">Loading…</p>';
     drawn.delete($(id));
@@ -573,6 +851,15 @@ function init() {
   });
   document.addEventListener('keydown', (ev) => {
     if (ev.key === 'Escape' && !$('log').hidden) closeLog(true);
+    const input = ev.target.closest && ev.target.closest('input[data-scale]');
+    if (input && ev.key === 'Enter') {
+      const b = input.parentElement.querySelector('button[data-act="scale"]');
+      if (b && !b.disabled) act(b);
+    }
+  });
+  document.addEventListener('input', (ev) => {
+    const input = ev.target.closest && ev.target.closest('input[data-scale]');
+    if (input) scaleDraft.set(input.dataset.scale, input.value);
   });
   window.addEventListener('hashchange', () => {
     if (location.hash.startsWith('#token=')) {
