@@ -144,7 +144,8 @@ async fn node_session(addr: SocketAddr) -> Result<Session> {
         .host_filter(Arc::new(filter))
         .connection_timeout(NODE_TIMEOUT)
         .default_execution_profile_handle(profile.into_handle())
-        .fetch_schema_metadata(false);
+        .fetch_schema_metadata(false)
+        .fetch_full_schema_metadata(false);
     let built = builder.build();
     match tokio::time::timeout(NODE_TIMEOUT * 2, built).await {
         Ok(Ok(s)) => Ok(s),

@@ -947,7 +947,10 @@ impl ServiceScheduler {
                     }
                 }
             }
-            if let Some(t) = inner.state.tasks.get_mut(&status.task_id) {
+            // A late update (e.g. a readiness result sent just before the
+            // task died) never brings an ended task back.
+            let late = |t: &TaskRecord| t.state.is_some_and(|s| s.is_terminal()) && !status.state.is_terminal();
+            if let Some(t) = inner.state.tasks.get_mut(&status.task_id).filter(|t| !late(t)) {
                 let was_terminal = t.state.is_some_and(|s| s.is_terminal());
                 t.state = Some(status.state);
                 t.message = status.message.clone();
