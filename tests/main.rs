@@ -6,6 +6,7 @@ mod catalog;
 mod connectors;
 mod dashboard;
 mod kafka;
+mod locality;
 mod kafka_scale;
 mod logs;
 mod metrics;
