@@ -44,33 +44,77 @@ async fn apply_service(state_dir: &Path, c: &ClusterFile, dir: &Path, doc: &Serv
     service_cmd::update(state_dir, c, Some(&doc.name), &path).await.with_context(|| format!("applying {}", doc.name))
 }
 
-/// Waits for a service's deploy plan to complete, printing its progress.
-async fn wait_deployed(state_dir: &Path, c: &ClusterFile, service: &str) -> Result<()> {
+/// Waits for the services' deploy plans to complete, side by side: in a
+/// terminal one live progress bar per service (steps complete of all, the
+/// step in work and why it waits); otherwise a line per change.
+async fn wait_deployed(state_dir: &Path, c: &ClusterFile, services: &[String]) -> Result<()> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use smack_operator::scheduler::plan::StepState;
     let started = Instant::now();
-    let mut last = String::new();
-    loop {
-        if let Ok(v) = service_cmd::plan_view(state_dir, c, service, "deploy").await {
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let multi =
+        MultiProgress::with_draw_target(if tty { ProgressDrawTarget::stdout() } else { ProgressDrawTarget::hidden() });
+    let style = ProgressStyle::with_template("  {prefix:<32} [{bar:20}] {pos}/{len} {msg}")
+        .expect("a valid template")
+        .progress_chars("=> ");
+    let bars: Vec<ProgressBar> = services
+        .iter()
+        .map(|s| {
+            let b = multi.add(ProgressBar::new(1));
+            b.set_style(style.clone());
+            b.set_prefix(s.clone());
+            b
+        })
+        .collect();
+    let mut last: Vec<String> = vec![String::new(); services.len()];
+    let mut done = vec![false; services.len()];
+    while done.iter().any(|d| !d) {
+        for (i, service) in services.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let Ok(v) = service_cmd::plan_view(state_dir, c, service, "deploy").await else { continue };
+            let steps: Vec<_> = v.plan.phases.iter().flat_map(|p| &p.steps).collect();
+            let complete = steps.iter().filter(|s| s.state == StepState::Complete).count();
             let status = v.plan.status.to_string();
-            let line = format!("{service}: deploy {status}");
-            if line != last {
+            let working = steps.iter().find(|s| s.state != StepState::Complete);
+            let detail = working
+                .map(|s| match &s.message {
+                    Some(m) => format!("{} {} — {m}", s.name, s.state),
+                    None => format!("{} {}", s.name, s.state),
+                })
+                .unwrap_or_default();
+            bars[i].set_length(steps.len().max(1) as u64);
+            bars[i].set_position(complete as u64);
+            bars[i].set_message(format!("{status} {detail}"));
+            let line = format!("{service}: deploy {status} ({complete}/{} steps)", steps.len());
+            if !tty && line != last[i] {
                 println!("  {line} ({} s)", started.elapsed().as_secs());
-                last = line;
             }
+            last[i] = line;
             if status == "COMPLETE" {
-                return Ok(());
-            }
-            if status == "ERROR" {
+                bars[i].finish_with_message(format!("COMPLETE in {} s", started.elapsed().as_secs()));
+                done[i] = true;
+            } else if status == "ERROR" {
+                bars[i].abandon_with_message("ERROR");
                 bail!("{service}: the deploy plan failed:\n{}", v.tree);
             }
         }
+        if done.iter().all(|d| *d) {
+            break;
+        }
         if started.elapsed() > DEPLOY_WAIT {
+            let waiting: Vec<&str> =
+                services.iter().zip(&done).filter(|(_, d)| !**d).map(|(s, _)| s.as_str()).collect();
             bail!(
-                "{service}: not deployed after {} s; follow it with `smack plan show deploy --service {service} --watch`",
-                DEPLOY_WAIT.as_secs()
+                "not deployed after {} s: {}; follow with `smack plan show deploy --service NAME --watch`",
+                DEPLOY_WAIT.as_secs(),
+                waiting.join(", ")
             );
         }
         tokio::time::sleep(Duration::from_millis(1000)).await;
     }
+    Ok(())
 }
 
 /// `host:port` of each pod's `port` in a service.
@@ -109,9 +153,8 @@ pub async fn apply(state_dir: &Path, c: &ClusterFile, file: &Path) -> Result<()>
     for doc in kafka.iter().chain(cassandra.iter()) {
         apply_service(state_dir, c, &dir, doc).await?;
     }
-    for doc in kafka.iter().chain(cassandra.iter()) {
-        wait_deployed(state_dir, c, &doc.name).await?;
-    }
+    let clusters: Vec<String> = kafka.iter().chain(cassandra.iter()).map(|d| d.name.clone()).collect();
+    wait_deployed(state_dir, c, &clusters).await?;
     let mut ep = layout::external_endpoints(&spec);
     if let Some(k) = &kafka {
         ep.bootstrap = endpoints(state_dir, c, &k.name, "client").await?.join(",");
@@ -130,9 +173,7 @@ pub async fn apply(state_dir: &Path, c: &ClusterFile, file: &Path) -> Result<()>
         apply_service(state_dir, c, &dir, &layout::generator_service(&spec, g, &ep)).await?;
     }
     smack_storage::durable::write_atomic(&dir.join("pipeline.yaml"), text.as_bytes())?;
-    for doc in &stages {
-        wait_deployed(state_dir, c, &doc.name).await?;
-    }
+    wait_deployed(state_dir, c, &stages.iter().map(|d| d.name.clone()).collect::<Vec<_>>()).await?;
     println!("pipeline {} is running; `smack pipeline status {}` shows it", spec.name, spec.name);
     Ok(())
 }
