@@ -127,7 +127,7 @@ pub fn plan_rebalance(snap: &ClusterSnapshot, racks: &BTreeMap<i32, String>) -> 
         }
         // Every accepted move lowers the sum of squared loads: it ends.
         loop {
-            let mut best: Option<((usize, i64, i64), usize, usize, i32)> = None;
+            let mut best: Option<(MoveKey, usize, usize, i32)> = None;
             for (pi, (_, reps)) in parts.iter().enumerate() {
                 let before = spread(reps);
                 for (slot, from) in reps.iter().enumerate() {
@@ -169,6 +169,10 @@ pub fn plan_rebalance(snap: &ClusterSnapshot, racks: &BTreeMap<i32, String>) -> 
     }
     moves
 }
+
+/// How good a rebalance move is: racks gained, then the topic's load gap
+/// closed, then the cluster's.
+type MoveKey = (usize, i64, i64);
 
 /// Replication throttle in bytes per second while replicas move, per broker.
 pub const DEFAULT_THROTTLE: u64 = 50 * 1024 * 1024;

@@ -218,6 +218,7 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     let up_from = Instant::now();
     let out = cli_blocking(d, &["kafka", "scale", "--brokers", "4"]).await.unwrap_or_else(|e| panic!("scale up: {e}"));
     let up_in = up_from.elapsed();
+    eprintln!("--- smack kafka scale --brokers 4 ---\n{out}");
     assert!(out.contains("broker(s) [3] registered; rebalancing"), "{out}");
     assert!(out.contains("REASSIGN throttled to"), "the move was throttled: {out}");
     assert!(out.contains("REASSIGN done") && out.contains("REASSIGN throttles removed"), "{out}");
@@ -261,6 +262,7 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     let out =
         cli_blocking(d, &["kafka", "scale", "--brokers", "3"]).await.unwrap_or_else(|e| panic!("scale down: {e}"));
     let down_in = down_from.elapsed();
+    eprintln!("--- smack kafka scale --brokers 3 ---\n{out}");
     assert!(out.contains("controller voters [0, 1, 2]"), "the quorum is 0,1,2 again: {out}");
     let hook_out = std::fs::read_dir(d.join("agents").join(&agent_name).join("sandboxes"))
         .unwrap()
@@ -269,6 +271,7 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
         .map(|e| read(e.path().join("stdout")))
         .collect::<Vec<_>>()
         .join("\n");
+    eprintln!("--- the decommission hook of kafka-3 ---\n{hook_out}");
     assert!(hook_out.contains("DRAINED broker 3: 0 replicas left"), "the hook drained broker 3:\n{hook_out}");
     assert!(hook_out.contains("REASSIGN throttles removed") || hook_out.contains("holds no replica"), "{hook_out}");
     assert!(read(&sched.log).contains("the decommission hook succeeded"), "the scheduler saw the hook exit 0");
