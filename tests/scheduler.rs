@@ -191,7 +191,23 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
     assert_eq!((hosts.len(), zs.len()), (3, 3), "unique hostname and max-per zone 1: {pods:#?}");
     let table = cli(d, &["pod", "list"]).unwrap();
     for v in pods {
-        assert!(table.contains(v["pod"]["name"].as_str().unwrap()) && table.contains("server=RUNNING"), "{table}");
+        // The table's line for the pod says what the json says.
+        let line = table
+            .lines()
+            .find(|l| l.split_whitespace().next() == v["pod"]["name"].as_str())
+            .unwrap_or_else(|| panic!("{} not in:\n{table}", v["pod"]["name"]));
+        for field in [&v["pod"]["agent_id"], &v["pod"]["hostname"], &v["pod"]["attributes"]["zone"]] {
+            assert!(line.contains(field.as_str().unwrap()), "{field} not in {line}");
+        }
+        assert!(line.contains("server=RUNNING"), "{line}");
+    }
+    // `plan show` as a tree and as json: the same steps in the same states.
+    let plan = json(d, &["plan", "show", "deploy"]).unwrap();
+    let tree = cli(d, &["plan", "show", "deploy"]).unwrap();
+    assert!(tree.starts_with(&format!("deploy (serial strategy) ({})", plan["status"].as_str().unwrap())), "{tree}");
+    for st in plan["phases"][0]["steps"].as_array().unwrap() {
+        let shown = format!("{} ({})", st["name"].as_str().unwrap(), st["state"].as_str().unwrap());
+        assert!(tree.contains(&shown), "{shown} not in:\n{tree}");
     }
 
     // A killed task comes back on the same agent, with its volume data.
