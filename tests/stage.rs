@@ -13,6 +13,10 @@
 //! 3. Out-of-order records one per micro-batch: those within the watermark
 //!    and the allowed lateness land in their windows, a later one goes to
 //!    the dead-letter topic as late.
+//! 4. A replaced task: SIGKILLed mid-stream after a few checkpoints, its
+//!    volume destroyed, a new task on a fresh volume rebuilds the open
+//!    windows by replaying from the low-water offsets committed to Kafka:
+//!    the same rows, one dead letter per malformed record.
 
 use crate::support::*;
 use smack_connectors::cassandra::{CassandraConfig, CassandraSession, CqlValue};
@@ -308,6 +312,26 @@ impl StageTask {
         id
     }
 
+    /// Destroys the volume and releases the reservation (the task ended).
+    async fn release(&self, s: &mut Services) {
+        let rid = self.reservation.clone();
+        let fw = &mut s.kc.fw;
+        let offer = fw
+            .offer_where("with the stage task's reservation free", Duration::from_secs(30), {
+                let rid = rid.clone();
+                move |o| o.reservation(&rid).is_some_and(|r| r.free.cpus >= 0.5)
+            })
+            .await;
+        let ops = vec![
+            Operation::DestroyVolume { reservation: rid.clone(), volume: format!("{rid}-state") },
+            Operation::Unreserve { id: rid.clone() },
+        ];
+        fw.client
+            .accept(&fw.id, &Accept { offer_ids: vec![offer.id], operations: ops, filter_ms: None })
+            .await
+            .expect("destroy the volume and unreserve");
+    }
+
     fn logs(&self, s: &Services) -> String {
         agent_task_log_tails(&s.work, "a1", &self.id(), 40)
     }
@@ -390,7 +414,52 @@ async fn straight_run(s: &mut Services, events: &[GeneratedEvent], want: &Rows, 
     }
     let alerts = read_all(s, &format!("{}-fraud-alerts", sc.tag), (0..6).collect()).await;
     assert_eq!(alerts.len(), got.len(), "one alert per suspicious (card, window)");
+    task.release(s).await;
     got
+}
+
+/// Check 4: killed mid-stream, its volume lost, replaced on a fresh one.
+async fn replaced(s: &mut Services, events: &[GeneratedEvent], want: &Rows, malformed: usize) {
+    let sc = Scenario::new(&s.work, "replaced", 6, s).await;
+    produce(s, &sc.topic(), events).await;
+    let mut lost = StageTask { reservation: "stage-lost".into(), runs: 0, port: PORT_BASE + 8 };
+    let cmd = |s: &Services, port: u16| {
+        sc.command(
+            s,
+            &format!(
+                "--checkpoint-interval 500ms --max-batch-records 20 --metrics-port {port} --metrics-host {}",
+                s.kc.host
+            ),
+        )
+    };
+    lost.launch(s, cmd(s, lost.port)).await;
+    let deadline = Instant::now() + RUN_LIMIT;
+    while !(lost.epoch(s).unwrap_or(0) >= 3 && lost.running(s)) {
+        let done = s.kc.fw.statuses.iter().find(|st| st.task_id == lost.id() && st.state.is_terminal()).cloned();
+        assert!(done.is_none(), "{} ended before it was killed: the dataset is too small\n{}", lost.id(), lost.logs(s));
+        assert!(Instant::now() < deadline, "{} wrote no checkpoints\n{}", lost.id(), lost.logs(s));
+        s.kc.fw.idle(Duration::from_millis(50)).await;
+    }
+    s.kc.fw.idle(Duration::from_millis(250)).await;
+    assert!(lost.signal(s, nix::sys::signal::Signal::SIGKILL), "no process of {} to signal", lost.id());
+    let st = lost.ended(s).await;
+    assert!(st.state != TaskState::Finished, "{} finished although it was killed", lost.id());
+    // The disk is gone: the replacement gets a fresh volume elsewhere.
+    lost.release(s).await;
+    let mut replacement = StageTask { reservation: "stage-replacement".into(), runs: 0, port: PORT_BASE + 9 };
+    replacement.launch(s, cmd(s, replacement.port)).await;
+    replacement.run_to_end(s).await;
+    let out = replacement.sandbox(s).map(|sb| read(sb.join("stdout"))).unwrap_or_default();
+    eprintln!("stage e2e: the replacement: {}", out.trim());
+    assert!(!out.contains("resumed from epoch"), "the replacement found a checkpoint on a fresh volume: {out}");
+    assert!(out.contains("records replayed from Kafka"), "the replacement replayed nothing: {out}");
+
+    assert_same_rows("a task replaced on a fresh volume", &sc.rows(s).await, want);
+    let letters = read_all(s, &sc.dead_letters(), vec![0]).await;
+    let sources: BTreeSet<String> = letters.iter().map(|r| header(r, DLQ_SOURCE_HEADER)).collect();
+    assert_eq!(sources.len(), malformed, "distinct dead letters, expected one per malformed record");
+    assert_eq!(letters.len(), malformed, "dead letters sent twice across the replacement");
+    replacement.release(s).await;
 }
 
 /// Check 2: the same, SIGKILLed mid-stream and relaunched on its volume.
@@ -513,6 +582,7 @@ async fn out_of_order(s: &mut Services) {
     assert_eq!(letters.len(), 1, "exactly one late record: {letters:?}");
     let reason = header(&letters[0], DLQ_REASON_HEADER);
     assert!(reason.starts_with("late"), "reason: {reason}");
+    task.release(s).await;
     let late: serde_json::Value = serde_json::from_slice(letters[0].payload.as_deref().unwrap()).unwrap();
     assert_eq!(parse_rfc3339_ms(late["ts"].as_str().unwrap()), Ok(midnight + 45_000), "{late}");
     assert_eq!(letters[0].key.as_deref(), Some(&b"c5"[..]));
@@ -550,9 +620,11 @@ async fn stage_task_against_real_kafka_and_cassandra() {
     let t1 = t.elapsed() - t3;
     let kills = killed_runs(&mut s, &events, &first, malformed).await;
     let t2 = t.elapsed() - t1 - t3;
+    replaced(&mut s, &events, &first, malformed).await;
+    let t4 = t.elapsed() - t1 - t2 - t3;
     eprintln!(
         "stage e2e: Kafka and Cassandra ready in {:?}; {} events ({malformed} malformed) → {} rows; \
-         out-of-order {t3:?}, one run {t1:?}, {kills} kills and relaunches {t2:?}",
+         out-of-order {t3:?}, one run {t1:?}, {kills} kills and relaunches {t2:?}, replaced on a fresh volume {t4:?}",
         s.kc.ready_in,
         events.len(),
         want.len()

@@ -30,6 +30,11 @@
 //! - A windowed stage's output watermark is its input's minus the allowed
 //!   lateness; other stages pass theirs through (a join takes the minimum
 //!   over its inputs).
+//! - Replay on a fresh volume ([`replay`]): [`StageRuntime::low_water`] is,
+//!   per partition, the lowest offset an open window still holds;
+//!   between [`StageRuntime::begin_replay`] and [`StageRuntime::end_replay`]
+//!   watermarks stay at their minimum and nothing is emitted; `end_replay`
+//!   restores the checkpoint's watermarks and drops what was emitted before.
 //! - Checkpoint bytes ([`StageRuntime::checkpoint_state`]): `SMACKRT1`, a
 //!   little-endian u64 length, a JSON document (version, per source the
 //!   partition clocks and next offsets, per stage its state: open windows
@@ -37,6 +42,7 @@
 //!   length-prefixed Arrow IPC streams for rows a join still buffers.
 
 pub mod plan;
+pub mod replay;
 pub mod schema;
 mod stage;
 pub mod state;
@@ -48,6 +54,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use indexmap::IndexMap;
+use replay::{Origin, Replay, StageMark};
 use smack_connectors::format::{Decoder, FormatError};
 use stage::{Flow, StageOp, StageSnapshot};
 use std::collections::BTreeMap;
@@ -167,6 +174,8 @@ pub struct StageRuntime {
     /// Sink name → the table it reads.
     sinks: IndexMap<String, String>,
     finished: bool,
+    /// A replay in progress (see [`replay`]).
+    replaying: Option<Replay>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -234,7 +243,7 @@ impl StageRuntime {
             stages.insert(name.clone(), StageRt { op, inputs, out_wm: MIN_WATERMARK });
         }
         let sinks = spec.sinks.iter().map(|(n, s)| (n.clone(), s.from().to_string())).collect();
-        Ok(StageRuntime { sources, stages, sinks, finished: false })
+        Ok(StageRuntime { sources, stages, sinks, finished: false, replaying: None })
     }
 
     /// The Arrow schema a source's batches must have.
@@ -294,7 +303,10 @@ impl StageRuntime {
     }
 
     fn source_wm(&self, s: &SourceRt) -> i64 {
-        if self.finished {
+        if self.replaying.is_some() {
+            // Nothing closes and nothing is late while a replay rebuilds state.
+            MIN_WATERMARK
+        } else if self.finished {
             MAX_WATERMARK
         } else if s.event_time.is_none() {
             // Without event time nothing waits on this source.
@@ -310,8 +322,67 @@ impl StageRuntime {
         self.sources.iter().flat_map(|(n, s)| s.offsets.iter().map(move |(p, o)| ((n.clone(), *p), *o))).collect()
     }
 
+    /// Per (source, partition), the lowest offset that fed a window still
+    /// open, else the next offset to read: where a replay on a fresh volume
+    /// starts (see [`replay`]).
+    pub fn low_water(&self) -> BTreeMap<(String, i32), i64> {
+        let lows: Vec<_> = self.stages.values().map(|st| st.op.low_water()).collect();
+        let mut out = BTreeMap::new();
+        for (i, (name, s)) in self.sources.iter().enumerate() {
+            for (p, next) in &s.offsets {
+                let origin: Origin = (i as u32, *p);
+                let low = lows.iter().filter_map(|l| l.get(origin)).min().map_or(*next, |l| l.min(*next));
+                out.insert((name.clone(), *p), low);
+            }
+        }
+        out
+    }
+
+    /// A partition's largest event time so far.
+    pub fn partition_clock(&self, source: &str, partition: i32) -> Option<i64> {
+        self.sources.get(source)?.watermark.partitions.get(&partition)?.max_event_time
+    }
+
+    /// Per stage, its watermarks now: what [`StageRuntime::end_replay`]
+    /// restores on a fresh volume.
+    pub fn stage_marks(&self) -> BTreeMap<String, StageMark> {
+        self.stages.iter().map(|(n, st)| (n.clone(), StageMark { wm_in: st.op.mark(), out_wm: st.out_wm })).collect()
+    }
+
+    /// Starts a replay (see [`replay`]): until [`StageRuntime::end_replay`],
+    /// watermarks stay at their minimum and pushes emit nothing.
+    pub fn begin_replay(&mut self, replay: Replay) {
+        self.replaying = Some(replay);
+    }
+
+    /// Whether a replay is in progress.
+    pub fn is_replaying(&self) -> bool {
+        self.replaying.is_some()
+    }
+
+    /// Ends a replay: restores the partition clocks and each stage's
+    /// watermarks from the checkpoint, drops what was emitted before it, and
+    /// emits what the restored watermarks close (normally nothing).
+    pub async fn end_replay(&mut self) -> Result<Output, RuntimeError> {
+        let Some(replay) = self.replaying.take() else { return Ok(Output::default()) };
+        for ((source, p), clock) in &replay.clocks {
+            if let Some(s) = self.sources.get_mut(source) {
+                s.watermark.observe(*p, *clock);
+            }
+        }
+        for (name, st) in self.stages.iter_mut() {
+            let Some(m) = replay.stages.get(name) else { continue };
+            let dropped = st.op.skip_to(m.wm_in)?;
+            st.out_wm = st.out_wm.max(m.out_wm);
+            tracing::info!(stage = %name, dropped, watermark = m.wm_in, "replay done: what was emitted before the checkpoint is dropped");
+        }
+        self.run(IndexMap::new(), None).await
+    }
+
     /// Runs a decoded batch of `source`'s `partition` through the stages;
     /// `end_offset` is the offset after its last record (the next to read).
+    /// The batch is taken to start at `end_offset - rows` (every record
+    /// decoded); [`StageRuntime::push_range`] says where it starts.
     pub async fn push(
         &mut self,
         source: &str,
@@ -319,6 +390,22 @@ impl StageRuntime {
         end_offset: i64,
         batch: RecordBatch,
     ) -> Result<Output, RuntimeError> {
+        let first = end_offset - batch.num_rows() as i64;
+        self.push_range(source, partition, first, end_offset, batch).await
+    }
+
+    /// Runs a decoded batch of `source`'s `partition`, read from
+    /// `first_offset` up to `end_offset` (exclusive), through the stages.
+    pub async fn push_range(
+        &mut self,
+        source: &str,
+        partition: i32,
+        first_offset: i64,
+        end_offset: i64,
+        batch: RecordBatch,
+    ) -> Result<Output, RuntimeError> {
+        let index = self.sources.get_index_of(source).ok_or_else(|| RuntimeError::UnknownSource(source.to_string()))?;
+        let origin = Some(((index as u32, partition), first_offset));
         let s = self.sources.get_mut(source).ok_or_else(|| RuntimeError::UnknownSource(source.to_string()))?;
         let fits = batch.num_columns() == s.schema.fields().len()
             && batch
@@ -352,22 +439,26 @@ impl StageRuntime {
         if batch.num_rows() > 0 {
             pending.insert(source.to_string(), vec![Flow { batch, times }]);
         }
-        self.run(pending).await
+        self.run(pending, origin).await
     }
 
     /// Re-evaluates watermarks (after `set_idle`) and emits what closed.
     pub async fn advance(&mut self) -> Result<Output, RuntimeError> {
-        self.run(IndexMap::new()).await
+        self.run(IndexMap::new(), None).await
     }
 
     /// Ends the input: every watermark goes to [`MAX_WATERMARK`], every
     /// window is emitted and every buffered join row evaluated.
     pub async fn finish(&mut self) -> Result<Output, RuntimeError> {
         self.finished = true;
-        self.run(IndexMap::new()).await
+        self.run(IndexMap::new(), None).await
     }
 
-    async fn run(&mut self, mut pending: IndexMap<String, Vec<Flow>>) -> Result<Output, RuntimeError> {
+    async fn run(
+        &mut self,
+        mut pending: IndexMap<String, Vec<Flow>>,
+        origin: Option<(Origin, i64)>,
+    ) -> Result<Output, RuntimeError> {
         let mut wms: BTreeMap<String, i64> = self.sources.iter().map(|(n, s)| (n.clone(), self.source_wm(s))).collect();
         let mut late = Vec::new();
         for (name, st) in self.stages.iter_mut() {
@@ -375,12 +466,19 @@ impl StageRuntime {
                 st.inputs.iter().map(|i| (i.clone(), pending.get(i).cloned().unwrap_or_default())).collect();
             let w =
                 st.inputs.iter().map(|i| wms.get(i).copied().unwrap_or(MIN_WATERMARK)).min().unwrap_or(MIN_WATERMARK);
-            let out = st.op.process(name, &inputs, w, &mut late).await?;
+            st.op.set_origin(origin);
+            let out = st.op.process(name, &inputs, w, &mut late).await;
+            st.op.set_origin(None);
+            let out = out?;
             st.out_wm = st.out_wm.max(st.op.output_watermark(w));
             wms.insert(name.clone(), st.out_wm);
             if !out.is_empty() {
                 pending.insert(name.clone(), out);
             }
+        }
+        if self.replaying.is_some() {
+            // What replayed records produce was emitted before the checkpoint.
+            return Ok(Output::default());
         }
         let mut sinks = Vec::new();
         for (sink, from) in &self.sinks {

@@ -10,6 +10,17 @@
 //!   read with an explicit assignment, starting from the checkpoint's
 //!   offsets when the volume has one (the window state is restored with
 //!   them), else from the group's committed offsets, else the earliest;
+//! - on a fresh volume whose group has offsets committed by a stage task,
+//!   the committed offsets are **low-water** offsets (per partition, the
+//!   lowest one an open window still held) and their metadata a
+//!   [`ResumePoint`](crate::runtime::replay::ResumePoint): the task replays
+//!   from them up to the checkpoint's positions, emitting nothing, then
+//!   restores the checkpoint's watermarks and drops what was emitted before
+//!   it ([`crate::runtime::replay`]), so the open windows are rebuilt and a
+//!   lost disk loses no result. Dead letters of replayed records are not
+//!   sent again (they were sent before that checkpoint); those the lost task
+//!   sent after it are read back from the dead-letter ends in the metadata
+//!   and skipped. No checkpoint is written until the replay is over;
 //! - bounded polls, decoded straight into Arrow; records that do not decode
 //!   go to `<pipeline>.<source>.dead-letter` with the reason
 //!   (`on-decode-error: dead-letter`), stop the task (`fail`) or are counted
@@ -21,7 +32,9 @@
 //! - every checkpoint interval: flush every sink and the dead letters
 //!   first, then write the header, window state and offsets atomically to
 //!   the volume ([`smack_storage::CheckpointStore`]), then commit the
-//!   offsets to Kafka (for lag; the volume is the truth);
+//!   low-water offsets with the resume point to Kafka (the volume is the
+//!   truth while it lives; Kafka's committed lag therefore includes the
+//!   span of the open windows);
 //! - on stop (SIGTERM, through the `stop` flag): flush and checkpoint.
 //!
 //! Killed anywhere and relaunched on the same volume, the task resumes from

@@ -317,6 +317,76 @@ impl KafkaSource {
             .map_err(client_err(format!("commit offsets {offsets:?} of `{}`", self.topic)))
     }
 
+    /// Commits, per partition, an offset with a metadata string (Kafka keeps
+    /// it with the offset; its default limit is 4096 bytes), asynchronously.
+    pub fn commit_with_metadata(&self, offsets: &BTreeMap<i32, (i64, String)>) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, (o, meta)) in offsets {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))
+                .map_err(client_err(format!("commit offset {o} of `{}`/{p}", self.topic)))?;
+            if let Some(mut e) = tpl.find_partition(&self.topic, *p) {
+                e.set_metadata(meta);
+            }
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Async)
+            .map_err(client_err(format!("commit offsets of `{}` with metadata", self.topic)))
+    }
+
+    /// The group's committed offsets of the owned partitions with their
+    /// metadata strings (None where nothing is committed).
+    pub async fn committed_with_metadata(&self) -> Result<BTreeMap<i32, Option<(i64, String)>>> {
+        let (c, topic, parts, timeout) =
+            (self.consumer.clone(), self.topic.clone(), self.partitions.clone(), self.timeout);
+        blocking(format!("committed offsets of `{topic}`"), move || {
+            let mut tpl = TopicPartitionList::new();
+            for p in &parts {
+                tpl.add_partition(&topic, *p);
+            }
+            let got = c
+                .committed_offsets(tpl, timeout)
+                .map_err(client_err(format!("read committed offsets of `{topic}`")))?;
+            Ok(got
+                .elements_for_topic(&topic)
+                .iter()
+                .map(|e| {
+                    let o = match e.offset() {
+                        Offset::Offset(o) => Some((o, e.metadata().to_string())),
+                        _ => None,
+                    };
+                    (e.partition(), o)
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Stops fetching `partitions` until [`KafkaSource::resume`] (records
+    /// already fetched may still arrive).
+    pub fn pause(&self, partitions: &[i32]) -> Result<()> {
+        self.consumer
+            .pause(&self.list(partitions))
+            .map_err(client_err(format!("pause `{}` {partitions:?}", self.topic)))
+    }
+
+    /// Fetches paused `partitions` again.
+    pub fn resume(&self, partitions: &[i32]) -> Result<()> {
+        self.consumer
+            .resume(&self.list(partitions))
+            .map_err(client_err(format!("resume `{}` {partitions:?}", self.topic)))
+    }
+
+    fn list(&self, partitions: &[i32]) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition(&self.topic, *p);
+        }
+        tpl
+    }
+
     /// Commits [`KafkaSource::positions`].
     pub fn commit_positions(&self) -> Result<()> {
         self.commit(&self.next)

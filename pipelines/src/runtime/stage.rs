@@ -3,6 +3,7 @@
 //! query is planned once and only executed per batch.
 
 use super::plan::{JoinPlan, PerBatchPlan, StagePlan, WindowedPlan, ROW_COL, TIME_COL, WINDOWS_TABLE};
+use super::replay::{LowWater, Origin};
 use super::state::{AggKind, NumClass, Value, WindowSnapshot, WindowState};
 use super::time::{MAX_WATERMARK, MIN_WATERMARK};
 use super::{LateRows, RuntimeError};
@@ -166,6 +167,60 @@ impl StageOp {
             StageOp::PerBatch(op) => op.process(stage, &inputs[0].1, w).await,
             StageOp::Join(op) => op.process(stage, inputs, w).await,
         }
+    }
+
+    /// Sets where the rows of the next `process` come from (see
+    /// [`WindowState::set_origin`]).
+    pub fn set_origin(&mut self, origin: Option<(Origin, i64)>) {
+        if let StageOp::Windowed(op) = self {
+            op.state.set_origin(origin);
+        }
+    }
+
+    /// What the stage's open windows were fed from.
+    pub fn low_water(&self) -> LowWater {
+        match self {
+            StageOp::Windowed(op) => op.state.low_water(),
+            _ => LowWater::default(),
+        }
+    }
+
+    /// The watermark up to which the stage has emitted: a windowed stage's
+    /// input watermark, a join's last evaluation.
+    pub fn mark(&self) -> i64 {
+        match self {
+            StageOp::Windowed(op) => op.wm_in,
+            StageOp::PerBatch(_) => MIN_WATERMARK,
+            StageOp::Join(op) => op.last_eval,
+        }
+    }
+
+    /// After a replay: forgets what was emitted up to `mark` (windows
+    /// closed at it, join rows evaluated at it) and goes on from there.
+    /// Returns how many windows or rows were dropped.
+    pub fn skip_to(&mut self, mark: i64) -> Result<usize, RuntimeError> {
+        Ok(match self {
+            StageOp::Windowed(op) => {
+                op.wm_in = op.wm_in.max(mark);
+                op.state.close(mark).len()
+            }
+            StageOp::PerBatch(_) => 0,
+            StageOp::Join(op) => {
+                op.last_eval = op.last_eval.max(mark);
+                let mut dropped = 0;
+                for buf in op.buffers.iter_mut() {
+                    let mut keep = Vec::new();
+                    for f in buf.drain(..) {
+                        let n = f.batch.num_rows();
+                        let (_, k) = f.split(mark)?;
+                        dropped += n - k.as_ref().map_or(0, |k| k.batch.num_rows());
+                        keep.extend(k);
+                    }
+                    *buf = keep;
+                }
+                dropped
+            }
+        })
     }
 
     pub fn snapshot(&self, blobs: &mut Vec<Vec<u8>>) -> Result<StageSnapshot, RuntimeError> {

@@ -13,6 +13,7 @@
 //! text as `Str`. The state serializes with serde ([`WindowSnapshot`]); the
 //! runtime writes it as JSON inside its checkpoint.
 
+use super::replay::{LowWater, Origin};
 use super::time::{closed, WindowFn};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -247,6 +248,14 @@ struct Session {
     start: i64,
     end: i64,
     accs: Vec<Acc>,
+    low: LowWater,
+}
+
+/// One open tumbling or hopping window: its keys, and what fed it.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct FixedWindow {
+    keys: HashMap<Vec<Value>, Vec<Acc>>,
+    low: LowWater,
 }
 
 /// The open windows of a stage, keyed, with their accumulators.
@@ -256,10 +265,12 @@ pub struct WindowState {
     allowed_lateness: i64,
     aggs: Vec<(AggKind, NumClass)>,
     /// Tumbling and hopping windows, by (end, start): closing pops the front.
-    fixed: BTreeMap<(i64, i64), HashMap<Vec<Value>, Vec<Acc>>>,
+    fixed: BTreeMap<(i64, i64), FixedWindow>,
     /// Session windows, per key, sorted by start, never overlapping.
     sessions: HashMap<Vec<Value>, Vec<Session>>,
     scratch: Vec<(i64, i64)>,
+    /// The source partition and first offset of the rows being folded in.
+    origin: Option<(Origin, i64)>,
 }
 
 /// The serialized form of a [`WindowState`] (its open windows).
@@ -267,6 +278,10 @@ pub struct WindowState {
 pub struct WindowSnapshot {
     /// Open windows: (start, end, key, accumulators), in (end, start, key) order.
     pub windows: Vec<(i64, i64, Vec<Value>, Vec<Acc>)>,
+    /// What fed the open windows ([`LowWater`]): (start, end, the key for a
+    /// session, none for a fixed window shared by its keys, low-water).
+    #[serde(default)]
+    pub lows: Vec<(i64, i64, Option<Vec<Value>>, LowWater)>,
 }
 
 /// Why a record was not added to any window.
@@ -288,12 +303,34 @@ impl WindowState {
             fixed: BTreeMap::new(),
             sessions: HashMap::new(),
             scratch: Vec::new(),
+            origin: None,
         }
+    }
+
+    /// Sets where the next updates' rows come from (a source partition and
+    /// the first offset of its batch), so open windows know the lowest
+    /// offset a replay must start from; None for rows of unknown origin.
+    pub fn set_origin(&mut self, origin: Option<(Origin, i64)>) {
+        self.origin = origin;
+    }
+
+    /// Over every open window, per source partition, the lowest offset
+    /// that fed it (see [`super::replay`]).
+    pub fn low_water(&self) -> LowWater {
+        let mut low = LowWater::default();
+        for w in self.fixed.values() {
+            low.merge(&w.low);
+        }
+        for s in self.sessions.values().flatten() {
+            low.merge(&s.low);
+        }
+        low.sort();
+        low
     }
 
     /// How many (window, key) pairs are open.
     pub fn open_windows(&self) -> usize {
-        self.fixed.values().map(HashMap::len).sum::<usize>() + self.sessions.values().map(Vec::len).sum::<usize>()
+        self.fixed.values().map(|w| w.keys.len()).sum::<usize>() + self.sessions.values().map(Vec::len).sum::<usize>()
     }
 
     /// Folds a record (event time `t`, aggregate inputs `args`, one per
@@ -312,7 +349,11 @@ impl WindowState {
                 continue;
             }
             accepted = true;
-            let keys = self.fixed.entry((end, start)).or_default();
+            let win = self.fixed.entry((end, start)).or_default();
+            if let Some((o, off)) = self.origin {
+                win.low.note(o, off);
+            }
+            let keys = &mut win.keys;
             let accs = match keys.get_mut(key) {
                 Some(a) => a,
                 None => keys.entry(key.to_vec()).or_insert_with(|| new_accs(&self.aggs)),
@@ -347,15 +388,20 @@ impl WindowState {
             return Err(Late { start, end });
         }
         let mut accs = new_accs(&self.aggs);
+        let mut low = LowWater::default();
         for i in overlapping.into_iter().rev() {
             let old = sessions.remove(i);
             for (a, b) in accs.iter_mut().zip(old.accs) {
                 a.merge(b);
             }
+            low.merge(&old.low);
+        }
+        if let Some((o, off)) = self.origin {
+            low.note(o, off);
         }
         fold(&self.aggs, &mut accs, args);
         let at = sessions.partition_point(|s| s.start < start);
-        sessions.insert(at, Session { start, end, accs });
+        sessions.insert(at, Session { start, end, accs, low });
         Ok(())
     }
 
@@ -368,7 +414,7 @@ impl WindowState {
             if !closed(end, self.allowed_lateness, w) {
                 break;
             }
-            let mut keys: Vec<(Vec<Value>, Vec<Acc>)> = entry.remove().into_iter().collect();
+            let mut keys: Vec<(Vec<Value>, Vec<Acc>)> = entry.remove().keys.into_iter().collect();
             keys.sort_by(|a, b| a.0.cmp(&b.0));
             out.extend(keys.into_iter().map(|(key, accs)| ClosedWindow {
                 key,
@@ -403,19 +449,28 @@ impl WindowState {
     /// The open windows, for a checkpoint.
     pub fn snapshot(&self) -> WindowSnapshot {
         let mut windows = Vec::with_capacity(self.open_windows());
-        for (&(end, start), keys) in &self.fixed {
-            let mut keys: Vec<_> = keys.iter().collect();
+        let mut lows = Vec::new();
+        for (&(end, start), win) in &self.fixed {
+            if !win.low.is_empty() {
+                lows.push((start, end, None, win.low.clone()));
+            }
+            let mut keys: Vec<_> = win.keys.iter().collect();
             keys.sort_by(|a, b| a.0.cmp(b.0));
             windows.extend(keys.into_iter().map(|(k, a)| (start, end, k.clone(), a.clone())));
         }
         let mut sessions: Vec<_> = self
             .sessions
             .iter()
-            .flat_map(|(k, ss)| ss.iter().map(move |s| (s.start, s.end, k.clone(), s.accs.clone())))
+            .flat_map(|(k, ss)| ss.iter().map(move |s| (s.start, s.end, k.clone(), s.accs.clone(), s.low.clone())))
             .collect();
         sessions.sort_by(|a, b| (a.1, a.0, &a.2).cmp(&(b.1, b.0, &b.2)));
-        windows.extend(sessions);
-        WindowSnapshot { windows }
+        for (start, end, key, accs, low) in sessions {
+            if !low.is_empty() {
+                lows.push((start, end, Some(key.clone()), low));
+            }
+            windows.push((start, end, key, accs));
+        }
+        WindowSnapshot { windows, lows }
     }
 
     /// Replaces the open windows with a snapshot's.
@@ -434,10 +489,25 @@ impl WindowState {
                 WindowFn::Session { .. } => {
                     let ss = self.sessions.entry(key).or_default();
                     let at = ss.partition_point(|s| s.start < start);
-                    ss.insert(at, Session { start, end, accs });
+                    ss.insert(at, Session { start, end, accs, low: LowWater::default() });
                 }
                 _ => {
-                    self.fixed.entry((end, start)).or_default().insert(key, accs);
+                    self.fixed.entry((end, start)).or_default().keys.insert(key, accs);
+                }
+            }
+        }
+        for (start, end, key, low) in snapshot.lows {
+            match key {
+                None => {
+                    if let Some(w) = self.fixed.get_mut(&(end, start)) {
+                        w.low = low;
+                    }
+                }
+                Some(key) => {
+                    let s = self.sessions.get_mut(&key).and_then(|ss| ss.iter_mut().find(|s| s.start == start));
+                    if let Some(s) = s {
+                        s.low = low;
+                    }
                 }
             }
         }
@@ -583,8 +653,86 @@ mod tests {
             assert_eq!(restored.close(i64::MAX), s.close(i64::MAX));
         }
         let mut s = WindowState::new(WindowFn::Tumble { size: 10 }, 0, aggs());
-        let bad = WindowSnapshot { windows: vec![(0, 10, key("a"), vec![Acc::Count(1)])] };
+        let bad = WindowSnapshot { windows: vec![(0, 10, key("a"), vec![Acc::Count(1)])], lows: Vec::new() };
         assert!(s.restore(bad).unwrap_err().contains("has 1 aggregates, the stage has 7"));
+    }
+
+    #[test]
+    fn open_windows_know_the_lowest_offset_that_fed_them() {
+        let mut s = WindowState::new(WindowFn::Tumble { size: MIN }, 0, aggs());
+        assert!(s.low_water().is_empty());
+        s.set_origin(Some(((0, 0), 100)));
+        s.update(&key("a"), 1_000, &args(1.0, "FR"), i64::MIN).unwrap();
+        s.set_origin(Some(((0, 1), 7)));
+        s.update(&key("b"), 2_000, &args(1.0, "FR"), i64::MIN).unwrap();
+        s.set_origin(Some(((0, 0), 150)));
+        s.update(&key("a"), 61_000, &args(1.0, "FR"), i64::MIN).unwrap();
+        let low = s.low_water();
+        assert_eq!((low.get((0, 0)), low.get((0, 1))), (Some(100), Some(7)));
+        // Once [0, 1 min) is emitted, only what fed [1 min, 2 min) is needed.
+        assert_eq!(s.close(MIN).len(), 2);
+        let low = s.low_water();
+        assert_eq!((low.get((0, 0)), low.get((0, 1))), (Some(150), None));
+        // A late record feeds nothing.
+        s.set_origin(Some(((0, 1), 3)));
+        assert!(s.update(&key("b"), 2_000, &args(1.0, "FR"), MIN).is_err());
+        assert_eq!(s.low_water().get((0, 1)), None);
+        // Rows of unknown origin feed without a mark.
+        s.set_origin(None);
+        s.update(&key("c"), 62_000, &args(1.0, "FR"), MIN).unwrap();
+        assert_eq!(s.low_water().get((0, 0)), Some(150));
+        s.close(i64::MAX);
+        assert!(s.low_water().is_empty());
+    }
+
+    #[test]
+    fn hopping_windows_hold_a_record_until_its_last_window_closes() {
+        let mut s = WindowState::new(WindowFn::Hop { slide: 30_000, size: MIN }, 0, aggs());
+        s.set_origin(Some(((0, 0), 10)));
+        s.update(&key("a"), 45_000, &args(1.0, "FR"), i64::MIN).unwrap();
+        s.set_origin(Some(((0, 0), 20)));
+        s.update(&key("a"), 75_000, &args(1.0, "FR"), i64::MIN).unwrap();
+        s.close(60_000);
+        assert_eq!(s.low_water().get((0, 0)), Some(10), "[30 s, 90 s) still holds offset 10");
+        s.close(90_000);
+        assert_eq!(s.low_water().get((0, 0)), Some(20));
+    }
+
+    #[test]
+    fn merged_sessions_keep_the_lowest_offset_of_each() {
+        let mut s = WindowState::new(WindowFn::Session { gap: 10_000 }, 0, aggs());
+        s.set_origin(Some(((0, 0), 50)));
+        s.update(&key("u"), 0, &args(1.0, "A"), i64::MIN).unwrap();
+        s.set_origin(Some(((0, 0), 60)));
+        s.update(&key("u"), 25_000, &args(1.0, "A"), i64::MIN).unwrap();
+        s.set_origin(Some(((1, 2), 5)));
+        s.update(&key("v"), 40_000, &args(1.0, "A"), i64::MIN).unwrap();
+        assert_eq!(s.low_water().get((0, 0)), Some(50));
+        s.close(10_000);
+        assert_eq!(s.low_water().get((0, 0)), Some(60));
+        s.set_origin(Some(((0, 0), 70)));
+        s.update(&key("u"), 33_000, &args(1.0, "A"), 10_000).unwrap();
+        s.update(&key("u"), 45_000, &args(1.0, "A"), 10_000).unwrap();
+        assert_eq!(s.open_windows(), 3);
+        assert_eq!(s.low_water().get((0, 0)), Some(60), "merged into the session fed at 60");
+        assert_eq!(s.low_water().get((1, 2)), Some(5));
+    }
+
+    #[test]
+    fn low_water_survives_a_snapshot() {
+        for window in [WindowFn::Hop { slide: 20_000, size: MIN }, WindowFn::Session { gap: 5_000 }] {
+            let mut s = WindowState::new(window, 0, aggs());
+            for (i, t) in [3_000i64, 17_000, 41_000, 44_000].into_iter().enumerate() {
+                s.set_origin(Some(((0, (i % 2) as i32), 100 + i as i64)));
+                s.update(&key(if i % 2 == 0 { "a" } else { "b" }), t, &args(1.0, "FR"), i64::MIN).unwrap();
+            }
+            let snap = s.snapshot();
+            let mut restored = WindowState::new(window, 0, aggs());
+            restored.restore(serde_json::from_slice(&serde_json::to_vec(&snap).unwrap()).unwrap()).unwrap();
+            assert_eq!(restored.low_water(), s.low_water());
+            assert_eq!(restored.close(20_000), s.close(20_000));
+            assert_eq!(restored.low_water(), s.low_water());
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The runtime end to end, in-process: the fraud example's SQL against a
 //! plain-Rust computation, checkpoint and restore mid-stream, late rows.
 
+use super::replay::ResumePoint;
 use super::*;
 use datafusion::arrow::array::{Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
 use smack_connectors::format::to_json_rows;
@@ -206,4 +207,125 @@ async fn the_example_pipelines_pass_their_own_tests() {
             assert!(r.passed(), "{example}: {}: {:?}", r.name, r.failures);
         }
     }
+}
+
+/// Pushes `recs[from..to]` of `partition` in chunks, returning the sink rows.
+async fn push_part(
+    rt: &mut StageRuntime,
+    partition: i32,
+    recs: &[(String, f64, String, i64)],
+    from: usize,
+    to: usize,
+    chunk: usize,
+) -> Vec<SinkBatch> {
+    let mut out = Vec::new();
+    let mut at = from;
+    while at < to {
+        let end = (at + chunk).min(to);
+        let b = batch(rt, &recs[at..end]);
+        out.extend(rt.push_range("transactions", partition, at as i64, end as i64, b).await.unwrap().sinks);
+        at = end;
+    }
+    out
+}
+
+fn alerts(s: Vec<SinkBatch>) -> Vec<RecordBatch> {
+    s.into_iter().filter(|s| s.sink == "suspicious_cards").map(|s| s.batch).collect()
+}
+
+#[tokio::test]
+async fn a_fresh_runtime_rebuilds_open_windows_by_replaying_from_the_low_water_offsets() {
+    let spec = fraud_spec();
+    let txns = transactions(2_400);
+    // Two partitions; partition 0 gets a record far behind the watermark
+    // (late) just before the checkpoint.
+    let mut parts: [Vec<(String, f64, String, i64)>; 2] = [Vec::new(), Vec::new()];
+    for (i, t) in txns.iter().enumerate() {
+        parts[i % 2].push(t.clone());
+        if i == 1_190 {
+            parts[0].push(("c1".into(), 9_999.0, "FR".into(), 1_704_067_200_000));
+        }
+    }
+    let cp: [usize; 2] = [parts[0].len() / 2 + 10, parts[1].len() / 2 - 20];
+
+    // The original run: interleaved pushes, a checkpoint at `cp`, then to the end.
+    let mut a = StageRuntime::new(&spec).await.unwrap();
+    a.assign_partitions("transactions", &[0, 1]).unwrap();
+    let mut before = Vec::new();
+    let mut pos = [0usize; 2];
+    let mut late = 0;
+    while pos != cp {
+        for p in 0..2 {
+            let to = (pos[p] + 37).min(cp[p]);
+            let b = batch(&a, &parts[p][pos[p]..to]);
+            let out = a.push_range("transactions", p as i32, pos[p] as i64, to as i64, b).await.unwrap();
+            late += out.late.iter().map(|l| l.rows.num_rows()).sum::<usize>();
+            before.extend(alerts(out.sinks));
+            pos[p] = to;
+        }
+    }
+    assert_eq!(late, 1, "the record far behind is late in the original run");
+    let low = a.low_water();
+    let marks = a.stage_marks();
+    let points: Vec<ResumePoint> = (0..2)
+        .map(|p| ResumePoint {
+            v: 1,
+            pos: a.offsets()[&("transactions".to_string(), p)],
+            clock: a.partition_clock("transactions", p),
+            stages: marks.clone(),
+            dead_letters: BTreeMap::new(),
+        })
+        .collect();
+    for p in 0..2 {
+        let l = low[&("transactions".to_string(), p as i32)];
+        assert!(l > 0 && (l as usize) < cp[p], "partition {p}: low-water {l} should be inside (0, {})", cp[p]);
+        assert_eq!(points[p].pos, cp[p] as i64);
+    }
+    let mut after = Vec::new();
+    for p in 0..2 {
+        after.extend(alerts(push_part(&mut a, p as i32, &parts[p], cp[p], parts[p].len(), 50).await));
+    }
+    after.extend(alerts(a.finish().await.unwrap().sinks));
+    let mut all = before.clone();
+    all.extend(after);
+
+    // A fresh runtime: replay each partition from its low-water offset to
+    // the checkpoint (in another order than the original run), then go on.
+    let mut b = StageRuntime::new(&spec).await.unwrap();
+    b.assign_partitions("transactions", &[0, 1]).unwrap();
+    let mut replay = replay::Replay::default();
+    for (p, point) in points.iter().enumerate() {
+        replay.add("transactions", p as i32, point);
+    }
+    b.begin_replay(replay);
+    assert!(b.is_replaying());
+    for p in [1usize, 0] {
+        let l = low[&("transactions".to_string(), p as i32)] as usize;
+        let out = push_part(&mut b, p as i32, &parts[p], l, cp[p], 13).await;
+        assert!(out.is_empty(), "a replay emits nothing");
+    }
+    assert!(b.end_replay().await.unwrap().sinks.is_empty(), "nothing closes at the checkpoint's watermark");
+    assert!(!b.is_replaying());
+    assert_eq!(b.watermark("transactions"), Some(points.iter().map(|p| p.clock.unwrap() - 5_000).min().unwrap()));
+    let mut resumed = before;
+    for p in 0..2 {
+        resumed.extend(alerts(push_part(&mut b, p as i32, &parts[p], cp[p], parts[p].len(), 50).await));
+    }
+    resumed.extend(alerts(b.finish().await.unwrap().sinks));
+    let want = rows(&all);
+    assert!(want.len() > 10);
+    assert_eq!(rows(&resumed), want);
+    assert_eq!(want, expected(&txns), "the late record counts nowhere");
+}
+
+#[tokio::test]
+async fn without_a_checkpoint_the_low_water_is_the_position() {
+    let spec = fraud_spec();
+    let mut rt = StageRuntime::new(&spec).await.unwrap();
+    rt.assign_partitions("transactions", &[0]).unwrap();
+    let txns = transactions(300);
+    push_part(&mut rt, 0, &txns, 0, 300, 100).await;
+    assert!(rt.low_water()[&("transactions".to_string(), 0)] < 300);
+    rt.finish().await.unwrap();
+    assert_eq!(rt.low_water()[&("transactions".to_string(), 0)], 300, "every window emitted: nothing to replay");
 }

@@ -8,6 +8,7 @@ use super::dead_letter::{dead_letter_topic, decode_reason, late_source, reason_l
 use super::metrics::{label, labels2, TaskMetrics};
 use super::subset::stage_pipeline;
 use super::{TaskConfig, TaskError};
+use crate::runtime::replay::{Replay, ResumePoint};
 use crate::runtime::{Output, StageRuntime};
 use crate::spec::{Format, OnDecodeError, PipelineSpec, Sink, Source};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -46,13 +47,16 @@ pub struct TaskSummary {
     pub epoch: Option<u64>,
     /// True once the input was finished (`until_idle`).
     pub finished: bool,
+    /// Records replayed from the low-water offsets committed to Kafka to
+    /// rebuild window state (a fresh volume).
+    pub replayed: u64,
 }
 
 impl TaskSummary {
     /// One line for the log.
     pub fn line(&self) -> String {
         format!(
-            "{} records in, {} rows out, {} dead-lettered ({} skipped as already sent), {} dropped, {} checkpoints (last epoch {}){}",
+            "{} records in, {} rows out, {} dead-lettered ({} skipped as already sent), {} dropped, {} checkpoints (last epoch {}){}{}",
             self.records_in,
             self.rows_out,
             self.dead_lettered,
@@ -61,6 +65,11 @@ impl TaskSummary {
             self.checkpoints,
             self.epoch.map_or("none".to_string(), |e| e.to_string()),
             self.resumed_from.map_or(String::new(), |e| format!(", resumed from epoch {e}")),
+            if self.replayed > 0 {
+                format!(", {} records replayed from Kafka to rebuild the window state", self.replayed)
+            } else {
+                String::new()
+            },
         )
     }
 }
@@ -114,6 +123,12 @@ pub struct StageTask {
     summary: TaskSummary,
     /// Failed polls in a row.
     poll_errors: u32,
+    /// While rebuilding state on a fresh volume: per (source index,
+    /// partition) still replaying, the checkpoint's position to replay up to.
+    replay_until: BTreeMap<(usize, i32), i64>,
+    /// Records read past their partition's replay while others still
+    /// replay (their partitions are paused), processed once it ends.
+    held: Vec<(usize, i32, Vec<KafkaRecord>)>,
 }
 
 /// Failed polls in a row (about 200 ms apart) before the task gives up.
@@ -148,6 +163,9 @@ impl StageTask {
 
         let mut summary = TaskSummary::default();
         let mut dead_letter_ends = BTreeMap::new();
+        let fresh_volume = store.latest()?.is_none();
+        let mut replay = Replay::default();
+        let mut replay_until = BTreeMap::new();
         if let Some((epoch, bytes)) = store.latest()? {
             let (header, runtime) = TaskCheckpoint::decode(&bytes)?;
             header.check_owner(&sub.name, &config.stage, config.task_index, config.task_count)?;
@@ -180,7 +198,21 @@ impl StageTask {
                 .collect();
             let unknown: Vec<i32> = partitions.iter().copied().filter(|p| !start.contains_key(p)).collect();
             if !unknown.is_empty() {
-                start.extend(committed_or_earliest(&client, &group, &k.topic, unknown).await?);
+                for (p, (offset, point)) in committed_or_earliest(&client, &group, &k.topic, unknown).await? {
+                    start.insert(p, offset);
+                    // A fresh volume: the committed offset is the low-water
+                    // offset and the metadata says how to rebuild from it.
+                    let Some(point) = point.filter(|_| fresh_volume) else { continue };
+                    replay.add(name, p, &point);
+                    if point.pos > offset {
+                        replay_until.insert((sources.len(), p), point.pos);
+                    }
+                    let ends: &mut BTreeMap<i32, i64> =
+                        dead_letter_ends.entry(dead_letter_topic(&sub.name, name)).or_default();
+                    for (dp, end) in &point.dead_letters {
+                        ends.entry(*dp).and_modify(|e| *e = (*e).min(*end)).or_insert(*end);
+                    }
+                }
             }
             let consumer = KafkaSource::open(
                 SourceConfig::new(client.clone(), group.clone(), k.topic.clone(), partitions.clone())
@@ -229,6 +261,14 @@ impl StageTask {
         }
         if !sent_already.is_empty() {
             tracing::info!(count = sent_already.len(), "dead letters the crashed run sent will not be sent again");
+        }
+        let replaying = !replay.clocks.is_empty();
+        if replaying {
+            tracing::info!(
+                partitions = ?replay_until,
+                "no checkpoint on the volume: rebuilding the window state by replaying from the low-water offsets committed to Kafka"
+            );
+            rt.begin_replay(replay);
         }
 
         let mut sinks = IndexMap::new();
@@ -285,7 +325,7 @@ impl StageTask {
             checkpoint_interval = ?interval,
             "stage task open"
         );
-        Ok(StageTask {
+        let mut task = StageTask {
             spec: sub,
             config,
             rt,
@@ -302,7 +342,13 @@ impl StageTask {
             metrics,
             summary,
             poll_errors: 0,
-        })
+            replay_until,
+            held: Vec::new(),
+        };
+        if replaying && task.replay_until.is_empty() {
+            task.end_replay().await?;
+        }
+        Ok(task)
     }
 
     /// What the task has done so far.
@@ -366,6 +412,10 @@ impl StageTask {
                 self.process(i, p, recs).await?;
             }
         }
+        if !got_any && !self.replay_until.is_empty() {
+            self.replay_at_end().await?;
+        }
+        self.drain_held().await?;
         self.mark_idle().await?;
         for s in &self.sources {
             if let Some(w) = self.rt.watermark(&s.name) {
@@ -383,17 +433,124 @@ impl StageTask {
             tracing::info!(summary = %self.summary.line(), "the input is consumed; every window was emitted");
             return Ok(Step::Finished);
         }
-        if self.last_checkpoint.elapsed() >= self.interval {
+        // A replay's state is not a checkpoint's: the one committed to
+        // Kafka stays the resume point until the replay is over.
+        if self.last_checkpoint.elapsed() >= self.interval && !self.rt.is_replaying() {
             self.checkpoint().await?;
         }
         Ok(Step::Continue)
     }
 
+    /// Whether the task is still rebuilding its state from Kafka.
+    pub fn is_replaying(&self) -> bool {
+        self.rt.is_replaying()
+    }
+
+    /// Routes one partition's records: replayed (up to the checkpoint's
+    /// position), held (past it while other partitions still replay), or
+    /// processed.
+    async fn process(&mut self, i: usize, partition: i32, mut recs: Vec<KafkaRecord>) -> Result<(), TaskError> {
+        if self.rt.is_replaying() {
+            if let Some(&until) = self.replay_until.get(&(i, partition)) {
+                let rest = recs.split_off(recs.partition_point(|r| r.offset < until));
+                let done = !rest.is_empty() || recs.last().is_some_and(|r| r.offset + 1 >= until);
+                if !recs.is_empty() {
+                    self.replay(i, partition, recs).await?;
+                }
+                if !done {
+                    return Ok(());
+                }
+                self.replay_done(i, partition).await?;
+                recs = rest;
+            }
+            if self.rt.is_replaying() {
+                if !recs.is_empty() {
+                    self.held.push((i, partition, recs));
+                }
+                return Ok(());
+            }
+        }
+        self.drain_held().await?;
+        self.process_now(i, partition, recs).await
+    }
+
+    /// Pushes records the lost task had processed before its checkpoint:
+    /// their dead letters and output were sent then, so nothing is sent now.
+    async fn replay(&mut self, i: usize, partition: i32, recs: Vec<KafkaRecord>) -> Result<(), TaskError> {
+        let (Some(first), Some(last)) = (recs.first(), recs.last()) else { return Ok(()) };
+        let (first, end) = (first.offset, last.offset + 1);
+        let decoded = self.sources[i].decoder.decode(recs.iter().map(|r| r.payload.as_deref().unwrap_or_default()));
+        self.summary.replayed += recs.len() as u64;
+        let name = self.sources[i].name.clone();
+        let out = self.rt.push_range(&name, partition, first, end, decoded.batch).await?;
+        debug_assert!(out.sinks.is_empty() && out.late.is_empty(), "a replay emits nothing");
+        Ok(())
+    }
+
+    /// One partition reached the checkpoint's position: pause it while
+    /// others replay, or end the replay when it was the last.
+    async fn replay_done(&mut self, i: usize, partition: i32) -> Result<(), TaskError> {
+        self.replay_until.remove(&(i, partition));
+        if self.replay_until.is_empty() {
+            return self.end_replay().await;
+        }
+        let s = &self.sources[i];
+        if let Err(e) = s.consumer.pause(&[partition]) {
+            tracing::warn!(source = %s.name, partition, error = %e, "could not pause a replayed partition; its records are held");
+        }
+        Ok(())
+    }
+
+    /// Every partition replayed: restore the checkpoint's watermarks, drop
+    /// what was emitted before it, fetch paused partitions again.
+    async fn end_replay(&mut self) -> Result<(), TaskError> {
+        self.replay_until.clear();
+        let out = self.rt.end_replay().await?;
+        self.emit(out, None).await?;
+        for s in &self.sources {
+            if let Err(e) = s.consumer.resume(&s.partitions) {
+                tracing::warn!(source = %s.name, error = %e, "could not resume the partitions paused by the replay");
+            }
+        }
+        tracing::info!(replayed = self.summary.replayed, "the window state is rebuilt; the replay is over");
+        Ok(())
+    }
+
+    /// Partitions still replaying that are at their end (the checkpoint's
+    /// position lies beyond the last record, e.g. a transaction marker).
+    async fn replay_at_end(&mut self) -> Result<(), TaskError> {
+        let waiting: Vec<(usize, i32)> = self.replay_until.keys().copied().collect();
+        for i in waiting.iter().map(|(i, _)| *i).collect::<BTreeSet<_>>() {
+            let lag = self.sources[i]
+                .consumer
+                .lag()
+                .await
+                .map_err(TaskError::kafka(format!("read the lag of source `{}`", self.sources[i].name)))?;
+            for l in lag {
+                if l.lag == 0 && self.replay_until.contains_key(&(i, l.partition)) {
+                    self.replay_done(i, l.partition).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes the records held during the replay, once it is over.
+    async fn drain_held(&mut self) -> Result<(), TaskError> {
+        if self.rt.is_replaying() || self.held.is_empty() {
+            return Ok(());
+        }
+        for (i, p, recs) in std::mem::take(&mut self.held) {
+            self.process_now(i, p, recs).await?;
+        }
+        Ok(())
+    }
+
     /// Decodes one partition's records, dead-letters the bad ones, pushes
     /// the good ones and writes what the push produced.
-    async fn process(&mut self, i: usize, partition: i32, recs: Vec<KafkaRecord>) -> Result<(), TaskError> {
-        let Some(last) = recs.last() else { return Ok(()) };
-        let end_offset = last.offset + 1;
+    async fn process_now(&mut self, i: usize, partition: i32, recs: Vec<KafkaRecord>) -> Result<(), TaskError> {
+        let (Some(first), Some(last)) = (recs.first(), recs.last()) else { return Ok(()) };
+        let (first_offset, end_offset) = (first.offset, last.offset + 1);
         let decoded = self.sources[i].decoder.decode(recs.iter().map(|r| r.payload.as_deref().unwrap_or_default()));
         for err in &decoded.errors {
             let rec = &recs[err.index];
@@ -430,7 +587,7 @@ impl StageTask {
             }
         }
         let name = self.sources[i].name.clone();
-        let out = self.rt.push(&name, partition, end_offset, decoded.batch).await?;
+        let out = self.rt.push_range(&name, partition, first_offset, end_offset, decoded.batch).await?;
         self.emit(out, Some((i, partition))).await
     }
 
@@ -611,11 +768,28 @@ impl StageTask {
         self.summary.epoch = Some(epoch);
         self.summary.checkpoints += 1;
 
+        // Kafka gets, per partition, the low-water offset (where a task on
+        // a fresh volume replays from) and the resume point in its metadata.
         let offsets = self.rt.offsets();
+        let low = self.rt.low_water();
+        let marks = self.rt.stage_marks();
         for s in &self.sources {
-            let mine: BTreeMap<i32, i64> =
-                offsets.iter().filter(|((n, _), _)| *n == s.name).map(|((_, p), o)| (*p, *o)).collect();
-            if let Err(e) = s.consumer.commit(&mine) {
+            let mine: BTreeMap<i32, (i64, String)> = offsets
+                .iter()
+                .filter(|((n, _), _)| *n == s.name)
+                .map(|((n, p), o)| {
+                    let point = ResumePoint {
+                        v: 1,
+                        pos: *o,
+                        clock: self.rt.partition_clock(n, *p),
+                        stages: marks.clone(),
+                        dead_letters: header.dead_letter_ends.get(&s.dead_letters).cloned().unwrap_or_default(),
+                    };
+                    let from = low.get(&(n.clone(), *p)).copied().unwrap_or(*o);
+                    (*p, (from, point.encode()))
+                })
+                .collect();
+            if let Err(e) = s.consumer.commit_with_metadata(&mine) {
                 tracing::warn!(source = %s.name, error = %e, "could not commit offsets (lag only; the checkpoint holds them)");
             }
             match s.consumer.lag().await {
@@ -651,15 +825,16 @@ fn key_strings(batch: &RecordBatch, key: Option<&str>) -> Result<Vec<Option<Stri
 }
 
 /// Where partitions without a checkpointed offset start: the group's
-/// committed offset, else the log start. Asked explicitly (and retried while
-/// the group's coordinator is still being elected) so the consumer starts
-/// from known offsets.
+/// committed offset (with the resume point in its metadata, if a stage task
+/// wrote one), else the log start. Asked explicitly (and retried while the
+/// group's coordinator is still being elected) so the consumer starts from
+/// known offsets.
 async fn committed_or_earliest(
     client: &KafkaClientConfig,
     group: &str,
     topic: &str,
     partitions: Vec<i32>,
-) -> Result<BTreeMap<i32, i64>, TaskError> {
+) -> Result<BTreeMap<i32, (i64, Option<ResumePoint>)>, TaskError> {
     let probe = KafkaSource::open(
         SourceConfig::new(client.clone(), group, topic, partitions).starting_at(StartPosition::Latest),
     )
@@ -667,8 +842,23 @@ async fn committed_or_earliest(
     .map_err(TaskError::kafka(format!("open `{topic}` to read the committed offsets")))?;
     let mut attempt = 0;
     loop {
-        match probe.lag().await {
-            Ok(lag) => return Ok(lag.iter().map(|l| (l.partition, l.position)).collect()),
+        let got = match probe.lag().await {
+            Ok(lag) => probe.committed_with_metadata().await.map(|meta| (lag, meta)),
+            Err(e) => Err(e),
+        };
+        match got {
+            Ok((lag, meta)) => {
+                return Ok(lag
+                    .iter()
+                    .map(|l| {
+                        let point = meta
+                            .get(&l.partition)
+                            .and_then(|m| m.as_ref())
+                            .and_then(|(committed, m)| ResumePoint::decode(m).filter(|_| *committed == l.position));
+                        (l.partition, (l.position, point))
+                    })
+                    .collect())
+            }
             Err(e) if attempt < 30 => {
                 attempt += 1;
                 tracing::warn!(%topic, %group, error = %e, attempt, "cannot read the committed offsets yet; retrying");
@@ -740,6 +930,10 @@ pub async fn run_task(
 ) -> Result<TaskSummary, TaskError> {
     let mut task = StageTask::open(spec, config, metrics).await?;
     loop {
+        if stop.load(Ordering::SeqCst) && task.is_replaying() {
+            tracing::info!(summary = %task.summary().line(), "stopped during the replay: the resume point committed to Kafka still holds");
+            return Ok(task.summary().clone());
+        }
         if stop.load(Ordering::SeqCst) {
             let epoch = task.checkpoint().await?;
             tracing::info!(epoch, summary = %task.summary().line(), "stopped: sinks flushed, checkpoint written");
