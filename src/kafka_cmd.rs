@@ -72,6 +72,12 @@ pub enum KafkaCmd {
         #[arg(long, default_value = "30m", value_parser = crate::commands::parse_duration)]
         timeout: Duration,
     },
+    /// The KRaft controller voters (Kafka's view); `--prune` removes the
+    /// voters whose pod is gone.
+    Quorum {
+        #[arg(long)]
+        prune: bool,
+    },
     /// Change the number of brokers: more are deployed and then the replicas
     /// rebalanced onto them; fewer are decommissioned highest id first, each
     /// drained by its decommission hook. Refused when fewer brokers would
@@ -136,8 +142,20 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 /// Cluster access is only needed when the bootstrap servers are not given.
 pub async fn run(state_dir: &Path, cluster: impl FnOnce() -> Result<ClusterFile>, args: KafkaArgs) -> Result<()> {
-    if let KafkaCmd::Scale { brokers, throttle, timeout } = args.cmd {
-        return scale(state_dir, &cluster()?, &args.service, brokers, throttle, timeout).await;
+    match args.cmd {
+        KafkaCmd::Scale { brokers, throttle, timeout } => {
+            return scale(state_dir, &cluster()?, &args.service, brokers, throttle, timeout).await;
+        }
+        KafkaCmd::Quorum { prune } => {
+            let voters = prune_voters(state_dir, &cluster()?, &args.service, prune).await?;
+            if args.output == Output::Json {
+                println!("{}", serde_json::json!({ "voters": voters }));
+            } else {
+                println!("controller voters {voters:?}");
+            }
+            return Ok(());
+        }
+        _ => {}
     }
     let json = args.output == Output::Json;
     let mut pods = Vec::new();
@@ -186,7 +204,7 @@ pub async fn run(state_dir: &Path, cluster: impl FnOnce() -> Result<ClusterFile>
         KafkaCmd::Rebalance { throttle, timeout } => {
             kafka_drain::rebalance(&admin, &bootstrap, throttle, timeout).await.map(|_| ())
         }
-        KafkaCmd::Scale { .. } => unreachable!("handled above"),
+        KafkaCmd::Scale { .. } | KafkaCmd::Quorum { .. } => unreachable!("handled above"),
     }
 }
 
@@ -281,21 +299,38 @@ async fn scale(
         kafka_drain::rebalance(&admin, &bootstrap, throttle, left).await?;
     } else {
         wait_plan(state_dir, c, service, "decommission", deadline).await?;
-        // A removed controller may have re-joined the quorum between its
-        // drain and its stop (auto-join): now that it is gone, take it out.
-        let pods = endpoints_cmd::pods(state_dir, c, service).await?;
-        let live = endpoints_cmd::endpoints_of(&pods, kafka_service::CLIENT_PORT).join(",");
-        let voters = kafka_drain::quorum_voters(&live).await?;
-        for v in voters.iter().filter(|v| **v >= brokers as i32) {
-            println!("controller {v} is still a voter after its broker was removed: removing it");
-            kafka_drain::remove_voter(&live, *v).await?;
-        }
-        println!(
-            "service {service} runs {brokers} broker(s); controller voters {:?}",
-            kafka_drain::quorum_voters(&live).await?
-        );
+        // A removed controller re-joins the quorum between its drain and
+        // its stop (auto-join is on): now that it is gone, take it out.
+        let voters = prune_voters(state_dir, c, service, true).await?;
+        println!("service {service} runs {brokers} broker(s); controller voters {voters:?}");
     }
     Ok(())
+}
+
+/// The controller quorum's voters; with `prune`, first removes every voter
+/// whose pod the service no longer has (a decommissioned broker that
+/// re-joined the quorum before it was stopped). Returns the voters left.
+async fn prune_voters(state_dir: &Path, c: &ClusterFile, service: &str, prune: bool) -> Result<Vec<i32>> {
+    let pods = endpoints_cmd::pods(state_dir, c, service).await?;
+    let live = endpoints_cmd::endpoints_of(&pods, kafka_service::CLIENT_PORT).join(",");
+    if live.is_empty() {
+        bail!("service {service} has no placed broker");
+    }
+    let voters = kafka_drain::quorum_voters(&live).await?;
+    let ids: Vec<i32> =
+        pods.iter().filter(|v| v.pod.pod_type == kafka_service::POD_TYPE).map(|v| v.pod.index as i32).collect();
+    let stale: Vec<i32> = voters.iter().copied().filter(|v| !ids.contains(v)).collect();
+    if stale.is_empty() || !prune {
+        if !stale.is_empty() {
+            println!("controller(s) {stale:?} are voters without a pod; remove them with `smack kafka quorum --prune`");
+        }
+        return Ok(voters);
+    }
+    for v in &stale {
+        println!("controller {v} is still a voter but its pod is gone: removing it from the quorum");
+        kafka_drain::remove_voter(&live, *v).await?;
+    }
+    kafka_drain::quorum_voters(&live).await
 }
 
 /// Waits until `plan` of the service is COMPLETE, printing its steps as

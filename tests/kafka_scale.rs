@@ -264,6 +264,8 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     let down_in = down_from.elapsed();
     eprintln!("--- smack kafka scale --brokers 3 ---\n{out}");
     assert!(out.contains("controller voters [0, 1, 2]"), "the quorum is 0,1,2 again: {out}");
+    let quorum = json(d, &["kafka", "quorum"]).expect("smack kafka quorum");
+    assert_eq!(quorum["voters"], serde_json::json!([0, 1, 2]), "Kafka's controller voters");
     let hook_out = std::fs::read_dir(d.join("agents").join(&agent_name).join("sandboxes"))
         .unwrap()
         .flatten()
