@@ -720,7 +720,11 @@ impl ServiceScheduler {
                     // alone, next to its pod's live tasks, from their share.
                     let all_tasks = inner.state.plans[&name].get(r).map(|s| s.tasks.clone()).unwrap_or_default();
                     let live_names = live_task_names(&inner.state, &pod);
-                    let partial = name == "recovery" && !live_names.is_empty();
+                    // A pod being replaced starts whole on its new placement:
+                    // tasks still live on its old agent are being killed and
+                    // do not count.
+                    let replacing = inner.state.pods.get(&pod).is_some_and(|p| p.replace);
+                    let partial = name == "recovery" && !live_names.is_empty() && !replacing;
                     if partial {
                         let pspec = inner.spec.pod(&req.pod_type);
                         let essential_missing = all_tasks
