@@ -321,10 +321,10 @@ public class SmackKafkaAdmin {
 }
 "#;
 
-/// Runs the Java admin program in `mode` and returns its stdout (also
-/// echoed line by line as it comes, for progress); an error with its
+/// Runs the Java admin program in `mode` and returns its stdout (with
+/// `echo`, also printed line by line as it comes, for progress); an error with its
 /// stderr's tail when it fails, or when it is still running after `timeout`.
-async fn run_admin_java(mode: &str, args: &[String], timeout: Duration) -> Result<String> {
+async fn run_admin_java(mode: &str, args: &[String], echo: bool, timeout: Duration) -> Result<String> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let jars = crate::catalog_kafka::kafka_jars()?;
     let java = smack_operator::catalog::artifacts::java_binary()?;
@@ -354,7 +354,9 @@ async fn run_admin_java(mode: &str, args: &[String], timeout: Duration) -> Resul
     let run = async {
         let mut out = String::new();
         while let Some(line) = stdout.next_line().await? {
-            println!("{line}");
+            if echo {
+                println!("{line}");
+            }
             out.push_str(&line);
             out.push('\n');
         }
@@ -398,16 +400,20 @@ pub async fn reassign(
         })
         .collect();
     std::fs::write(&plan, lines.join("\n") + "\n").with_context(|| format!("writing {}", plan.display()))?;
-    let r =
-        run_admin_java("reassign", &[bootstrap.to_string(), plan.display().to_string(), throttle.to_string()], timeout)
-            .await;
+    let r = run_admin_java(
+        "reassign",
+        &[bootstrap.to_string(), plan.display().to_string(), throttle.to_string()],
+        true,
+        timeout,
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
     r.map(|_| ())
 }
 
 /// The controller quorum's voter ids, as Kafka reports them.
 pub async fn quorum_voters(bootstrap: &str) -> Result<Vec<i32>> {
-    let out = run_admin_java("voters", &[bootstrap.to_string()], Duration::from_secs(120)).await?;
+    let out = run_admin_java("voters", &[bootstrap.to_string()], false, Duration::from_secs(120)).await?;
     let line = out
         .lines()
         .find(|l| l.starts_with("QUORUM "))
@@ -418,7 +424,9 @@ pub async fn quorum_voters(bootstrap: &str) -> Result<Vec<i32>> {
 
 /// Takes controller `id` out of the voter set (nothing when it is not a voter).
 pub async fn remove_voter(bootstrap: &str, id: i32) -> Result<()> {
-    run_admin_java("remove-voter", &[bootstrap.to_string(), id.to_string()], Duration::from_secs(180)).await?;
+    let out = run_admin_java("remove-voter", &[bootstrap.to_string(), id.to_string()], false, Duration::from_secs(180))
+        .await?;
+    tracing::info!(voter = id, "{}", out.trim());
     Ok(())
 }
 

@@ -276,6 +276,11 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     eprintln!("--- the decommission hook of kafka-3 ---\n{hook_out}");
     assert!(hook_out.contains("DRAINED broker 3: 0 replicas left"), "the hook drained broker 3:\n{hook_out}");
     assert!(hook_out.contains("REASSIGN throttles removed") || hook_out.contains("holds no replica"), "{hook_out}");
+    assert!(
+        hook_out.contains("broker 3 left the controller quorum")
+            || hook_out.contains("broker 3 is not a controller voter"),
+        "the hook looked at the quorum: {hook_out}"
+    );
     assert!(read(&sched.log).contains("the decommission hook succeeded"), "the scheduler saw the hook exit 0");
     wait_for("kafka-3's reservation and volume leave the ledger", T, || async {
         let s = m.client().state().await.ok()?;
