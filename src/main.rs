@@ -3,6 +3,7 @@
 
 mod agent_log_cmd;
 mod artifacts;
+mod bench_cmd;
 mod cassandra_cmd;
 mod catalog_cassandra;
 mod catalog_cmd;
@@ -136,6 +137,9 @@ enum Command {
     /// Stage tasks (`smack stage run …`, launched by agents).
     #[command(hide = true, subcommand)]
     Stage(stage_cmd::StageCmd),
+    /// Benchmarks (`smack bench pipeline`; build with --release), see BENCHMARKS.md.
+    #[command(hide = true, subcommand)]
+    Bench(bench_cmd::BenchCmd),
 }
 
 /// smack's own logs: to stderr, and also to `file` when given (an agent's
@@ -262,6 +266,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Catalog(cmd) => catalog_cmd::run(cmd),
             Command::Stage(cmd) => stage_cmd::run(cmd).await,
+            Command::Bench(cmd) => bench_cmd::run(cmd).await,
             Command::Cassandra(cmd) => {
                 let c = cluster::resolve(cli.master, cli.token, &cli.state_dir).ok();
                 cassandra_cmd::run(&cli.state_dir, c, cmd).await
