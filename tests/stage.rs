@@ -434,7 +434,9 @@ async fn replaced(s: &mut Services, events: &[GeneratedEvent], want: &Rows, malf
     };
     lost.launch(s, cmd(s, lost.port)).await;
     let deadline = Instant::now() + RUN_LIMIT;
-    while !(lost.epoch(s).unwrap_or(0) >= 3 && lost.running(s)) {
+    // Far enough that some windows closed (and were emitted) before the
+    // checkpoint the replacement resumes from.
+    while !(lost.epoch(s).unwrap_or(0) >= 6 && lost.running(s)) {
         let done = s.kc.fw.statuses.iter().find(|st| st.task_id == lost.id() && st.state.is_terminal()).cloned();
         assert!(done.is_none(), "{} ended before it was killed: the dataset is too small\n{}", lost.id(), lost.logs(s));
         assert!(Instant::now() < deadline, "{} wrote no checkpoints\n{}", lost.id(), lost.logs(s));
@@ -453,6 +455,11 @@ async fn replaced(s: &mut Services, events: &[GeneratedEvent], want: &Rows, malf
     eprintln!("stage e2e: the replacement: {}", out.trim());
     assert!(!out.contains("resumed from epoch"), "the replacement found a checkpoint on a fresh volume: {out}");
     assert!(out.contains("records replayed from Kafka"), "the replacement replayed nothing: {out}");
+    let read_in: usize = out.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+    assert!(
+        read_in < events.len(),
+        "the replacement read every record from the start: the low-water offsets should have passed closed windows: {out}"
+    );
 
     assert_same_rows("a task replaced on a fresh volume", &sc.rows(s).await, want);
     let letters = read_all(s, &sc.dead_letters(), vec![0]).await;

@@ -9,7 +9,8 @@ use marked_yaml::types::MarkedMappingNode;
 use marked_yaml::{FromNodeError, LoadError, LoaderOptions, Node};
 use serde::de::DeserializeOwned;
 
-const TOP: &[&str] = &["name", "services", "sources", "stages", "sinks", "checkpoint-interval", "tests", "generator"];
+const TOP: &[&str] =
+    &["name", "services", "sources", "lookups", "stages", "sinks", "checkpoint-interval", "tests", "generator"];
 
 /// Parses the text; `None` when the YAML itself or a required part is bad
 /// (the errors are in `cx`).
@@ -49,6 +50,9 @@ pub(super) fn decode(cx: &mut Cx) -> Option<(PipelineSpec, Node)> {
     let sources = d.named(cx, "sources", |cx, path, n| {
         d.tagged(cx, path, n, &["kafka"], |cx, _, n| d.de::<KafkaSource>(cx, n, path).map(Source::Kafka))
     });
+    let lookups = d.named(cx, "lookups", |cx, path, n| {
+        d.tagged(cx, path, n, &["cassandra"], |cx, _, n| d.de::<CassandraLookup>(cx, n, path).map(Lookup::Cassandra))
+    });
     let stages = d.named(cx, "stages", |cx, path, n| d.de::<Stage>(cx, n, path));
     let sinks = d.named(cx, "sinks", |cx, path, n| {
         d.tagged(cx, path, n, &["cassandra", "kafka"], |cx, t, n| match t {
@@ -66,6 +70,7 @@ pub(super) fn decode(cx: &mut Cx) -> Option<(PipelineSpec, Node)> {
         name: name?,
         services,
         sources: sources?,
+        lookups: lookups?,
         stages: stages?,
         sinks: sinks?,
         checkpoint_interval: checkpoint_interval?,

@@ -367,3 +367,38 @@ fn a_generator_names_its_example_and_needs_its_sources() {
     let errs = errors(&unknown);
     assert!(errs[0].contains("generator.example") && errs[0].contains("poker"), "{errs:#?}");
 }
+
+const LOOKUP: &str = "\
+lookups:
+  cards:
+    type: cassandra
+    keyspace: k
+    table: cards
+    key: [card_id]
+    schema: { card_id: string, home_country: string }
+    cache: 100
+stages:";
+
+#[test]
+fn lookups_parse_and_are_checked_where_they_are_written() {
+    let p = PipelineSpec::from_yaml(&edit("stages:", LOOKUP), "p.yaml").unwrap();
+    let Lookup::Cassandra(c) = &p.lookups["cards"];
+    assert_eq!((c.table.as_str(), c.key.as_slice(), c.cache), ("cards", &["card_id".to_string()][..], 100));
+    assert_eq!(p.lookups["cards"].schema().len(), 2);
+    // Line 13 is `lookups:`; the key list is on line 18.
+    one_error(
+        &edit("stages:", &LOOKUP.replace("key: [card_id]", "key: [card]")),
+        "p.yaml:18:11: lookups.cards.key.0: `card` is not a column of the lookup",
+    );
+    one_error(
+        &edit("stages:", &LOOKUP.replace("cache: 100", "cache: 0")),
+        "p.yaml:20:12: lookups.cards.cache: expected at least 1",
+    );
+    one_error(&edit("stages:", &LOOKUP.replace("type: cassandra", "type: redis")), "p.yaml:15:11");
+    one_error(
+        &edit("stages:", &LOOKUP.replace("cards:", "tx:")),
+        "p.yaml:14:3: lookups.tx: the name `tx` is taken by sources.tx",
+    );
+    let e = errors(&edit("stages:", &LOOKUP.replace("    cache: 100\n", "    cache: 100\n    ttl: 5\n")));
+    assert!(e.len() == 1 && e[0].contains("ttl"), "{e:#?}");
+}

@@ -20,6 +20,10 @@ pub struct PipelineSpec {
     /// Named sources: Kafka topics with a typed schema. SQL reads them by name.
     #[serde(default)]
     pub sources: IndexMap<String, Source>,
+    /// Named lookup tables: stage SQL joins them on their key (e.g. a
+    /// card's home country), read through a bounded cache.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub lookups: IndexMap<String, Lookup>,
     /// Named stages: SQL over sources and earlier stages, in file order.
     #[serde(default)]
     pub stages: IndexMap<String, Stage>,
@@ -311,6 +315,50 @@ pub enum OnDecodeError {
     Fail,
     /// Skip it, and count it.
     Drop,
+}
+
+/// A lookup table: rows fetched by key as stages need them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Lookup {
+    /// A Cassandra table.
+    Cassandra(CassandraLookup),
+}
+
+impl Lookup {
+    /// The declared columns, in order.
+    pub fn schema(&self) -> &IndexMap<String, FieldType> {
+        match self {
+            Lookup::Cassandra(c) => &c.schema,
+        }
+    }
+    /// The key columns.
+    pub fn key(&self) -> &[String] {
+        match self {
+            Lookup::Cassandra(c) => &c.key,
+        }
+    }
+}
+
+/// A Cassandra table read by key (`type: cassandra`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CassandraLookup {
+    /// The keyspace; created on apply if missing.
+    pub keyspace: String,
+    /// The table; created on apply (with `schema`) if missing.
+    pub table: String,
+    /// The primary key columns a stage joins on; each a column of `schema`.
+    pub key: Vec<String>,
+    /// The table's columns and their types, in order.
+    pub schema: IndexMap<String, FieldType>,
+    /// How many keys the cache holds, at least 1 (default 10000).
+    #[serde(default = "default_cache")]
+    pub cache: u32,
+}
+
+fn default_cache() -> u32 {
+    10_000
 }
 
 /// A stage: SQL over sources and earlier stages.

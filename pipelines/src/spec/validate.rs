@@ -36,6 +36,14 @@ pub(super) fn validate(cx: &mut Cx, root: &Node, spec: &PipelineSpec) {
             },
         );
     }
+    for (name, l) in &spec.lookups {
+        v.lookup(cx, name, l);
+        relations.entry(name.clone()).or_insert(Relation {
+            kind: "lookup",
+            columns: Some(l.schema().keys().cloned().collect()),
+            event_time: None,
+        });
+    }
     let stage_names: Vec<String> = spec.stages.keys().cloned().collect();
     for (i, (name, stage)) in spec.stages.iter().enumerate() {
         v.name(cx, &["stages", name], name, NameKind::Table, false);
@@ -127,12 +135,52 @@ impl Validator<'_> {
         );
     }
 
+    /// A lookup: a table name, a non-empty schema holding its key, a cache.
+    fn lookup(&self, cx: &mut Cx, name: &str, l: &Lookup) {
+        let root = self.root;
+        self.name(cx, &["lookups", name], name, NameKind::Table, false);
+        let Lookup::Cassandra(c) = l;
+        for (f, value) in [("keyspace", &c.keyspace), ("table", &c.table)] {
+            let ok = value.starts_with(|ch: char| ch.is_ascii_alphabetic())
+                && value.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+            if !ok {
+                let p = ["lookups", name, f];
+                cx.err(value_pos(root, &p), &field(&p), "expected letters, digits and `_`, starting with a letter");
+            }
+        }
+        if c.schema.is_empty() {
+            let p = ["lookups", name, "schema"];
+            cx.err(value_pos(root, &p), &field(&p), "expected the table's columns and their types");
+        }
+        if c.key.is_empty() {
+            let p = ["lookups", name, "key"];
+            cx.err(value_pos(root, &p), &field(&p), "expected the key columns stages join on");
+        }
+        for (i, k) in c.key.iter().enumerate() {
+            if !c.schema.contains_key(k) {
+                let index = i.to_string();
+                let p = ["lookups", name, "key", index.as_str()];
+                let cols: Vec<&str> = c.schema.keys().map(String::as_str).collect();
+                cx.err(
+                    value_pos(root, &p),
+                    &field(&p),
+                    format!("`{k}` is not a column of the lookup; expected one of: {}", cols.join(", ")),
+                );
+            }
+        }
+        if c.cache == 0 {
+            let p = ["lookups", name, "cache"];
+            cx.err(value_pos(root, &p), &field(&p), "expected at least 1 cached key");
+        }
+    }
+
     fn unique_names(&self, cx: &mut Cx, spec: &PipelineSpec) {
         let mut seen: IndexMap<&str, &str> = IndexMap::new();
         let all = spec
             .sources
             .keys()
             .map(|n| ("sources", n))
+            .chain(spec.lookups.keys().map(|n| ("lookups", n)))
             .chain(spec.stages.keys().map(|n| ("stages", n)))
             .chain(spec.sinks.keys().map(|n| ("sinks", n)));
         for (section, name) in all {
@@ -141,7 +189,7 @@ impl Validator<'_> {
                 cx.err(
                     key_pos(self.root, &[section, name]),
                     &format!("{section}.{name}"),
-                    format!("the name `{name}` is taken by {first}.{name} (line {first_line}); sources, stages and sinks need distinct names"),
+                    format!("the name `{name}` is taken by {first}.{name} (line {first_line}); sources, lookups, stages and sinks need distinct names"),
                 );
             } else {
                 seen.insert(name, section);
