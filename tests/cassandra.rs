@@ -4,6 +4,7 @@
 //! and a `pod replace`d node streaming its data onto a fresh disk in its
 //! zone — every row read back at consistency ALL. One cluster for all of it.
 
+use crate::support::smack_at as cli;
 use crate::support::*;
 use serde_json::Value;
 use smack_connectors::cassandra::{CassandraConfig, CassandraSession, Consistency};
@@ -22,22 +23,6 @@ const PORT_BASE: u16 = 46010;
 const DEPLOY: Duration = Duration::from_secs(420);
 const RECOVER: Duration = Duration::from_secs(300);
 const ROWS: i32 = 500;
-
-fn cli(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new(smack_bin())
-        .arg("--state-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("SMACK_MASTER")
-        .env_remove("SMACK_TOKEN")
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", smack_bin()))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 fn json(dir: &Path, args: &[&str]) -> Option<Value> {
     let mut a = args.to_vec();

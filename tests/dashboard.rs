@@ -17,6 +17,7 @@
 //! `npm ci` in `tests/dashboard`; `.ci/run` installs them. Without them the
 //! test fails and says what to install.
 
+use crate::support::smack_at as cli;
 use crate::support::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -100,22 +101,6 @@ plans:
         pod: analyze
 "#
     )
-}
-
-fn cli(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(smack_bin())
-        .arg("--state-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("SMACK_MASTER")
-        .env_remove("SMACK_TOKEN")
-        .output()
-        .expect("run smack");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 fn plan_json(dir: &Path) -> Option<Value> {

@@ -6,6 +6,7 @@
 //! catches up into the ISR; a rolling config change restarts one broker at
 //! a time; an unsafe replication factor is refused with the reason.
 
+use crate::support::smack_at as cli;
 use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -25,34 +26,6 @@ const DEPLOY: Duration = Duration::from_secs(420);
 const T: Duration = Duration::from_secs(180);
 const RECORDS: usize = 100_000;
 const TOPIC: &str = "events";
-
-fn cli(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let run = || {
-        std::process::Command::new(smack_bin())
-            .arg("--state-dir")
-            .arg(dir)
-            .args(args)
-            .env_remove("SMACK_MASTER")
-            .env_remove("SMACK_TOKEN")
-            .output()
-    };
-    // A `cargo build` elsewhere in the tree replaces the binary for a moment.
-    let mut tries = 0;
-    let out = loop {
-        match run() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 100 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            other => break other.expect("run smack"),
-        }
-    };
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 fn json(dir: &Path, args: &[&str]) -> Option<Value> {
     let mut a = args.to_vec();

@@ -13,6 +13,7 @@
 //! the expected agent is computed here in plain code (task i of N owns the
 //! partitions whose rank mod N is i).
 
+use crate::support::smack_at as cli;
 use crate::support::*;
 use serde_json::Value;
 use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig};
@@ -55,34 +56,6 @@ sinks:
     from: pass_through
     topic: events-out
 ";
-
-fn cli(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let run = || {
-        std::process::Command::new(smack_bin())
-            .arg("--state-dir")
-            .arg(dir)
-            .args(args)
-            .env_remove("SMACK_MASTER")
-            .env_remove("SMACK_TOKEN")
-            .output()
-    };
-    // A `cargo build` elsewhere in the tree replaces the binary for a moment.
-    let mut tries = 0;
-    let out = loop {
-        match run() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 100 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            other => break other.expect("run smack"),
-        }
-    };
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 fn json(dir: &Path, args: &[&str]) -> Option<Value> {
     let mut a = args.to_vec();

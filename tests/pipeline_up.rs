@@ -6,28 +6,13 @@
 //! in both formats; Ctrl-C stops every task and scheduler. A pipeline file
 //! that does not validate starts nothing.
 
+use crate::support::smack_at as cli;
 use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use smack_connectors::cassandra::{CassandraConfig, CassandraSession, CqlValue};
 use std::path::Path;
 use std::time::Duration;
-
-fn cli(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new(smack_bin())
-        .arg("--state-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("SMACK_MASTER")
-        .env_remove("SMACK_TOKEN")
-        .output()
-        .expect("run smack");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 fn example() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fraud-detection/pipeline.yaml").display().to_string()

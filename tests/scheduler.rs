@@ -4,6 +4,7 @@
 //! a killed task comes back on its own disk; a replaced pod moves with a
 //! fresh volume and its old reservation is cleaned up.
 
+use crate::support::smack_at as cli;
 use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -68,22 +69,6 @@ plans:
         pod: hello
 "#
     )
-}
-
-fn cli(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = std::process::Command::new(smack_bin())
-        .arg("--state-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("SMACK_MASTER")
-        .env_remove("SMACK_TOKEN")
-        .output()
-        .expect("run smack");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 fn json(dir: &Path, args: &[&str]) -> Option<Value> {

@@ -537,3 +537,33 @@ pub async fn start_kafka_and_cassandra(work: &Path, port_base: u16) -> KafkaAndC
         ready_in: started.elapsed(),
     }
 }
+
+/// Runs `smack --state-dir DIR ARGS…` (the cluster found through the state
+/// dir's cluster.json): its stdout on success, its stderr on failure.
+pub fn smack_at(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let run = || {
+        std::process::Command::new(smack_bin())
+            .arg("--state-dir")
+            .arg(dir)
+            .args(args)
+            .env_remove("SMACK_MASTER")
+            .env_remove("SMACK_TOKEN")
+            .output()
+    };
+    // A `cargo build` elsewhere in the tree replaces the binary for a moment.
+    let mut tries = 0;
+    let out = loop {
+        match run() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => break other.expect("run smack"),
+        }
+    };
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
