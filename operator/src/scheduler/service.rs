@@ -698,6 +698,7 @@ impl ServiceScheduler {
                             let _ = plan.start_step(r, now);
                             if let Some(st) = plan.phases.get_mut(r.phase).and_then(|ph| ph.steps.get_mut(r.step)) {
                                 st.force_complete();
+                                st.message = Some("decommissioned: tasks stopped, its disk to be released".into());
                             }
                             plan.refresh();
                         } else {
