@@ -186,6 +186,20 @@ impl StageSql<'_> {
                 return ControlFlow::Continue(());
             }
             let t = norm(first);
+            if !ctes.contains(&t) && self.readable.get(&t).is_some_and(|r| r.kind == "lookup") {
+                // The runtime cannot join lookups yet; refuse here so that
+                // validate never accepts a pipeline whose tasks would refuse it.
+                ok = false;
+                cx.err(
+                    pos,
+                    field,
+                    format!(
+                        "`{t}` is a lookup; joins to lookups are not supported by the runtime yet \
+                         (stages read sources and earlier stages)"
+                    ),
+                );
+                return ControlFlow::Continue(());
+            }
             if ctes.contains(&t) || self.readable.contains_key(&t) {
                 return ControlFlow::Continue(());
             }

@@ -402,3 +402,17 @@ fn lookups_parse_and_are_checked_where_they_are_written() {
     let e = errors(&edit("stages:", &LOOKUP.replace("    cache: 100\n", "    cache: 100\n    ttl: 5\n")));
     assert!(e.len() == 1 && e[0].contains("ttl"), "{e:#?}");
 }
+
+#[test]
+fn stage_sql_reading_a_lookup_is_refused_until_the_runtime_runs_it() {
+    let join = "      FROM tx\n";
+    let text = edit("stages:", LOOKUP).replacen(join, "      FROM tx JOIN cards ON tx.card_id = cards.card_id\n", 1);
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    // With the lookups block, FROM is on line 25; `cards` starts at column 20.
+    assert!(
+        errs[0].starts_with("p.yaml:25:20: stages.agg.sql: `cards` is a lookup; joins to lookups are not supported"),
+        "{}",
+        errs[0]
+    );
+}
