@@ -45,6 +45,9 @@ pub struct TaskMetrics {
     pub checkpoint_size: Gauge,
     /// Checkpoints written.
     pub checkpoints: Counter,
+    /// When the last checkpoint was written, Unix seconds (its age is now
+    /// minus this).
+    pub last_checkpoint_timestamp: Gauge,
     /// How long handing a batch to a sink took (it waits when the sink is
     /// saturated), per sink, seconds.
     pub sink_write_latency: HistogramFamily,
@@ -89,6 +92,7 @@ impl TaskMetrics {
             checkpoint_duration: latency_histogram(),
             checkpoint_size: Gauge::default(),
             checkpoints: Counter::default(),
+            last_checkpoint_timestamp: Gauge::default(),
             sink_write_latency: Family::new_with_constructor(latency_histogram),
             sink_flush_latency: Family::new_with_constructor(latency_histogram),
         };
@@ -119,6 +123,11 @@ impl TaskMetrics {
         );
         r.register_with_unit("checkpoint_size", "Size of the last checkpoint", Unit::Bytes, m.checkpoint_size.clone());
         r.register("checkpoints", "Checkpoints written", m.checkpoints.clone());
+        r.register(
+            "last_checkpoint_timestamp_seconds",
+            "When the last checkpoint was written, Unix seconds",
+            m.last_checkpoint_timestamp.clone(),
+        );
         r.register_with_unit(
             "sink_write_latency",
             "Time to hand one batch to a sink",

@@ -807,6 +807,8 @@ impl StageTask {
         self.metrics.checkpoint_duration.observe(started.elapsed().as_secs_f64());
         self.metrics.checkpoint_size.set(size as i64);
         self.metrics.checkpoints.inc();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        self.metrics.last_checkpoint_timestamp.set(now as i64);
         self.last_checkpoint = Instant::now();
         tracing::debug!(epoch, size, took = ?started.elapsed(), "checkpoint");
         Ok(epoch)
