@@ -25,9 +25,10 @@ use super::time::WindowFn;
 use crate::spec::sql::{norm, window_fn};
 use sqlparser::ast::{
     visit_expressions, visit_relations, DateTimeField, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr,
-    FunctionArguments, GroupByExpr, Ident, ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement, VisitMut,
-    VisitorMut,
+    FunctionArguments, GroupByExpr, Ident, ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement, TableFactor,
+    VisitMut, VisitorMut,
 };
+use sqlparser::ast::{BinaryOperator, JoinConstraint, JoinOperator};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 use std::collections::HashMap;
@@ -179,11 +180,24 @@ fn unnamed_args(f: &sqlparser::ast::Function) -> (Vec<&FunctionArgExpr>, bool) {
 
 /// Compiles a stage's SQL. `name` names the stage in errors.
 pub fn plan_stage(name: &str, sql: &str) -> Result<StagePlan, String> {
+    plan_stage_with_lookups(name, sql, &[])
+}
+
+/// Like [`plan_stage`], where `lookups` name the pipeline's lookup tables:
+/// they are not inputs (their rows are fetched by key for each query), and a
+/// windowed stage may join them (its pre-query keeps the whole FROM).
+pub fn plan_stage_with_lookups(name: &str, sql: &str, lookups: &[String]) -> Result<StagePlan, String> {
     let stmts = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| format!("stage {name}: {e}"))?;
     let [Statement::Query(q)] = stmts.as_slice() else {
         return Err(format!("stage {name}: expected one SELECT statement"));
     };
-    let tables = tables_of(q);
+    let read = tables_of(q);
+    let tables: Vec<String> = read.iter().filter(|t| !lookups.contains(t)).cloned().collect();
+    if tables.is_empty() && !read.is_empty() {
+        return Err(format!(
+            "stage {name}: the query reads only lookups; FROM names a source or an earlier stage and JOIN the lookup"
+        ));
+    }
     if tables.is_empty() {
         return Err(format!("stage {name}: the query reads no table; expected a source or an earlier stage"));
     }
@@ -207,7 +221,7 @@ pub fn plan_stage(name: &str, sql: &str) -> Result<StagePlan, String> {
         _ => false,
     };
     if windowed {
-        return plan_windowed(name, q).map(StagePlan::Windowed);
+        return plan_windowed(name, q, lookups).map(StagePlan::Windowed);
     }
     let mut has_agg = false;
     if let SetExpr::Select(s) = q.body.as_ref() {
@@ -232,6 +246,79 @@ pub fn plan_stage(name: &str, sql: &str) -> Result<StagePlan, String> {
     }
 }
 
+/// For a stage joining `lookup` (key columns `key`): per key column, the SQL
+/// text of the input expression the ON clause compares it to with `=`
+/// (`ON tx.card_id = cards.card_id` gives `tx.card_id` for `card_id`). The
+/// runtime evaluates these over the input to learn which keys to fetch.
+pub fn lookup_key_exprs(stage: &str, sql: &str, lookup: &str, key: &[String]) -> Result<Vec<String>, String> {
+    let err = |m: String| format!("stage {stage}: {m}");
+    let stmts = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| err(e.to_string()))?;
+    let [Statement::Query(q)] = stmts.as_slice() else {
+        return Err(err("expected one SELECT statement".into()));
+    };
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return Err(err("expected a SELECT".into()));
+    };
+    for from in &select.from {
+        for j in &from.joins {
+            let TableFactor::Table { name: t, alias, .. } = &j.relation else { continue };
+            let Some(ObjectNamePart::Identifier(i)) = t.0.last() else { continue };
+            if norm(i) != lookup {
+                continue;
+            }
+            // How the query names the lookup: its alias, else its name.
+            let me = alias.as_ref().map(|a| norm(&a.name)).unwrap_or_else(|| lookup.to_string());
+            let on = match &j.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => {
+                    match c {
+                        JoinConstraint::On(e) => e,
+                        _ => {
+                            return Err(err(format!(
+                                "the join to lookup `{lookup}` needs `ON <input column> = {me}.<key>`"
+                            )))
+                        }
+                    }
+                }
+                _ => return Err(err(format!("lookup `{lookup}` is joined with JOIN or LEFT JOIN only"))),
+            };
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            key_pairs(on, &me, &mut pairs);
+            return key
+                .iter()
+                .map(|k| {
+                    pairs.iter().find(|(c, _)| c == k).map(|(_, e)| e.clone()).ok_or_else(|| {
+                        err(format!(
+                            "the ON clause of the join to lookup `{lookup}` does not compare its key `{k}` with `=`"
+                        ))
+                    })
+                })
+                .collect();
+        }
+    }
+    Err(err(format!("the query does not JOIN lookup `{lookup}`")))
+}
+
+/// `lookup.col = <expr>` terms of an AND chain, as (col, expr text).
+fn key_pairs(e: &Expr, lookup: &str, out: &mut Vec<(String, String)>) {
+    let lookup_col = |e: &Expr| match e {
+        Expr::CompoundIdentifier(parts) if parts.len() == 2 && norm(&parts[0]) == lookup => Some(norm(&parts[1])),
+        _ => None,
+    };
+    match e {
+        Expr::Nested(inner) => key_pairs(inner, lookup, out),
+        Expr::BinaryOp { left, op: BinaryOperator::And, right } => {
+            key_pairs(left, lookup, out);
+            key_pairs(right, lookup, out);
+        }
+        Expr::BinaryOp { left, op: BinaryOperator::Eq, right } => match (lookup_col(left), lookup_col(right)) {
+            (Some(c), None) => out.push((c, right.to_string())),
+            (None, Some(c)) => out.push((c, left.to_string())),
+            _ => {}
+        },
+        _ => {}
+    }
+}
+
 /// The tables a query reads (not its CTEs), in order of first mention.
 fn tables_of(q: &Query) -> Vec<String> {
     let ctes: Vec<String> = q.with.iter().flat_map(|w| w.cte_tables.iter().map(|c| norm(&c.alias.name))).collect();
@@ -252,7 +339,7 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn plan_windowed(name: &str, q: &Query) -> Result<WindowedPlan, String> {
+fn plan_windowed(name: &str, q: &Query, lookups: &[String]) -> Result<WindowedPlan, String> {
     let err = |m: String| format!("stage {name}: {m}");
     if q.with.is_some() || q.order_by.is_some() || q.limit_clause.is_some() {
         return Err(
@@ -269,11 +356,20 @@ fn plan_windowed(name: &str, q: &Query) -> Result<WindowedPlan, String> {
     let [from] = select.from.as_slice() else {
         return Err(err("a windowed stage reads one table; join in a later stage".into()));
     };
-    if !from.joins.is_empty() {
-        return Err(err("a windowed stage reads one table; join in a later stage".into()));
+    let joins_lookup = |j: &sqlparser::ast::Join| match &j.relation {
+        TableFactor::Table { name: t, .. } => {
+            matches!(t.0.last(), Some(ObjectNamePart::Identifier(i)) if lookups.contains(&norm(i)))
+        }
+        _ => false,
+    };
+    if !from.joins.iter().all(joins_lookup) {
+        return Err(err("a windowed stage reads one table (and lookups); join in a later stage".into()));
     }
     let input = match &from.relation {
-        sqlparser::ast::TableFactor::Table { name: t, .. } => match t.0.last() {
+        TableFactor::Table { name: t, .. } => match t.0.last() {
+            Some(ObjectNamePart::Identifier(i)) if lookups.contains(&norm(i)) => {
+                return Err(err(format!("`{}` is a lookup; FROM names the stage's input and JOIN the lookup", norm(i))))
+            }
             Some(ObjectNamePart::Identifier(i)) => norm(i),
             _ => return Err(err("expected a table name in FROM".into())),
         },
@@ -605,6 +701,51 @@ mod tests {
             .contains("reads one table"));
         assert!(e("SELECT k FROM t GROUP BY k, TUMBLE(ts, INTERVAL '0' SECOND)").contains("positive"));
         assert!(e("SELECT 1").contains("reads no table"));
+    }
+
+    #[test]
+    fn lookups_are_not_inputs_and_windowed_stages_may_join_them() {
+        let cards = vec!["cards".to_string()];
+        let sql = "SELECT t.card_id, COUNT(*) AS n FROM tx t LEFT JOIN cards c ON t.card_id = c.card_id \
+                   WHERE t.country <> c.home_country GROUP BY t.card_id, TUMBLE(t.ts, INTERVAL '1' MINUTE)";
+        let StagePlan::Windowed(w) = plan_stage_with_lookups("s", sql, &cards).unwrap() else { panic!("not windowed") };
+        assert_eq!(w.input, "tx");
+        assert!(w.pre_sql.contains("FROM tx t LEFT JOIN cards c ON t.card_id = c.card_id"), "{}", w.pre_sql);
+        // Without the lookup names the same SQL is a join of two tables, refused.
+        assert!(plan_stage("s", sql).unwrap_err().contains("reads one table"));
+        let p = plan_stage_with_lookups("s", "SELECT x.a, l.v FROM x JOIN cards l ON l.card_id = x.a", &cards).unwrap();
+        assert_eq!(p.inputs(), vec!["x".to_string()]);
+        assert!(matches!(p, StagePlan::PerBatch(_)));
+        let e = plan_stage_with_lookups(
+            "s",
+            "SELECT card_id FROM cards GROUP BY card_id, TUMBLE(ts, INTERVAL '1' MINUTE)",
+            &cards,
+        );
+        assert!(e.unwrap_err().contains("reads only lookups"));
+    }
+
+    #[test]
+    fn the_on_clause_tells_which_input_expression_meets_each_lookup_key() {
+        let key = |sql: &str, k: &[&str]| {
+            let k: Vec<String> = k.iter().map(|s| s.to_string()).collect();
+            lookup_key_exprs("s", sql, "cards", &k)
+        };
+        assert_eq!(
+            key("SELECT * FROM tx t LEFT JOIN cards c ON t.card_id = c.card_id", &["card_id"]).unwrap(),
+            vec!["t.card_id"]
+        );
+        assert_eq!(
+            key(
+                "SELECT * FROM tx JOIN cards ON (cards.bank = lower(tx.b) AND tx.id = cards.id) AND tx.x > 1",
+                &["id", "bank"]
+            )
+            .unwrap(),
+            vec!["tx.id", "lower(tx.b)"]
+        );
+        assert!(key("SELECT * FROM tx JOIN cards c ON t.card_id > c.card_id", &["card_id"])
+            .unwrap_err()
+            .contains("does not compare its key `card_id`"));
+        assert!(key("SELECT * FROM tx", &["card_id"]).unwrap_err().contains("does not JOIN lookup `cards`"));
     }
 
     #[test]
