@@ -45,6 +45,7 @@ pub mod plan;
 pub mod replay;
 pub mod schema;
 mod stage;
+pub use stage::{InlineLookup, LookupBinding, LookupProvider};
 pub mod state;
 pub mod testing;
 pub mod time;
@@ -238,7 +239,7 @@ impl StageRuntime {
                 input_schemas.push((i.clone(), s.clone()));
             }
             let lateness = st.window.as_ref().map_or(0, |w| w.allowed_lateness.0.as_millis() as i64);
-            let op = StageOp::compile(name, plan, &input_schemas, lateness).await?;
+            let op = StageOp::compile(name, plan, &input_schemas, lateness, &[]).await?;
             schemas.insert(name.clone(), op.schema());
             stages.insert(name.clone(), StageRt { op, inputs, out_wm: MIN_WATERMARK });
         }

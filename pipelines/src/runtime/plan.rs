@@ -298,6 +298,23 @@ pub fn lookup_key_exprs(stage: &str, sql: &str, lookup: &str, key: &[String]) ->
     Err(err(format!("the query does not JOIN lookup `{lookup}`")))
 }
 
+/// The query that lists the distinct keys a stage needs from `lookup`, over
+/// its input table as the stage's FROM names it (alias kept):
+/// `SELECT DISTINCT <expr> AS <key>, … FROM <input> [alias]`.
+pub fn lookup_keys_sql(stage: &str, sql: &str, lookup: &str, key: &[String]) -> Result<String, String> {
+    let exprs = lookup_key_exprs(stage, sql, lookup, key)?;
+    let stmts = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| format!("stage {stage}: {e}"))?;
+    let from = match stmts.as_slice() {
+        [Statement::Query(q)] => match q.body.as_ref() {
+            SetExpr::Select(s) if s.from.len() == 1 => s.from[0].relation.to_string(),
+            _ => return Err(format!("stage {stage}: a stage joining a lookup reads one table in FROM")),
+        },
+        _ => return Err(format!("stage {stage}: expected one SELECT statement")),
+    };
+    let cols: Vec<String> = exprs.iter().zip(key).map(|(e, k)| format!("{e} AS {}", quoted(k))).collect();
+    Ok(format!("SELECT DISTINCT {} FROM {from}", cols.join(", ")))
+}
+
 /// `lookup.col = <expr>` terms of an AND chain, as (col, expr text).
 fn key_pairs(e: &Expr, lookup: &str, out: &mut Vec<(String, String)>) {
     let lookup_col = |e: &Expr| match e {
@@ -746,6 +763,16 @@ mod tests {
             .unwrap_err()
             .contains("does not compare its key `card_id`"));
         assert!(key("SELECT * FROM tx", &["card_id"]).unwrap_err().contains("does not JOIN lookup `cards`"));
+    }
+
+    #[test]
+    fn the_keys_query_reads_the_input_under_its_alias() {
+        let k = vec!["card_id".to_string()];
+        let sql = "SELECT * FROM tx t LEFT JOIN cards c ON upper(t.card_id) = c.card_id";
+        assert_eq!(
+            lookup_keys_sql("s", sql, "cards", &k).unwrap(),
+            "SELECT DISTINCT upper(t.card_id) AS \"card_id\" FROM tx t"
+        );
     }
 
     #[test]

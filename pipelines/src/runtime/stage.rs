@@ -88,6 +88,130 @@ impl Table {
     }
 }
 
+/// Where a lookup's rows come from. `keys` holds distinct keys (the
+/// lookup's key columns, by name); the answer holds the lookup's rows for
+/// those of them that exist, in the lookup's schema. A key with no row is
+/// left out: the stage's JOIN decides what that means (LEFT JOIN: NULLs;
+/// JOIN: the input row is dropped).
+pub trait LookupProvider: Send + Sync {
+    fn fetch<'a>(
+        &'a self,
+        keys: &'a RecordBatch,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RecordBatch, String>> + Send + 'a>>;
+}
+
+/// A lookup a stage joins: its table name and schema, the query listing
+/// the keys a batch needs ([`super::plan::lookup_keys_sql`]), and where its
+/// rows come from.
+#[derive(Clone)]
+pub struct LookupBinding {
+    pub name: String,
+    pub schema: SchemaRef,
+    pub keys_sql: String,
+    pub provider: Arc<dyn LookupProvider>,
+}
+
+/// Rows given inline (tests, `smack pipeline test`): a batch in the
+/// lookup's schema and the names of its key columns.
+pub struct InlineLookup {
+    pub rows: RecordBatch,
+    pub key: Vec<String>,
+}
+
+fn key_text(cols: &[ArrayRef], i: usize) -> Option<String> {
+    let mut out = String::new();
+    for c in cols {
+        if c.is_null(i) {
+            return None;
+        }
+        out.push_str(&datafusion::arrow::util::display::array_value_to_string(c, i).ok()?);
+        out.push('\u{1}');
+    }
+    Some(out)
+}
+
+impl LookupProvider for InlineLookup {
+    fn fetch<'a>(
+        &'a self,
+        keys: &'a RecordBatch,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RecordBatch, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let pick = |b: &RecordBatch| -> Result<Vec<ArrayRef>, String> {
+                self.key
+                    .iter()
+                    .map(|k| {
+                        let c = b.column_by_name(k).ok_or_else(|| format!("no key column `{k}`"))?;
+                        cast(c, &DataType::Utf8).map_err(|e| e.to_string())
+                    })
+                    .collect()
+            };
+            let wanted: std::collections::HashSet<String> = {
+                let cols = pick(keys)?;
+                (0..keys.num_rows()).filter_map(|i| key_text(&cols, i)).collect()
+            };
+            let cols = pick(&self.rows)?;
+            let mask: BooleanArray = (0..self.rows.num_rows())
+                .map(|i| Some(key_text(&cols, i).is_some_and(|k| wanted.contains(&k))))
+                .collect();
+            filter_record_batch(&self.rows, &mask).map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// A lookup registered in a stage's context, filled before each query with
+/// the rows of the keys that query's input holds.
+struct LookupTable {
+    name: String,
+    table: Table,
+    keys: DataFrame,
+    provider: Arc<dyn LookupProvider>,
+}
+
+impl LookupTable {
+    /// Registers the lookups of `ctx`; the input tables must be registered.
+    async fn register_all(
+        ctx: &SessionContext,
+        stage: &str,
+        lookups: &[LookupBinding],
+    ) -> Result<Vec<LookupTable>, RuntimeError> {
+        let mut out = Vec::new();
+        for l in lookups {
+            let table = Table::register(ctx, &l.name, &l.schema)?;
+            out.push(LookupTable {
+                name: l.name.clone(),
+                table,
+                keys: prepare(ctx, stage, &l.keys_sql).await?,
+                provider: l.provider.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Fills every lookup with the rows the current input needs.
+    async fn fill(all: &[LookupTable], stage: &str) -> Result<(), RuntimeError> {
+        for l in all {
+            let keys = run(&l.keys, stage).await?;
+            let mut rows = Vec::new();
+            for k in keys.iter().filter(|k| k.num_rows() > 0) {
+                let got = l.provider.fetch(k).await.map_err(|m| RuntimeError::Compile {
+                    stage: stage.to_string(),
+                    message: format!("lookup `{}`: {m}", l.name),
+                })?;
+                rows.push(got);
+            }
+            l.table.set(&rows).await?;
+        }
+        Ok(())
+    }
+
+    async fn clear(all: &[LookupTable]) -> Result<(), RuntimeError> {
+        for l in all {
+            l.table.set(&[]).await?;
+        }
+        Ok(())
+    }
+}
+
 async fn prepare(ctx: &SessionContext, stage: &str, sql: &str) -> Result<DataFrame, RuntimeError> {
     ctx.sql(sql).await.map_err(|e| RuntimeError::sql(stage, e))
 }
@@ -125,13 +249,20 @@ impl StageOp {
         plan: StagePlan,
         inputs: &[(String, SchemaRef)],
         allowed_lateness: i64,
+        lookups: &[LookupBinding],
     ) -> Result<StageOp, RuntimeError> {
         Ok(match plan {
-            StagePlan::Windowed(p) => {
-                StageOp::Windowed(Box::new(WindowedOp::compile(stage, p, &inputs[0].1, allowed_lateness).await?))
-            }
-            StagePlan::PerBatch(p) => StageOp::PerBatch(PerBatchOp::compile(stage, p, &inputs[0].1).await?),
-            StagePlan::Join(p) => StageOp::Join(JoinOp::compile(stage, p, inputs).await?),
+            StagePlan::Windowed(p) => StageOp::Windowed(Box::new(
+                WindowedOp::compile(stage, p, &inputs[0].1, allowed_lateness, lookups).await?,
+            )),
+            StagePlan::PerBatch(p) => StageOp::PerBatch(PerBatchOp::compile(stage, p, &inputs[0].1, lookups).await?),
+            StagePlan::Join(p) if lookups.is_empty() => StageOp::Join(JoinOp::compile(stage, p, inputs).await?),
+            StagePlan::Join(_) => return Err(RuntimeError::Compile {
+                stage: stage.to_string(),
+                message:
+                    "a stage over several inputs cannot join a lookup yet; join the lookup in a stage over one input"
+                        .into(),
+            }),
         })
     }
 
@@ -416,6 +547,7 @@ pub(crate) struct WindowedOp {
     plan: WindowedPlan,
     lateness: i64,
     input: Table,
+    lookups: Vec<LookupTable>,
     pre: DataFrame,
     windows: Table,
     fin: DataFrame,
@@ -436,11 +568,13 @@ impl WindowedOp {
         plan: WindowedPlan,
         input: &SchemaRef,
         lateness: i64,
+        lookups: &[LookupBinding],
     ) -> Result<WindowedOp, RuntimeError> {
         let ctx = context();
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(ROW_COL, DataType::UInt32, false));
         let input_table = Table::register(&ctx, &plan.input, &Schema::new(fields))?;
+        let lookups = LookupTable::register_all(&ctx, stage, lookups).await?;
         let pre = prepare(&ctx, stage, &plan.pre_sql).await?;
         let pre_schema = pre.schema().as_arrow().clone();
         let bad = |m: String| RuntimeError::Compile { stage: stage.to_string(), message: m };
@@ -505,6 +639,7 @@ impl WindowedOp {
             plan,
             lateness,
             input: input_table,
+            lookups,
             pre,
             windows,
             fin,
@@ -530,8 +665,11 @@ impl WindowedOp {
             cols.push(Arc::new(UInt32Array::from_iter_values(0..n as u32)));
             let with_rows = RecordBatch::try_new(self.input.schema.clone(), cols)?;
             self.input.set(&[with_rows]).await?;
-            let results = run(&self.pre, stage).await?;
+            LookupTable::fill(&self.lookups, stage).await?;
+            let results = run(&self.pre, stage).await;
+            LookupTable::clear(&self.lookups).await?;
             self.input.set(&[]).await?;
+            let results = results?;
             let mut late_rows: Vec<u32> = Vec::new();
             let mut reasons: Vec<String> = Vec::new();
             for r in &results {
@@ -634,24 +772,34 @@ fn split_time(batches: Vec<RecordBatch>, output: &SchemaRef) -> Result<Vec<Flow>
 
 pub(crate) struct PerBatchOp {
     input: Table,
+    lookups: Vec<LookupTable>,
     df: DataFrame,
     output: SchemaRef,
 }
 
 impl PerBatchOp {
-    async fn compile(stage: &str, plan: PerBatchPlan, input: &SchemaRef) -> Result<PerBatchOp, RuntimeError> {
+    async fn compile(
+        stage: &str,
+        plan: PerBatchPlan,
+        input: &SchemaRef,
+        lookups: &[LookupBinding],
+    ) -> Result<PerBatchOp, RuntimeError> {
         let ctx = context();
         let table = Table::register(&ctx, &plan.input, input)?;
+        let lookups = LookupTable::register_all(&ctx, stage, lookups).await?;
         let df = prepare(&ctx, stage, &plan.sql).await?;
         let output = relaxed(df.schema().as_arrow());
-        Ok(PerBatchOp { input: table, df, output })
+        Ok(PerBatchOp { input: table, lookups, df, output })
     }
 
     async fn process(&mut self, stage: &str, flows: &[Flow], w: i64) -> Result<Vec<Flow>, RuntimeError> {
         let mut out = Vec::new();
         for flow in flows {
             self.input.set(std::slice::from_ref(&flow.batch)).await?;
-            for b in run(&self.df, stage).await? {
+            LookupTable::fill(&self.lookups, stage).await?;
+            let result = run(&self.df, stage).await;
+            LookupTable::clear(&self.lookups).await?;
+            for b in result? {
                 if b.num_rows() > 0 {
                     let batch = RecordBatch::try_new(self.output.clone(), b.columns().to_vec())?;
                     out.push(Flow { times: vec![w; batch.num_rows()], batch });
@@ -731,5 +879,102 @@ impl JoinOp {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+    use crate::runtime::plan::{lookup_keys_sql, plan_stage_with_lookups};
+    use datafusion::arrow::array::TimestampMillisecondArray;
+    use datafusion::arrow::util::display::array_value_to_string;
+
+    fn cards() -> LookupBinding {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("card_id", DataType::Utf8, true),
+            Field::new("home_country", DataType::Utf8, true),
+        ]));
+        let rows = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["c1", "c2", "c9"])),
+                Arc::new(StringArray::from(vec!["FR", "DE", "US"])),
+            ],
+        )
+        .unwrap();
+        LookupBinding {
+            name: "cards".into(),
+            schema,
+            keys_sql: String::new(),
+            provider: Arc::new(InlineLookup { rows, key: vec!["card_id".into()] }),
+        }
+    }
+
+    fn tx() -> (SchemaRef, Flow) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("card_id", DataType::Utf8, true),
+            Field::new("country", DataType::Utf8, true),
+            Field::new("ts", timestamp_type(), true),
+        ]));
+        let ts = vec![1_000, 2_000, 3_000, 4_000];
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["c1", "c1", "c2", "c3"])),
+                Arc::new(StringArray::from(vec!["FR", "BR", "DE", "IT"])),
+                Arc::new(TimestampMillisecondArray::from(ts.clone()).with_timezone("UTC")),
+            ],
+        )
+        .unwrap();
+        (schema, Flow { batch, times: ts })
+    }
+
+    /// Runs `sql` (reading `tx` and the `cards` lookup) over the four rows,
+    /// closing every window; the output rows as text, sorted.
+    async fn run_stage(sql: &str) -> Vec<String> {
+        let plan = plan_stage_with_lookups("s", sql, &["cards".to_string()]).unwrap();
+        let mut l = cards();
+        l.keys_sql = lookup_keys_sql("s", sql, "cards", &["card_id".to_string()]).unwrap();
+        let (schema, flow) = tx();
+        let mut op = StageOp::compile("s", plan, &[("tx".into(), schema)], 0, &[l]).await.unwrap();
+        let mut late = Vec::new();
+        let mut out = op.process("s", &[("tx".into(), vec![flow])], 10_000, &mut late).await.unwrap();
+        out.extend(op.process("s", &[("tx".into(), vec![])], MAX_WATERMARK, &mut late).await.unwrap());
+        let mut rows: Vec<String> = out
+            .iter()
+            .flat_map(|f| {
+                (0..f.batch.num_rows()).map(move |i| {
+                    let cells: Vec<String> = f
+                        .batch
+                        .columns()
+                        .iter()
+                        .map(|c| if c.is_null(i) { "NULL".into() } else { array_value_to_string(c, i).unwrap() })
+                        .collect();
+                    cells.join(" ")
+                })
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test]
+    async fn a_windowed_stage_counts_purchases_away_from_the_cards_home_country() {
+        let sql = "SELECT t.card_id, COUNT(*) AS abroad FROM tx t JOIN cards c ON t.card_id = c.card_id \
+                   WHERE t.country <> c.home_country GROUP BY t.card_id, TUMBLE(t.ts, INTERVAL '1' MINUTE)";
+        assert_eq!(run_stage(sql).await, vec!["c1 1"]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_gives_nulls_with_left_join_and_drops_with_join() {
+        let left = "SELECT t.card_id, t.country, c.home_country FROM tx t LEFT JOIN cards c ON t.card_id = c.card_id";
+        assert_eq!(run_stage(left).await, vec!["c1 BR FR", "c1 FR FR", "c2 DE DE", "c3 IT NULL"]);
+        let inner = "SELECT t.card_id, c.home_country FROM tx t JOIN cards c ON c.card_id = t.card_id";
+        assert_eq!(run_stage(inner).await, vec!["c1 FR", "c1 FR", "c2 DE"]);
+        let windowed = "SELECT t.card_id, c.home_country, COUNT(*) AS n FROM tx t LEFT JOIN cards c \
+                        ON t.card_id = c.card_id GROUP BY t.card_id, c.home_country, TUMBLE(t.ts, INTERVAL '1' MINUTE)";
+        let rows = run_stage(windowed).await;
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert!(rows[2].starts_with("c3 NULL 1"), "{rows:?}");
     }
 }
