@@ -62,6 +62,10 @@ pub struct PipelineBenchArgs {
     /// Partitions of the bench topic (read by one consumer).
     #[arg(long, default_value_t = 1)]
     partitions: i32,
+    /// A librdkafka property for both consumers, KEY=VALUE (repeatable),
+    /// e.g. `queued.min.messages=100000` to probe the ceiling.
+    #[arg(long = "consumer-property", value_name = "KEY=VALUE")]
+    consumer_properties: Vec<String>,
 }
 
 /// Runs a bench command.
@@ -205,8 +209,15 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
     let n = events.len() as u64;
     let partitions: Vec<i32> = (0..args.partitions).collect();
     let limits = PollLimits { max_records: batch, ..PollLimits::default() };
+    let mut consumer_client = client.clone();
+    for kv in &args.consumer_properties {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--consumer-property {kv}: expected KEY=VALUE, e.g. queued.min.messages=100000")
+        };
+        consumer_client = consumer_client.with_property(k.trim(), v.trim());
+    }
     let open = |group: &str| {
-        SourceConfig::new(client.clone(), group.to_string(), topic.clone(), partitions.clone())
+        SourceConfig::new(consumer_client.clone(), group.to_string(), topic.clone(), partitions.clone())
             .starting_at(StartPosition::Earliest)
     };
     let mut src = KafkaSource::open(open(&format!("{topic}-raw"))).await?;
