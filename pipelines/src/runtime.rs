@@ -205,6 +205,17 @@ impl StageRuntime {
     /// Compiles every stage of `spec` (in file order; a stage reads sources
     /// and earlier stages) and wires the sinks.
     pub async fn new(spec: &PipelineSpec) -> Result<StageRuntime, RuntimeError> {
+        StageRuntime::with_lookups(spec, &std::collections::HashMap::new()).await
+    }
+
+    /// Like [`StageRuntime::new`], with where each of the spec's lookups
+    /// gets its rows; a stage that joins a lookup without a provider is
+    /// refused.
+    pub async fn with_lookups(
+        spec: &PipelineSpec,
+        providers: &std::collections::HashMap<String, std::sync::Arc<dyn LookupProvider>>,
+    ) -> Result<StageRuntime, RuntimeError> {
+        let lookup_names: Vec<String> = spec.lookups.keys().cloned().collect();
         let mut sources = IndexMap::new();
         let mut schemas: IndexMap<String, SchemaRef> = IndexMap::new();
         for (name, src) in &spec.sources {
@@ -227,8 +238,26 @@ impl StageRuntime {
         }
         let mut stages = IndexMap::new();
         for (name, st) in &spec.stages {
-            let plan = plan::plan_stage(name, &st.sql)
-                .map_err(|m| RuntimeError::Compile { stage: name.clone(), message: m })?;
+            let compile_err = |m: String| RuntimeError::Compile { stage: name.clone(), message: m };
+            let plan = plan::plan_stage_with_lookups(name, &st.sql, &lookup_names).map_err(compile_err)?;
+            let mut bindings = Vec::new();
+            for t in plan::tables_read(&st.sql) {
+                let Some(l) = spec.lookups.get(&t) else { continue };
+                let provider = providers
+                    .get(&t)
+                    .ok_or_else(|| compile_err(format!("joins lookup `{t}`, which has no rows provider here")))?;
+                let fields: Vec<datafusion::arrow::datatypes::Field> = l
+                    .schema()
+                    .iter()
+                    .map(|(c, ty)| datafusion::arrow::datatypes::Field::new(c, schema::arrow_type(*ty), true))
+                    .collect();
+                bindings.push(LookupBinding {
+                    name: t.clone(),
+                    schema: std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+                    keys_sql: plan::lookup_keys_sql(name, &st.sql, &t, l.key()).map_err(compile_err)?,
+                    provider: provider.clone(),
+                });
+            }
             let inputs = plan.inputs();
             let mut input_schemas = Vec::new();
             for i in &inputs {
@@ -239,7 +268,7 @@ impl StageRuntime {
                 input_schemas.push((i.clone(), s.clone()));
             }
             let lateness = st.window.as_ref().map_or(0, |w| w.allowed_lateness.0.as_millis() as i64);
-            let op = StageOp::compile(name, plan, &input_schemas, lateness, &[]).await?;
+            let op = StageOp::compile(name, plan, &input_schemas, lateness, &bindings).await?;
             schemas.insert(name.clone(), op.schema());
             stages.insert(name.clone(), StageRt { op, inputs, out_wm: MIN_WATERMARK });
         }

@@ -336,6 +336,14 @@ fn key_pairs(e: &Expr, lookup: &str, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// The tables a stage's SQL reads (not its CTEs), in order of first mention.
+pub fn tables_read(sql: &str) -> Vec<String> {
+    match Parser::parse_sql(&GenericDialect {}, sql).as_deref() {
+        Ok([Statement::Query(q)]) => tables_of(q),
+        _ => Vec::new(),
+    }
+}
+
 /// The tables a query reads (not its CTEs), in order of first mention.
 fn tables_of(q: &Query) -> Vec<String> {
     let ctes: Vec<String> = q.with.iter().flat_map(|w| w.cte_tables.iter().map(|c| norm(&c.alias.name))).collect();

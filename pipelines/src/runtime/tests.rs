@@ -329,3 +329,67 @@ async fn without_a_checkpoint_the_low_water_is_the_position() {
     rt.finish().await.unwrap();
     assert_eq!(rt.low_water()[&("transactions".to_string(), 0)], 300, "every window emitted: nothing to replay");
 }
+
+/// The fraud example with a `cards` lookup, and its stage replaced by `sql`.
+fn with_cards_lookup(sql: &str) -> PipelineSpec {
+    let mut spec = fraud_spec();
+    let schema: IndexMap<String, crate::spec::FieldType> = [
+        ("card_id".to_string(), crate::spec::FieldType::String),
+        ("home_country".to_string(), crate::spec::FieldType::String),
+    ]
+    .into_iter()
+    .collect();
+    spec.lookups.insert(
+        "cards".into(),
+        crate::spec::Lookup::Cassandra(crate::spec::CassandraLookup {
+            keyspace: "k".into(),
+            table: "cards".into(),
+            key: vec!["card_id".into()],
+            schema,
+            cache: 10,
+        }),
+    );
+    spec.stages.get_index_mut(0).unwrap().1.sql = sql.to_string();
+    spec
+}
+
+#[tokio::test]
+async fn a_stage_joins_a_lookup_through_its_provider() {
+    let sql = "SELECT t.card_id, t.country, c.home_country FROM transactions t \
+               LEFT JOIN cards c ON t.card_id = c.card_id";
+    let spec = with_cards_lookup(sql);
+    let e = StageRuntime::new(&spec).await.err().unwrap().to_string();
+    assert!(e.contains("joins lookup `cards`, which has no rows provider"), "{e}");
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+        datafusion::arrow::datatypes::Field::new("card_id", DataType::Utf8, true),
+        datafusion::arrow::datatypes::Field::new("home_country", DataType::Utf8, true),
+    ]));
+    let rows = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(StringArray::from(vec!["c1", "c2"])), Arc::new(StringArray::from(vec!["FR", "US"]))],
+    )
+    .unwrap();
+    let provider: Arc<dyn LookupProvider> = Arc::new(InlineLookup { rows, key: vec!["card_id".into()] });
+    let providers = [("cards".to_string(), provider)].into_iter().collect();
+    let mut rt = StageRuntime::with_lookups(&spec, &providers).await.unwrap();
+    rt.assign_partitions("transactions", &[0]).unwrap();
+    let txns: Vec<(String, f64, String, i64)> = ["c1", "c2", "c3"]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.to_string(), 10.0, "DE".to_string(), 1_704_067_200_000 + i as i64))
+        .collect();
+    let out = rt.push("transactions", 0, 3, batch(&rt, &txns)).await.unwrap();
+    let mut got: Vec<String> = Vec::new();
+    for s in out.sinks.iter().filter(|s| s.sink == "suspicious_cards") {
+        for i in 0..s.batch.num_rows() {
+            let home = s.batch.column(2).as_string::<i32>();
+            got.push(format!(
+                "{} {}",
+                s.batch.column(0).as_string::<i32>().value(i),
+                if home.is_null(i) { "NULL" } else { home.value(i) }
+            ));
+        }
+    }
+    got.sort();
+    assert_eq!(got, vec!["c1 FR", "c2 US", "c3 NULL"]);
+}
