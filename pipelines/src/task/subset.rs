@@ -4,7 +4,7 @@
 //! stage.
 
 use super::TaskError;
-use crate::runtime::plan::plan_stage;
+use crate::runtime::plan::plan_stage_with_lookups;
 use crate::spec::PipelineSpec;
 use indexmap::IndexSet;
 
@@ -22,13 +22,15 @@ pub fn stage_pipeline(spec: &PipelineSpec, stage: &str) -> Result<PipelineSpec, 
     }
     let mut stages: IndexSet<String> = IndexSet::new();
     let mut sources: IndexSet<String> = IndexSet::new();
+    let lookups: Vec<String> = spec.lookups.keys().cloned().collect();
     let mut todo = vec![stage.to_string()];
     while let Some(name) = todo.pop() {
         if !stages.insert(name.clone()) {
             continue;
         }
         let sql = &spec.stages[&name].sql;
-        let plan = plan_stage(&name, sql).map_err(TaskError::Spec)?;
+        // Lookups are not inputs: every task keeps them all (they are small).
+        let plan = plan_stage_with_lookups(&name, sql, &lookups).map_err(TaskError::Spec)?;
         for input in plan.inputs() {
             if spec.sources.contains_key(&input) {
                 sources.insert(input);
@@ -107,6 +109,20 @@ sinks:
         assert_eq!(sub.stages.keys().collect::<Vec<_>>(), ["h"]);
         assert_eq!(sub.sources.keys().collect::<Vec<_>>(), ["b"]);
         assert_eq!(sub.sinks.keys().collect::<Vec<_>>(), ["other"]);
+    }
+
+    #[test]
+    fn a_lookup_a_stage_joins_is_not_an_input() {
+        let with_lookup = YAML.replace(
+            "stages:\n",
+            "lookups:\n  cards: { type: cassandra, keyspace: k, table: c, key: [k], schema: { k: string, home: string } }\nstages:\n",
+        );
+        let mut spec = PipelineSpec::from_yaml(&with_lookup, "p.yaml").expect("valid");
+        // The validator refuses lookup joins until tasks can fetch their rows.
+        spec.stages["h"].sql = "SELECT b.k, c.home, b.ts FROM b LEFT JOIN cards c ON b.k = c.k".into();
+        let sub = stage_pipeline(&spec, "h").unwrap();
+        assert_eq!(sub.sources.keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(sub.lookups.keys().collect::<Vec<_>>(), ["cards"]);
     }
 
     #[test]
