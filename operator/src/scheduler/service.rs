@@ -484,6 +484,7 @@ impl ServiceScheduler {
         let mut events = self.client.subscribe(&sub).await?;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut suppressed = false;
+        let mut want_revive = false;
         loop {
             tokio::select! {
                 ev = events.next() => {
@@ -509,7 +510,13 @@ impl ServiceScheduler {
                             suppressed = false;
                         }
                         FrameworkEvent::Offers { offers } => self.handle_offers(offers).await?,
-                        FrameworkEvent::Update { status } => self.handle_update(status).await?,
+                        FrameworkEvent::Update { status } => {
+                            // A task that became ready or ended may free the next
+                            // step: revive, so offers declined while waiting come
+                            // back now rather than when their filters expire.
+                            want_revive |= status.ready == Some(true) || status.state.is_terminal();
+                            self.handle_update(status).await?
+                        }
                         FrameworkEvent::Rescind { .. } | FrameworkEvent::Heartbeat => {}
                     }
                 }
@@ -541,9 +548,10 @@ impl ServiceScheduler {
                 (inner.state.framework_id.clone(), has_work(&inner.state))
             };
             if let Some(fw) = fw {
-                if work && suppressed {
+                if work && (suppressed || want_revive) {
                     self.client.revive(&fw).await?;
                     suppressed = false;
+                    want_revive = false;
                 } else if !work && !suppressed {
                     self.client.suppress(&fw).await?;
                     suppressed = true;
