@@ -77,13 +77,19 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
 
 /// Process CPU time (user + system), from `/proc/self/stat`.
 fn cpu_time() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return Duration::ZERO };
-    // Fields after the `)` closing the command name: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| stat_cpu_time(&s)).unwrap_or(Duration::ZERO)
+}
+
+/// User + system time from the text of a `/proc/PID/stat` file (fields 14
+/// and 15, in ticks of 1/100 s); None when the text does not have them.
+fn stat_cpu_time(stat: &str) -> Option<Duration> {
+    // The command name (field 2) may hold spaces: count from the last `)`.
+    let (_, rest) = stat.rsplit_once(')')?;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    // f[0] is field 3, so utime (14) is f[11] and stime (15) f[12]; USER_HZ is 100 on Linux.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    // f[0] is field 3 (state), so utime (14) is f[11] and stime (15) f[12].
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
 }
 
 /// One measured phase.
@@ -259,4 +265,22 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         tracing::warn!(%topic, "could not delete the bench topic: {e}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cpu_time_sums_user_and_system_ticks() {
+        let stat = "4242 (smack (x) y) R 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 3 0 100";
+        assert_eq!(stat_cpu_time(stat), Some(Duration::from_millis(1750)));
+    }
+
+    #[test]
+    fn stat_cpu_time_refuses_short_or_garbled_text() {
+        assert_eq!(stat_cpu_time("4242 (smack) R 1 2"), None);
+        assert_eq!(stat_cpu_time("no parenthesis at all"), None);
+        assert_eq!(stat_cpu_time("1 (a) R 1 2 3 4 5 6 7 8 9 10 x 25"), None);
+    }
 }
