@@ -287,7 +287,10 @@ async fn a_service_deploys_by_its_rules_and_recovers() {
         .flat_map(|r| &r.volumes)
         .find(|v| v.id == new_vid)
         .unwrap();
-    let lines = read(std::path::Path::new(&new_vol.host_path).join("starts.log"));
+    // RUNNING comes as the process starts; its first line follows.
+    let log = std::path::Path::new(&new_vol.host_path).join("starts.log");
+    wait_for("the replaced pod's first start line", T, || async { (!read(&log).is_empty()).then_some(()) }).await;
+    let lines = read(&log);
     assert_eq!(lines.lines().count(), 1, "a fresh volume: {lines:?}");
 
     // A config change rolls one pod at a time, each waiting for readiness.

@@ -153,6 +153,9 @@ pub struct TaskConfig {
     pub checkpoint_interval: Option<Duration>,
     /// At most this many records per poll (a micro-batch).
     pub max_batch_records: usize,
+    /// Read at most this many records a second (`None`: as fast as the
+    /// sinks allow) — to share a machine, or to replay gently.
+    pub max_records_per_second: Option<f64>,
     /// How long a poll waits for records.
     pub max_wait: Duration,
     /// A partition silent this long and at its end stops holding the watermark back.
@@ -186,6 +189,7 @@ impl TaskConfig {
             state_dir: state_dir.into(),
             checkpoint_interval: None,
             max_batch_records: 10_000,
+            max_records_per_second: None,
             max_wait: Duration::from_millis(500),
             idle_timeout: Duration::from_secs(30),
             until_idle: false,

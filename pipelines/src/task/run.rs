@@ -377,6 +377,9 @@ impl StageTask {
             let records = match polled {
                 Ok(r) => {
                     self.poll_errors = 0;
+                    if let Some(rate) = self.config.max_records_per_second.filter(|r| *r > 0.0) {
+                        tokio::time::sleep(Duration::from_secs_f64(r.len() as f64 / rate)).await;
+                    }
                     r
                 }
                 // The consumer reports passing trouble (a coordinator that
