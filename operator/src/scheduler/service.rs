@@ -485,6 +485,7 @@ impl ServiceScheduler {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut suppressed = false;
         let mut want_revive = false;
+        let mut next_due: Option<u64> = None;
         loop {
             tokio::select! {
                 ev = events.next() => {
@@ -522,6 +523,8 @@ impl ServiceScheduler {
                 }
                 _ = tick.tick() => {}
                 _ = self.wake.notified() => {}
+                // A step's backoff ends: hand it out now, not at the next tick.
+                _ = sleep_until_ms(next_due) => {}
             }
             // Suppress offers while there is nothing to do; revive when there is.
             let gone: Vec<String> = {
@@ -542,9 +545,14 @@ impl ServiceScheduler {
             let (fw, work) = {
                 let mut inner = self.lock();
                 let now = now_ms();
+                let mut moved = 0;
                 for p in inner.state.plans.values_mut() {
-                    p.tick(now);
+                    moved += p.tick(now);
                 }
+                // A step whose backoff just ended wants offers at once; those
+                // declined while it waited still carry their filters.
+                want_revive |= moved > 0;
+                next_due = next_backoff_end(&inner.state, now);
                 (inner.state.framework_id.clone(), has_work(&inner.state))
             };
             if let Some(fw) = fw {
@@ -1240,6 +1248,25 @@ fn plan_from_spec(spec: &ServiceSpec, ps: &spec::PlanSpec) -> Result<Plan> {
         phases.push(Phase::new(ph.name.clone(), strategy_of(ph.strategy), steps));
     }
     Plan::from_phases(ps.name.clone(), strategy_of(ps.strategy), phases).map_err(|e| Error::Other(e.to_string()))
+}
+
+/// When the earliest backoff of a DELAYED step ends, if any ends after `now`.
+fn next_backoff_end(st: &SchedulerState, now: u64) -> Option<u64> {
+    st.plans
+        .values()
+        .flat_map(|p| p.phases.iter().flat_map(|ph| ph.steps.iter()))
+        .filter(|s| s.state == StepState::Delayed)
+        .filter_map(|s| s.backoff.map(|b| b.until_ms))
+        .filter(|&t| t > now)
+        .min()
+}
+
+/// Sleeps until the scheduler's clock reads `at` (ms); forever for `None`.
+async fn sleep_until_ms(at: Option<u64>) {
+    match at {
+        Some(t) => tokio::time::sleep(Duration::from_millis(t.saturating_sub(now_ms()))).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn ensure_recovery_step(st: &mut SchedulerState, pod: &str, spec: &ServiceSpec) {

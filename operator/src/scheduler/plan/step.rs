@@ -115,25 +115,41 @@ pub struct Backoff {
     pub until_ms: u64,
 }
 
-/// How backoff grows: `initial_ms`, doubled per failure, capped at `max_ms`.
+/// How backoff grows. A first failure relaunches at once (a SIGKILLed broker
+/// should be back as fast as the offer round allows); a crash loop then
+/// waits `initial_ms`, doubled per further failure, capped at `max_ms`. A
+/// failure more than `reset_after_ms` after the last backoff ended, on a
+/// step that had come back (COMPLETE), counts as a first failure again: the
+/// pod ran stably in between, so it is not looping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackoffPolicy {
-    /// Delay after the first failure.
+    /// Delay after the second failure in a row.
     pub initial_ms: u64,
     /// The delay never exceeds this.
     pub max_ms: u64,
+    /// A failure this long after the last backoff ended starts the count anew.
+    #[serde(default = "default_reset_after_ms")]
+    pub reset_after_ms: u64,
+}
+
+fn default_reset_after_ms() -> u64 {
+    60_000
 }
 
 impl Default for BackoffPolicy {
     fn default() -> Self {
-        BackoffPolicy { initial_ms: 1_000, max_ms: 60_000 }
+        BackoffPolicy { initial_ms: 1_000, max_ms: 60_000, reset_after_ms: default_reset_after_ms() }
     }
 }
 
 impl BackoffPolicy {
-    /// The delay after the `attempts`-th failure (1-based): 1 s, 2 s, 4 s, …
+    /// The delay after the `attempts`-th failure in a row (1-based): 0, then
+    /// `initial_ms`, doubling: 0 s, 1 s, 2 s, 4 s, … capped at `max_ms`.
     pub fn delay_ms(&self, attempts: u32) -> u64 {
-        let doublings = attempts.saturating_sub(1).min(63);
+        if attempts <= 1 {
+            return 0;
+        }
+        let doublings = attempts.saturating_sub(2).min(63);
         self.initial_ms.saturating_mul(1u64 << doublings).min(self.max_ms)
     }
 }
@@ -288,7 +304,10 @@ impl Step {
     pub fn task_failed(&mut self, now_ms: u64, policy: &BackoffPolicy) -> Result<(), PlanError> {
         match self.state {
             StepState::Starting | StepState::Started | StepState::Complete => {
-                let attempts = self.backoff.map_or(0, |b| b.attempts).saturating_add(1);
+                let stable = self.state == StepState::Complete
+                    && self.backoff.is_some_and(|b| now_ms.saturating_sub(b.until_ms) >= policy.reset_after_ms);
+                let before = if stable { 0 } else { self.backoff.map_or(0, |b| b.attempts) };
+                let attempts = before.saturating_add(1);
                 let delay_ms = policy.delay_ms(attempts);
                 self.backoff = Some(Backoff { attempts, delay_ms, until_ms: now_ms.saturating_add(delay_ms) });
                 self.progress.clear();
@@ -422,8 +441,8 @@ mod tests {
     #[test]
     fn policy_doubles_and_caps() {
         let p = BackoffPolicy::default();
-        let delays: Vec<u64> = (1..=8).map(|a| p.delay_ms(a)).collect();
-        assert_eq!(delays, [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
+        let delays: Vec<u64> = (1..=9).map(|a| p.delay_ms(a)).collect();
+        assert_eq!(delays, [0, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
         assert_eq!(p.delay_ms(u32::MAX), 60_000);
     }
 
@@ -435,7 +454,53 @@ mod tests {
         s.launched().unwrap();
         s.task_failed(10, &p).unwrap();
         s.task_failed(11, &p).unwrap();
-        assert_eq!(s.backoff, Some(Backoff { attempts: 1, delay_ms: 1_000, until_ms: 1_010 }));
+        assert_eq!(s.backoff, Some(Backoff { attempts: 1, delay_ms: 0, until_ms: 10 }));
+    }
+
+    /// Brings a step to COMPLETE after a (re)launch at `now`.
+    fn complete(s: &mut Step, now: u64) {
+        s.start(now).unwrap();
+        s.launched().unwrap();
+        s.task_running("broker").unwrap();
+        s.task_ready("broker").unwrap();
+        assert_eq!(s.state, StepState::Complete);
+    }
+
+    #[test]
+    fn a_first_failure_relaunches_at_once_a_loop_backs_off() {
+        let p = BackoffPolicy::default();
+        let mut s = broker();
+        complete(&mut s, 0);
+        s.task_failed(5_000, &p).unwrap();
+        assert!(s.is_ready_for_work(5_000), "no wait after a first failure");
+        complete(&mut s, 5_000);
+        s.task_failed(6_000, &p).unwrap();
+        assert_eq!(s.backoff, Some(Backoff { attempts: 2, delay_ms: 1_000, until_ms: 7_000 }));
+        assert!(!s.is_ready_for_work(6_999));
+        assert!(s.is_ready_for_work(7_000));
+    }
+
+    #[test]
+    fn a_failure_after_a_stable_run_counts_as_the_first() {
+        let p = BackoffPolicy::default();
+        let mut s = broker();
+        complete(&mut s, 0);
+        for now in [1_000, 2_000, 5_000] {
+            s.task_failed(now, &p).unwrap();
+            let until = s.backoff.unwrap().until_ms;
+            complete(&mut s, until);
+        }
+        assert_eq!(s.backoff.unwrap().attempts, 3);
+        let until = s.backoff.unwrap().until_ms;
+        // Ran a minute past its last backoff: not a loop any more.
+        s.task_failed(until + 60_000, &p).unwrap();
+        assert_eq!(s.backoff.unwrap().attempts, 1);
+        assert_eq!(s.backoff.unwrap().delay_ms, 0);
+        // A failure while still starting never resets the count.
+        s.start(until + 60_000).unwrap();
+        s.launched().unwrap();
+        s.task_failed(until + 200_000, &p).unwrap();
+        assert_eq!(s.backoff.unwrap().attempts, 2);
     }
 
     #[test]
@@ -445,11 +510,14 @@ mod tests {
         s.start(0).unwrap();
         s.launched().unwrap();
         s.task_failed(0, &p).unwrap();
+        s.start(0).unwrap();
+        s.launched().unwrap();
+        s.task_failed(0, &p).unwrap();
         assert!(matches!(s.start(999), Err(PlanError::BackingOff { until_ms: 1_000, .. })));
         assert!(!s.tick(999));
         assert!(s.tick(1_000));
         assert_eq!(s.state, StepState::Pending);
-        assert_eq!(s.backoff.unwrap().attempts, 1, "the count survives the retry");
+        assert_eq!(s.backoff.unwrap().attempts, 2, "the count survives the retry");
     }
 
     #[test]

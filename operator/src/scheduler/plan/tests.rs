@@ -285,14 +285,16 @@ fn crash_loop_backoff_grows_and_gates_the_step() {
         assert_eq!(b.attempts, attempt);
         delays.push(b.delay_ms / 1_000);
 
-        assert!(plan.candidates(b.until_ms - 1).is_empty(), "eligible only after until_ms");
-        assert!(matches!(plan.start_step(k0, b.until_ms - 1), Err(PlanError::BackingOff { .. })));
+        if b.delay_ms > 0 {
+            assert!(plan.candidates(b.until_ms - 1).is_empty(), "eligible only after until_ms");
+            assert!(matches!(plan.start_step(k0, b.until_ms - 1), Err(PlanError::BackingOff { .. })));
+        }
         // Serial: the delayed step holds back the ones after it.
         assert_eq!(plan.status, Status::InProgress);
         now = b.until_ms;
         assert_eq!(candidates(&plan, now), ["kafka-0:[broker]"]);
     }
-    assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+    assert_eq!(delays, [0, 1, 2, 4, 8, 16, 32, 60]);
 
     // tick turns an elapsed DELAYED step back into PENDING.
     assert_eq!(plan.tick(now), 1);
@@ -304,17 +306,18 @@ fn crash_loop_backoff_grows_and_gates_the_step() {
 
 #[test]
 fn backoff_policy_is_per_plan() {
-    let mut plan = deploy(Strategy::Serial).with_backoff_policy(BackoffPolicy { initial_ms: 100, max_ms: 250 });
+    let policy = BackoffPolicy { initial_ms: 100, max_ms: 250, ..BackoffPolicy::default() };
+    let mut plan = deploy(Strategy::Serial).with_backoff_policy(policy);
     let k0 = r(&plan, "kafka", "kafka-0");
     let mut until = Vec::new();
     let mut now = 0;
-    for _ in 0..3 {
+    for _ in 0..4 {
         launch(&mut plan, k0, now);
         plan.on_task_failed(k0, now).unwrap();
         now = plan.get(k0).unwrap().backoff.unwrap().until_ms;
         until.push(now);
     }
-    assert_eq!(until, [100, 300, 550]);
+    assert_eq!(until, [0, 100, 300, 550]);
 }
 
 #[test]
@@ -514,7 +517,7 @@ fn render_tree_shows_why_steps_wait() {
 deploy (serial strategy) (ERROR)
 ├─ kafka (parallel strategy) (ERROR)
 │  ├─ kafka-0:[broker] (DELAYED)
-│  │  crash-loop backoff: 3 failures, retry 4s after the last
+│  │  crash-loop backoff: 3 failures, retry 2s after the last
 │  ├─ kafka-1:[broker] (ERROR)
 │  │  error: volume vol-7 on agent-2 is gone
 │  └─ kafka-2:[broker] (PREPARED)
