@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+pub mod update_order;
+
 /// A pod instance as the scheduler keeps it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PodRecord {
@@ -155,6 +157,8 @@ pub struct ServiceScheduler {
     store: Arc<dyn StateStore>,
     client: MasterClient,
     wake: Arc<Notify>,
+    /// `update-order` hooks running now, as `plan/phase` ([`update_order`]).
+    order_hooks: Arc<Mutex<BTreeSet<String>>>,
     /// Recoveries and offer evaluations, served by [`super::api`] at `/metrics`.
     pub(crate) metrics: Arc<crate::metrics::SchedulerMetrics>,
 }
@@ -218,6 +222,7 @@ impl ServiceScheduler {
             store,
             client,
             wake: Arc::new(Notify::new()),
+            order_hooks: Arc::default(),
         };
         s.persist()?;
         Ok(s)
@@ -542,6 +547,7 @@ impl ServiceScheduler {
                 tracing::warn!(pod = %pod, "task LOST past the permanent-failure timeout: replacing the pod");
                 self.replace_pod(&pod).await?;
             }
+            self.start_update_order_hooks();
             let (fw, work) = {
                 let mut inner = self.lock();
                 let now = now_ms();
@@ -1155,7 +1161,9 @@ fn update_plans(old: &ServiceSpec, new: &ServiceSpec, st: &SchedulerState) -> Re
             steps.push(Step::new(&pod.instance_name(i), tasks.clone()));
         }
         if !steps.is_empty() {
-            update_phases.push(Phase::new(pod.name.clone(), Strategy::Serial, steps));
+            // Restarts of running pods wait for the pod type's update-order hook.
+            let ordered = changed.contains(&pod.name) && pod.hooks.update_order.is_some() && old_count > 0;
+            update_phases.push(Phase::new(pod.name.clone(), Strategy::Serial, steps).awaiting_order(ordered));
         }
         if pod.count < old_count {
             let steps: Vec<Step> = (pod.count..old_count)

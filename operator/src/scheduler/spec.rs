@@ -530,11 +530,20 @@ pub struct Hooks {
     /// failing hook is retried with backoff and keeps the pod.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decommission: Option<HookSpec>,
+    /// `update-order`: run by the scheduler (in its own process, not on an
+    /// agent) right before an update plan starts rolling this pod type's
+    /// existing pods; its stdout names the pods in the order to restart
+    /// them (e.g. a quorum's leader last). Its env is the hook's `env`
+    /// plus `SERVICE_NAME`, `POD_TYPE`, `UPDATE_PODS` (the pods to roll, in
+    /// plan order) and `SMACK_PODS`. A failing hook leaves the plan order.
+    /// `cpus` and `mem` do not apply. See `scheduler::service::update_order`.
+    #[serde(rename = "update-order", skip_serializing_if = "Option::is_none")]
+    pub update_order: Option<HookSpec>,
 }
 
 impl Hooks {
     pub fn is_empty(&self) -> bool {
-        self.decommission.is_none()
+        self.decommission.is_none() && self.update_order.is_none()
     }
 }
 

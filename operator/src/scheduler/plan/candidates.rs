@@ -10,7 +10,8 @@ impl Plan {
     ///
     /// A step is a candidate when the plan's strategy lets its phase work and
     /// the phase's strategy lets the step work; neither the plan, its phase
-    /// nor the step is paused; the plan carries no errors; the step is
+    /// nor the step is paused; the phase does not wait for its step order
+    /// ([`super::Phase::awaiting_order`]); the plan carries no errors; the step is
     /// PENDING, PREPARED, or DELAYED with its backoff elapsed; and no other
     /// step is working on its pod instance (each pod appears at most once).
     pub fn candidates(&self, now_ms: u64) -> Vec<StepRef> {
@@ -28,7 +29,7 @@ impl Plan {
         let mut out = Vec::new();
         for p in self.strategy.eligible(&self.phase_views(), self.canary_resumed) {
             let phase = &self.phases[p];
-            if phase.interrupted {
+            if phase.interrupted || phase.awaiting_order {
                 continue;
             }
             for s in phase.eligible_steps() {
@@ -48,6 +49,20 @@ impl Plan {
             }
         }
         out
+    }
+
+    /// The phases whose turn it is (by the plan's strategy) and that wait
+    /// for their step order ([`super::Phase::awaiting_order`]); none while
+    /// the plan is paused or carries errors.
+    pub fn phases_awaiting_order(&self) -> Vec<usize> {
+        if self.interrupted || !self.errors.is_empty() {
+            return Vec::new();
+        }
+        self.strategy
+            .eligible(&self.phase_views(), self.canary_resumed)
+            .into_iter()
+            .filter(|&p| self.phases[p].awaiting_order && !self.phases[p].interrupted)
+            .collect()
     }
 
     /// The pod instances this plan's steps are working on right now

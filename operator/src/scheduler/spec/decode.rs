@@ -59,7 +59,7 @@ const SERVICE_FIELDS: &[&str] = &["name", "role", "pods", "plans"];
 const POD_FIELDS: &[&str] =
     &["count", "resources", "volumes", "placement", "prefer", "tasks", "allow-decommission", "hooks"];
 const PREFER_FIELDS: &[&str] = &["hostname", "zone"];
-const HOOKS: &[&str] = &["decommission"];
+const HOOKS: &[&str] = &["decommission", "update-order"];
 const HOOK_FIELDS: &[&str] = &["cmd", "env", "cpus", "mem"];
 const RESOURCE_FIELDS: &[&str] = &["cpus", "mem", "ports"];
 const PORT_FIELDS: &[&str] = &["port", "env"];
@@ -222,11 +222,14 @@ fn preferences(cx: &mut Cx, n: &Node, path: &str) -> Vec<Preference> {
 
 fn hooks(cx: &mut Cx, n: &Node, path: &str) -> Hooks {
     let mut h = Hooks::default();
-    let Some(f) = fields(cx, n, path, "a mapping of hook name (`decommission`) → hook", HOOKS) else {
+    let Some(f) = fields(cx, n, path, "a mapping of hook name (`decommission`, `update-order`) → hook", HOOKS) else {
         return h;
     };
     if let Some(n) = f.get("decommission") {
         h.decommission = hook(cx, n, &f.path("decommission"));
+    }
+    if let Some(n) = f.get("update-order") {
+        h.update_order = hook(cx, n, &f.path("update-order"));
     }
     h
 }

@@ -838,6 +838,20 @@ fn decommission_hook_parses_with_defaults_and_changes_no_pod() {
 }
 
 #[test]
+fn update_order_hook_parses_and_changes_no_pod() {
+    let with = pod(&format!("{MIN_POD}    hooks:\n      update-order: {{ cmd: ./leader-last.sh, env: {{ A: b }} }}\n"));
+    let spec = parse(&with);
+    let h = spec.pod("web").unwrap().hooks.update_order.clone().unwrap();
+    assert_eq!((h.cmd.as_str(), h.env["A"].as_str()), ("./leader-last.sh", "b"));
+    assert!(spec.pod("web").unwrap().hooks.decommission.is_none());
+    assert!(changed_pods(&parse(&pod(MIN_POD)), &spec).is_empty());
+    one_error(
+        &pod(&format!("{MIN_POD}    hooks:\n      update-order: {{ env: {{}} }}\n")),
+        "t.yaml:9:21: pods.web.hooks.update-order: missing field `cmd`",
+    );
+}
+
+#[test]
 fn bad_hooks_are_refused_where_they_are() {
     one_error(
         &pod(&format!("{MIN_POD}    hooks:\n      on-start: {{ cmd: x }}\n")),
