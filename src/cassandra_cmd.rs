@@ -6,8 +6,16 @@
 //!   node is `UN` as seen by every placed node ([`cassandra_service::node_ready`]).
 //! - `decommission` (the pod's decommission hook): `nodetool decommission`
 //!   on the pod's own node, so a scale-down streams its data away first.
-//! - `keyspace create`: a keyspace with `NetworkTopologyStrategy`, refused
-//!   when it asks for more replicas than the datacenter has nodes.
+//! - `keyspace create|alter`: a keyspace with `NetworkTopologyStrategy`,
+//!   refused when it asks for more replicas than the datacenter has nodes.
+//! - `settings [NAME…]`: the live value of settings on every node
+//!   (`system_views.settings`), e.g. after a rolling config change.
+//! - `scale --nodes N`: the service's spec with N nodes, submitted to its
+//!   scheduler; more nodes join one at a time (the deploy of the `update`
+//!   plan), fewer are decommissioned highest index first by their hook.
+//!   Refused, naming the keyspaces, when fewer nodes would remain in the
+//!   datacenter than a keyspace keeps replicas there
+//!   ([`cassandra_service::check_scale_down`]), or while a node is not `UN`.
 //!
 //! Why CQL and not `nodetool status` for the ring: CQL is the port every
 //! node already serves to clients on the network, so one node's readiness
@@ -57,6 +65,29 @@ pub enum CassandraCmd {
     /// Keyspaces: `keyspace create NAME --replication N` (NetworkTopologyStrategy).
     #[command(subcommand)]
     Keyspace(KeyspaceCmd),
+    /// The live value of settings on every node (system_views.settings); all of them without NAMEs.
+    Settings {
+        names: Vec<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        contact_points: Vec<String>,
+        #[arg(long, short, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Change the number of nodes: new ones join one at a time; removed ones (highest index first)
+    /// are decommissioned (their data streamed to the others) before their disks are released.
+    /// Refused when fewer nodes would remain than a keyspace's replication in the datacenter.
+    Scale {
+        #[arg(long)]
+        nodes: u32,
+        /// The Cassandra service.
+        #[arg(long, default_value = "cassandra")]
+        service: String,
+        /// Give up waiting for the plan and the ring after this long.
+        #[arg(long, default_value = "60m", value_parser = crate::commands::parse_duration)]
+        timeout: Duration,
+    },
     /// Readiness check of a node task: exits 0 once the node is UN as seen by every placed node.
     #[command(hide = true)]
     Ready,
@@ -81,6 +112,21 @@ pub enum KeyspaceCmd {
         #[arg(long, value_delimiter = ',')]
         contact_points: Vec<String>,
     },
+    /// Change a keyspace's replication in one datacenter (others kept; refused above the node count).
+    /// Lowering it leaves extra copies until `nodetool cleanup`; raising it needs a repair to fill the new replicas.
+    Alter {
+        name: String,
+        /// Replicas in the datacenter.
+        #[arg(long)]
+        replication: u32,
+        /// The datacenter (default: the ring's only one).
+        #[arg(long)]
+        datacenter: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        contact_points: Vec<String>,
+    },
 }
 
 /// How long one node may take to answer.
@@ -96,6 +142,18 @@ pub async fn run(state_dir: &Path, cluster: Option<ClusterFile>, cmd: CassandraC
         CassandraCmd::Keyspace(KeyspaceCmd::Create { name, replication, datacenter, service, contact_points }) => {
             let cps = contact_points_or_service(state_dir, cluster, service.as_deref(), contact_points).await?;
             create_keyspace(&cps, &name, replication, datacenter.as_deref()).await
+        }
+        CassandraCmd::Keyspace(KeyspaceCmd::Alter { name, replication, datacenter, service, contact_points }) => {
+            let cps = contact_points_or_service(state_dir, cluster, service.as_deref(), contact_points).await?;
+            alter_keyspace(&cps, &name, replication, datacenter.as_deref()).await
+        }
+        CassandraCmd::Settings { names, service, contact_points, output } => {
+            let cps = contact_points_or_service(state_dir, cluster, service.as_deref(), contact_points).await?;
+            settings(&cps, &names, output).await
+        }
+        CassandraCmd::Scale { nodes, service, timeout } => {
+            let c = cluster.ok_or_else(|| anyhow!("no cluster: run inside a smack state dir (or pass --master)"))?;
+            scale(state_dir, &c, &service, nodes, timeout).await
         }
         CassandraCmd::Ready => ready().await,
         CassandraCmd::Decommission => tokio::task::spawn_blocking(decommission).await?,
@@ -262,6 +320,18 @@ async fn ready() -> Result<()> {
     match svc::node_ready(&me.ip().to_string(), &views) {
         Ok(()) => {
             println!("{} is UN as seen by all {} placed node(s)", me.ip(), views.len());
+            // The first pass is remembered in the sandbox: when this start
+            // of the node became UN everywhere (a roll's order, after the fact).
+            if let Some(sb) = env("SMACK_SANDBOX") {
+                let marker = Path::new(&sb).join(svc::READY_MARKER);
+                if !marker.exists() {
+                    let seen: Vec<String> = views.iter().map(|v| v.host.clone()).collect();
+                    let line = svc::ready_marker_line(smack_operator::resources::now_ms(), &me.ip().to_string(), &seen);
+                    if let Err(e) = std::fs::write(&marker, line) {
+                        eprintln!("cannot write {}: {e}", marker.display());
+                    }
+                }
+            }
             Ok(())
         }
         Err(why) => bail!("not ready: {why}"),
@@ -432,19 +502,24 @@ fn print_nodes(nodes: &[NodeRow], output: Output) -> Result<()> {
     Ok(())
 }
 
-/// `smack cassandra keyspace create`: refused with the reason when the
-/// datacenter has fewer nodes than replicas.
-async fn create_keyspace(contacts: &[String], name: &str, rf: u32, dc: Option<&str>) -> Result<()> {
-    let nodes = ring(contacts).await?;
+/// The datacenter asked for, or the ring's only one.
+fn pick_datacenter(nodes: &[NodeRow], dc: Option<&str>) -> Result<String> {
     let dcs: std::collections::BTreeSet<&str> = nodes.iter().map(|n| n.datacenter.as_str()).collect();
-    let dc = match dc {
+    Ok(match dc {
         Some(d) => d.to_string(),
         None if dcs.len() == 1 => dcs.iter().next().expect("one").to_string(),
         None => bail!(
             "the ring has several datacenters ({}): pick one with --datacenter",
             dcs.into_iter().collect::<Vec<_>>().join(", ")
         ),
-    };
+    })
+}
+
+/// `smack cassandra keyspace create`: refused with the reason when the
+/// datacenter has fewer nodes than replicas.
+async fn create_keyspace(contacts: &[String], name: &str, rf: u32, dc: Option<&str>) -> Result<()> {
+    let nodes = ring(contacts).await?;
+    let dc = pick_datacenter(&nodes, dc)?;
     let count = nodes.iter().filter(|n| n.datacenter == dc).count() as u32;
     svc::check_replication(count, rf).map_err(|e| anyhow!("keyspace {name} refused: {e} (datacenter {dc})"))?;
     let s = smack_connectors::cassandra::CassandraSession::connect(&smack_connectors::cassandra::CassandraConfig::new(
@@ -455,6 +530,317 @@ async fn create_keyspace(contacts: &[String], name: &str, rf: u32, dc: Option<&s
     s.create_keyspace(name, &BTreeMap::from([(dc.clone(), rf)])).await.map_err(|e| anyhow!("{e}"))?;
     println!("keyspace {name}: NetworkTopologyStrategy, {dc}: {rf}");
     Ok(())
+}
+
+/// A CQL map of text (`replication`) as strings.
+fn text_map(v: Option<&CqlValue>) -> BTreeMap<String, String> {
+    match v {
+        Some(CqlValue::Map(pairs)) => pairs.iter().map(|(k, v)| (text(Some(k)), text(Some(v)))).collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// Every keyspace's replication, from `system_schema.keyspaces`.
+async fn keyspaces(s: &Session) -> Result<Vec<svc::KeyspaceReplication>> {
+    let rows = select(s, "SELECT keyspace_name, replication FROM system_schema.keyspaces").await?;
+    Ok(rows
+        .iter()
+        .map(|r| svc::KeyspaceReplication {
+            name: text(r.get("keyspace_name")),
+            replication: text_map(r.get("replication")),
+        })
+        .collect())
+}
+
+/// The keyspaces as the first of `contacts` that answers sees them.
+async fn keyspaces_from(contacts: &[String]) -> Result<Vec<svc::KeyspaceReplication>> {
+    let mut why = Vec::new();
+    for c in contacts {
+        let r = async {
+            let s = node_session(resolve(c).await?).await?;
+            keyspaces(&s).await
+        }
+        .await;
+        match r {
+            Ok(k) => return Ok(k),
+            Err(e) => why.push(format!("{c}: {e:#}")),
+        }
+    }
+    bail!("no node answered for the keyspaces' replication: {}", why.join("; "))
+}
+
+/// The replication map a keyspace gets when `dc` is set to `rf`: its other
+/// datacenters kept when it already uses NetworkTopologyStrategy.
+fn merged_replication(ks: &svc::KeyspaceReplication, dc: &str, rf: u32) -> Result<BTreeMap<String, u32>, String> {
+    let mut out = BTreeMap::new();
+    let class = ks.replication.get("class").map(String::as_str).unwrap_or("");
+    if class.ends_with("NetworkTopologyStrategy") {
+        for other in ks.replication.keys().filter(|k| *k != "class" && *k != dc) {
+            if let svc::Replicas::InDatacenter(n) = ks.replicas(other)? {
+                out.insert(other.clone(), n);
+            }
+        }
+    }
+    out.insert(dc.to_string(), rf);
+    Ok(out)
+}
+
+/// `ALTER KEYSPACE name WITH replication = {NetworkTopologyStrategy, dc: rf…}`.
+fn alter_keyspace_cql(name: &str, replication: &BTreeMap<String, u32>) -> Result<String, String> {
+    if name.is_empty() || name.len() > 48 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("keyspace name {name:?}: expected 1 to 48 letters, digits or `_`"));
+    }
+    let mut parts = vec!["'class': 'NetworkTopologyStrategy'".to_string()];
+    for (dc, rf) in replication {
+        if *rf == 0 {
+            return Err(format!("keyspace {name}: replication 0 in datacenter {dc} (expected 1 or more)"));
+        }
+        parts.push(format!("'{}': {rf}", dc.replace('\'', "''")));
+    }
+    Ok(format!("ALTER KEYSPACE {name} WITH replication = {{{}}}", parts.join(", ")))
+}
+
+/// `smack cassandra keyspace alter`: one datacenter's replication changed,
+/// refused above that datacenter's node count.
+async fn alter_keyspace(contacts: &[String], name: &str, rf: u32, dc: Option<&str>) -> Result<()> {
+    let nodes = ring(contacts).await?;
+    let dc = pick_datacenter(&nodes, dc)?;
+    let count = nodes.iter().filter(|n| n.datacenter == dc).count() as u32;
+    svc::check_replication(count, rf).map_err(|e| anyhow!("keyspace {name} alter refused: {e} (datacenter {dc})"))?;
+    let all = keyspaces_from(contacts).await?;
+    let ks = all.iter().find(|k| k.name == name).ok_or_else(|| {
+        let names: Vec<&str> =
+            all.iter().map(|k| k.name.as_str()).filter(|n| !svc::SYSTEM_KEYSPACES.contains(n)).collect();
+        anyhow!("no keyspace {name}; the keyspaces are: {}", names.join(", "))
+    })?;
+    let before = ks.replicas(&dc).map_err(|e| anyhow!("{e}"))?;
+    let merged = merged_replication(ks, &dc, rf).map_err(|e| anyhow!("{e}"))?;
+    let cql = alter_keyspace_cql(name, &merged).map_err(|e| anyhow!("{e}"))?;
+    let s = smack_connectors::cassandra::CassandraSession::connect(&smack_connectors::cassandra::CassandraConfig::new(
+        contacts,
+    ))
+    .await
+    .map_err(|e| anyhow!("{e}"))?;
+    s.execute_ddl(&cql).await.map_err(|e| anyhow!("{e}"))?;
+    println!("keyspace {name}: NetworkTopologyStrategy, {dc}: {rf} (was {before:?})");
+    match before {
+        svc::Replicas::InDatacenter(n) if n > rf => {
+            println!("the extra copies stay on disk until `nodetool cleanup` runs on each node")
+        }
+        svc::Replicas::InDatacenter(n) if n < rf => {
+            println!("the new replicas fill on writes and read repair; run a repair to copy what they miss")
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// One node's answer for `smack cassandra settings`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NodeSettings {
+    /// `host:port` asked.
+    pub node: String,
+    /// The settings asked for (every setting when none was named); a name
+    /// the node does not know is absent.
+    pub settings: BTreeMap<String, String>,
+    /// Why the node did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The rows of `system_views.settings` kept for `names` (all when empty).
+fn pick_settings(rows: &[BTreeMap<String, CqlValue>], names: &[String]) -> BTreeMap<String, String> {
+    rows.iter()
+        .map(|r| (text(r.get("name")), text(r.get("value"))))
+        .filter(|(n, _)| names.is_empty() || names.contains(n))
+        .collect()
+}
+
+/// Names asked for that no node knows.
+fn unknown_settings(answers: &[NodeSettings], names: &[String]) -> Vec<String> {
+    let answered: Vec<&NodeSettings> = answers.iter().filter(|a| a.error.is_none()).collect();
+    if answered.is_empty() {
+        return Vec::new();
+    }
+    names.iter().filter(|n| !answered.iter().any(|a| a.settings.contains_key(*n))).cloned().collect()
+}
+
+/// `smack cassandra settings`: each node's live values, over CQL.
+async fn settings(contacts: &[String], names: &[String], output: Output) -> Result<()> {
+    let answers: Vec<NodeSettings> = futures::future::join_all(contacts.iter().map(|c| async move {
+        let r = async {
+            let s = node_session(resolve(c).await?).await?;
+            select(&s, "SELECT name, value FROM system_views.settings").await
+        }
+        .await;
+        match r {
+            Ok(rows) => NodeSettings { node: c.clone(), settings: pick_settings(&rows, names), error: None },
+            Err(e) => NodeSettings { node: c.clone(), settings: BTreeMap::new(), error: Some(format!("{e:#}")) },
+        }
+    }))
+    .await;
+    let unknown = unknown_settings(&answers, names);
+    if !unknown.is_empty() {
+        bail!("no setting named {} (`smack cassandra settings` lists them all)", unknown.join(", "));
+    }
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&answers)?);
+    } else {
+        println!("{:<22} {:<48} VALUE", "NODE", "SETTING");
+        for a in &answers {
+            match &a.error {
+                Some(e) => println!("{:<22} {:<48} (no answer: {e})", a.node, "-"),
+                None => {
+                    for (k, v) in &a.settings {
+                        println!("{:<22} {k:<48} {v}", a.node);
+                    }
+                }
+            }
+        }
+    }
+    let failed: Vec<String> =
+        answers.iter().filter_map(|a| a.error.as_ref().map(|e| format!("{}: {e}", a.node))).collect();
+    if !failed.is_empty() {
+        bail!("{} node(s) did not answer: {}", failed.len(), failed.join("; "));
+    }
+    Ok(())
+}
+
+/// A scale needs a settled ring: every member `UN`.
+fn check_ring_up(nodes: &[NodeRow]) -> Result<(), String> {
+    let bad: Vec<String> =
+        nodes.iter().filter(|n| n.state != "UN").map(|n| format!("{} is {}", n.address, n.state)).collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the ring is not settled ({}): bring the node(s) back (or `smack pod replace` them) first",
+            bad.join(", ")
+        ))
+    }
+}
+
+/// The datacenter of the service's nodes (those at `hosts`), which must be one.
+fn service_datacenter(nodes: &[NodeRow], hosts: &[String]) -> Result<String, String> {
+    let dcs: std::collections::BTreeSet<&str> =
+        nodes.iter().filter(|n| hosts.contains(&n.address)).map(|n| n.datacenter.as_str()).collect();
+    match dcs.len() {
+        1 => Ok(dcs.into_iter().next().expect("one").to_string()),
+        0 => Err(format!("none of the service's nodes ({}) is in the ring", hosts.join(", "))),
+        _ => Err(format!(
+            "the service's nodes are in several datacenters ({})",
+            dcs.into_iter().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// `smack cassandra scale --nodes N`.
+async fn scale(state_dir: &Path, c: &ClusterFile, service: &str, nodes: u32, timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    let spec = crate::service_cmd::spec_of(state_dir, c, service)
+        .await
+        .with_context(|| format!("reading the spec of service {service}"))?;
+    let now = svc::node_count(&spec.yaml).map_err(|e| anyhow!("service {service}: {e}"))?;
+    let yaml = svc::with_node_count(&spec.yaml, nodes).map_err(|e| anyhow!("service {service}: {e}"))?;
+    if now == nodes {
+        println!("service {service} already runs {nodes} node(s): nothing to change");
+        return Ok(());
+    }
+    let pods = crate::endpoints_cmd::pods(state_dir, c, service).await?;
+    let cps = crate::endpoints_cmd::endpoints_of(&pods, svc::NATIVE_PORT);
+    if cps.is_empty() {
+        bail!("service {service} has no placed node yet; wait for its deploy (`smack plan show deploy`)");
+    }
+    let members = ring(&cps).await?;
+    check_ring_up(&members).map_err(|e| anyhow!("refusing to scale service {service}: {e}"))?;
+    if nodes < now {
+        let hosts: Vec<String> = pods.iter().map(|p| p.pod.hostname.clone()).filter(|h| !h.is_empty()).collect();
+        let dc = service_datacenter(&members, &hosts).map_err(|e| anyhow!("service {service}: {e}"))?;
+        let removed = now - nodes;
+        let in_dc = members.iter().filter(|n| n.datacenter == dc).count() as u32;
+        let spaces = keyspaces_from(&cps).await?;
+        svc::check_scale_down(
+            &dc,
+            in_dc.saturating_sub(removed),
+            (members.len() as u32).saturating_sub(removed),
+            &spaces,
+        )
+        .map_err(|e| anyhow!("refusing to scale service {service} from {now} to {nodes} node(s): {e}"))?;
+    }
+    let plans = crate::service_cmd::submit_spec(
+        state_dir,
+        c,
+        service,
+        &smack_operator::scheduler::api::SpecUpdate { yaml, file: spec.file.clone() },
+    )
+    .await
+    .with_context(|| format!("service {service} refused the new node count"))?;
+    println!("service {service}: {now} -> {nodes} node(s); started {}", plans.join(", "));
+    let plan = if nodes > now { "update" } else { "decommission" };
+    wait_plan(state_dir, c, service, plan, deadline).await?;
+    // Then the ring as the remaining nodes see it: N members, all UN (a
+    // decommissioned node has left it, not gone down in it).
+    loop {
+        let pods = crate::endpoints_cmd::pods(state_dir, c, service).await?;
+        let cps = crate::endpoints_cmd::endpoints_of(&pods, svc::NATIVE_PORT);
+        let last = match ring(&cps).await {
+            Ok(r) if r.len() == nodes as usize && check_ring_up(&r).is_ok() => {
+                println!("service {service} runs {nodes} node(s):");
+                return print_nodes(&r, Output::Table);
+            }
+            Ok(r) => r.iter().map(|n| format!("{} {}", n.address, n.state)).collect::<Vec<_>>().join(", "),
+            Err(e) => format!("{e:#}"),
+        };
+        if std::time::Instant::now() > deadline {
+            bail!("the ring did not settle at {nodes} UN node(s) within {timeout:?}; last seen: {last}");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Waits until `plan` of the service is COMPLETE, printing its steps when
+/// they change; an ERROR plan or the deadline is an error.
+async fn wait_plan(
+    state_dir: &Path,
+    c: &ClusterFile,
+    service: &str,
+    plan: &str,
+    deadline: std::time::Instant,
+) -> Result<()> {
+    use smack_operator::scheduler::plan::Status;
+    let mut shown = String::new();
+    loop {
+        match crate::service_cmd::plan_view(state_dir, c, service, plan).await {
+            Ok(v) => {
+                let now: Vec<String> = v
+                    .plan
+                    .phases
+                    .iter()
+                    .flat_map(|p| &p.steps)
+                    .map(|s| {
+                        let msg = s.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                        format!("  {plan} {:<24} {}{msg}", s.name, s.state)
+                    })
+                    .collect();
+                let now = now.join("\n");
+                if now != shown {
+                    println!("{now}");
+                    shown = now;
+                }
+                match v.plan.status {
+                    Status::Complete => return Ok(()),
+                    Status::Error => bail!("plan {plan} of service {service} failed: {}", v.plan.errors.join("; ")),
+                    _ => {}
+                }
+            }
+            // The scheduler may be busy or restarting: ask again.
+            Err(e) => tracing::debug!(error = %e, "reading plan {plan}"),
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("plan {plan} of service {service} did not complete in time; see `smack plan show {plan}`");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// `smack cassandra decommission`: `nodetool decommission` on this pod's
@@ -513,5 +899,96 @@ mod tests {
         assert_eq!(human_bytes(Some(3 * 1024 * 1024 / 2)), "1.5 MiB");
         assert_eq!(int(Some(&CqlValue::Text(" 42".into()))), 42);
         assert_eq!(text(Some(&CqlValue::Inet("127.0.0.1".parse().unwrap()))), "127.0.0.1");
+    }
+
+    fn node(address: &str, dc: &str, state: &str) -> NodeRow {
+        NodeRow {
+            address: address.into(),
+            native: None,
+            datacenter: dc.into(),
+            rack: "zone-a".into(),
+            state: state.into(),
+            status: "NORMAL".into(),
+            up: state.starts_with('U'),
+            load_bytes: None,
+            tokens: 16,
+            host_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_scale_needs_every_node_up_and_normal() {
+        assert_eq!(check_ring_up(&[node("h0", "dc1", "UN"), node("h1", "dc1", "UN")]), Ok(()));
+        let e =
+            check_ring_up(&[node("h0", "dc1", "UN"), node("h1", "dc1", "DN"), node("h2", "dc1", "UJ")]).unwrap_err();
+        assert!(e.contains("h1 is DN, h2 is UJ"), "{e}");
+        assert_eq!(check_ring_up(&[]), Ok(()));
+    }
+
+    #[test]
+    fn the_service_datacenter_is_the_one_its_nodes_are_in() {
+        let ring = [node("h0", "dc1", "UN"), node("h1", "dc1", "UN"), node("x9", "dc2", "UN")];
+        assert_eq!(service_datacenter(&ring, &["h0".into(), "h1".into()]), Ok("dc1".into()));
+        assert!(service_datacenter(&ring, &["h0".into(), "x9".into()]).unwrap_err().contains("dc1, dc2"));
+        assert!(service_datacenter(&ring, &["zz".into()]).unwrap_err().contains("none of the service's nodes (zz)"));
+        assert_eq!(pick_datacenter(&ring[..2], None).unwrap(), "dc1");
+        assert_eq!(pick_datacenter(&ring, Some("dc2")).unwrap(), "dc2");
+        assert!(pick_datacenter(&ring, None).unwrap_err().to_string().contains("several datacenters (dc1, dc2)"));
+    }
+
+    fn ks(name: &str, pairs: &[(&str, &str)]) -> svc::KeyspaceReplication {
+        svc::KeyspaceReplication {
+            name: name.into(),
+            replication: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn altering_one_datacenter_keeps_the_others() {
+        let nts = "org.apache.cassandra.locator.NetworkTopologyStrategy";
+        let k = ks("e2e", &[("class", nts), ("dc1", "3"), ("dc2", "2")]);
+        let m = merged_replication(&k, "dc1", 2).unwrap();
+        assert_eq!(m, BTreeMap::from([("dc1".to_string(), 2), ("dc2".to_string(), 2)]));
+        assert_eq!(
+            alter_keyspace_cql("e2e", &m).unwrap(),
+            "ALTER KEYSPACE e2e WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 2, 'dc2': 2}"
+        );
+        // SimpleStrategy becomes NetworkTopologyStrategy in the one datacenter.
+        let simple = ks("s", &[("class", "org.apache.cassandra.locator.SimpleStrategy"), ("replication_factor", "3")]);
+        assert_eq!(merged_replication(&simple, "dc1", 2).unwrap(), BTreeMap::from([("dc1".to_string(), 2)]));
+        assert!(merged_replication(&ks("b", &[("class", nts), ("dc2", "x")]), "dc1", 1).is_err());
+        assert!(alter_keyspace_cql("e2e; DROP", &m).unwrap_err().contains("keyspace name"));
+        assert!(alter_keyspace_cql("", &m).is_err());
+        let zero = BTreeMap::from([("dc1".to_string(), 0)]);
+        assert!(alter_keyspace_cql("k", &zero).unwrap_err().contains("replication 0 in datacenter dc1"));
+        let quoted = BTreeMap::from([("d'c".to_string(), 1)]);
+        assert!(alter_keyspace_cql("k", &quoted).unwrap().contains("'d''c': 1"));
+    }
+
+    #[test]
+    fn settings_are_picked_by_name_and_unknown_names_reported() {
+        let rows: Vec<BTreeMap<String, CqlValue>> = [("concurrent_writes", "48"), ("concurrent_reads", "32")]
+            .iter()
+            .map(|(n, v)| {
+                BTreeMap::from([
+                    ("name".to_string(), CqlValue::Text(n.to_string())),
+                    ("value".to_string(), CqlValue::Text(v.to_string())),
+                ])
+            })
+            .collect();
+        let want = vec!["concurrent_writes".to_string()];
+        let picked = pick_settings(&rows, &want);
+        assert_eq!(picked, BTreeMap::from([("concurrent_writes".to_string(), "48".to_string())]));
+        assert_eq!(pick_settings(&rows, &[]).len(), 2);
+        let ok = NodeSettings { node: "h0:1".into(), settings: picked, error: None };
+        let down = NodeSettings { node: "h1:1".into(), settings: BTreeMap::new(), error: Some("refused".into()) };
+        assert!(unknown_settings(&[ok.clone(), down.clone()], &want).is_empty());
+        let typo = vec!["concurent_writes".to_string()];
+        assert_eq!(unknown_settings(&[ok, down.clone()], &typo), typo);
+        // No node answered: the names are not blamed.
+        assert!(unknown_settings(&[down], &typo).is_empty());
+        let map = CqlValue::Map(vec![(CqlValue::Text("class".into()), CqlValue::Text("X".into()))]);
+        assert_eq!(text_map(Some(&map)), BTreeMap::from([("class".to_string(), "X".to_string())]));
+        assert!(text_map(None).is_empty());
     }
 }

@@ -19,6 +19,14 @@
 //! - [`check_replication`]: a keyspace may not ask for more replicas than
 //!   there are nodes.
 //! - [`apply_config_overrides`]: `cassandra.yaml` keys set by the user.
+//! - [`check_scale_down`]: a scale-down may not leave a datacenter with
+//!   fewer nodes than a keyspace keeps replicas there;
+//!   [`with_node_count`] rewrites the spec's node count for `smack
+//!   cassandra scale`.
+//! - [`ready_marker_line`] / [`parse_ready_marker`]: the line the readiness
+//!   check leaves in the task's sandbox the first time it passes (when the
+//!   node became `UN` as seen by all), which shows a roll's order after
+//!   the fact.
 
 use super::launch;
 use crate::scheduler::service::PodAddress;
@@ -40,6 +48,23 @@ pub const MAX_SEEDS: usize = 3;
 /// The file on a node's volume that remembers the address it replaces, so
 /// a replacement that fails half-way is retried as a replacement.
 pub const REPLACE_MARKER: &str = "smack-replace-address";
+/// The file in a node task's sandbox that records when its readiness check
+/// first passed ([`ready_marker_line`]).
+pub const READY_MARKER: &str = "smack-ready";
+/// Keyspaces Cassandra keeps for itself: their replication (e.g.
+/// `system_distributed` at 3 with `SimpleStrategy`) is Cassandra's
+/// default, not a promise made to users, and Cassandra runs with fewer
+/// nodes than that, so they never block a scale-down.
+pub const SYSTEM_KEYSPACES: &[&str] = &[
+    "system",
+    "system_auth",
+    "system_distributed",
+    "system_schema",
+    "system_traces",
+    "system_views",
+    "system_virtual_schema",
+    "system_cluster_metadata",
+];
 
 /// What a Cassandra service looks like.
 #[derive(Debug, Clone, PartialEq)]
@@ -317,6 +342,117 @@ pub fn apply_config_overrides(yaml: &str, overrides: &BTreeMap<String, String>) 
     Ok(out)
 }
 
+/// `spec_yaml` (a Cassandra service's spec) with `nodes` nodes, every
+/// other byte kept; lowering the count keeps `allow-decommission: true`.
+pub fn with_node_count(spec_yaml: &str, nodes: u32) -> Result<String, String> {
+    if nodes == 0 {
+        return Err(
+            "0 nodes: a Cassandra service needs at least one node; use `smack service delete` to remove it".into()
+        );
+    }
+    super::kafka_service::with_pod_count(spec_yaml, POD_TYPE, nodes).map_err(|e| e.to_string())
+}
+
+/// The node count of a Cassandra service's spec.
+pub fn node_count(spec_yaml: &str) -> Result<u32, String> {
+    super::kafka_service::pod_count(spec_yaml, POD_TYPE).map_err(|e| e.to_string())
+}
+
+/// A keyspace and its `replication` map, as `system_schema.keyspaces`
+/// holds them (`{'class': '…NetworkTopologyStrategy', 'dc1': '3'}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyspaceReplication {
+    pub name: String,
+    pub replication: BTreeMap<String, String>,
+}
+
+/// How many replicas a keyspace keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replicas {
+    /// In one datacenter (`NetworkTopologyStrategy`).
+    InDatacenter(u32),
+    /// Over the whole ring, whatever the datacenter (`SimpleStrategy`).
+    InRing(u32),
+    /// No fixed count there (`LocalStrategy`, `EverywhereStrategy`, or a
+    /// datacenter the keyspace does not name).
+    None,
+}
+
+/// A replication factor value: `3`, or `3/1` (full/transient: all count).
+fn parse_rf(keyspace: &str, key: &str, v: &str) -> Result<u32, String> {
+    let full = v.split('/').next().unwrap_or("").trim();
+    full.parse().map_err(|_| {
+        format!("keyspace {keyspace}: replication `{key}: {v}` is not a replication factor (expected a number)")
+    })
+}
+
+impl KeyspaceReplication {
+    /// What the keyspace keeps in datacenter `dc`.
+    pub fn replicas(&self, dc: &str) -> Result<Replicas, String> {
+        let class = self.replication.get("class").map(String::as_str).unwrap_or("");
+        let short = class.rsplit('.').next().unwrap_or(class);
+        match short {
+            "NetworkTopologyStrategy" => match self.replication.get(dc) {
+                Some(v) => Ok(Replicas::InDatacenter(parse_rf(&self.name, dc, v)?)),
+                None => Ok(Replicas::None),
+            },
+            "SimpleStrategy" => {
+                let v = self
+                    .replication
+                    .get("replication_factor")
+                    .ok_or_else(|| format!("keyspace {}: SimpleStrategy without a replication_factor", self.name))?;
+                Ok(Replicas::InRing(parse_rf(&self.name, "replication_factor", v)?))
+            }
+            _ => Ok(Replicas::None),
+        }
+    }
+}
+
+/// Refuses a scale-down that would leave `remaining_in_dc` nodes in
+/// datacenter `dc` (and `remaining_total` in the ring) when a user
+/// keyspace keeps more replicas than that: Cassandra's decommission would
+/// refuse too, and writes at `ALL` (or `QUORUM` at RF 2) would fail. The
+/// error names every such keyspace and its replication.
+pub fn check_scale_down(
+    dc: &str,
+    remaining_in_dc: u32,
+    remaining_total: u32,
+    keyspaces: &[KeyspaceReplication],
+) -> Result<(), String> {
+    let mut too_wide = Vec::new();
+    for ks in keyspaces.iter().filter(|k| !SYSTEM_KEYSPACES.contains(&k.name.as_str())) {
+        match ks.replicas(dc)? {
+            Replicas::InDatacenter(rf) if rf > remaining_in_dc => {
+                too_wide.push(format!("{} (replication {rf} in datacenter {dc})", ks.name))
+            }
+            Replicas::InRing(rf) if rf > remaining_total => {
+                too_wide.push(format!("{} (SimpleStrategy, replication {rf})", ks.name))
+            }
+            _ => {}
+        }
+    }
+    if too_wide.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{remaining_in_dc} node(s) would remain in datacenter {dc}, fewer than the replicas of keyspace(s) {}; \
+         lower their replication first (`smack cassandra keyspace alter NAME --replication {remaining_in_dc}`) or \
+         keep more nodes",
+        too_wide.join(", ")
+    ))
+}
+
+/// The line the readiness check writes to [`READY_MARKER`] the first time
+/// it passes: when (ms since the epoch), which node, and who saw it `UN`.
+pub fn ready_marker_line(at_ms: u64, node: &str, seen_by: &[String]) -> String {
+    format!("{at_ms} {node} UN as seen by {}\n", seen_by.join(","))
+}
+
+/// The time (ms since the epoch) in a [`READY_MARKER`] file.
+pub fn parse_ready_marker(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// Parses `KEY=VALUE` (a `--set` flag).
 pub fn parse_override(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected KEY=VALUE"))?;
@@ -466,5 +602,91 @@ mod tests {
         assert!(apply_config_overrides(yaml, &bad).is_err());
         assert_eq!(parse_override("a = 1").unwrap(), ("a".into(), "1".into()));
         assert!(parse_override("a").is_err());
+    }
+
+    fn ks(name: &str, pairs: &[(&str, &str)]) -> KeyspaceReplication {
+        KeyspaceReplication {
+            name: name.into(),
+            replication: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    const NTS: &str = "org.apache.cassandra.locator.NetworkTopologyStrategy";
+
+    #[test]
+    fn replicas_are_read_per_strategy() {
+        assert_eq!(ks("a", &[("class", NTS), ("dc1", "3")]).replicas("dc1"), Ok(Replicas::InDatacenter(3)));
+        assert_eq!(ks("a", &[("class", NTS), ("dc1", "3/1")]).replicas("dc1"), Ok(Replicas::InDatacenter(3)));
+        assert_eq!(ks("a", &[("class", NTS), ("dc2", "3")]).replicas("dc1"), Ok(Replicas::None));
+        assert_eq!(
+            ks("a", &[("class", "NetworkTopologyStrategy"), ("dc1", "2")]).replicas("dc1"),
+            Ok(Replicas::InDatacenter(2))
+        );
+        let simple = ks("s", &[("class", "org.apache.cassandra.locator.SimpleStrategy"), ("replication_factor", "2")]);
+        assert_eq!(simple.replicas("dc1"), Ok(Replicas::InRing(2)));
+        assert_eq!(
+            ks("l", &[("class", "org.apache.cassandra.locator.LocalStrategy")]).replicas("dc1"),
+            Ok(Replicas::None)
+        );
+        let e = ks("bad", &[("class", NTS), ("dc1", "three")]).replicas("dc1").unwrap_err();
+        assert!(e.contains("keyspace bad") && e.contains("dc1: three"), "{e}");
+        let e = ks("s", &[("class", "SimpleStrategy")]).replicas("dc1").unwrap_err();
+        assert!(e.contains("without a replication_factor"), "{e}");
+    }
+
+    #[test]
+    fn a_scale_down_below_a_keyspace_replication_is_refused_naming_it() {
+        let spaces = vec![
+            ks("e2e", &[("class", NTS), ("dc1", "3")]),
+            ks("small", &[("class", NTS), ("dc1", "2")]),
+            ks("other_dc", &[("class", NTS), ("dc2", "5")]),
+            ks("system_distributed", &[("class", "SimpleStrategy"), ("replication_factor", "3")]),
+            ks("system_traces", &[("class", "SimpleStrategy"), ("replication_factor", "2")]),
+        ];
+        let e = check_scale_down("dc1", 2, 2, &spaces).unwrap_err();
+        assert!(e.contains("e2e (replication 3 in datacenter dc1)"), "{e}");
+        assert!(!e.contains("small") && !e.contains("system") && !e.contains("other_dc"), "{e}");
+        assert!(e.contains("2 node(s) would remain in datacenter dc1"), "{e}");
+        assert!(e.contains("keyspace alter NAME --replication 2"), "{e}");
+        assert_eq!(check_scale_down("dc1", 3, 3, &spaces), Ok(()));
+        // Both named when both are too wide.
+        let e = check_scale_down("dc1", 1, 1, &spaces).unwrap_err();
+        assert!(e.contains("e2e (") && e.contains("small ("), "{e}");
+        // SimpleStrategy counts the whole ring.
+        let simple = vec![ks("s", &[("class", "SimpleStrategy"), ("replication_factor", "3")])];
+        assert!(check_scale_down("dc1", 1, 3, &simple).is_ok());
+        assert!(check_scale_down("dc1", 1, 2, &simple).unwrap_err().contains("s (SimpleStrategy, replication 3)"));
+        // A malformed replication is an error, not a silent pass.
+        let bad = vec![ks("bad", &[("class", NTS), ("dc1", "x")])];
+        assert!(check_scale_down("dc1", 5, 5, &bad).unwrap_err().contains("keyspace bad"));
+        assert_eq!(check_scale_down("dc1", 0, 0, &[]), Ok(()));
+    }
+
+    #[test]
+    fn the_node_count_is_rewritten_and_nothing_else() {
+        let o = CassandraServiceOptions::new(3);
+        let yaml = cassandra_service_yaml(&o);
+        assert_eq!(node_count(&yaml), Ok(3));
+        let two = with_node_count(&yaml, 2).unwrap();
+        assert_eq!(node_count(&two), Ok(2));
+        let spec = ServiceSpec::from_yaml(&two, "c.yaml").unwrap();
+        assert!(spec.pod(POD_TYPE).unwrap().allow_decommission);
+        let changed: Vec<(&str, &str)> = yaml.lines().zip(two.lines()).filter(|(a, b)| a != b).collect();
+        assert_eq!(changed, vec![("    count: 3", "    count: 2")]);
+        assert_eq!(yaml.lines().count(), two.lines().count());
+        let five = with_node_count(&two, 5).unwrap();
+        assert_eq!(node_count(&five), Ok(5));
+        assert!(with_node_count(&yaml, 0).unwrap_err().contains("at least one node"));
+        assert!(with_node_count("name: x\npods: {}\n", 2).is_err());
+        assert!(node_count("not: [a spec").is_err());
+    }
+
+    #[test]
+    fn the_ready_marker_carries_its_time() {
+        let line = ready_marker_line(1_700_000_000_123, "10.0.0.2", &["10.0.0.1".into(), "10.0.0.2".into()]);
+        assert_eq!(line, "1700000000123 10.0.0.2 UN as seen by 10.0.0.1,10.0.0.2\n");
+        assert_eq!(parse_ready_marker(&line), Some(1_700_000_000_123));
+        assert_eq!(parse_ready_marker(""), None);
+        assert_eq!(parse_ready_marker("soon"), None);
     }
 }
