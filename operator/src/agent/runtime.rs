@@ -651,6 +651,11 @@ impl Agent {
             let mut counted = 0u32;
             while let Some(CheckEvent { passed, consecutive_failures, message }) = rx.recv().await {
                 if kind == "readiness" {
+                    if passed {
+                        tracing::info!(task = %tid, "task ready");
+                    } else {
+                        tracing::info!(task = %tid, %message, "task not ready");
+                    }
                     agent.transition(
                         &tid,
                         TaskState::Running,
