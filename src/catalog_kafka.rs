@@ -1,13 +1,16 @@
-//! `smack catalog kafka-broker`: the broker task of a `kafka-N` pod.
+//! `smack catalog kafka-broker`: the node task of a `kafka-N` pod (a
+//! broker, combined with a controller unless the service has dedicated
+//! ones) and of a `controller-N` pod (a dedicated controller).
 //!
 //! Reads the task env (see `smack_operator::catalog::kafka_service`),
 //! finds the Kafka jars in the artifact cache (it never downloads: an agent
 //! task must not wait a minute on Maven), writes `server.properties` and
 //! the Log4j2 config into the sandbox, formats the log dir only when the
-//! volume is fresh (`--standalone` for the cluster's first broker,
-//! `--no-initial-controllers` for the others, which join the quorum by
-//! themselves), refuses a volume formatted for another cluster or node,
-//! records its pid and execs the broker's JVM in its place.
+//! volume is fresh (`--standalone` for the cluster's first controller,
+//! `--no-initial-controllers` for the other controllers, which the
+//! readiness check then adds to the quorum, no flag for a broker beside
+//! dedicated controllers), refuses a volume formatted for another cluster
+//! or node, records its pid and execs the node's JVM in its place.
 
 use anyhow::{bail, Context, Result};
 use smack_operator::catalog::artifacts::{self, Artifact, KafkaJvm, Service};
@@ -56,11 +59,14 @@ pub fn run() -> Result<()> {
             env.cluster_id,
             match mode {
                 FormatMode::Standalone => "the first controller: a quorum of one",
-                FormatMode::Join => "joins the controller quorum",
+                FormatMode::Join => "an observer until its readiness check adds it to the controller quorum",
+                FormatMode::Broker => "a broker of the dedicated controllers' quorum",
             }
         );
         let mut args = artifacts::java_command_kafka_format(&artifact, &jvm, &props, &env.cluster_id, false);
-        args.push(mode.flag().into());
+        if let Some(flag) = mode.flag() {
+            args.push(flag.into());
+        }
         let status = Command::new(&java)
             .args(&args)
             .status()

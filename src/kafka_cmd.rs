@@ -2,7 +2,9 @@
 //! API (rdkafka), the broker readiness gate the service's pods use, and
 //! `drain`, the decommission hook that moves every replica off a broker;
 //! `rebalance`, and `scale`, which changes the broker count through the
-//! service's scheduler and moves the replicas to match.
+//! service's scheduler and moves the replicas to match; `quorum`, the
+//! KRaft voters and the active controller; and `update-order`, the
+//! controllers' `update-order` hook (the active controller restarts last).
 //!
 //! The bootstrap servers are `--bootstrap`, else the service's brokers as
 //! its scheduler reports them (`smack endpoints kafka`).
@@ -47,9 +49,20 @@ pub enum KafkaCmd {
     /// Exit 0 when broker N is registered and no partition it leads or follows is
     /// under-replicated; else exit 1 with the reason (the pods' readiness check).
     Ready {
+        #[arg(long, required_unless_present = "controller")]
+        broker: Option<i32>,
+        /// A dedicated controller: ready once it is a voter (with --join-quorum).
+        #[arg(long, conflicts_with = "broker")]
+        controller: bool,
+        /// First make this node (a controller, from its task env) a voter of
+        /// the controller quorum, once per launch: not ready until it is.
         #[arg(long)]
-        broker: i32,
+        join_quorum: bool,
     },
+    /// The `update-order` hook of the pods that are controllers: prints the
+    /// pods of `UPDATE_PODS` with the active controller last (env from the
+    /// scheduler: `POD_TYPE`, `UPDATE_PODS`, `SMACK_PODS`).
+    UpdateOrder,
     /// Move every replica off broker N onto the others, wait until done, and
     /// take N out of the controller quorum (the pods' decommission hook).
     Drain {
@@ -147,13 +160,20 @@ pub async fn run(state_dir: &Path, cluster: impl FnOnce() -> Result<ClusterFile>
             return scale(state_dir, &cluster()?, &args.service, brokers, throttle, timeout).await;
         }
         KafkaCmd::Quorum { prune } => {
-            let voters = prune_voters(state_dir, &cluster()?, &args.service, prune).await?;
+            let q = prune_voters(state_dir, &cluster()?, &args.service, prune).await?;
             if args.output == Output::Json {
-                println!("{}", serde_json::json!({ "voters": voters }));
+                println!("{}", serde_json::to_string(&q)?);
             } else {
-                println!("controller voters {voters:?}");
+                println!("controller voters {:?}; active controller {}", q.voters, q.leader);
             }
             return Ok(());
+        }
+        KafkaCmd::UpdateOrder => return update_order().await,
+        KafkaCmd::Ready { controller: true, join_quorum, .. } => {
+            if !join_quorum {
+                bail!("`kafka ready --controller` checks the quorum: add --join-quorum");
+            }
+            return join_quorum_once().await;
         }
         _ => {}
     }
@@ -184,8 +204,14 @@ pub async fn run(state_dir: &Path, cluster: impl FnOnce() -> Result<ClusterFile>
     match args.cmd {
         KafkaCmd::Topic { cmd } => topic(&admin, cmd, json).await,
         KafkaCmd::Brokers => brokers(&admin, &pods, json).await,
-        KafkaCmd::Ready { broker } => {
+        KafkaCmd::Ready { broker, join_quorum, .. } => {
+            let broker = broker.context("--broker N is needed")?;
             let r = admin.broker_ready(broker).await?;
+            if r.ready && join_quorum {
+                join_quorum_once()
+                    .await
+                    .with_context(|| format!("broker {broker} is up but not a controller voter"))?;
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             }
@@ -204,7 +230,7 @@ pub async fn run(state_dir: &Path, cluster: impl FnOnce() -> Result<ClusterFile>
         KafkaCmd::Rebalance { throttle, timeout } => {
             kafka_drain::rebalance(&admin, &bootstrap, throttle, timeout).await.map(|_| ())
         }
-        KafkaCmd::Scale { .. } | KafkaCmd::Quorum { .. } => unreachable!("handled above"),
+        KafkaCmd::Scale { .. } | KafkaCmd::Quorum { .. } | KafkaCmd::UpdateOrder => unreachable!("handled above"),
     }
 }
 
@@ -299,38 +325,121 @@ async fn scale(
         kafka_drain::rebalance(&admin, &bootstrap, throttle, left).await?;
     } else {
         wait_plan(state_dir, c, service, "decommission", deadline).await?;
-        // A removed controller re-joins the quorum between its drain and
-        // its stop (auto-join is on): now that it is gone, take it out.
-        let voters = prune_voters(state_dir, c, service, true).await?;
-        println!("service {service} runs {brokers} broker(s); controller voters {voters:?}");
+        // Each removed broker left the quorum in its drain hook and could
+        // not join it again; a voter without a pod (a hook that failed
+        // half-way, then force-completed) is taken out now.
+        let q = prune_voters(state_dir, c, service, true).await?;
+        println!("service {service} runs {brokers} broker(s); controller voters {:?}", q.voters);
     }
     Ok(())
 }
 
-/// The controller quorum's voters; with `prune`, first removes every voter
-/// whose pod the service no longer has (a decommissioned broker that
-/// re-joined the quorum before it was stopped). Returns the voters left.
-async fn prune_voters(state_dir: &Path, c: &ClusterFile, service: &str, prune: bool) -> Result<Vec<i32>> {
+/// The controller quorum (voters and active controller); with `prune`,
+/// first removes every voter whose pod the service no longer has. Returns
+/// the quorum left.
+async fn prune_voters(state_dir: &Path, c: &ClusterFile, service: &str, prune: bool) -> Result<kafka_drain::Quorum> {
     let pods = endpoints_cmd::pods(state_dir, c, service).await?;
     let live = endpoints_cmd::endpoints_of(&pods, kafka_service::CLIENT_PORT).join(",");
     if live.is_empty() {
         bail!("service {service} has no placed broker");
     }
-    let voters = kafka_drain::quorum_voters(&live).await?;
-    let ids: Vec<i32> =
-        pods.iter().filter(|v| v.pod.pod_type == kafka_service::POD_TYPE).map(|v| v.pod.index as i32).collect();
-    let stale: Vec<i32> = voters.iter().copied().filter(|v| !ids.contains(v)).collect();
+    let q = kafka_drain::quorum(&live).await?;
+    let ids = controller_ids(pods.iter().map(|v| (v.pod.pod_type.as_str(), v.pod.index, &v.pod.ports)));
+    let stale: Vec<i32> = q.voters.iter().copied().filter(|v| !ids.contains(v)).collect();
     if stale.is_empty() || !prune {
         if !stale.is_empty() {
             println!("controller(s) {stale:?} are voters without a pod; remove them with `smack kafka quorum --prune`");
         }
-        return Ok(voters);
+        return Ok(q);
     }
     for v in &stale {
         println!("controller {v} is still a voter but its pod is gone: removing it from the quorum");
         kafka_drain::remove_voter(&live, *v).await?;
     }
-    kafka_drain::quorum_voters(&live).await
+    kafka_drain::quorum(&live).await
+}
+
+/// The node ids of the pods that are controllers (they have a
+/// `controller` port): brokers of a combined cluster, or dedicated
+/// controllers.
+pub fn controller_ids<'a>(pods: impl Iterator<Item = (&'a str, u32, &'a BTreeMap<String, u16>)>) -> Vec<i32> {
+    pods.filter(|(_, _, ports)| ports.contains_key(kafka_service::CONTROLLER_PORT))
+        .map(|(t, i, _)| kafka_service::node_id_of(t, i) as i32)
+        .collect()
+}
+
+/// `kafka ready --join-quorum`: makes the node of this task env a voter
+/// of the controller quorum, once per launch (a marker in the sandbox
+/// says it was done): a node taken out of the quorum while it runs (a
+/// drained broker) is not added back. A broker beside dedicated
+/// controllers has nothing to join.
+async fn join_quorum_once() -> Result<()> {
+    use smack_operator::catalog::kafka;
+    let env = kafka_service::BrokerEnv::from_env(|k| std::env::var(k).ok())?;
+    if !env.role.is_controller() {
+        return Ok(());
+    }
+    let sandbox = match std::env::var_os("SMACK_SANDBOX").filter(|s| !s.is_empty()) {
+        Some(s) => std::path::PathBuf::from(s),
+        None => std::env::current_dir().context("no SMACK_SANDBOX and no current dir")?,
+    };
+    let marker = sandbox.join(VOTER_MARKER);
+    if marker.exists() {
+        println!("node {} joined the controller quorum at this launch", env.node_id);
+        return Ok(());
+    }
+    let meta = kafka::read_meta_properties(&env.log_dir())?
+        .with_context(|| format!("{} is not formatted yet", env.log_dir().display()))?;
+    let dir = meta
+        .directory_id
+        .with_context(|| format!("{}/meta.properties has no directory.id", env.log_dir().display()))?;
+    let controllers = env.controller_endpoints().join(",");
+    let said = kafka_drain::join_quorum(&controllers, env.node_id, &dir, &env.host, env.controller_port).await?;
+    std::fs::write(&marker, format!("{said}\n")).with_context(|| format!("writing {}", marker.display()))?;
+    println!("{said}");
+    Ok(())
+}
+
+/// The marker `kafka ready --join-quorum` leaves in the task's sandbox.
+pub const VOTER_MARKER: &str = ".smack-kafka-voter";
+
+/// `kafka update-order`: `UPDATE_PODS` with the pod of the active
+/// controller moved last, one per line.
+async fn update_order() -> Result<()> {
+    use smack_operator::scheduler::service::{PodAddress, PODS_ENV};
+    let var =
+        |k: &str| std::env::var(k).with_context(|| format!("{k} is not set (the scheduler sets it for the hook)"));
+    let pod_type = var("POD_TYPE")?;
+    let order: Vec<String> = var("UPDATE_PODS")?.split_whitespace().map(String::from).collect();
+    let pods: Vec<PodAddress> = serde_json::from_str(&var(PODS_ENV)?).context("SMACK_PODS is not a JSON list")?;
+    let controllers: Vec<String> = pods
+        .iter()
+        .filter(|p| p.pod_type == pod_type)
+        .filter_map(|p| Some(format!("{}:{}", p.host, p.ports.get(kafka_service::CONTROLLER_PORT)?)))
+        .collect();
+    if controllers.is_empty() {
+        bail!("no pod of type {pod_type} has a `{}` port: they are no controllers", kafka_service::CONTROLLER_PORT);
+    }
+    let q = kafka_drain::quorum(&format!("controllers={}", controllers.join(","))).await?;
+    let leader = u32::try_from(q.leader).ok().and_then(|id| kafka_service::pod_of_node(&pods, id));
+    eprintln!(
+        "active controller: node {} ({}); voters {:?}",
+        q.leader,
+        leader.map(|p| p.name.as_str()).unwrap_or("no pod"),
+        q.voters
+    );
+    for p in leader_last(&order, leader.map(|p| p.name.as_str())) {
+        println!("{p}");
+    }
+    Ok(())
+}
+
+/// `pods` with `leader` (if among them) moved last.
+pub fn leader_last(pods: &[String], leader: Option<&str>) -> Vec<String> {
+    let (mut last, mut out): (Vec<String>, Vec<String>) =
+        pods.iter().cloned().partition(|p| Some(p.as_str()) == leader);
+    out.append(&mut last);
+    out
 }
 
 /// Waits until `plan` of the service is COMPLETE, printing its steps as
@@ -555,6 +664,26 @@ mod tests {
         let e = check_replication(4, 3).unwrap_err().to_string();
         assert!(e.contains("replication factor 4 is above the number of brokers (3)"), "{e}");
         assert!(check_replication(0, 3).unwrap_err().to_string().contains("at least 1"));
+    }
+
+    #[test]
+    fn the_active_controller_goes_last() {
+        let pods: Vec<String> = ["kafka-0", "kafka-1", "kafka-2"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(leader_last(&pods, Some("kafka-0")), ["kafka-1", "kafka-2", "kafka-0"]);
+        assert_eq!(leader_last(&pods, Some("kafka-2")), ["kafka-0", "kafka-1", "kafka-2"]);
+        assert_eq!(leader_last(&pods, Some("controller-1")), pods, "a leader not rolled here changes nothing");
+        assert_eq!(leader_last(&pods, None), pods);
+    }
+
+    #[test]
+    fn controllers_are_the_pods_with_a_controller_port() {
+        let with: BTreeMap<String, u16> = [("client".to_string(), 1), ("controller".to_string(), 2)].into();
+        let ctl: BTreeMap<String, u16> = [("controller".to_string(), 2)].into();
+        let without: BTreeMap<String, u16> = [("client".to_string(), 1)].into();
+        let combined = [("kafka", 0, &with), ("kafka", 1, &with)];
+        assert_eq!(controller_ids(combined.iter().map(|(t, i, p)| (*t, *i, *p))), [0, 1]);
+        let dedicated = [("controller", 0, &ctl), ("controller", 2, &ctl), ("kafka", 0, &without)];
+        assert_eq!(controller_ids(dedicated.iter().map(|(t, i, p)| (*t, *i, *p))), [3000, 3002]);
     }
 
     #[test]

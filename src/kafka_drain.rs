@@ -13,8 +13,8 @@
 //! too), `alterPartitionReassignments` / `listPartitionReassignments` (what
 //! `kafka-reassign-partitions.sh` does), `electLeaders` (preferred leaders
 //! once the replicas moved), and `describeMetadataQuorum` /
-//! `removeRaftVoter` (what `kafka-metadata-quorum.sh remove-controller`
-//! does). A reassignment is Kafka's own durable state: if this process
+//! `removeRaftVoter` / `addRaftVoter` (what `kafka-metadata-quorum.sh
+//! remove-controller` / `add-controller` do). A reassignment is Kafka's own durable state: if this process
 //! dies, the move goes on inside Kafka; running the command again plans
 //! from where the replicas are and removes the throttles at the end.
 
@@ -185,6 +185,14 @@ pub const DEFAULT_THROTTLE: u64 = 50 * 1024 * 1024;
 /// - `voters BOOTSTRAP`: prints `QUORUM voters=0,1,2 leader=0`.
 /// - `remove-voter BOOTSTRAP ID`: takes controller ID out of the voter set
 ///   (nothing when it is not a voter).
+/// - `join BOOTSTRAP ID DIRECTORY_ID HOST PORT`: adds controller ID (its
+///   metadata log dir's directory id, its controller listener) to the
+///   voter set, first removing a voter of the same id and another
+///   directory (the node's old, lost disk); prints `JOINED …`.
+///
+/// BOOTSTRAP is `host:port,…` of brokers, or `controllers=host:port,…` of
+/// controllers (`bootstrap.controllers`: dedicated controllers serve no
+/// clients, and a controller not yet a voter must reach the quorum itself).
 const ADMIN_JAVA: &str = r#"
 import java.nio.file.*;
 import java.util.*;
@@ -201,9 +209,11 @@ public class SmackKafkaAdmin {
 
     public static void main(String[] a) throws Exception {
         Properties p = new Properties();
-        p.put("bootstrap.servers", a[1]);
-        p.put("request.timeout.ms", "60000");
-        p.put("default.api.timeout.ms", "120000");
+        if (a[1].startsWith("controllers=")) p.put("bootstrap.controllers", a[1].substring("controllers=".length()));
+        else p.put("bootstrap.servers", a[1]);
+        boolean quick = a[0].equals("join") || a[0].equals("voters");
+        p.put("request.timeout.ms", quick ? "10000" : "60000");
+        p.put("default.api.timeout.ms", quick ? "20000" : "120000");
         try (Admin admin = Admin.create(p)) {
             switch (a[0]) {
                 case "reassign": reassign(admin, Path.of(a[2]), Long.parseLong(a[3])); break;
@@ -214,6 +224,7 @@ public class SmackKafkaAdmin {
                     break;
                 }
                 case "remove-voter": removeVoter(admin, Integer.parseInt(a[2])); break;
+                case "join": join(admin, Integer.parseInt(a[2]), a[3], a[4], Integer.parseInt(a[5])); break;
                 default: throw new IllegalArgumentException("unknown mode " + a[0]);
             }
         }
@@ -228,6 +239,22 @@ public class SmackKafkaAdmin {
         }
         admin.removeRaftVoter(id, v.get().replicaDirectoryId()).all().get();
         System.out.println("VOTER " + id + " removed from the controller quorum");
+    }
+
+    static void join(Admin admin, int id, String dir, String host, int port) throws Exception {
+        QuorumInfo q = admin.describeMetadataQuorum().quorumInfo().get();
+        Uuid want = Uuid.fromString(dir);
+        for (QuorumInfo.ReplicaState v : q.voters()) {
+            if (v.replicaId() != id) continue;
+            if (v.replicaDirectoryId().equals(want)) {
+                System.out.println("JOINED " + id + " is a controller voter (leader " + q.leaderId() + ")");
+                return;
+            }
+            admin.removeRaftVoter(id, v.replicaDirectoryId()).all().get();
+            System.out.println("JOIN removed voter " + id + " of directory " + v.replicaDirectoryId() + " (a lost disk)");
+        }
+        admin.addRaftVoter(id, want, Set.of(new RaftVoterEndpoint("CONTROLLER", host, port))).all().get();
+        System.out.println("JOINED " + id + " added to the controller quorum (leader " + q.leaderId() + ")");
     }
 
     static void reassign(Admin admin, Path file, long throttle) throws Exception {
@@ -411,15 +438,59 @@ pub async fn reassign(
     r.map(|_| ())
 }
 
-/// The controller quorum's voter ids, as Kafka reports them.
-pub async fn quorum_voters(bootstrap: &str) -> Result<Vec<i32>> {
-    let out = run_admin_java("voters", &[bootstrap.to_string()], false, Duration::from_secs(120)).await?;
+/// The controller quorum as Kafka reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Quorum {
+    /// The voters' node ids, ascending.
+    pub voters: Vec<i32>,
+    /// The active controller (the quorum's leader); -1 while there is none.
+    pub leader: i32,
+}
+
+/// Parses the admin program's `QUORUM voters=0,1,2 leader=0` line.
+pub fn parse_quorum(out: &str) -> Result<Quorum> {
     let line = out
         .lines()
         .find(|l| l.starts_with("QUORUM "))
         .ok_or_else(|| anyhow::anyhow!("Kafka's quorum description was not printed: {out}"))?;
-    let list = line.split_whitespace().find_map(|w| w.strip_prefix("voters=")).unwrap_or("");
-    list.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().context("a voter id")).collect()
+    let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap_or("");
+    let mut voters: Vec<i32> = field("voters=")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().with_context(|| format!("voter id {s:?} in {line:?}")))
+        .collect::<Result<_>>()?;
+    voters.sort_unstable();
+    let leader = field("leader=").parse().with_context(|| format!("the leader in {line:?}"))?;
+    Ok(Quorum { voters, leader })
+}
+
+/// The controller quorum; `bootstrap` is brokers, or `controllers=…`.
+pub async fn quorum(bootstrap: &str) -> Result<Quorum> {
+    let out = run_admin_java("voters", &[bootstrap.to_string()], false, Duration::from_secs(60)).await?;
+    parse_quorum(&out)
+}
+
+/// The controller quorum's voter ids, as Kafka reports them.
+pub async fn quorum_voters(bootstrap: &str) -> Result<Vec<i32>> {
+    Ok(quorum(bootstrap).await?.voters)
+}
+
+/// Adds controller `id` (directory `directory_id`, listening on
+/// `host:port`) to the voter set through the controllers at `controllers`
+/// (`host:port,…`); nothing when it is a voter already. Returns what Kafka said.
+pub async fn join_quorum(controllers: &str, id: u32, directory_id: &str, host: &str, port: u16) -> Result<String> {
+    let args = [
+        format!("controllers={controllers}"),
+        id.to_string(),
+        directory_id.to_string(),
+        host.to_string(),
+        port.to_string(),
+    ];
+    let out = run_admin_java("join", &args, false, Duration::from_secs(25)).await?;
+    if !out.lines().any(|l| l.starts_with("JOINED ")) {
+        bail!("controller {id} was not added to the quorum; Kafka's admin printed: {}", out.trim());
+    }
+    Ok(out.lines().filter(|l| l.starts_with("JOIN")).collect::<Vec<_>>().join("\n"))
 }
 
 /// Takes controller `id` out of the voter set (nothing when it is not a voter).
@@ -479,13 +550,20 @@ pub async fn drain(admin: &KafkaAdmin, bootstrap: &str, broker: i32, throttle: u
         moves.len(),
         started.elapsed()
     );
+    // The last act: the broker leaves the voter set. Its controller does
+    // not join again (auto-join is off, and its readiness check adds a
+    // node at most once per launch), so it is no voter when it is stopped.
     let voters = quorum_voters(bootstrap).await?;
     if voters.contains(&broker) {
         if voters.len() < 2 {
             bail!("broker {broker} is the only controller voter; it cannot leave the quorum");
         }
         remove_voter(bootstrap, broker).await?;
-        println!("broker {broker} left the controller quorum (voters were {voters:?})");
+        let after = quorum_voters(bootstrap).await?;
+        if after.contains(&broker) {
+            bail!("broker {broker} is still a controller voter after its removal (voters {after:?})");
+        }
+        println!("broker {broker} left the controller quorum (voters were {voters:?}, now {after:?})");
     } else {
         println!("broker {broker} is not a controller voter (voters {voters:?})");
     }
@@ -622,6 +700,15 @@ mod tests {
         assert!(plan_rebalance(&snap(&[0], &[&[0]]), &r).is_empty());
         // A replica on an unregistered broker is left where it is.
         assert!(plan_rebalance(&snap(&[0, 1], &[&[5, 0]]), &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn the_quorum_line_parses() {
+        let q = parse_quorum("noise\nQUORUM voters=3002,3000,3001 leader=3001\n").unwrap();
+        assert_eq!(q, Quorum { voters: vec![3000, 3001, 3002], leader: 3001 });
+        assert_eq!(parse_quorum("QUORUM voters= leader=-1").unwrap(), Quorum { voters: vec![], leader: -1 });
+        assert!(parse_quorum("nothing").unwrap_err().to_string().contains("not printed"));
+        assert!(parse_quorum("QUORUM voters=a leader=0").unwrap_err().to_string().contains("voter id \"a\""));
     }
 
     #[test]

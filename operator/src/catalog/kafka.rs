@@ -2,9 +2,13 @@
 //! cluster id, and the `meta.properties` check that guards restarts.
 //!
 //! A node whose id is in the controller quorum runs combined
-//! (`process.roles=broker,controller`); any other node is a broker only.
-//! The quorum is static (`controller.quorum.voters`): format every node with
-//! the same cluster id and no `--standalone`. A formatted log dir holds
+//! (`process.roles=broker,controller`); any other node is a broker only,
+//! and a node marked [`KafkaNodeConfig::controller_only`] is a dedicated
+//! controller (`process.roles=controller`, only the controller listener).
+//! The quorum is static (`controller.quorum.voters`: format every node with
+//! the same cluster id and no `--standalone`) or dynamic
+//! ([`KafkaNodeConfig::dynamic_quorum`]: `controller.quorum.bootstrap.servers`,
+//! controllers added to the voter set one by one). A formatted log dir holds
 //! `meta.properties`; never format it again, and keep its node id and
 //! cluster id — [`check_meta`] refuses a dir formatted for another node or
 //! cluster before the broker does.
@@ -72,6 +76,15 @@ pub struct KafkaNodeConfig {
     /// set by themselves (`controller.quorum.auto.join.enable`). The first
     /// node is formatted `--standalone`, later ones `--no-initial-controllers`.
     pub dynamic_quorum: bool,
+    /// With a dynamic quorum, whether the controller adds itself to the
+    /// voter set once caught up (`controller.quorum.auto.join.enable`).
+    /// Off when something else adds voters: a node removed from the quorum
+    /// (a drained broker) would otherwise join it again while it runs.
+    pub auto_join: bool,
+    /// A dedicated controller: `process.roles=controller`, no broker
+    /// listener, none of the broker's topic settings. Its id must be in
+    /// `voters`.
+    pub controller_only: bool,
     /// `broker.rack` (the agent's zone or rack), for rack-aware replicas.
     pub rack: Option<String>,
     /// Replication of the internal topics (offsets, transactions, share state).
@@ -108,6 +121,8 @@ impl KafkaNodeConfig {
             metadata_log_dir: None,
             voters,
             dynamic_quorum: false,
+            auto_join: false,
+            controller_only: false,
             rack: None,
             internal_replication_factor: rf,
             default_replication_factor: rf,
@@ -120,12 +135,14 @@ impl KafkaNodeConfig {
 
     /// Whether the node is in the controller quorum (and so runs combined).
     pub fn is_controller(&self) -> bool {
-        self.voters.iter().any(|v| v.id == self.node_id)
+        self.controller_only || self.voters.iter().any(|v| v.id == self.node_id)
     }
 
     /// `process.roles`.
     pub fn process_roles(&self) -> &'static str {
-        if self.is_controller() {
+        if self.controller_only {
+            "controller"
+        } else if self.is_controller() {
             "broker,controller"
         } else {
             "broker"
@@ -153,6 +170,12 @@ impl KafkaNodeConfig {
         if ids.windows(2).any(|w| w[0] == w[1]) {
             return bad(format!("duplicate node id in the quorum {}", quorum_voters(&self.voters)));
         }
+        if self.controller_only && !self.voters.iter().any(|v| v.id == self.node_id) {
+            return bad(format!(
+                "a dedicated controller must be in its quorum {}",
+                self.voters.iter().map(|v| format!("{}@{}:{}", v.id, v.host, v.port)).collect::<Vec<_>>().join(",")
+            ));
+        }
         if let Some(me) = self.voters.iter().find(|v| v.id == self.node_id) {
             if me.port != self.controller_port || me.host != self.host {
                 return bad(format!(
@@ -160,7 +183,7 @@ impl KafkaNodeConfig {
                     me.id, me.host, me.port, self.host, self.controller_port
                 ));
             }
-            if self.broker_port == self.controller_port {
+            if !self.controller_only && self.broker_port == self.controller_port {
                 return bad(format!("broker and controller share port {}", self.broker_port));
             }
         }
@@ -204,18 +227,12 @@ fn prop_value(v: &str) -> String {
 /// topics, a 2 MiB cleaner buffer (default 128 MiB of heap), 2 network, io
 /// and background threads.
 pub fn kafka_server_properties(c: &KafkaNodeConfig) -> String {
-    let join = |dirs: &[PathBuf]| dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(",");
-    let mut kv: Vec<(String, String)> = Vec::new();
-    let mut put = |k: &str, v: String| kv.push((k.to_string(), v));
-    put("process.roles", c.process_roles().into());
-    put("node.id", c.node_id.to_string());
-    if c.dynamic_quorum {
-        let servers: Vec<String> = c.voters.iter().map(|v| format!("{}:{}", v.host, v.port)).collect();
-        put("controller.quorum.bootstrap.servers", servers.join(","));
-        put("controller.quorum.auto.join.enable", "true".into());
-    } else {
-        put("controller.quorum.voters", quorum_voters(&c.voters));
+    if c.controller_only {
+        return render(c, controller_only_properties(c, quorum_properties(c)));
     }
+    let join = |dirs: &[PathBuf]| dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(",");
+    let mut kv = quorum_properties(c);
+    let mut put = |k: &str, v: String| kv.push((k.to_string(), v));
     let broker = format!("{BROKER_LISTENER}://{}:{}", c.host, c.broker_port);
     if c.is_controller() {
         put("listeners", format!("{broker},{CONTROLLER_LISTENER}://{}:{}", c.host, c.controller_port));
@@ -256,6 +273,50 @@ pub fn kafka_server_properties(c: &KafkaNodeConfig) -> String {
     for (k, v) in &c.extra {
         put(k, v.clone());
     }
+    render(c, kv)
+}
+
+/// The roles, the node id and the quorum: what every node's file opens with.
+fn quorum_properties(c: &KafkaNodeConfig) -> Vec<(String, String)> {
+    let mut kv: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, v: String| kv.push((k.to_string(), v));
+    put("process.roles", c.process_roles().into());
+    put("node.id", c.node_id.to_string());
+    if c.dynamic_quorum {
+        let servers: Vec<String> = c.voters.iter().map(|v| format!("{}:{}", v.host, v.port)).collect();
+        put("controller.quorum.bootstrap.servers", servers.join(","));
+        if c.auto_join && c.is_controller() {
+            put("controller.quorum.auto.join.enable", "true".into());
+        }
+    } else {
+        put("controller.quorum.voters", quorum_voters(&c.voters));
+    }
+    kv
+}
+
+/// A dedicated controller's keys after the quorum's: its listener, its
+/// metadata log dir, small thread pools, and the extra keys.
+fn controller_only_properties(c: &KafkaNodeConfig, mut kv: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut put = |k: &str, v: String| kv.push((k.to_string(), v));
+    put("listeners", format!("{CONTROLLER_LISTENER}://{}:{}", c.host, c.controller_port));
+    put("listener.security.protocol.map", format!("{CONTROLLER_LISTENER}:PLAINTEXT"));
+    put("controller.listener.names", CONTROLLER_LISTENER.into());
+    let dirs: Vec<String> = c.log_dirs.iter().map(|d| d.display().to_string()).collect();
+    put("log.dirs", dirs.join(","));
+    if let Some(m) = &c.metadata_log_dir {
+        put("metadata.log.dir", m.display().to_string());
+    }
+    put("num.network.threads", "2".into());
+    put("num.io.threads", "2".into());
+    put("background.threads", "2".into());
+    for (k, v) in &c.extra {
+        put(k, v.clone());
+    }
+    kv
+}
+
+/// The `.properties` text of `kv`, a later duplicate key winning.
+fn render(c: &KafkaNodeConfig, kv: Vec<(String, String)>) -> String {
     // A later duplicate wins: keep only the last occurrence of each key.
     let mut seen = std::collections::BTreeSet::new();
     let mut lines: Vec<String> = Vec::new();
@@ -465,6 +526,55 @@ mod tests {
         let p = kafka_server_properties(&c);
         assert_eq!(value(&p, "process.roles"), Some("broker"));
         assert_eq!(value(&p, "listeners"), Some("PLAINTEXT://127.0.1.4:19092"));
+    }
+
+    #[test]
+    fn a_dedicated_controller_has_only_its_listener_and_its_quorum() {
+        let voters: Vec<Voter> = (0..3).map(|i| Voter::new(3000 + i, format!("127.0.1.{}", i + 1), 19093)).collect();
+        let mut c = KafkaNodeConfig::new(3001, "127.0.1.2", 0, 19093, "/v/meta", voters.clone());
+        c.controller_only = true;
+        c.dynamic_quorum = true;
+        c.extra.insert("num.io.threads".into(), "3".into());
+        c.validate().unwrap();
+        let p = kafka_server_properties(&c);
+        assert_eq!(value(&p, "process.roles"), Some("controller"));
+        assert_eq!(value(&p, "node.id"), Some("3001"));
+        assert_eq!(
+            value(&p, "controller.quorum.bootstrap.servers"),
+            Some("127.0.1.1:19093,127.0.1.2:19093,127.0.1.3:19093")
+        );
+        assert_eq!(value(&p, "controller.quorum.auto.join.enable"), None, "voters are added by smack");
+        assert_eq!(value(&p, "listeners"), Some("CONTROLLER://127.0.1.2:19093"));
+        assert_eq!(value(&p, "listener.security.protocol.map"), Some("CONTROLLER:PLAINTEXT"));
+        assert_eq!(value(&p, "log.dirs"), Some("/v/meta"));
+        assert_eq!(value(&p, "num.io.threads"), Some("3"), "extra wins");
+        for broker_only in
+            ["advertised.listeners", "inter.broker.listener.name", "broker.rack", "offsets.topic.replication.factor"]
+        {
+            assert_eq!(value(&p, broker_only), None, "{broker_only}: {p}");
+        }
+        // Not in its own quorum: refused.
+        let mut lost = c.clone();
+        lost.node_id = 3009;
+        assert!(lost.validate().unwrap_err().to_string().contains("must be in its quorum"));
+        // A broker of the same quorum is a broker only, bootstrapped from the controllers.
+        let mut b = KafkaNodeConfig::new(0, "127.0.1.4", 19092, 0, "/v/kafka", voters);
+        b.dynamic_quorum = true;
+        b.auto_join = true;
+        b.validate().unwrap();
+        let p = kafka_server_properties(&b);
+        assert_eq!(value(&p, "process.roles"), Some("broker"));
+        assert_eq!(value(&p, "listeners"), Some("PLAINTEXT://127.0.1.4:19092"));
+        assert_eq!(value(&p, "controller.quorum.auto.join.enable"), None, "only controllers join");
+    }
+
+    #[test]
+    fn auto_join_is_written_only_when_asked() {
+        let mut c = KafkaNodeConfig::new(0, "h", 1, 2, "/v", vec![Voter::new(0, "h", 2)]);
+        c.dynamic_quorum = true;
+        assert_eq!(value(&kafka_server_properties(&c), "controller.quorum.auto.join.enable"), None);
+        c.auto_join = true;
+        assert_eq!(value(&kafka_server_properties(&c), "controller.quorum.auto.join.enable"), Some("true"));
     }
 
     #[test]
