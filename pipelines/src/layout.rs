@@ -162,6 +162,7 @@ pub fn kafka_service(p: &PipelineSpec, state: &mut LayoutState) -> Option<Servic
     o.mem_mb = k.mem.mib();
     o.disk_mb = k.disk.mib();
     o.placement = k.placement.iter().map(rule_yaml).collect();
+    o.controllers = k.controllers.unwrap_or(0);
     match &state.kafka_cluster_id {
         Some(id) => o.cluster_id = id.clone(),
         None => state.kafka_cluster_id = Some(o.cluster_id.clone()),
@@ -420,6 +421,16 @@ mod tests {
         let ks = keyspaces(&p);
         let c = p.services.cassandra.as_ref().unwrap();
         assert_eq!(ks["fraud"][&c.datacenter], c.nodes.min(3));
+    }
+
+    #[test]
+    fn dedicated_kafka_controllers_when_asked() {
+        let (mut p, _) = example("ad-tech");
+        p.services.kafka.as_mut().unwrap().controllers = Some(3);
+        let dedicated = parse(&kafka_service(&p, &mut LayoutState::default()).unwrap());
+        let types: Vec<&str> = dedicated.pods.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(types, ["controller", "kafka"], "asked-for controllers come first");
+        assert_eq!(dedicated.pods[0].count, 3);
     }
 
     #[test]

@@ -137,6 +137,11 @@ pub struct KafkaService {
     /// Placement rules for the broker pods, e.g. `- unique: hostname`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub placement: Vec<PlacementRule>,
+    /// Dedicated KRaft controllers, pods of their own deployed before the
+    /// brokers: 3 for a quorum that outlives a lost controller. Default:
+    /// none, every broker is a controller too (small clusters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controllers: Option<u32>,
     /// Use this cluster instead of running brokers; excludes the fields above.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<ExternalKafka>,
