@@ -155,7 +155,7 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         args.event_rate,
         args.batch
     );
-    let probe = StageRuntime::new(&spec).await?;
+    let probe = StageRuntime::with_lookups(&spec, &smack_pipelines::runtime::lookup::empty_lookups(&spec)).await?;
     let schema = probe.source_schema(&source).context("source schema")?;
     drop(probe);
     let decoder = Decoder::new(RecordFormat::Json, schema)?;
@@ -175,7 +175,7 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
     );
     phases.push(
         timed("cpu: decode + stage runtime (sinks counted)", || async {
-            let mut rt = StageRuntime::new(&spec).await?;
+            let mut rt = StageRuntime::with_lookups(&spec, &smack_pipelines::runtime::lookup::empty_lookups(&spec)).await?;
             rt.assign_partitions(&source, &[0])?;
             let mut out_rows = 0u64;
             let mut offset = 0i64;
@@ -239,7 +239,7 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
     println!("{}", raw.line());
     let mut src = KafkaSource::open(open(&format!("{topic}-stage"))).await?;
     let staged = timed("kafka (b): consume + decode + stage runtime", || async {
-        let mut rt = StageRuntime::new(&spec).await?;
+        let mut rt = StageRuntime::with_lookups(&spec, &smack_pipelines::runtime::lookup::empty_lookups(&spec)).await?;
         rt.assign_partitions(&source, &partitions)?;
         let (mut got, mut out_rows) = (0u64, 0u64);
         while got < n {

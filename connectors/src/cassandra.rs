@@ -20,7 +20,7 @@ mod session;
 mod sink;
 
 pub use convert::{batch_to_rows, rows_to_batch};
-pub use lookup::{CassandraLookup, LookupStats, LruCache};
+pub use lookup::{batched, BatchAnswer, CachedRow, CassandraLookup, LookupStats, LruCache};
 pub use retry::Backoff;
 pub use schema::{
     cql_identifier, cql_type_of, cql_type_of_type, create_keyspace_cql, create_table_cql, insert_cql,

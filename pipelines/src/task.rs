@@ -49,6 +49,7 @@
 
 mod checkpoint;
 pub mod dead_letter;
+pub mod lookup;
 pub mod metrics;
 mod prepare;
 mod run;
@@ -57,7 +58,7 @@ mod subset;
 pub use checkpoint::TaskCheckpoint;
 pub use dead_letter::dead_letter_topic;
 pub use metrics::TaskMetrics;
-pub use prepare::{prepare, PrepareOptions, Prepared};
+pub use prepare::{fill_generated_lookups, generated_lookups, prepare, PrepareOptions, Prepared};
 pub use run::{run_task, StageTask, Step, TaskSummary};
 pub use subset::stage_pipeline;
 

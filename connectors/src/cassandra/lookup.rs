@@ -92,7 +92,8 @@ pub struct LookupStats {
     pub entries: usize,
 }
 
-type CachedRow = Option<Vec<Option<CqlValue>>>;
+/// A cached answer: a row's cells, or `None` when no row has the key.
+pub type CachedRow = Option<Vec<Option<CqlValue>>>;
 
 /// Reads rows of one table by key, through an LRU cache.
 pub struct CassandraLookup {
@@ -209,6 +210,36 @@ impl CassandraLookup {
         Ok(row)
     }
 
+    /// The rows of many keys at once (one micro-batch's distinct keys):
+    /// cache hits are answered first, then the misses are read with at most
+    /// `concurrency` queries in flight. Answers are in the order of `keys`;
+    /// a key with no row gives `None`. Returns the hits and misses too.
+    pub async fn get_many(&self, keys: &[Vec<CqlValue>], concurrency: usize) -> Result<BatchAnswer> {
+        if let Some(k) = keys.iter().find(|k| k.len() != self.key_columns.len()) {
+            return Err(Error::Schema {
+                what: format!("lookup in `{}`", self.table),
+                reason: format!(
+                    "{} key value(s) given for key columns ({}) (expected {})",
+                    k.len(),
+                    self.key_columns.join(", "),
+                    self.key_columns.len()
+                ),
+            });
+        }
+        let answer = batched(&self.cache, keys, concurrency, |key| async move {
+            let op = format!("look up {key:?} in `{}`", self.table);
+            let result =
+                self.session.execute_unpaged(&self.select, key.as_slice()).await.map_err(query_err(op.clone()))?;
+            let rows = result.into_rows_result().map_err(query_err(op.clone()))?;
+            let row: Option<Row> = rows.maybe_first_row::<Row>().map_err(query_err(op))?;
+            Ok(row.map(|r| r.columns))
+        })
+        .await?;
+        self.hits.fetch_add(answer.hits, Ordering::Relaxed);
+        self.misses.fetch_add(answer.misses, Ordering::Relaxed);
+        Ok(answer)
+    }
+
     /// Forgets `key`'s cached row (after writing it, say).
     pub fn invalidate(&self, key: &[CqlValue]) {
         if let Some(ck) = cache_key(key) {
@@ -231,6 +262,80 @@ impl CassandraLookup {
         // poisoned lock is still usable.
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The answer to [`CassandraLookup::get_many`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchAnswer {
+    /// Per key asked, in order: the row's cells, or `None` (no row).
+    pub rows: Vec<CachedRow>,
+    /// Keys answered from the cache.
+    pub hits: u64,
+    /// Keys read from the table (a key asked twice in one call is read once
+    /// and counted once).
+    pub misses: u64,
+}
+
+/// The batching behind [`CassandraLookup::get_many`], apart from the
+/// driver: `fetch` reads one key's row. Hits first; each distinct missing
+/// key is fetched once, `concurrency` (at least 1) at a time, and cached
+/// (a key whose value kind is not cacheable is fetched every time). The
+/// first failed fetch fails the call; what was fetched before stays cached.
+pub async fn batched<F, Fut>(
+    cache: &Mutex<LruCache<Vec<u8>, CachedRow>>,
+    keys: &[Vec<CqlValue>],
+    concurrency: usize,
+    fetch: F,
+) -> Result<BatchAnswer>
+where
+    F: Fn(Vec<CqlValue>) -> Fut,
+    Fut: std::future::Future<Output = Result<CachedRow>>,
+{
+    use futures::stream::{StreamExt, TryStreamExt};
+    let lock = || cache.lock().unwrap_or_else(|p| p.into_inner());
+    let mut rows: Vec<Option<CachedRow>> = vec![None; keys.len()];
+    let mut hits = 0;
+    // Misses: the first index asking for each distinct key, and the others.
+    let mut wanted: Vec<(usize, Option<Vec<u8>>)> = Vec::new();
+    let mut same: HashMap<Vec<u8>, Vec<usize>> = HashMap::new();
+    {
+        let mut c = lock();
+        for (i, key) in keys.iter().enumerate() {
+            let ck = cache_key(key);
+            if let Some(ck) = &ck {
+                if let Some(hit) = c.get(ck) {
+                    rows[i] = Some(hit.clone());
+                    hits += 1;
+                    continue;
+                }
+                if let Some(others) = same.get_mut(ck) {
+                    others.push(i);
+                    continue;
+                }
+                same.insert(ck.clone(), Vec::new());
+            }
+            wanted.push((i, ck));
+        }
+    }
+    let misses = wanted.len() as u64;
+    let fetched: Vec<(usize, Option<Vec<u8>>, CachedRow)> = futures::stream::iter(wanted.into_iter().map(|(i, ck)| {
+        let f = fetch(keys[i].clone());
+        async move { f.await.map(|row| (i, ck, row)) }
+    }))
+    .buffer_unordered(concurrency.max(1))
+    .try_collect()
+    .await?;
+    let mut c = lock();
+    for (i, ck, row) in fetched {
+        if let Some(ck) = ck {
+            for j in same.remove(&ck).unwrap_or_default() {
+                rows[j] = Some(row.clone());
+            }
+            c.insert(ck, row.clone());
+        }
+        rows[i] = Some(row);
+    }
+    Ok(BatchAnswer { rows: rows.into_iter().map(Option::flatten).collect(), hits, misses })
 }
 
 #[cfg(test)]
@@ -281,6 +386,101 @@ mod tests {
             assert_eq!(c.map.len(), c.order.len());
             assert!(c.len() <= 10);
         }
+    }
+
+    fn text(s: &str) -> Vec<CqlValue> {
+        vec![CqlValue::Text(s.to_string())]
+    }
+
+    /// A fake table: keys `a…` have a row (the key's length), others none;
+    /// counts reads and the most reads in flight at once.
+    struct Table {
+        reads: std::sync::atomic::AtomicUsize,
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Table {
+        fn new() -> Table {
+            Table { reads: Default::default(), in_flight: Default::default(), most: Default::default() }
+        }
+
+        async fn read(&self, key: Vec<CqlValue>) -> Result<CachedRow> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.reads.fetch_add(1, SeqCst);
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+            self.in_flight.fetch_sub(1, SeqCst);
+            match &key[0] {
+                CqlValue::Text(s) if s == "boom" => {
+                    Err(Error::Schema { what: "read".into(), reason: "the table is down".into() })
+                }
+                CqlValue::Text(s) if s.starts_with('a') => Ok(Some(vec![Some(CqlValue::Int(s.len() as i32))])),
+                _ => Ok(None),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_reads_each_missing_key_once_and_then_answers_from_the_cache() {
+        let cache = Mutex::new(LruCache::new(100));
+        let t = Table::new();
+        let keys = vec![text("a1"), text("b"), text("a1"), text("abc")];
+        let got = batched(&cache, &keys, 8, |k| t.read(k)).await.unwrap();
+        let len = |n: i32| Some(vec![Some(CqlValue::Int(n))]);
+        assert_eq!(got.rows, vec![len(2), None, len(2), len(3)]);
+        assert_eq!((got.hits, got.misses), (0, 3), "a1 asked twice is read once");
+        assert_eq!(t.reads.load(Ordering::SeqCst), 3);
+        // The next batch: hits (absent keys too) first, only the new key is read.
+        let keys = vec![text("b"), text("abc"), text("a12345")];
+        let got = batched(&cache, &keys, 8, |k| t.read(k)).await.unwrap();
+        assert_eq!(got.rows, vec![None, len(3), len(6)]);
+        assert_eq!((got.hits, got.misses), (2, 1));
+        assert_eq!(t.reads.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn misses_are_read_with_bounded_concurrency() {
+        let cache = Mutex::new(LruCache::new(1000));
+        let t = Table::new();
+        let keys: Vec<Vec<CqlValue>> = (0..200).map(|i| text(&format!("a{i}"))).collect();
+        let got = batched(&cache, &keys, 4, |k| t.read(k)).await.unwrap();
+        assert_eq!(got.misses, 200);
+        assert!(got.rows.iter().all(Option::is_some));
+        let most = t.most.load(Ordering::SeqCst);
+        assert!((2..=4).contains(&most), "at most 4 reads at once, and more than one: {most}");
+        // Concurrency 0 still makes progress, one at a time.
+        let t = Table::new();
+        let cache = Mutex::new(LruCache::new(10));
+        batched(&cache, &keys[..10], 0, |k| t.read(k)).await.unwrap();
+        assert_eq!(t.most.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_small_cache_still_answers_every_key_of_a_big_batch() {
+        let cache = Mutex::new(LruCache::new(3));
+        let t = Table::new();
+        let keys: Vec<Vec<CqlValue>> = (0..50).map(|i| text(&format!("a{i}"))).collect();
+        let got = batched(&cache, &keys, 8, |k| t.read(k)).await.unwrap();
+        assert!(got.rows.iter().all(Option::is_some));
+        assert_eq!(cache.lock().unwrap().len(), 3, "the cache stays bounded");
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_fails_the_batch_and_uncacheable_keys_are_read_every_time() {
+        let cache = Mutex::new(LruCache::new(10));
+        let t = Table::new();
+        let err = batched(&cache, &[text("a"), text("boom")], 2, |k| t.read(k)).await.unwrap_err();
+        assert!(err.to_string().contains("the table is down"), "{err}");
+        let t = Table::new();
+        let odd = vec![CqlValue::List(vec![])];
+        for _ in 0..2 {
+            let got = batched(&cache, std::slice::from_ref(&odd), 2, |k| t.read(k)).await.unwrap();
+            assert_eq!((got.hits, got.misses), (0, 1));
+        }
+        assert_eq!(t.reads.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `smack pipeline test`: runs a pipeline file's `tests:` through the
 //! runtime, with no cluster.
 //!
-//! Per test, a fresh [`StageRuntime`]; each source's records (in file order,
+//! Per test, a fresh [`StageRuntime`] whose lookups hold the rows the test
+//! lists under `lookups:` (and nothing else); each source's records (in file order,
 //! source after source) are decoded as JSON into the source's schema and
 //! pushed **one record per micro-batch** on partition 0, so the watermark
 //! moves record by record as it would on a live topic; then
@@ -49,7 +50,8 @@ pub async fn run_tests(spec: &PipelineSpec) -> Result<Vec<TestReport>, RuntimeEr
 
 /// Runs one test.
 pub async fn run_test(spec: &PipelineSpec, test: &PipelineTest) -> Result<TestReport, RuntimeError> {
-    let mut rt = StageRuntime::new(spec).await?;
+    let lookups = super::lookup::inline_lookups(spec, &test.lookups)?;
+    let mut rt = StageRuntime::with_lookups(spec, &lookups).await?;
     let mut report = TestReport { name: test.name.clone(), failures: Vec::new(), late: Vec::new() };
     let mut got: IndexMap<String, Vec<RecordBatch>> = IndexMap::new();
     let mut late: Vec<LateRows> = Vec::new();

@@ -111,7 +111,7 @@ fn expected(txns: &[(String, f64, String, i64)]) -> Vec<Row> {
 #[tokio::test]
 async fn the_fraud_stage_matches_a_plain_rust_computation() {
     let spec = fraud_spec();
-    let mut rt = StageRuntime::new(&spec).await.unwrap();
+    let mut rt = StageRuntime::with_lookups(&spec, &lookup::empty_lookups(&spec)).await.unwrap();
     rt.assign_partitions("transactions", &[0]).unwrap();
     let txns = transactions(3_000);
     let mut got = Vec::new();
@@ -133,21 +133,21 @@ async fn a_checkpoint_restored_mid_stream_gives_the_same_rows() {
     let txns = transactions(1_200);
     let (first, second) = txns.split_at(600);
 
-    let mut straight = StageRuntime::new(&spec).await.unwrap();
+    let mut straight = StageRuntime::with_lookups(&spec, &lookup::empty_lookups(&spec)).await.unwrap();
     let mut all = Vec::new();
     for chunk in txns.chunks(100) {
         all.extend(straight.push("transactions", 0, 0, batch(&straight, chunk)).await.unwrap().sinks);
     }
     all.extend(straight.finish().await.unwrap().sinks);
 
-    let mut before = StageRuntime::new(&spec).await.unwrap();
+    let mut before = StageRuntime::with_lookups(&spec, &lookup::empty_lookups(&spec)).await.unwrap();
     let mut resumed = Vec::new();
     for chunk in first.chunks(100) {
         resumed.extend(before.push("transactions", 0, 600, batch(&before, chunk)).await.unwrap().sinks);
     }
     let bytes = before.checkpoint_state().unwrap();
     drop(before);
-    let mut after = StageRuntime::new(&spec).await.unwrap();
+    let mut after = StageRuntime::with_lookups(&spec, &lookup::empty_lookups(&spec)).await.unwrap();
     after.restore(&bytes).unwrap();
     assert_eq!(after.offsets()[&("transactions".to_string(), 0)], 600);
     assert_eq!(after.checkpoint_state().unwrap(), bytes, "restore is exact");
@@ -160,14 +160,14 @@ async fn a_checkpoint_restored_mid_stream_gives_the_same_rows() {
     };
     assert_eq!(rows(&pick(resumed)), rows(&pick(all)));
 
-    let mut fresh = StageRuntime::new(&spec).await.unwrap();
+    let mut fresh = StageRuntime::with_lookups(&spec, &lookup::empty_lookups(&spec)).await.unwrap();
     assert!(fresh.restore(b"garbage").unwrap_err().to_string().contains("bad magic"));
 }
 
 #[tokio::test]
 async fn late_rows_come_back_with_their_reason_and_bad_batches_are_refused() {
     let spec = fraud_spec();
-    let mut rt = StageRuntime::new(&spec).await.unwrap();
+    let mut rt = StageRuntime::with_lookups(&spec, &lookup::empty_lookups(&spec)).await.unwrap();
     let t0 = 1_704_067_200_000;
     let row = |ts: i64| ("c1".to_string(), 1.0, "FR".to_string(), ts);
     rt.push("transactions", 0, 1, batch(&rt, &[row(t0 + 10_000)])).await.unwrap();
@@ -249,7 +249,7 @@ async fn a_fresh_runtime_rebuilds_open_windows_by_replaying_from_the_low_water_o
     let cp: [usize; 2] = [parts[0].len() / 2 + 10, parts[1].len() / 2 - 20];
 
     // The original run: interleaved pushes, a checkpoint at `cp`, then to the end.
-    let mut a = StageRuntime::new(&spec).await.unwrap();
+    let mut a = StageRuntime::with_lookups(&spec, &lookup::empty_lookups(&spec)).await.unwrap();
     a.assign_partitions("transactions", &[0, 1]).unwrap();
     let mut before = Vec::new();
     let mut pos = [0usize; 2];
@@ -291,7 +291,7 @@ async fn a_fresh_runtime_rebuilds_open_windows_by_replaying_from_the_low_water_o
 
     // A fresh runtime: replay each partition from its low-water offset to
     // the checkpoint (in another order than the original run), then go on.
-    let mut b = StageRuntime::new(&spec).await.unwrap();
+    let mut b = StageRuntime::with_lookups(&spec, &lookup::empty_lookups(&spec)).await.unwrap();
     b.assign_partitions("transactions", &[0, 1]).unwrap();
     let mut replay = replay::Replay::default();
     for (p, point) in points.iter().enumerate() {
@@ -321,7 +321,7 @@ async fn a_fresh_runtime_rebuilds_open_windows_by_replaying_from_the_low_water_o
 #[tokio::test]
 async fn without_a_checkpoint_the_low_water_is_the_position() {
     let spec = fraud_spec();
-    let mut rt = StageRuntime::new(&spec).await.unwrap();
+    let mut rt = StageRuntime::with_lookups(&spec, &lookup::empty_lookups(&spec)).await.unwrap();
     rt.assign_partitions("transactions", &[0]).unwrap();
     let txns = transactions(300);
     push_part(&mut rt, 0, &txns, 0, 300, 100).await;

@@ -1,8 +1,11 @@
 //! The SQL of a stage, checked without a cluster: it parses (errors mapped
-//! into the file), names only declared sources and earlier stages, uses only
-//! their columns (for a plain SELECT over one table; deeper queries are only
-//! parsed), puts event-time windows in GROUP BY, and keys its state by one
-//! of the GROUP BY expressions. Also infers the columns a stage produces.
+//! into the file), names only declared sources, earlier stages and lookups,
+//! uses only their columns (for a plain SELECT over one table and the
+//! lookups it joins; deeper queries are only parsed), joins a lookup the way
+//! the runtime runs it (JOIN or LEFT JOIN from a stage over one input, the
+//! ON clause comparing every key column of the lookup with `=`), puts
+//! event-time windows in GROUP BY, and keys its state by one of the GROUP BY
+//! expressions. Also infers the columns a stage produces.
 
 use super::yaml::{key_pos, value_pos, Cx, Pos};
 use indexmap::IndexMap;
@@ -33,6 +36,30 @@ pub(super) struct Relation {
     pub columns: Option<Vec<String>>,
     /// Its event-time column (sources only).
     pub event_time: Option<String>,
+    /// Its key columns (lookups only).
+    pub key: Vec<String>,
+}
+
+/// A table a query names in FROM or JOIN: its name, its alias, and where
+/// the name starts in the SQL.
+struct Named {
+    table: String,
+    alias: Option<String>,
+}
+
+/// The columns one table of a query brings, and how the query names it.
+struct Scope<'a> {
+    /// `` `transactions` ``, or `` lookup `homes` ``, for messages.
+    label: String,
+    table: &'a str,
+    alias: Option<&'a str>,
+    columns: Vec<String>,
+}
+
+impl Scope<'_> {
+    fn named(&self, q: &str) -> bool {
+        q == self.table || Some(q) == self.alias
+    }
 }
 
 /// Maps positions in the SQL text to positions in the file.
@@ -140,26 +167,129 @@ impl StageSql<'_> {
         let SetExpr::Select(select) = q.body.as_ref() else {
             return None;
         };
-        let input = single_table(select).filter(|_| q.with.is_none());
-        let relation = input.as_ref().and_then(|(t, _)| self.readable.get(t));
+        let ok = ok && self.check_lookups(cx, &origin, &field, q, select);
+        let from = self.input_and_lookups(select).filter(|_| q.with.is_none());
+        let relation = from.as_ref().and_then(|(t, _)| self.readable.get(&t.table));
         let windowed = self.check_windows(cx, &origin, &field, select, relation);
         self.check_key(cx, root, select);
         if !ok {
             return None;
         }
-        let (table, alias) = input?;
+        let (input, lookups) = from?;
         let columns = relation?.columns.as_ref()?;
         let mut known: Vec<String> = columns.clone();
         if windowed {
             known.extend(WINDOW_COLUMNS.iter().map(|s| s.to_string()));
         }
-        if simple(q) {
-            self.check_columns(cx, &origin, &field, select, &table, alias.as_deref(), &known);
+        let mut scopes = vec![Scope {
+            label: format!("`{}`", input.table),
+            table: &input.table,
+            alias: input.alias.as_deref(),
+            columns: known,
+        }];
+        for l in &lookups {
+            let columns = self.readable.get(&l.table).and_then(|r| r.columns.clone()).unwrap_or_default();
+            scopes.push(Scope {
+                label: format!("lookup `{}`", l.table),
+                table: &l.table,
+                alias: l.alias.as_deref(),
+                columns,
+            });
         }
-        output_columns(select, &known)
+        if simple(q) {
+            self.check_columns(cx, &origin, &field, select, &scopes);
+        }
+        let mut all: Vec<String> = scopes[0].columns.clone();
+        all.extend(scopes[1..].iter().flat_map(|s| s.columns.iter().cloned()));
+        output_columns(select, &scopes[0].columns, &all)
     }
 
-    /// FROM and JOIN name sources or earlier stages (or the query's CTEs).
+    /// The one table a SELECT reads and the lookups it joins (no other
+    /// joins), each with its alias.
+    fn input_and_lookups(&self, select: &Select) -> Option<(Named, Vec<Named>)> {
+        let [from] = select.from.as_slice() else {
+            return None;
+        };
+        let input = table_factor(&from.relation)?;
+        let mut lookups = Vec::new();
+        for j in &from.joins {
+            let t = table_factor(&j.relation)?;
+            if !self.readable.get(&t.table).is_some_and(|r| r.kind == "lookup") {
+                return None;
+            }
+            lookups.push(t);
+        }
+        Some((input, lookups))
+    }
+
+    /// Joins to lookups: from a stage over one input (a source or an
+    /// earlier stage), with JOIN or LEFT JOIN, ON comparing every key
+    /// column of the lookup with `=` to an expression of the input.
+    fn check_lookups(&self, cx: &mut Cx, origin: &Origin, field: &str, q: &Query, select: &Select) -> bool {
+        let is_lookup = |t: &str| self.readable.get(t).is_some_and(|r| r.kind == "lookup");
+        let mut ok = true;
+        let mut inputs: Vec<String> = Vec::new();
+        let mut joined: Vec<(String, Location)> = Vec::new();
+        let _ = visit_relations(q, |name| {
+            if let Some(ObjectNamePart::Identifier(i)) = name.0.last() {
+                let t = norm(i);
+                if is_lookup(&t) {
+                    joined.push((t, i.span.start));
+                } else if !inputs.contains(&t) {
+                    inputs.push(t);
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        if joined.is_empty() {
+            return true;
+        }
+        for from in &select.from {
+            if let Some(t) = relation_ident(&from.relation).filter(|i| is_lookup(&norm(i))) {
+                ok = false;
+                cx.err(
+                    origin.map(t.span.start),
+                    field,
+                    format!(
+                        "`{}` is a lookup: its rows are read by key for the input's rows; FROM names the stage's input (a source or an earlier stage) and `LEFT JOIN {} ON …` the lookup",
+                        norm(t),
+                        norm(t)
+                    ),
+                );
+            }
+        }
+        if inputs.len() > 1 {
+            let (t, at) = &joined[0];
+            cx.err(
+                origin.map(*at),
+                field,
+                format!(
+                    "a stage over several inputs ({}) cannot join lookup `{t}`; join it in a stage over one input",
+                    inputs.join(", ")
+                ),
+            );
+            return false;
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for (t, at) in &joined {
+            if seen.contains(t) {
+                ok = false;
+                cx.err(origin.map(*at), field, format!("lookup `{t}` is joined twice; join it once"));
+                continue;
+            }
+            seen.push(t.clone());
+            let key = self.readable.get(t).map(|r| r.key.clone()).unwrap_or_default();
+            if let Err(m) = crate::runtime::plan::lookup_key_exprs(self.name, self.sql, t, &key) {
+                ok = false;
+                let m = m.strip_prefix(&format!("stage {}: ", self.name)).unwrap_or(&m).to_string();
+                let e = cx.err(origin.map(*at), field, m);
+                e.hint = Some(format!("e.g. `LEFT JOIN {t} ON <input>.{} = {t}.{}`", key.join(", "), key.join(", ")));
+            }
+        }
+        ok
+    }
+
+    /// FROM and JOIN name sources, earlier stages or lookups (or the query's CTEs).
     fn check_tables(&self, cx: &mut Cx, origin: &Origin, field: &str, q: &Query) -> bool {
         let ctes: Vec<String> = q.with.iter().flat_map(|w| w.cte_tables.iter().map(|c| norm(&c.alias.name))).collect();
         let mut ok = true;
@@ -186,20 +316,6 @@ impl StageSql<'_> {
                 return ControlFlow::Continue(());
             }
             let t = norm(first);
-            if !ctes.contains(&t) && self.readable.get(&t).is_some_and(|r| r.kind == "lookup") {
-                // The runtime cannot join lookups yet; refuse here so that
-                // validate never accepts a pipeline whose tasks would refuse it.
-                ok = false;
-                cx.err(
-                    pos,
-                    field,
-                    format!(
-                        "`{t}` is a lookup; joins to lookups are not supported by the runtime yet \
-                         (stages read sources and earlier stages)"
-                    ),
-                );
-                return ControlFlow::Continue(());
-            }
             if ctes.contains(&t) || self.readable.contains_key(&t) {
                 return ControlFlow::Continue(());
             }
@@ -380,18 +496,9 @@ impl StageSql<'_> {
     }
 
     /// Every column named in the SELECT list, WHERE, GROUP BY and HAVING
-    /// exists in the one input table.
-    #[allow(clippy::too_many_arguments)]
-    fn check_columns(
-        &self,
-        cx: &mut Cx,
-        origin: &Origin,
-        field: &str,
-        select: &Select,
-        table: &str,
-        alias: Option<&str>,
-        known: &[String],
-    ) {
+    /// exists in the one input table (the first scope) or a lookup it
+    /// joins; a column two of them have is written with its table.
+    fn check_columns(&self, cx: &mut Cx, origin: &Origin, field: &str, select: &Select, scopes: &[Scope]) {
         let aliases: Vec<String> = select
             .projection
             .iter()
@@ -400,42 +507,61 @@ impl StageSql<'_> {
                 _ => None,
             })
             .collect();
+        let tables: Vec<String> = scopes.iter().map(|s| format!("`{}`", s.table)).collect();
         let check = |cx: &mut Cx, e: &Expr, allow_aliases: bool| {
             let _ = visit_expressions(e, |e| {
-                let ident = match e {
-                    Expr::Identifier(i) => Some(i),
+                let (ident, scope): (Option<&Ident>, Option<&Scope>) = match e {
+                    Expr::Identifier(i) => (Some(i), None),
                     Expr::CompoundIdentifier(p) if p.len() == 2 => {
                         let q = norm(&p[0]);
-                        if q == table || Some(q.as_str()) == alias {
-                            Some(&p[1])
-                        } else if known.contains(&q) {
-                            None // a struct field
+                        if let Some(s) = scopes.iter().find(|s| s.named(&q)) {
+                            (Some(&p[1]), Some(s))
+                        } else if scopes.iter().any(|s| s.columns.contains(&q)) {
+                            (None, None) // a struct field
                         } else {
                             cx.err(
                                 origin.map(p[0].span.start),
                                 field,
-                                format!("unknown table `{}`: this query reads `{table}`", p[0].value),
+                                format!("unknown table `{}`: this query reads {}", p[0].value, tables.join(" and ")),
                             );
-                            None
+                            (None, None)
                         }
                     }
-                    _ => None,
+                    _ => (None, None),
                 };
-                if let Some(i) = ident {
-                    let c = norm(i);
-                    if !(known.contains(&c) || allow_aliases && aliases.contains(&c)) {
-                        let names: Vec<&str> = known.iter().map(String::as_str).collect();
-                        let e = cx.err(
-                            origin.map(i.span.start),
-                            field,
-                            format!(
-                                "unknown column `{}` in `{table}`, which has {}",
-                                i.value,
-                                super::decode::quoted(&names)
-                            ),
-                        );
-                        e.hint = closest(&c, &names).map(|c| format!("did you mean `{c}`?"));
-                    }
+                let Some(i) = ident else { return ControlFlow::<()>::Continue(()) };
+                let c = norm(i);
+                let having: Vec<&Scope> = match scope {
+                    Some(s) => vec![s].into_iter().filter(|s| s.columns.contains(&c)).collect(),
+                    None => scopes.iter().filter(|s| s.columns.contains(&c)).collect(),
+                };
+                if having.len() > 1 {
+                    let names: Vec<String> = having.iter().map(|s| s.label.clone()).collect();
+                    let e = cx.err(
+                        origin.map(i.span.start),
+                        field,
+                        format!("column `{}` is ambiguous: both {} have it", i.value, names.join(" and ")),
+                    );
+                    let q = having[0].alias.unwrap_or(having[0].table);
+                    e.hint = Some(format!("write `{q}.{}`", i.value));
+                } else if having.is_empty() && !(scope.is_none() && allow_aliases && aliases.contains(&c)) {
+                    let among: Vec<&Scope> = match scope {
+                        Some(s) => vec![s],
+                        None => scopes.iter().collect(),
+                    };
+                    let names: Vec<&str> = among.iter().flat_map(|s| s.columns.iter().map(String::as_str)).collect();
+                    let what = among.iter().map(|s| s.label.as_str()).collect::<Vec<_>>().join(" or ");
+                    let e = cx.err(
+                        origin.map(i.span.start),
+                        field,
+                        format!(
+                            "unknown column `{}` in {what}, which {} {}",
+                            i.value,
+                            if among.len() == 1 { "has" } else { "have" },
+                            super::decode::quoted(&names)
+                        ),
+                    );
+                    e.hint = closest(&c, &names).map(|c| format!("did you mean `{c}`?"));
                 }
                 ControlFlow::<()>::Continue(())
             });
@@ -467,21 +593,26 @@ fn parse_location(s: &str) -> Option<Location> {
     Some(Location { line: line.trim().parse().ok()?, column: col.parse().ok()? })
 }
 
-/// The one table a SELECT reads (no joins), with its alias.
-fn single_table(select: &Select) -> Option<(String, Option<String>)> {
-    let [from] = select.from.as_slice() else {
+/// A table in FROM or JOIN, with its alias.
+fn table_factor(t: &TableFactor) -> Option<Named> {
+    let TableFactor::Table { name, alias, .. } = t else {
         return None;
     };
-    if !from.joins.is_empty() {
+    let [ObjectNamePart::Identifier(i)] = name.0.as_slice() else {
         return None;
+    };
+    Some(Named { table: norm(i), alias: alias.as_ref().map(|a| norm(&a.name)) })
+}
+
+/// The name of a plain table in FROM or JOIN.
+fn relation_ident(t: &TableFactor) -> Option<&Ident> {
+    let TableFactor::Table { name, .. } = t else {
+        return None;
+    };
+    match name.0.last() {
+        Some(ObjectNamePart::Identifier(i)) => Some(i),
+        _ => None,
     }
-    let TableFactor::Table { name, alias, .. } = &from.relation else {
-        return None;
-    };
-    let [ObjectNamePart::Identifier(t)] = name.0.as_slice() else {
-        return None;
-    };
-    Some((norm(t), alias.as_ref().map(|a| norm(&a.name))))
 }
 
 /// No subqueries or lambdas, whose names have their own scopes.
@@ -493,8 +624,11 @@ fn simple(q: &Query) -> bool {
     .is_continue()
 }
 
-/// The columns a SELECT produces, when every item has a name.
-fn output_columns(select: &Select, input: &[String]) -> Option<Vec<String>> {
+/// The columns a SELECT produces, when every item has a name (`*` is the
+/// input's columns, `lookup.*` too when the query joins lookups: `all`).
+fn output_columns(select: &Select, input: &[String], all: &[String]) -> Option<Vec<String>> {
+    let joins = select.from.first().is_some_and(|f| !f.joins.is_empty());
+    let input = if joins { all } else { input };
     let mut out = Vec::new();
     for item in &select.projection {
         match item {

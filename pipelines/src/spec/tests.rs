@@ -403,16 +403,41 @@ fn lookups_parse_and_are_checked_where_they_are_written() {
     assert!(e.len() == 1 && e[0].contains("ttl"), "{e:#?}");
 }
 
+/// The BASE stage joining the `cards` lookup: FROM is on line 25.
+fn joined(select: &str, join: &str) -> String {
+    edit("stages:", LOOKUP)
+        .replacen("      SELECT card_id, window_start, COUNT(*) AS n, SUM(amount) AS total\n", select, 1)
+        .replacen("      FROM tx\n", join, 1)
+        .replacen("GROUP BY card_id,", "GROUP BY tx.card_id,", 1)
+}
+
+const JOIN_SELECT: &str = "      SELECT tx.card_id, window_start, COUNT(*) AS n, COUNT(c.home_country) AS known\n";
+const JOIN: &str = "      FROM tx LEFT JOIN cards c ON tx.card_id = c.card_id\n";
+
 #[test]
-fn stage_sql_reading_a_lookup_is_refused_until_the_runtime_runs_it() {
-    let join = "      FROM tx\n";
-    let text = edit("stages:", LOOKUP).replacen(join, "      FROM tx JOIN cards ON tx.card_id = cards.card_id\n", 1);
-    let errs = errors(&text);
-    assert_eq!(errs.len(), 1, "{errs:#?}");
-    // With the lookups block, FROM is on line 25; `cards` starts at column 20.
-    assert!(
-        errs[0].starts_with("p.yaml:25:20: stages.agg.sql: `cards` is a lookup; joins to lookups are not supported"),
-        "{}",
-        errs[0]
-    );
+fn stage_sql_joining_a_lookup_is_checked_against_the_lookups_schema_and_key() {
+    let p = PipelineSpec::from_yaml(&joined(JOIN_SELECT, JOIN), "p.yaml").unwrap();
+    assert!(p.stages["agg"].sql.contains("LEFT JOIN cards"));
+    // The ON clause must compare the lookup's key with `=`; `cards` is at 25:25.
+    let e = errors(&joined(JOIN_SELECT, &JOIN.replace("tx.card_id = c.card_id", "tx.card_id > c.card_id")));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].starts_with("p.yaml:25:25: stages.agg.sql: the ON clause of the join to lookup `cards` does not compare its key `card_id`"), "{}", e[0]);
+    // A lookup column that is not declared.
+    let e = errors(&joined(&JOIN_SELECT.replace("c.home_country", "c.home_cuntry"), JOIN));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].starts_with("p.yaml:24:63: stages.agg.sql: unknown column `home_cuntry` in lookup `cards`"), "{}", e[0]);
+    assert!(e[0].contains("did you mean `home_country`?"), "{}", e[0]);
+    // A column both tables have must name its table.
+    let e = errors(&joined(&JOIN_SELECT.replace("SELECT tx.card_id", "SELECT card_id"), JOIN));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].starts_with("p.yaml:24:14: stages.agg.sql: column `card_id` is ambiguous: both `tx` and lookup `cards` have it"), "{}", e[0]);
+    // An unknown column of neither.
+    let e = errors(&joined(&JOIN_SELECT.replace("COUNT(*)", "COUNT(amout)"), JOIN));
+    assert!(e.len() == 1 && e[0].contains("unknown column `amout` in `tx` or lookup `cards`"), "{e:#?}");
+    // The lookup is joined, never the input.
+    let e = errors(&joined(JOIN_SELECT, "      FROM cards c LEFT JOIN tx ON tx.card_id = c.card_id\n"));
+    assert!(e.iter().any(|e| e.starts_with("p.yaml:25:12: stages.agg.sql: `cards` is a lookup")), "{e:#?}");
+    // RIGHT JOIN is not a lookup join.
+    let e = errors(&joined(JOIN_SELECT, &JOIN.replace("LEFT JOIN", "RIGHT JOIN")));
+    assert!(e.len() == 1 && e[0].contains("JOIN or LEFT JOIN only"), "{e:#?}");
 }

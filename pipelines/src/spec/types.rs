@@ -458,3 +458,7 @@ pub struct PipelineTest {
 
 /// One record or row: field name → value.
 pub type Record = serde_json::Map<String, serde_json::Value>;
+    /// Rows per lookup name: what the lookup's table holds during the test
+    /// (a lookup not listed holds no rows).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub lookups: IndexMap<String, Vec<Record>>,

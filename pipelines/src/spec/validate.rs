@@ -33,6 +33,7 @@ pub(super) fn validate(cx: &mut Cx, root: &Node, spec: &PipelineSpec) {
                 kind: "source",
                 columns: Some(s.schema().keys().cloned().collect()),
                 event_time: s.event_time().map(str::to_string),
+                key: Vec::new(),
             },
         );
     }
@@ -42,6 +43,7 @@ pub(super) fn validate(cx: &mut Cx, root: &Node, spec: &PipelineSpec) {
             kind: "lookup",
             columns: Some(l.schema().keys().cloned().collect()),
             event_time: None,
+            key: l.key().to_vec(),
         });
     }
     let stage_names: Vec<String> = spec.stages.keys().cloned().collect();
@@ -62,7 +64,7 @@ pub(super) fn validate(cx: &mut Cx, root: &Node, spec: &PipelineSpec) {
         if relations.contains_key(name) {
             continue; // a duplicate name, reported already
         }
-        relations.insert(name.clone(), Relation { kind: "stage", columns, event_time: None });
+        relations.insert(name.clone(), Relation { kind: "stage", columns, event_time: None, key: Vec::new() });
     }
     for (name, sink) in &spec.sinks {
         v.sink(cx, spec, name, sink, &relations);
@@ -460,6 +462,38 @@ impl Validator<'_> {
                 }
             }
             for sink in t.expect.keys() {
+            for (lookup, rows) in &t.lookups {
+                let p = ["tests", idx.as_str(), "lookups", lookup.as_str()];
+                let Some(l) = spec.lookups.get(lookup) else {
+                    let names: Vec<&str> = spec.lookups.keys().map(String::as_str).collect();
+                    cx.err(
+                        key_pos(self.root, &p),
+                        &field(&p),
+                        format!("`{lookup}` is not a lookup; expected one of {}", quoted(&names)),
+                    );
+                    continue;
+                };
+                for (j, r) in rows.iter().enumerate() {
+                    let jdx = j.to_string();
+                    for k in r.keys().filter(|k| !l.schema().contains_key(*k)) {
+                        let rp = ["tests", idx.as_str(), "lookups", lookup.as_str(), jdx.as_str(), k.as_str()];
+                        let names: Vec<&str> = l.schema().keys().map(String::as_str).collect();
+                        cx.err(
+                            key_pos(self.root, &rp),
+                            &field(&rp),
+                            format!("`{k}` is not a column of lookup `{lookup}`, which has {}", quoted(&names)),
+                        );
+                    }
+                    for k in l.key().iter().filter(|k| r.get(*k).is_none_or(|v| v.is_null())) {
+                        let rp = ["tests", idx.as_str(), "lookups", lookup.as_str(), jdx.as_str()];
+                        cx.err(
+                            value_pos(self.root, &rp),
+                            &field(&rp),
+                            format!("a row of lookup `{lookup}` needs its key column `{k}`"),
+                        );
+                    }
+                }
+            }
                 if !spec.sinks.contains_key(sink) {
                     let p = ["tests", idx.as_str(), "expect", sink.as_str()];
                     let names: Vec<&str> = spec.sinks.keys().map(String::as_str).collect();

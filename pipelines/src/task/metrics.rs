@@ -1,7 +1,8 @@
 //! A stage task's metrics, in the OpenMetrics text format (prometheus-client):
 //! records in per source, rows out per sink, dead letters by source and
 //! reason, consumer lag per partition, watermark delay per source,
-//! checkpoint duration and size, sink write and flush latency.
+//! checkpoint duration and size, sink write and flush latency, lookup cache
+//! hits and misses per lookup.
 //!
 //! [`TaskMetrics`] is cheap to clone (the metrics are shared); the task loop
 //! updates it and whoever serves `/metrics` calls [`TaskMetrics::encode`].
@@ -53,6 +54,10 @@ pub struct TaskMetrics {
     pub sink_write_latency: HistogramFamily,
     /// How long a sink's flush took, per sink, seconds.
     pub sink_flush_latency: HistogramFamily,
+    /// Lookup keys answered from the cache, per lookup.
+    pub lookup_cache_hits: Family<Labels, Counter>,
+    /// Lookup keys read from the lookup's table, per lookup.
+    pub lookup_cache_misses: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for TaskMetrics {
@@ -95,6 +100,8 @@ impl TaskMetrics {
             last_checkpoint_timestamp: Gauge::default(),
             sink_write_latency: Family::new_with_constructor(latency_histogram),
             sink_flush_latency: Family::new_with_constructor(latency_histogram),
+            lookup_cache_hits: Family::default(),
+            lookup_cache_misses: Family::default(),
         };
         r.register("records_in", "Records read, per source", m.records_in.clone());
         r.register("rows_out", "Rows written, per sink", m.rows_out.clone());
@@ -140,6 +147,12 @@ impl TaskMetrics {
             Unit::Seconds,
             m.sink_flush_latency.clone(),
         );
+        r.register("lookup_cache_hits", "Lookup keys answered from the cache, per lookup", m.lookup_cache_hits.clone());
+        r.register(
+            "lookup_cache_misses",
+            "Lookup keys read from the lookup's table, per lookup",
+            m.lookup_cache_misses.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
         m
     }
@@ -166,7 +179,11 @@ mod tests {
         m.dead_lettered.get_or_create(&labels2(("source", "tx"), ("reason", "decode"))).inc();
         m.sink_write_latency.get_or_create(&label("sink", "cards")).observe(0.002);
         m.checkpoint_size.set(1234);
+        m.lookup_cache_hits.get_or_create(&label("lookup", "homes")).inc_by(3);
+        m.lookup_cache_misses.get_or_create(&label("lookup", "homes")).inc();
         let text = m.encode();
+        assert!(text.contains("smack_stage_lookup_cache_hits_total{lookup=\"homes\"} 3"), "{text}");
+        assert!(text.contains("smack_stage_lookup_cache_misses_total{lookup=\"homes\"} 1"), "{text}");
         assert!(text.contains("smack_stage_records_in_total{source=\"tx\"} 7"), "{text}");
         assert!(text.contains("smack_stage_dead_lettered_total{source=\"tx\",reason=\"decode\"} 1"), "{text}");
         assert!(text.contains("smack_stage_checkpoint_size_bytes 1234"), "{text}");

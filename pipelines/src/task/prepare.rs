@@ -1,14 +1,22 @@
 //! What a pipeline needs before its stage tasks start: the source topics,
-//! one dead-letter topic per source, the Kafka sink topics, and the
-//! keyspaces and tables of the Cassandra sinks (columns from the schema of
-//! what each sink reads, primary key as declared). Existing topics and
-//! tables are left as they are. `pipeline apply` and the tests call this.
+//! one dead-letter topic per source, the Kafka sink topics, the keyspaces
+//! and tables of the Cassandra sinks (columns from the schema of what each
+//! sink reads, primary key as declared) and of the lookups (the declared
+//! columns, the key as the partition key). Existing topics and tables are
+//! left as they are. `pipeline apply` and the tests call this.
+//!
+//! [`fill_generated_lookups`] then writes the reference rows a pipeline's
+//! generator implies: the fraud generator's cards have home countries, so
+//! a lookup keyed by `card_id` with a `home_country` column gets every
+//! card's home country (deterministic from the generator's seed and rate),
+//! before the generator produces its first transaction.
 
 use super::dead_letter::dead_letter_topic;
 use super::TaskError;
+use crate::runtime::lookup::{empty_lookups, lookup_schema};
 use crate::runtime::StageRuntime;
-use crate::spec::{PipelineSpec, Sink, Source};
-use smack_connectors::cassandra::{CassandraSession, PrimaryKey};
+use crate::spec::{FieldType, GeneratorExample, Lookup, PipelineSpec, Sink, Source};
+use smack_connectors::cassandra::{CassandraSession, CassandraSink, PrimaryKey, SinkOptions};
 use smack_connectors::kafka::{KafkaAdmin, TopicSpec};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,8 +47,10 @@ pub struct Prepared {
     pub topics_created: Vec<String>,
     /// Every topic the pipeline uses.
     pub topics: Vec<String>,
-    /// The tables (`keyspace.table`) it ensured.
+    /// The tables (`keyspace.table`) of the Cassandra sinks it ensured.
     pub tables: Vec<String>,
+    /// The tables (`keyspace.table`) of the lookups it ensured.
+    pub lookup_tables: Vec<String>,
 }
 
 /// The topics of a pipeline, with partitions and replication: each source's
@@ -99,20 +109,21 @@ pub async fn prepare(
             Sink::Kafka(_) => None,
         })
         .collect();
-    if cassandra.is_empty() {
+    if cassandra.is_empty() && spec.lookups.is_empty() {
         return Ok(done);
     }
     let session = session.ok_or_else(|| {
-        TaskError::Spec(format!("pipeline `{}` has Cassandra sinks but no Cassandra session was given", spec.name))
+        TaskError::Spec(format!(
+            "pipeline `{}` has Cassandra sinks or lookups but no Cassandra session was given",
+            spec.name
+        ))
     })?;
-    let rt = StageRuntime::new(spec).await?;
+    // Lookups only need their schemas here.
+    let rt = StageRuntime::with_lookups(spec, &empty_lookups(spec)).await?;
     let mut keyspaces: Vec<&str> = Vec::new();
     for (name, sink) in cassandra {
         if !keyspaces.contains(&sink.keyspace.as_str()) {
-            session
-                .create_keyspace(&sink.keyspace, &options.keyspace_replication)
-                .await
-                .map_err(TaskError::cassandra(format!("create keyspace `{}`", sink.keyspace)))?;
+            ensure_keyspace(session, &sink.keyspace, options).await?;
             keyspaces.push(&sink.keyspace);
         }
         let schema = rt
@@ -124,7 +135,98 @@ pub async fn prepare(
             .map_err(TaskError::cassandra(format!("create the table of sink `{name}`")))?;
         done.tables.push(format!("{}.{}", sink.keyspace, sink.table));
     }
+    for (name, lookup) in &spec.lookups {
+        let Lookup::Cassandra(c) = lookup;
+        if !keyspaces.contains(&c.keyspace.as_str()) {
+            ensure_keyspace(session, &c.keyspace, options).await?;
+            keyspaces.push(&c.keyspace);
+        }
+        let key = PrimaryKey::new(&c.key, &[] as &[&str]);
+        session
+            .create_table(&c.keyspace, &c.table, &lookup_schema(lookup), &key)
+            .await
+            .map_err(TaskError::cassandra(format!("create the table of lookup `{name}`")))?;
+        done.lookup_tables.push(format!("{}.{}", c.keyspace, c.table));
+    }
     Ok(done)
+}
+
+async fn ensure_keyspace(
+    session: &CassandraSession,
+    keyspace: &str,
+    options: &PrepareOptions,
+) -> Result<(), TaskError> {
+    session
+        .create_keyspace(keyspace, &options.keyspace_replication)
+        .await
+        .map_err(TaskError::cassandra(format!("create keyspace `{keyspace}`")))
+}
+
+/// The lookups of `spec` its generator can fill, with the rows' source:
+/// for the fraud generator, every lookup keyed by `card_id` alone with a
+/// `home_country` string column (its other columns stay empty).
+pub fn generated_lookups(spec: &PipelineSpec) -> Vec<String> {
+    let Some(g) = &spec.generator else { return Vec::new() };
+    if g.example != GeneratorExample::Fraud {
+        return Vec::new();
+    }
+    spec.lookups
+        .iter()
+        .filter(|(_, l)| {
+            l.key() == ["card_id"]
+                && l.schema().get("card_id") == Some(&FieldType::String)
+                && l.schema().get("home_country") == Some(&FieldType::String)
+        })
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Writes the rows of [`generated_lookups`] (upserts: running it again
+/// writes the same rows); returns each lookup filled with its row count.
+/// The tables must exist ([`prepare`]).
+pub async fn fill_generated_lookups(
+    spec: &PipelineSpec,
+    session: &CassandraSession,
+) -> Result<Vec<(String, u64)>, TaskError> {
+    use crate::generate::{FraudGenerator, Options};
+    use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch, StringArray};
+    let names = generated_lookups(spec);
+    let Some(g) = spec.generator.as_ref().filter(|_| !names.is_empty()) else { return Ok(Vec::new()) };
+    // The generator pod's options as far as cards go: the card population
+    // follows the seed and the rate (`smack generate` sets no --keys).
+    let options = Options { seed: g.seed, rate: g.rate, ..Options::default() };
+    let generator =
+        FraudGenerator::new(&options).map_err(|e| TaskError::Spec(format!("the pipeline's generator: {e}")))?;
+    let cards: Vec<(String, &'static str)> = generator.cards().collect();
+    let mut out = Vec::new();
+    for name in names {
+        let lookup = &spec.lookups[&name];
+        let Lookup::Cassandra(c) = lookup;
+        let schema = lookup_schema(lookup);
+        let options = SinkOptions { max_in_flight: 256, ..SinkOptions::default() };
+        let mut sink = CassandraSink::new(session, &c.keyspace, &c.table, &schema, options)
+            .await
+            .map_err(TaskError::cassandra(format!("prepare writing lookup `{name}`")))?;
+        for chunk in cards.chunks(10_000) {
+            let columns: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .map(|f| -> ArrayRef {
+                    match f.name().as_str() {
+                        "card_id" => std::sync::Arc::new(StringArray::from_iter_values(chunk.iter().map(|c| &c.0))),
+                        "home_country" => std::sync::Arc::new(StringArray::from_iter_values(chunk.iter().map(|c| c.1))),
+                        _ => new_null_array(f.data_type(), chunk.len()),
+                    }
+                })
+                .collect();
+            let batch = RecordBatch::try_new(schema.clone(), columns).map_err(crate::runtime::RuntimeError::from)?;
+            sink.write(&batch).await.map_err(TaskError::cassandra(format!("write lookup `{name}`")))?;
+        }
+        sink.flush().await.map_err(TaskError::cassandra(format!("write lookup `{name}`")))?;
+        tracing::info!(lookup = %name, rows = cards.len(), "filled the lookup with the generator's cards");
+        out.push((name, cards.len() as u64));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -147,5 +249,9 @@ mod tests {
                 ("fraud-alerts".to_string(), 6, 3),
             ]
         );
+        assert_eq!(generated_lookups(&spec), vec!["card_homes".to_string()]);
+        let mut no_generator = spec.clone();
+        no_generator.generator = None;
+        assert!(generated_lookups(&no_generator).is_empty());
     }
 }

@@ -145,6 +145,19 @@ impl std::fmt::Debug for StageTask {
     }
 }
 
+/// A session to the task's Cassandra contact points, for `what` (a sink or
+/// a lookup, named in the error when none was given).
+async fn connect_cassandra(config: &TaskConfig, what: &str) -> Result<CassandraSession, TaskError> {
+    if config.cassandra.is_empty() {
+        return Err(TaskError::Spec(format!(
+            "{what} reads or writes Cassandra, but no Cassandra contact point was given (--cassandra)"
+        )));
+    }
+    let mut cc = CassandraConfig::new(&config.cassandra);
+    cc.local_dc = config.local_dc.clone();
+    CassandraSession::connect(&cc).await.map_err(TaskError::cassandra("connect to Cassandra"))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -155,7 +168,17 @@ impl StageTask {
     /// prepares the sinks. Topics and tables must exist ([`super::prepare`]).
     pub async fn open(spec: &PipelineSpec, config: TaskConfig, metrics: TaskMetrics) -> Result<StageTask, TaskError> {
         let sub = stage_pipeline(spec, &config.stage)?;
-        let mut rt = StageRuntime::new(&sub).await?;
+        // Lookups the stages join are read from Cassandra (see `lookup`).
+        let mut session: Option<CassandraSession> = None;
+        let joined = super::lookup::joined_lookups(&sub);
+        if let Some(first) = joined.first() {
+            session = Some(connect_cassandra(&config, &format!("lookup `{first}`")).await?);
+        }
+        let providers = match session.as_ref() {
+            Some(s) => super::lookup::cassandra_lookups(&sub, s, &metrics).await?,
+            None => Default::default(),
+        };
+        let mut rt = StageRuntime::with_lookups(&sub, &providers).await?;
         let store = CheckpointStore::open(&config.state_dir)?;
         let client = KafkaClientConfig::new(config.bootstrap.clone())
             .with_client_id(format!("smack-{}-{}-{}", sub.name, config.stage, config.task_index));
@@ -272,23 +295,11 @@ impl StageTask {
         }
 
         let mut sinks = IndexMap::new();
-        let mut session: Option<CassandraSession> = None;
         for (name, sink) in &sub.sinks {
             match sink {
                 Sink::Cassandra(c) => {
                     if session.is_none() {
-                        if config.cassandra.is_empty() {
-                            return Err(TaskError::Spec(format!(
-                                "sink `{name}` writes to Cassandra, but no Cassandra contact point was given (--cassandra)"
-                            )));
-                        }
-                        let mut cc = CassandraConfig::new(&config.cassandra);
-                        cc.local_dc = config.local_dc.clone();
-                        session = Some(
-                            CassandraSession::connect(&cc)
-                                .await
-                                .map_err(TaskError::cassandra("connect to Cassandra"))?,
-                        );
+                        session = Some(connect_cassandra(&config, &format!("sink `{name}`")).await?);
                     }
                     let Some(s) = session.as_ref() else { unreachable!("connected above") };
                     let schema = rt.sink_schema(name).ok_or_else(|| {
