@@ -18,7 +18,25 @@
 //! A field absent from a record, or JSON `null`, or an empty CSV field, is
 //! null; a non-nullable field that is null fails the record. Fields a JSON
 //! record has beyond the schema are ignored.
+//!
+//! Avro (the binary encoding, Confluent-framed or plain) is decoded by
+//! [`avro`]; see that module for the writer's schema and how its fields map
+//! onto columns.
+//!
+//! # Kafka metadata columns
+//! A schema may hold the reserved columns [`KEY_COLUMN`] (`_key`, Utf8),
+//! [`TIMESTAMP_COLUMN`] (`_timestamp`, Timestamp ms), [`PARTITION_COLUMN`]
+//! (`_partition`, Int32) and [`OFFSET_COLUMN`] (`_offset`, Int64)
+//! ([`metadata_fields`]). They are not part of the payload: decoding Kafka
+//! records ([`RawRecord`] for [`KafkaRecord`]) fills them from each record's
+//! key (as UTF-8, invalid sequences replaced by U+FFFD; null without a key),
+//! timestamp (null without one), partition and offset. Decoding bare
+//! payloads (config tests, benchmarks) has no metadata: a JSON record may
+//! then carry them as ordinary fields (`"_key": "c1"`), CSV and Avro leave
+//! them null. A non-nullable metadata column that ends up null (the event
+//! time `_timestamp` of a record without a timestamp) fails the record.
 
+use crate::kafka::KafkaRecord;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMillisecondBuilder,
@@ -31,6 +49,9 @@ use std::fmt::{self, Write as _};
 use std::io::Write as _;
 use std::sync::Arc;
 
+pub mod avro;
+pub use avro::{check_avro, AvroEncoder, AvroFormat, AvroFraming, AvroMismatch, AvroSchema, AvroSchemaError};
+
 /// The Arrow type of every timestamp and event time in the data plane:
 /// epoch milliseconds, time zone `UTC`.
 pub fn timestamp_type() -> DataType {
@@ -38,12 +59,115 @@ pub fn timestamp_type() -> DataType {
 }
 
 /// A record encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordFormat {
     /// One JSON object per record.
     Json,
-    /// One CSV line per record, fields in schema order.
+    /// One CSV line per record, fields in schema order (metadata columns left out).
     Csv,
+    /// One Avro datum per record (see [`avro`]).
+    Avro(AvroFormat),
+}
+
+/// The reserved column of the Kafka record's key (Utf8, nullable).
+pub const KEY_COLUMN: &str = "_key";
+/// The reserved column of the Kafka record's timestamp (Timestamp ms).
+pub const TIMESTAMP_COLUMN: &str = "_timestamp";
+/// The reserved column of the Kafka record's partition (Int32).
+pub const PARTITION_COLUMN: &str = "_partition";
+/// The reserved column of the Kafka record's offset (Int64).
+pub const OFFSET_COLUMN: &str = "_offset";
+
+/// The reserved Kafka metadata columns, in the order sources append them;
+/// all nullable (a caller may make `_timestamp` required: the event time).
+pub fn metadata_fields() -> Vec<Field> {
+    vec![
+        Field::new(KEY_COLUMN, DataType::Utf8, true),
+        Field::new(TIMESTAMP_COLUMN, timestamp_type(), true),
+        Field::new(PARTITION_COLUMN, DataType::Int32, true),
+        Field::new(OFFSET_COLUMN, DataType::Int64, true),
+    ]
+}
+
+/// Which Kafka metadata a reserved column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Metadata {
+    Key,
+    Timestamp,
+    Partition,
+    Offset,
+}
+
+impl Metadata {
+    /// The metadata a column name reserves, if any.
+    pub(crate) fn of(name: &str) -> Option<Metadata> {
+        match name {
+            KEY_COLUMN => Some(Metadata::Key),
+            TIMESTAMP_COLUMN => Some(Metadata::Timestamp),
+            PARTITION_COLUMN => Some(Metadata::Partition),
+            OFFSET_COLUMN => Some(Metadata::Offset),
+            _ => None,
+        }
+    }
+
+    fn kind(self) -> Kind {
+        match self {
+            Metadata::Key => Kind::Str,
+            Metadata::Timestamp => Kind::Ts,
+            Metadata::Partition => Kind::I32,
+            Metadata::Offset => Kind::I64,
+        }
+    }
+}
+
+/// Where a record came from: what fills the metadata columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordMetadata<'a> {
+    /// The key, if any.
+    pub key: Option<&'a [u8]>,
+    /// The timestamp, ms since the epoch, if any.
+    pub timestamp_ms: Option<i64>,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+}
+
+/// One record given to [`Decoder::decode`]: its payload, and its Kafka
+/// metadata when it has some.
+pub trait RawRecord {
+    /// The encoded record (empty for a tombstone).
+    fn payload(&self) -> &[u8];
+    /// The Kafka metadata; `None` for a bare payload.
+    fn metadata(&self) -> Option<RecordMetadata<'_>> {
+        None
+    }
+}
+
+impl RawRecord for &[u8] {
+    fn payload(&self) -> &[u8] {
+        self
+    }
+}
+
+impl RawRecord for &Vec<u8> {
+    fn payload(&self) -> &[u8] {
+        self
+    }
+}
+
+impl RawRecord for &KafkaRecord {
+    fn payload(&self) -> &[u8] {
+        self.payload.as_deref().unwrap_or_default()
+    }
+    fn metadata(&self) -> Option<RecordMetadata<'_>> {
+        Some(RecordMetadata {
+            key: self.key.as_deref(),
+            timestamp_ms: self.timestamp_ms,
+            partition: self.partition,
+            offset: self.offset,
+        })
+    }
 }
 
 /// The errors of this module (bad records are not errors: see [`DecodeError`]).
@@ -56,6 +180,26 @@ pub enum FormatError {
         field: String,
         /// Its type.
         data_type: DataType,
+    },
+    /// A reserved metadata column has another type than its metadata's.
+    #[error(
+        "column {field}: the name is reserved for Kafka metadata of type {expected}, but the column is {data_type}"
+    )]
+    MetadataType {
+        /// The column.
+        field: String,
+        /// Its type.
+        data_type: DataType,
+        /// The metadata's type.
+        expected: DataType,
+    },
+    /// A column does not fit the Avro writer's schema (see [`avro`]).
+    #[error("Avro: field {field}: {reason}")]
+    Avro {
+        /// The column (empty when the schema as a whole is at fault).
+        field: String,
+        /// Why.
+        reason: String,
     },
     /// Building the batch failed (a bug: the builders follow the schema).
     #[error("building the record batch: {0}")]
@@ -152,15 +296,44 @@ pub struct Decoder {
     schema: SchemaRef,
     kinds: Vec<Kind>,
     names: HashMap<String, usize>,
+    /// The columns read from the payload (all but the metadata ones), in order.
+    payload_columns: Vec<usize>,
+    /// The metadata columns and what fills them.
+    metadata: Vec<(usize, Metadata)>,
+    avro: Option<Arc<avro::AvroReader>>,
 }
 
 impl Decoder {
     /// A decoder for `format` into `schema`; fails when a column's type
-    /// cannot be decoded.
+    /// cannot be decoded, a reserved metadata column has the wrong type, or
+    /// (Avro) a column does not fit the writer's schema.
     pub fn new(format: RecordFormat, schema: SchemaRef) -> Result<Decoder, FormatError> {
         let kinds = schema.fields().iter().map(|f| Kind::of(f)).collect::<Result<Vec<_>, _>>()?;
         let names = schema.fields().iter().enumerate().map(|(i, f)| (f.name().clone(), i)).collect();
-        Ok(Decoder { format, schema, kinds, names })
+        let mut payload_columns = Vec::new();
+        let mut metadata = Vec::new();
+        for (i, f) in schema.fields().iter().enumerate() {
+            match Metadata::of(f.name()) {
+                Some(m) => {
+                    let expected =
+                        metadata_fields().into_iter().find(|x| x.name() == f.name()).map(|x| x.data_type().clone());
+                    if m.kind() != kinds[i] {
+                        return Err(FormatError::MetadataType {
+                            field: f.name().clone(),
+                            data_type: f.data_type().clone(),
+                            expected: expected.unwrap_or(DataType::Null),
+                        });
+                    }
+                    metadata.push((i, m));
+                }
+                None => payload_columns.push(i),
+            }
+        }
+        let avro = match &format {
+            RecordFormat::Avro(a) => Some(Arc::new(avro::AvroReader::new(a, &schema)?)),
+            _ => None,
+        };
+        Ok(Decoder { format, schema, kinds, names, payload_columns, metadata, avro })
     }
 
     /// The schema of the batches this decoder builds.
@@ -169,9 +342,11 @@ impl Decoder {
     }
 
     /// Decodes `records`; good ones form the batch, bad ones are reported.
-    pub fn decode<'r, I>(&self, records: I) -> Decoded
+    /// Records with Kafka metadata fill the metadata columns.
+    pub fn decode<R, I>(&self, records: I) -> Decoded
     where
-        I: IntoIterator<Item = &'r [u8]>,
+        R: RawRecord,
+        I: IntoIterator<Item = R>,
     {
         let records = records.into_iter();
         let capacity = records.size_hint().0;
@@ -202,11 +377,21 @@ impl Decoder {
         for (index, record) in records.enumerate() {
             slots.iter_mut().for_each(|s| *s = Slot::Null);
             buf.clear();
-            let result = match self.format {
-                RecordFormat::Json => self.json_record(record, &mut slots, &mut buf),
-                RecordFormat::Csv => self.csv_record(record, &mut slots, &mut buf),
+            let payload = record.payload();
+            let result = match &self.format {
+                RecordFormat::Json => self.json_record(payload, &mut slots, &mut buf),
+                RecordFormat::Csv => self.csv_record(payload, &mut slots, &mut buf),
+                RecordFormat::Avro(_) => match &self.avro {
+                    Some(a) => a.record(payload, &mut slots, &mut buf),
+                    None => Err("no Avro reader (a bug)".into()),
+                },
             }
-            .and_then(|()| self.check_nulls(&slots));
+            .and_then(|()| {
+                if let Some(meta) = record.metadata() {
+                    self.fill_metadata(&meta, &mut slots, &mut buf);
+                }
+                self.check_nulls(&slots)
+            });
             match result {
                 Ok(()) => {
                     append(&mut builders, &slots, &buf);
@@ -242,9 +427,31 @@ impl Decoder {
         Decoded { batch, rows, errors }
     }
 
+    /// Overwrites the metadata columns with a Kafka record's metadata.
+    fn fill_metadata(&self, meta: &RecordMetadata<'_>, slots: &mut [Slot], buf: &mut String) {
+        for (col, m) in &self.metadata {
+            slots[*col] = match m {
+                Metadata::Key => match meta.key {
+                    Some(k) => {
+                        let start = buf.len();
+                        buf.push_str(&String::from_utf8_lossy(k));
+                        Slot::Str(start, buf.len())
+                    }
+                    None => Slot::Null,
+                },
+                Metadata::Timestamp => meta.timestamp_ms.map_or(Slot::Null, Slot::Int),
+                Metadata::Partition => Slot::Int(meta.partition as i64),
+                Metadata::Offset => Slot::Int(meta.offset),
+            };
+        }
+    }
+
     fn check_nulls(&self, slots: &[Slot]) -> Result<(), String> {
         for (f, s) in self.schema.fields().iter().zip(slots) {
             if matches!(s, Slot::Null) && !f.is_nullable() {
+                if f.name() == TIMESTAMP_COLUMN {
+                    return Err(format!("field {}: the Kafka record has no timestamp (it is required)", f.name()));
+                }
                 return Err(format!("field {}: missing (it is required)", f.name()));
             }
         }
@@ -267,17 +474,21 @@ impl Decoder {
         let line = std::str::from_utf8(record).map_err(|e| format!("not UTF-8: {e}"))?;
         let line = line.strip_suffix('\n').unwrap_or(line);
         let line = line.strip_suffix('\r').unwrap_or(line);
-        let mut fields: Vec<(String, bool)> = Vec::with_capacity(self.kinds.len());
+        let mut fields: Vec<(String, bool)> = Vec::with_capacity(self.payload_columns.len());
         split_csv(line, &mut fields)?;
-        if fields.len() != self.kinds.len() {
+        if fields.len() != self.payload_columns.len() {
             return Err(format!(
                 "expected {} comma-separated fields ({}), got {}",
-                self.kinds.len(),
-                self.schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", "),
+                self.payload_columns.len(),
+                self.payload_columns
+                    .iter()
+                    .map(|i| self.schema.field(*i).name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 fields.len()
             ));
         }
-        for (i, (text, quoted)) in fields.iter().enumerate() {
+        for (&i, (text, quoted)) in self.payload_columns.iter().zip(fields.iter()) {
             if text.is_empty() && !quoted {
                 continue;
             }
@@ -965,6 +1176,246 @@ mod tests {
         }
         assert_eq!(format_timestamp(1_704_067_201_000), "2024-01-01T00:00:01Z");
         assert_eq!(format_timestamp(1_704_067_201_050), "2024-01-01T00:00:01.050Z");
+    }
+
+    fn kafka(payload: &[u8], key: Option<&[u8]>, ts: Option<i64>, offset: i64) -> KafkaRecord {
+        KafkaRecord {
+            topic: "t".into(),
+            partition: 2,
+            offset,
+            key: key.map(<[u8]>::to_vec),
+            payload: Some(payload.to_vec()),
+            timestamp_ms: ts,
+            headers: Vec::new(),
+        }
+    }
+
+    fn with_metadata(fields: Vec<Field>) -> SchemaRef {
+        let mut all = fields;
+        all.extend(metadata_fields());
+        Arc::new(Schema::new(all))
+    }
+
+    #[test]
+    fn kafka_records_fill_the_metadata_columns() {
+        let s = with_metadata(vec![Field::new("n", DataType::Int64, true)]);
+        let d = Decoder::new(RecordFormat::Json, s.clone()).unwrap();
+        let recs = [
+            kafka(br#"{"n":1,"_key":"ignored"}"#, Some(b"k1"), Some(1_704_067_200_000), 7),
+            kafka(br#"{"n":2}"#, None, None, 8),
+            kafka(b"{\"n\":3}", Some(&[0x66, 0xff]), Some(5), 9),
+        ];
+        let out = d.decode(recs.iter());
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let rows = to_json_rows(&out.batch).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(rows[0].clone()),
+            serde_json::json!({"n":1,"_key":"k1","_timestamp":"2024-01-01T00:00:00Z","_partition":2,"_offset":7})
+        );
+        assert_eq!(rows[1]["_key"], serde_json::Value::Null);
+        assert_eq!(rows[1]["_timestamp"], serde_json::Value::Null);
+        assert_eq!(rows[2]["_key"], "f\u{fffd}", "an invalid UTF-8 key is read lossily");
+        // Bare payloads: JSON may carry the metadata columns itself.
+        let bare = d.decode([br#"{"n":1,"_key":"k9","_offset":3}"#.as_slice()]);
+        let rows = to_json_rows(&bare.batch).unwrap();
+        assert_eq!((&rows[0]["_key"], &rows[0]["_offset"]), (&serde_json::json!("k9"), &serde_json::json!(3)));
+        // `_timestamp` as the (required) event time: a record without one fails.
+        let mut fields: Vec<Field> = s.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields[2] = Field::new(TIMESTAMP_COLUMN, timestamp_type(), false);
+        let d = Decoder::new(RecordFormat::Json, Arc::new(Schema::new(fields))).unwrap();
+        let out = d.decode([kafka(b"{}", None, None, 0), kafka(b"{}", None, Some(1), 1)].iter());
+        assert_eq!(out.rows, vec![1]);
+        assert_eq!(out.errors[0].reason, "field _timestamp: the Kafka record has no timestamp (it is required)");
+    }
+
+    #[test]
+    fn csv_lines_skip_the_metadata_columns_and_reserved_names_keep_their_types() {
+        let s = with_metadata(vec![Field::new("a", DataType::Utf8, true), Field::new("n", DataType::Int32, true)]);
+        let d = Decoder::new(RecordFormat::Csv, s).unwrap();
+        let out = d.decode([kafka(b"x,3", Some(b"k"), Some(1), 4)].iter());
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(to_json_rows(&out.batch).unwrap()[0]["_key"], "k");
+        let bad = Arc::new(Schema::new(vec![Field::new(KEY_COLUMN, DataType::Int64, true)]));
+        let e = Decoder::new(RecordFormat::Json, bad).unwrap_err().to_string();
+        assert!(e.contains("reserved for Kafka metadata of type Utf8"), "{e}");
+    }
+
+    /// The Avro datum of the test schema's fields, as the derived writer
+    /// schema has them (nullable → union index first), written by hand.
+    fn avro_datum(id: Option<&str>, amount: Option<f64>, n: Option<i32>, ok: Option<bool>, ts: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let opt = |out: &mut Vec<u8>, present: bool| out.push(if present { 2 } else { 0 });
+        opt(&mut out, id.is_some());
+        if let Some(id) = id {
+            avro::put_long(&mut out, id.len() as i64);
+            out.extend_from_slice(id.as_bytes());
+        }
+        opt(&mut out, amount.is_some());
+        if let Some(a) = amount {
+            out.extend_from_slice(&a.to_le_bytes());
+        }
+        opt(&mut out, n.is_some());
+        if let Some(n) = n {
+            avro::put_long(&mut out, n as i64);
+        }
+        opt(&mut out, false); // big: null
+        opt(&mut out, ok.is_some());
+        if let Some(ok) = ok {
+            out.push(ok as u8);
+        }
+        avro::put_long(&mut out, ts);
+        out
+    }
+
+    fn confluent(id: u32, datum: &[u8]) -> Vec<u8> {
+        let mut v = avro::confluent_header(id).to_vec();
+        v.extend_from_slice(datum);
+        v
+    }
+
+    #[test]
+    fn avro_records_decode_with_the_derived_schema_in_both_framings() {
+        let derived = AvroSchema::derive("tx", &schema()).unwrap();
+        assert_eq!(
+            derived.to_json()["fields"][5],
+            serde_json::json!({"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}})
+        );
+        assert_eq!(derived.to_json()["fields"][0], serde_json::json!({"name":"card_id","type":["null","string"]}));
+        let a = avro_datum(Some("c\u{e9}1"), Some(10.5), Some(-3), Some(true), 1_704_067_201_000);
+        let b = avro_datum(None, None, None, None, -1);
+        let plain = Decoder::new(
+            RecordFormat::Avro(AvroFormat { framing: AvroFraming::Plain, ..Default::default() }),
+            schema(),
+        )
+        .unwrap();
+        let out = plain.decode([a.as_slice(), b.as_slice()]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        let rows = to_json_rows(&out.batch).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(rows[0].clone()),
+            serde_json::json!({"card_id":"c\u{e9}1","amount":10.5,"n":-3,"big":null,"ok":true,"ts":"2024-01-01T00:00:01Z"})
+        );
+        assert_eq!(rows[1]["card_id"], serde_json::Value::Null);
+        assert_eq!(rows[1]["ts"], "1969-12-31T23:59:59.999Z");
+        let framed = Decoder::new(RecordFormat::Avro(AvroFormat::default()), schema()).unwrap();
+        let (ca, cb) = (confluent(7, &a), confluent(7, &b));
+        let again = framed.decode([ca.as_slice(), cb.as_slice()]);
+        assert_eq!(again.batch, out.batch);
+        // Pinned schema id.
+        let pinned = AvroFormat { schema_id: Some(8), ..Default::default() };
+        let out = Decoder::new(RecordFormat::Avro(pinned), schema()).unwrap().decode([ca.as_slice()]);
+        assert_eq!(out.errors[0].reason, "schema id 7: expected 8 (the writer schema of the pipeline file)");
+    }
+
+    #[test]
+    fn bad_avro_records_are_reported_with_the_field_and_the_good_ones_kept() {
+        let d = Decoder::new(RecordFormat::Avro(AvroFormat::default()), schema()).unwrap();
+        let good = confluent(1, &avro_datum(Some("c1"), Some(1.0), None, None, 0));
+        let mut cut = good.clone();
+        cut.truncate(9);
+        let mut trailing = good.clone();
+        trailing.push(0);
+        let mut bad_branch = good.clone();
+        bad_branch[5] = 6; // union index 3
+        let mut bad_len = good.clone();
+        bad_len[6] = 3; // string length -2
+        let mut bad_bool = confluent(1, &avro_datum(None, None, None, Some(true), 0));
+        bad_bool[10] = 2;
+        let records: Vec<&[u8]> =
+            vec![&good, b"{\"json\":1}", &[0, 0, 1], &cut, &trailing, &bad_branch, &bad_len, &bad_bool, &[]];
+        let out = d.decode(records);
+        assert_eq!(out.rows, vec![0]);
+        let reasons: Vec<&str> = out.errors.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                "first byte 0x7b: expected the Confluent magic byte 0",
+                "3 byte(s): shorter than the Confluent header (magic byte 0 and a 4-byte schema id)",
+                "field amount: the record ended at byte 4 (a number expected)",
+                "1 byte(s) left after the Avro record",
+                "field card_id: union branch 3 out of range (the union has 2)",
+                "field card_id: negative length -2 at byte 2",
+                "field ok: boolean byte 2, expected 0 or 1",
+                "0 byte(s): shorter than the Confluent header (magic byte 0 and a 4-byte schema id)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_explicit_writer_schema_is_read_by_name_skipping_other_fields() {
+        let writer = AvroSchema::parse(
+            r#"{"type":"record","name":"Tx","fields":[
+                {"name":"extra","type":{"type":"array","items":{"type":"map","values":"string"}}},
+                {"name":"ts","type":{"type":"long","logicalType":"timestamp-micros"}},
+                {"name":"card_id","type":{"type":"enum","name":"Card","symbols":["A","B"]}},
+                {"name":"blob","type":["null",{"type":"fixed","name":"F","size":3}]},
+                {"name":"amount","type":"float"},
+                {"name":"n","type":["null","int"]},
+                {"name":"big","type":"int"},
+                {"name":"ok","type":"boolean"},
+                {"name":"rec","type":{"type":"record","name":"In","fields":[{"name":"x","type":"bytes"}]}}]}"#,
+        )
+        .unwrap();
+        let mut d = Vec::new();
+        // extra: one block of 1 map {"k": "v"}, then a block by size, then the end.
+        avro::put_long(&mut d, 1);
+        avro::put_long(&mut d, 1);
+        for s in ["k", "v"] {
+            avro::put_long(&mut d, 1);
+            d.extend_from_slice(s.as_bytes());
+        }
+        avro::put_long(&mut d, 0);
+        avro::put_long(&mut d, -1);
+        avro::put_long(&mut d, 1);
+        d.push(0);
+        avro::put_long(&mut d, 0);
+        avro::put_long(&mut d, 1_704_067_201_123_456); // ts (µs)
+        avro::put_long(&mut d, 1); // card_id: B
+        avro::put_long(&mut d, 1);
+        d.extend_from_slice(b"xyz"); // blob
+        d.extend_from_slice(&2.5f32.to_le_bytes());
+        avro::put_long(&mut d, 0); // n: null
+        avro::put_long(&mut d, 42); // big
+        d.push(1);
+        avro::put_long(&mut d, 2);
+        d.extend_from_slice(b"zz"); // rec
+        let fmt = AvroFormat { framing: AvroFraming::Plain, writer: Some(writer.clone()), schema_id: None };
+        let out = Decoder::new(RecordFormat::Avro(fmt), schema()).unwrap().decode([d.as_slice()]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(
+            serde_json::Value::Object(to_json_rows(&out.batch).unwrap()[0].clone()),
+            serde_json::json!({"card_id":"B","amount":2.5,"n":null,"big":42,"ok":true,"ts":"2024-01-01T00:00:01.123Z"})
+        );
+        // Misfits: a missing field, a type that does not fit.
+        let narrow = AvroSchema::parse(
+            r#"{"type":"record","name":"R","fields":[{"name":"card_id","type":"long"},{"name":"amount","type":"double"}]}"#,
+        )
+        .unwrap();
+        let m = check_avro(&narrow, &schema());
+        assert_eq!(
+            m[0],
+            AvroMismatch { field: "card_id".into(), reason: "the Avro field is long; expected string or enum".into() }
+        );
+        assert_eq!(m[1].field, "n");
+        assert_eq!(m[1].reason, "not a field of the Avro record, which has card_id, amount");
+        assert_eq!(m.len(), 5);
+        let fmt = AvroFormat { writer: Some(narrow), ..Default::default() };
+        let e = Decoder::new(RecordFormat::Avro(fmt), schema()).unwrap_err().to_string();
+        assert_eq!(e, "Avro: field card_id: the Avro field is long; expected string or enum");
+    }
+
+    #[test]
+    fn the_avro_encoder_writes_what_the_decoder_reads() {
+        let enc = AvroEncoder::new(AvroSchema::derive("tx", &schema()).unwrap());
+        let rec = serde_json::json!({"card_id":"c1","amount":7,"n":3,"ok":false,"ts":"2024-01-01T00:00:01Z"});
+        let mut out = avro::confluent_header(3).to_vec();
+        enc.encode(rec.as_object().unwrap(), &mut out).unwrap();
+        let d = Decoder::new(RecordFormat::Avro(AvroFormat::default()), schema()).unwrap();
+        let got = d.decode([out.as_slice()]);
+        assert!(got.errors.is_empty(), "{:?}", got.errors);
+        assert_eq!(to_json_rows(&got.batch).unwrap()[0]["amount"], 7.0);
+        let e = enc.encode(serde_json::json!({"n": "x", "ts": 0}).as_object().unwrap(), &mut Vec::new()).unwrap_err();
+        assert!(e.starts_with("field n: expected"), "{e}");
     }
 
     #[test]

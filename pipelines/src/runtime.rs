@@ -296,8 +296,7 @@ impl StageRuntime {
         let s = self.sources.get(source).ok_or_else(|| RuntimeError::UnknownSource(source.to_string()))?;
         let Source::Kafka(k) = &s.source;
         let err = |message: String| RuntimeError::Format { name: source.to_string(), message };
-        let format = schema::record_format(k.format)
-            .ok_or_else(|| err(format!("format {:?} is not decoded yet; expected json or csv", k.format)))?;
+        let format = schema::record_format(k).map_err(err)?;
         Decoder::new(format, s.schema.clone()).map_err(|e| err(e.to_string()))
     }
 

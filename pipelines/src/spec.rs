@@ -14,6 +14,7 @@
 //! mapped back to the line and column in the file.
 
 mod decode;
+mod formats;
 pub(crate) mod sql;
 mod types;
 mod units;

@@ -239,6 +239,32 @@ impl Source {
             Source::Kafka(k) => k.event_time.as_deref(),
         }
     }
+    /// Every column SQL can read: the declared fields, then the reserved
+    /// Kafka metadata columns ([`METADATA_COLUMNS`]).
+    pub fn columns(&self) -> Vec<String> {
+        self.schema().keys().cloned().chain(METADATA_COLUMNS.iter().map(|(n, _)| n.to_string())).collect()
+    }
+    /// The type of a declared field or a metadata column.
+    pub fn column_type(&self, name: &str) -> Option<FieldType> {
+        self.schema().get(name).copied().or_else(|| metadata_column(name))
+    }
+}
+
+/// The columns every source has besides its declared fields, filled from
+/// the Kafka record rather than its payload: the key (as UTF-8 text, null
+/// when the record has none), the record's timestamp (epoch ms; it may be
+/// the event time: `event-time: _timestamp`), its partition and offset.
+/// Declared fields cannot take these names.
+pub const METADATA_COLUMNS: [(&str, FieldType); 4] = [
+    (smack_connectors::format::KEY_COLUMN, FieldType::String),
+    (smack_connectors::format::TIMESTAMP_COLUMN, FieldType::Timestamp),
+    (smack_connectors::format::PARTITION_COLUMN, FieldType::Int),
+    (smack_connectors::format::OFFSET_COLUMN, FieldType::Long),
+];
+
+/// The type of a reserved metadata column, if `name` is one.
+pub fn metadata_column(name: &str) -> Option<FieldType> {
+    METADATA_COLUMNS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
 }
 
 /// A Kafka topic read as a source (`type: kafka`).
@@ -257,9 +283,14 @@ pub struct KafkaSource {
     #[serde(default)]
     pub format: Format,
     /// The record's fields and their types, in order (CSV columns follow it).
+    /// The Kafka metadata columns (`_key`, `_timestamp`, `_partition`,
+    /// `_offset`) come on top, without being declared.
     pub schema: IndexMap<String, FieldType>,
+    /// With `format: avro`: the framing and the writer's schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avro: Option<AvroOptions>,
     /// The field holding the event time (a `timestamp` or `long` field, epoch
-    /// milliseconds). Windows run on it.
+    /// milliseconds, or `_timestamp`: the Kafka record's). Windows run on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<String>,
     /// The watermark over the event time.
@@ -277,10 +308,43 @@ pub enum Format {
     /// One JSON object per record.
     #[default]
     Json,
-    /// Avro, with the schema derived from the declared fields.
+    /// Avro binary, Confluent-framed by default (see `avro:`); the writer's
+    /// schema is derived from the declared fields unless `avro.schema` gives it.
     Avro,
     /// One CSV line per record, fields in declared order.
     Csv,
+}
+
+/// How a source's Avro records are framed and written (`avro:`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AvroOptions {
+    /// `confluent` (default): magic byte 0, a 4-byte schema id, the datum;
+    /// `plain`: the datum alone.
+    #[serde(default)]
+    pub wire_format: AvroWireFormat,
+    /// The writer's schema, inline: Avro JSON written as YAML or as a JSON
+    /// string; a top-level record. Every declared field must be one of its
+    /// fields, of a type that fits. Default: derived from the declared
+    /// fields (nullable ones as `["null", T]`, timestamps as
+    /// `timestamp-millis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// With the Confluent framing: the only schema id accepted (there is
+    /// no registry; by default every id is read with the one schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_id: Option<u32>,
+}
+
+/// The framing of Avro records in Kafka.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AvroWireFormat {
+    /// The Confluent wire format: magic byte 0, a 4-byte big-endian schema id, the datum.
+    #[default]
+    Confluent,
+    /// The binary datum alone.
+    Plain,
 }
 
 /// A field's type.
@@ -452,13 +516,13 @@ pub struct PipelineTest {
     pub name: String,
     /// Records per source name, in the order they are produced.
     pub inputs: IndexMap<String, Vec<Record>>,
+    /// Rows per lookup name: what the lookup's table holds during the test
+    /// (a lookup not listed holds no rows).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub lookups: IndexMap<String, Vec<Record>>,
     /// Rows per sink name, in any order.
     pub expect: IndexMap<String, Vec<Record>>,
 }
 
 /// One record or row: field name → value.
 pub type Record = serde_json::Map<String, serde_json::Value>;
-    /// Rows per lookup name: what the lookup's table holds during the test
-    /// (a lookup not listed holds no rows).
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-    pub lookups: IndexMap<String, Vec<Record>>,

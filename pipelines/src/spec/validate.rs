@@ -31,7 +31,7 @@ pub(super) fn validate(cx: &mut Cx, root: &Node, spec: &PipelineSpec) {
             name.clone(),
             Relation {
                 kind: "source",
-                columns: Some(s.schema().keys().cloned().collect()),
+                columns: Some(s.columns()),
                 event_time: s.event_time().map(str::to_string),
                 key: Vec::new(),
             },
@@ -321,8 +321,9 @@ impl Validator<'_> {
                 );
             }
         }
+        super::formats::check(cx, self.root, name, source);
         match &k.event_time {
-            Some(et) => match k.schema.get(et) {
+            Some(et) => match source.column_type(et) {
                 Some(FieldType::Timestamp | FieldType::Long) => {}
                 Some(t) => {
                     let p = at("event-time");
@@ -448,7 +449,7 @@ impl Validator<'_> {
                 };
                 for (j, r) in records.iter().enumerate() {
                     for k in r.keys() {
-                        if !s.schema().contains_key(k) {
+                        if s.column_type(k).is_none() {
                             let jdx = j.to_string();
                             let rp = ["tests", idx.as_str(), "inputs", source.as_str(), jdx.as_str(), k.as_str()];
                             let names: Vec<&str> = s.schema().keys().map(String::as_str).collect();

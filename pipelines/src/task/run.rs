@@ -493,7 +493,7 @@ impl StageTask {
     async fn replay(&mut self, i: usize, partition: i32, recs: Vec<KafkaRecord>) -> Result<(), TaskError> {
         let (Some(first), Some(last)) = (recs.first(), recs.last()) else { return Ok(()) };
         let (first, end) = (first.offset, last.offset + 1);
-        let decoded = self.sources[i].decoder.decode(recs.iter().map(|r| r.payload.as_deref().unwrap_or_default()));
+        let decoded = self.sources[i].decoder.decode(recs.iter());
         self.summary.replayed += recs.len() as u64;
         let name = self.sources[i].name.clone();
         let out = self.rt.push_range(&name, partition, first, end, decoded.batch).await?;
@@ -565,7 +565,7 @@ impl StageTask {
     async fn process_now(&mut self, i: usize, partition: i32, recs: Vec<KafkaRecord>) -> Result<(), TaskError> {
         let (Some(first), Some(last)) = (recs.first(), recs.last()) else { return Ok(()) };
         let (first_offset, end_offset) = (first.offset, last.offset + 1);
-        let decoded = self.sources[i].decoder.decode(recs.iter().map(|r| r.payload.as_deref().unwrap_or_default()));
+        let decoded = self.sources[i].decoder.decode(recs.iter());
         for err in &decoded.errors {
             let rec = &recs[err.index];
             let why = if rec.payload.is_none() { "no payload (a tombstone)".to_string() } else { err.reason.clone() };

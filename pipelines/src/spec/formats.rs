@@ -1,0 +1,178 @@
+//! Checks of a source's record format and of the reserved Kafka metadata
+//! columns: declared fields may not take a metadata column's name; an
+//! `avro:` section needs `format: avro`; with Avro, the writer's schema (the
+//! one given inline, or the one derived from the declared fields) must hold
+//! every declared field with a type that fits (the rules are
+//! `smack_connectors::format::avro`'s). Each misfit is reported at the
+//! declared field, so the error points at what the user wrote.
+
+use super::yaml::{field, key_pos, value_pos, Cx};
+use super::*;
+use crate::runtime::schema::{avro_writer_schema, source_schema};
+use marked_yaml::Node;
+use smack_connectors::format::check_avro;
+
+/// Checks source `name`'s format options and field names.
+pub(super) fn check(cx: &mut Cx, root: &Node, name: &str, source: &Source) {
+    let Source::Kafka(k) = source;
+    for f in k.schema.keys() {
+        if metadata_column(f).is_some() {
+            let p = ["sources", name, "schema", f.as_str()];
+            let all: Vec<&str> = METADATA_COLUMNS.iter().map(|(n, _)| *n).collect();
+            let e = cx.err(
+                key_pos(root, &p),
+                &field(&p),
+                format!(
+                    "`{f}` is a reserved column filled from the Kafka record ({}); a declared field cannot take its name",
+                    all.join(", ")
+                ),
+            );
+            e.hint = Some(format!("rename the field; SQL reads the record's own `{f}` without declaring it"));
+        }
+    }
+    let Some(avro) = &k.avro else { return };
+    if k.format != Format::Avro {
+        let p = ["sources", name, "avro"];
+        cx.err(key_pos(root, &p), &field(&p), "`avro` options need `format: avro`");
+        return;
+    }
+    if avro.schema_id.is_some() && avro.wire_format == AvroWireFormat::Plain {
+        let p = ["sources", name, "avro", "schema-id"];
+        cx.err(
+            key_pos(root, &p),
+            &field(&p),
+            "a schema id is part of the Confluent framing; with `wire-format: plain`, remove it",
+        );
+    }
+    let writer = match avro_writer_schema(avro) {
+        Ok(Some(w)) => w,
+        Ok(None) => return, // derived from the declared fields: it fits by construction
+        Err(e) => {
+            let p = ["sources", name, "avro", "schema"];
+            let e = cx.err(value_pos(root, &p), &field(&p), e.to_string());
+            e.hint = Some("give the writer's Avro schema inline: a record with `name` and `fields`".into());
+            return;
+        }
+    };
+    let schema_line = key_pos(root, &["sources", name, "avro", "schema"]).line;
+    for m in check_avro(&writer, &source_schema(source)) {
+        let p = ["sources", name, "schema", m.field.as_str()];
+        cx.err(
+            key_pos(root, &p),
+            &field(&p),
+            format!("does not fit the Avro schema (line {schema_line}): {}", m.reason),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+
+    /// A valid pipeline with an Avro source; lines matter.
+    const AVRO: &str = "\
+name: t
+services:
+  kafka: { brokers: 1 }
+sources:
+  tx:
+    type: kafka
+    topic: tx
+    format: avro
+    schema: { card_id: string, amount: double, ts: timestamp }
+    event-time: ts
+stages:
+  big:
+    sql: SELECT card_id, amount, _key, _timestamp FROM tx WHERE _partition = 0 AND _key IS NOT NULL
+sinks:
+  out:
+    type: kafka
+    from: big
+    topic: out
+";
+
+    fn errors(text: &str) -> Vec<String> {
+        match PipelineSpec::from_yaml(text, "p.yaml") {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn with(from: &str, to: &str) -> String {
+        assert!(AVRO.contains(from), "no {from:?}");
+        AVRO.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn an_avro_source_with_a_derived_schema_and_metadata_columns_is_valid() {
+        let p = PipelineSpec::from_yaml(AVRO, "p.yaml").unwrap();
+        let Source::Kafka(k) = &p.sources["tx"];
+        assert_eq!((k.format, &k.avro), (Format::Avro, &None));
+        assert_eq!(p.sources["tx"].columns()[3..], ["_key", "_timestamp", "_partition", "_offset"]);
+        assert_eq!(p.sources["tx"].column_type("_offset"), Some(FieldType::Long));
+    }
+
+    #[test]
+    fn the_kafka_timestamp_can_be_the_event_time() {
+        let text =
+            with("    event-time: ts\n", "    event-time: _timestamp\n    watermark: { max-out-of-orderness: 1s }\n");
+        assert_eq!(errors(&text), Vec::<String>::new());
+        let text = with("    event-time: ts\n", "    event-time: _key\n");
+        let e = errors(&text);
+        assert!(e.len() == 1 && e[0].contains("event-time field `_key` is a string"), "{e:?}");
+    }
+
+    #[test]
+    fn declared_fields_cannot_take_reserved_names() {
+        let e = errors(&with("ts: timestamp }", "ts: timestamp, _offset: long }"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("p.yaml:9:63: sources.tx.schema._offset: `_offset` is a reserved column"), "{e:?}");
+    }
+
+    #[test]
+    fn an_inline_writer_schema_must_hold_every_declared_field_with_a_type_that_fits() {
+        let good = with(
+            "    event-time: ts\n",
+            "    event-time: ts\n    avro:\n      wire-format: plain\n      schema:\n        type: record\n        name: Tx\n        fields:\n          - { name: extra, type: { type: array, items: string } }\n          - { name: card_id, type: [\"null\", string] }\n          - { name: amount, type: float }\n          - { name: ts, type: { type: long, logicalType: timestamp-micros } }\n",
+        );
+        assert_eq!(errors(&good), Vec::<String>::new());
+        let as_text = with(
+            "    event-time: ts\n",
+            "    event-time: ts\n    avro:\n      schema: '{\"type\":\"record\",\"name\":\"Tx\",\"fields\":[{\"name\":\"card_id\",\"type\":\"long\"},{\"name\":\"ts\",\"type\":\"long\"}]}'\n",
+        );
+        let e = errors(&as_text);
+        assert_eq!(
+            e,
+            vec![
+                "p.yaml:9:15: sources.tx.schema.card_id: does not fit the Avro schema (line 12): the Avro field is long; expected string or enum",
+                "p.yaml:9:32: sources.tx.schema.amount: does not fit the Avro schema (line 12): not a field of the Avro record, which has card_id, ts",
+            ],
+        );
+        let broken =
+            with("    event-time: ts\n", "    event-time: ts\n    avro:\n      schema: { type: record, name: Tx }\n");
+        let e = errors(&broken);
+        assert!(
+            e.len() == 1
+                && e[0]
+                    .starts_with("p.yaml:12:15: sources.tx.avro.schema: Avro schema: record `Tx` has no `fields` list"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn avro_options_need_the_avro_format_and_a_schema_id_the_confluent_framing() {
+        let e = errors(&with("    format: avro\n", "    format: json\n    avro: { wire-format: plain }\n"));
+        assert!(
+            e.len() == 1 && e[0].starts_with("p.yaml:9:5: sources.tx.avro: `avro` options need `format: avro`"),
+            "{e:?}"
+        );
+        let e =
+            errors(&with("    format: avro\n", "    format: avro\n    avro: { wire-format: plain, schema-id: 3 }\n"));
+        assert!(
+            e.len() == 1 && e[0].contains("sources.tx.avro.schema-id: a schema id is part of the Confluent framing"),
+            "{e:?}"
+        );
+        let e = errors(&with("    format: avro\n", "    format: avro\n    avro: { wire-format: snappy }\n"));
+        assert!(e.len() == 1 && e[0].contains("wire-format"), "{e:?}");
+    }
+}
