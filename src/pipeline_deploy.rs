@@ -209,6 +209,15 @@ async fn prepare(spec: &PipelineSpec, ep: &Endpoints) -> Result<()> {
         done.topics_created.len(),
         if done.tables.is_empty() { "none".to_string() } else { done.tables.join(", ") }
     );
+    if let Some(session) = session.as_ref().filter(|_| !smack_pipelines::task::generated_lookups(spec).is_empty()) {
+        println!("  writing the generator's reference rows into lookup tables…");
+        for (lookup, rows) in smack_pipelines::task::fill_generated_lookups(spec, session)
+            .await
+            .map_err(|e| anyhow!("filling lookup tables: {e}"))?
+        {
+            println!("  lookup {lookup}: {rows} rows");
+        }
+    }
     Ok(())
 }
 

@@ -1,8 +1,10 @@
 //! The README's first command, end to end: `smack up
 //! examples/fraud-detection/pipeline.yaml` on a fresh state dir brings up
 //! the embedded cluster, real Kafka brokers and a real Cassandra node, the
-//! topics and table, the stage and the generator, and suspicious-card rows
-//! appear in Cassandra while the generator runs; `pipeline status` agrees
+//! topics and tables, the stage and the generator, the card home-country
+//! lookup table filled from the generator's seed, and suspicious-card rows
+//! (with their count of transactions away from home) appear in Cassandra
+//! while the generator runs; `pipeline status` agrees
 //! in both formats; Ctrl-C stops every task and scheduler. A pipeline file
 //! that does not validate starts nothing.
 
@@ -11,6 +13,7 @@ use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use smack_connectors::cassandra::{CassandraConfig, CassandraSession, CqlValue};
+use smack_pipelines::generate::{FraudGenerator, Options};
 use std::path::Path;
 use std::time::Duration;
 
@@ -100,9 +103,10 @@ async fn smack_up_with_the_fraud_example_shows_alerts_in_cassandra() {
         (!rows.rows.is_empty()).then_some(rows)
     })
     .await;
-    // Every row is one the stage's HAVING lets through.
+    // Every row is one the stage's HAVING lets through, and counts at most
+    // all of its transactions as away from the card's home country.
     let col = |name: &str| rows.columns.iter().position(|c| c == name).unwrap_or_else(|| panic!("no {name} column"));
-    let (n, total, countries) = (col("txn_count"), col("total_amount"), col("countries"));
+    let (n, total, countries, abroad) = (col("txn_count"), col("total_amount"), col("countries"), col("abroad"));
     for r in &rows.rows {
         let int = |v: &Option<CqlValue>| match v {
             Some(CqlValue::BigInt(x)) => *x,
@@ -114,6 +118,20 @@ async fn smack_up_with_the_fraud_example_shows_alerts_in_cassandra() {
             other => panic!("not a double: {other:?}"),
         };
         assert!(int(&r[n]) > 5 || amount > 5000.0 || int(&r[countries]) > 2, "{r:?}");
+        assert!((0..=int(&r[n])).contains(&int(&r[abroad])), "{r:?}");
+    }
+    // The lookup table holds the generator's cards with their home
+    // countries (written by apply before the first transaction).
+    let homes = session.read_rows("fraud", "card_homes", Some(50)).await.expect("read card_homes");
+    assert_eq!(homes.rows.len(), 50, "card_homes is filled");
+    let generator = FraudGenerator::new(&Options { seed: 42, rate: 200.0, ..Options::default() }).unwrap();
+    let (card, home) = (
+        homes.columns.iter().position(|c| c == "card_id").unwrap(),
+        homes.columns.iter().position(|c| c == "home_country").unwrap(),
+    );
+    for r in &homes.rows {
+        let (Some(CqlValue::Text(c)), Some(CqlValue::Text(h))) = (&r[card], &r[home]) else { panic!("{r:?}") };
+        assert_eq!(generator.home_country(c), Some(h.as_str()), "{c}");
     }
 
     // Ctrl-C: the stages, the generator, the clusters and their schedulers stop.

@@ -17,6 +17,9 @@
 //!    volume destroyed, a new task on a fresh volume rebuilds the open
 //!    windows by replaying from the low-water offsets committed to Kafka:
 //!    the same rows, one dead letter per malformed record.
+//! 5. The stage joining its card home-country lookup (rows written here):
+//!    LEFT JOIN and JOIN, each window's count of purchases away from home
+//!    equal to an answer computed here.
 
 use crate::support::*;
 use smack_connectors::cassandra::{CassandraConfig, CassandraSession, CqlValue};
@@ -145,18 +148,23 @@ struct Services {
     client: KafkaClientConfig,
 }
 
-/// The fraud dataset: seeded, with fraud bursts, late-but-within-watermark
-/// events and malformed records.
-fn dataset() -> Vec<GeneratedEvent> {
-    let options = Options {
+/// The options of [`dataset`].
+fn dataset_options() -> Options {
+    Options {
         seed: 7,
         rate: 100.0,
         count: Some(12_000),
         keys: Some(2_000),
         malformed_share: 0.01,
         ..Options::default()
-    };
-    let events: Vec<GeneratedEvent> = Generator::new(GeneratorKind::Fraud, &options).expect("options").collect();
+    }
+}
+
+/// The fraud dataset: seeded, with fraud bursts, late-but-within-watermark
+/// events and malformed records.
+fn dataset() -> Vec<GeneratedEvent> {
+    let events: Vec<GeneratedEvent> =
+        Generator::new(GeneratorKind::Fraud, &dataset_options()).expect("options").collect();
     assert!(events.iter().filter(|e| e.malformed).count() > 50, "the dataset should have malformed records");
     events
 }
@@ -628,6 +636,87 @@ async fn stage_task_against_real_kafka_and_cassandra() {
 
     out_of_order(&mut s).await;
     let t3 = t.elapsed();
+/// Check 5: the stage joins the `card_homes` lookup (the example's LEFT
+/// JOIN, then the same stage with an inner JOIN). The home countries are
+/// written here with plain CQL for four cards in five (the others have no
+/// row); the rows must carry, per window, the count of transactions away
+/// from the card's home country computed here, and with JOIN the cards
+/// without a home row must vanish.
+async fn lookup_join(s: &mut Services, events: &[GeneratedEvent]) {
+    let generator = Generator::new(GeneratorKind::Fraud, &dataset_options()).expect("options");
+    let Generator::Fraud(cards) = &generator else { panic!("a fraud generator") };
+    let homes: BTreeMap<String, &str> = cards.cards().enumerate().filter(|(i, _)| i % 5 != 4).map(|(_, c)| c).collect();
+    for (tag, inner) in [("lookup", false), ("lookupinner", true)] {
+        let mut text = pipeline_yaml(tag, 3);
+        if inner {
+            assert!(text.contains("LEFT JOIN card_homes"), "the example changed; update this test");
+            text = text.replace("LEFT JOIN card_homes", "JOIN card_homes");
+        }
+        let yaml = s.work.join(format!("{tag}.yaml"));
+        std::fs::write(&yaml, &text).unwrap();
+        let spec = PipelineSpec::from_yaml(&text, &yaml.display().to_string()).expect("valid");
+        let done = prepare(&spec, &s.admin, Some(&s.session), &PrepareOptions::new(s.dc.clone(), 1))
+            .await
+            .expect("topics and tables created");
+        let keyspace = format!("fraud_{tag}");
+        assert_eq!(done.lookup_tables, vec![format!("{keyspace}.card_homes")]);
+        let sc = Scenario { tag: tag.to_string(), yaml, spec };
+        let insert = s
+            .session
+            .inner()
+            .prepare(format!("INSERT INTO {keyspace}.card_homes (card_id, home_country) VALUES (?, ?)"))
+            .await
+            .expect("prepare the insert");
+        for (card, home) in &homes {
+            s.session.inner().execute_unpaged(&insert, (card.as_str(), *home)).await.expect("insert a home");
+        }
+        produce(s, &sc.topic(), events).await;
+        let mut task = StageTask { reservation: format!("stage-{tag}"), runs: 0, port: PORT_BASE + 4 };
+        let cmd = sc.command(s, "--checkpoint-interval 2s");
+        task.launch(s, cmd).await;
+        task.run_to_end(s).await;
+
+        // The answer, here: with JOIN only the transactions of cards with
+        // a home row count; `abroad` counts those away from that home.
+        let kept: Vec<GeneratedEvent> =
+            events.iter().filter(|e| !inner || e.malformed || homes.contains_key(&e.key)).cloned().collect();
+        let want = expected(&kept);
+        let mut abroad: BTreeMap<(String, i64), i64> = BTreeMap::new();
+        for e in kept.iter().filter(|e| !e.malformed) {
+            let v: serde_json::Value = serde_json::from_slice(&e.payload).expect("JSON");
+            let away = homes.get(&e.key).is_some_and(|h| v["country"].as_str() != Some(*h));
+            let last_start = e.event_time_ms.div_euclid(30_000) * 30_000;
+            for start in [last_start - 30_000, last_start] {
+                *abroad.entry((e.key.clone(), start)).or_default() += i64::from(away);
+            }
+        }
+        let got = sc.rows(s).await;
+        assert_same_rows(&format!("a stage joining a lookup ({tag})"), &got, &want);
+        let table = s.session.read_rows(&keyspace, "suspicious_cards", None).await.expect("read rows");
+        let col = |n: &str| table.columns.iter().position(|c| c == n).unwrap_or_else(|| panic!("no column {n}"));
+        let (card, start, away) = (col("card_id"), col("window_start"), col("abroad"));
+        let mut some_abroad = 0;
+        for r in &table.rows {
+            let (Some(CqlValue::Text(c)), Some(CqlValue::Timestamp(t))) = (&r[card], &r[start]) else {
+                panic!("{r:?}")
+            };
+            let n = match &r[away] {
+                Some(CqlValue::BigInt(n)) => *n,
+                other => panic!("abroad is {other:?}, expected a bigint"),
+            };
+            assert_eq!(n, abroad[&(c.clone(), t.0)], "abroad of {c} in the window at {}", t.0);
+            some_abroad += usize::from(n > 0);
+        }
+        assert!(some_abroad > 0, "no flagged window has a purchase away from home: the check shows nothing");
+        if inner {
+            assert!(got.keys().all(|(c, _)| homes.contains_key(c)), "JOIN keeps only cards with a home row");
+        } else {
+            assert!(got.keys().any(|(c, _)| !homes.contains_key(c)), "LEFT JOIN keeps cards without a home row");
+        }
+        task.release(s).await;
+    }
+}
+
     let first = straight_run(&mut s, &events, &want, malformed).await;
     let t1 = t.elapsed() - t3;
     let kills = killed_runs(&mut s, &events, &first, malformed).await;
@@ -641,3 +730,6 @@ async fn stage_task_against_real_kafka_and_cassandra() {
         want.len()
     );
 }
+    let t5 = Instant::now();
+    lookup_join(&mut s, &events).await;
+    eprintln!("stage e2e: a stage joining a lookup (LEFT JOIN and JOIN) {:?}", t5.elapsed());
