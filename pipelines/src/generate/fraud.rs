@@ -8,6 +8,11 @@
 //! of the seed and the card) where 97% of its payments happen; merchants
 //! have categories with their own log-normal amounts.
 //!
+//! The cards and their home countries ([`FraudGenerator::cards`]) are the
+//! reference rows of the example's `card_homes` lookup: `pipeline apply`
+//! writes them (`task::fill_generated_lookups`) before the generator pod
+//! produces its first transaction, from the same seed and rate.
+//!
 //! Fraud bursts: a card chosen at random makes 8 to 16 payments within 47
 //! seconds at online merchants, in 70% of bursts across 2 to 4 countries,
 //! in half of them with large amounts (median 900, below 5000 each). The

@@ -214,7 +214,7 @@ impl StageSql<'_> {
         let mut lookups = Vec::new();
         for j in &from.joins {
             let t = table_factor(&j.relation)?;
-            if !self.readable.get(&t.table).is_some_and(|r| r.kind == "lookup") {
+            if self.readable.get(&t.table).is_none_or(|r| r.kind != "lookup") {
                 return None;
             }
             lookups.push(t);
