@@ -22,7 +22,8 @@ stamp() { date -u -d "@${1:0:10}.${1:10:3}" +%H:%M:%S.%3N; }
 
 S up "$file" --listen 127.0.0.1:5960 --address-prefix 127.0.5 --port-base 45000 >"$work/up.out" 2>&1 &
 up=$!
-trap 'kill -INT $up 2>/dev/null || true; wait $up 2>/dev/null || true' EXIT
+stop() { kill -INT "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; }
+trap stop ERR INT TERM
 
 status() { S plan show deploy --service "$1" --output json 2>/dev/null \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null || true; }
@@ -56,3 +57,5 @@ for victim in "kafka kafka-1" "cassandra cassandra-0"; do
   echo "$pod: kill $(stamp "$t0"), relaunched $launched, ready between $(stamp "$prev") and $(stamp "$now")"
   sleep 5
 done
+stop
+echo "stopped: $(tail -1 "$work/up.out")"
