@@ -20,7 +20,7 @@ S() { "$work/smack" --state-dir "$state" "$@"; }
 ms() { date +%s%3N; }
 stamp() { date -u -d "@${1:0:10}.${1:10:3}" +%H:%M:%S.%3N; }
 
-S up "$file" --listen 127.0.0.1:5960 --address-prefix 127.0.5 --port-base 45000 >"$work/up.out" 2>&1 &
+"$work/smack" --state-dir "$state" up "$file" --listen 127.0.0.1:5960 --address-prefix 127.0.5 --port-base 45000 >"$work/up.out" 2>&1 &
 up=$!
 stop() { kill -INT "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; }
 trap stop ERR INT TERM
