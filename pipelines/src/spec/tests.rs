@@ -399,6 +399,12 @@ fn lookups_parse_and_are_checked_where_they_are_written() {
         &edit("stages:", &LOOKUP.replace("cards:", "tx:")),
         "p.yaml:14:3: lookups.tx: the name `tx` is taken by sources.tx",
     );
+    let e = errors(&edit("stages:", LOOKUP).replace("  cassandra: { nodes: 1 }\n", ""));
+    assert!(
+        e.iter()
+            .any(|e| e.starts_with("p.yaml:14:11: lookups.cards.type: a Cassandra lookup needs `services.cassandra`")),
+        "{e:#?}"
+    );
     let e = errors(&edit("stages:", &LOOKUP.replace("    cache: 100\n", "    cache: 100\n    ttl: 5\n")));
     assert!(e.len() == 1 && e[0].contains("ttl"), "{e:#?}");
 }
@@ -425,12 +431,22 @@ fn stage_sql_joining_a_lookup_is_checked_against_the_lookups_schema_and_key() {
     // A lookup column that is not declared.
     let e = errors(&joined(&JOIN_SELECT.replace("c.home_country", "c.home_cuntry"), JOIN));
     assert_eq!(e.len(), 1, "{e:#?}");
-    assert!(e[0].starts_with("p.yaml:24:63: stages.agg.sql: unknown column `home_cuntry` in lookup `cards`"), "{}", e[0]);
+    assert!(
+        e[0].starts_with("p.yaml:24:63: stages.agg.sql: unknown column `home_cuntry` in lookup `cards`"),
+        "{}",
+        e[0]
+    );
     assert!(e[0].contains("did you mean `home_country`?"), "{}", e[0]);
     // A column both tables have must name its table.
     let e = errors(&joined(&JOIN_SELECT.replace("SELECT tx.card_id", "SELECT card_id"), JOIN));
     assert_eq!(e.len(), 1, "{e:#?}");
-    assert!(e[0].starts_with("p.yaml:24:14: stages.agg.sql: column `card_id` is ambiguous: both `tx` and lookup `cards` have it"), "{}", e[0]);
+    assert!(
+        e[0].starts_with(
+            "p.yaml:24:14: stages.agg.sql: column `card_id` is ambiguous: both `tx` and lookup `cards` have it"
+        ),
+        "{}",
+        e[0]
+    );
     // An unknown column of neither.
     let e = errors(&joined(&JOIN_SELECT.replace("COUNT(*)", "COUNT(amout)"), JOIN));
     assert!(e.len() == 1 && e[0].contains("unknown column `amout` in `tx` or lookup `cards`"), "{e:#?}");

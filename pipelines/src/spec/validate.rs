@@ -38,7 +38,7 @@ pub(super) fn validate(cx: &mut Cx, root: &Node, spec: &PipelineSpec) {
         );
     }
     for (name, l) in &spec.lookups {
-        v.lookup(cx, name, l);
+        v.lookup(cx, spec, name, l);
         relations.entry(name.clone()).or_insert(Relation {
             kind: "lookup",
             columns: Some(l.schema().keys().cloned().collect()),
@@ -142,6 +142,14 @@ impl Validator<'_> {
         let root = self.root;
         self.name(cx, &["lookups", name], name, NameKind::Table, false);
         let Lookup::Cassandra(c) = l;
+        if spec.services.cassandra.is_none() {
+            let p = ["lookups", name, "type"];
+            cx.err(
+                value_pos(root, &p),
+                &field(&p),
+                "a Cassandra lookup needs `services.cassandra` (nodes smack runs, or `external`)",
+            );
+        }
         for (f, value) in [("keyspace", &c.keyspace), ("table", &c.table)] {
             let ok = value.starts_with(|ch: char| ch.is_ascii_alphabetic())
                 && value.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
