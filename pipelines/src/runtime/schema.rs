@@ -163,4 +163,75 @@ mod tests {
         assert!(!s.field_with_name("_timestamp").unwrap().is_nullable());
         assert!(s.field_with_name("_key").unwrap().is_nullable());
     }
+
+    #[tokio::test]
+    async fn a_stage_groups_avro_records_by_kafka_key_over_kafka_timestamps() {
+        use smack_connectors::format::{avro::confluent_header, to_json_rows, AvroEncoder};
+        use smack_connectors::kafka::KafkaRecord;
+        let spec = crate::spec::PipelineSpec::from_yaml(
+            "name: t
+services: { kafka: { brokers: 1 } }
+sources:
+  tx:
+    type: kafka
+    topic: tx
+    format: avro
+    schema: { amount: double }
+    event-time: _timestamp
+stages:
+  per_key:
+    sql: |
+      SELECT _key AS card, window_start, COUNT(*) AS n, SUM(amount) AS total, MAX(_offset) AS last_offset
+      FROM tx WHERE _partition = 3
+      GROUP BY _key, TUMBLE(_timestamp, INTERVAL '1' MINUTE)
+    key: _key
+sinks:
+  out: { type: kafka, from: per_key, topic: out }
+",
+            "p.yaml",
+        )
+        .unwrap();
+        let mut rt = crate::runtime::StageRuntime::new(&spec).await.unwrap();
+        rt.assign_partitions("tx", &[3]).unwrap();
+        let decoder = rt.decoder("tx").unwrap();
+        let enc = AvroEncoder::new(AvroSchema::derive("tx", &rt.source_schema("tx").unwrap()).unwrap());
+        let t0 = 1_704_067_200_000;
+        let record = |offset: i64, key: Option<&str>, ts: Option<i64>, amount: f64| {
+            let mut payload = confluent_header(1).to_vec();
+            enc.encode(serde_json::json!({ "amount": amount }).as_object().unwrap(), &mut payload).unwrap();
+            KafkaRecord {
+                topic: "tx".into(),
+                partition: 3,
+                offset,
+                key: key.map(|k| k.as_bytes().to_vec()),
+                payload: Some(payload),
+                timestamp_ms: ts,
+                headers: Vec::new(),
+            }
+        };
+        let recs = vec![
+            record(0, Some("k1"), Some(t0 + 1_000), 1.5),
+            record(1, Some("k2"), Some(t0 + 2_000), 2.0),
+            record(2, Some("k1"), Some(t0 + 59_000), 3.0),
+            record(3, None, Some(t0 + 61_000), 4.0),
+            record(4, Some("k1"), None, 5.0),
+        ];
+        let decoded = decoder.decode(recs.iter());
+        assert_eq!(decoded.rows, vec![0, 1, 2, 3]);
+        assert_eq!(decoded.errors[0].reason, "field _timestamp: the Kafka record has no timestamp (it is required)");
+        let pushed = rt.push_range("tx", 3, 0, 5, decoded.batch).await.unwrap();
+        let mut rows: Vec<String> = Vec::new();
+        for sb in pushed.sinks.into_iter().chain(rt.finish().await.unwrap().sinks) {
+            rows.extend(to_json_rows(&sb.batch).unwrap().into_iter().map(|r| serde_json::Value::Object(r).to_string()));
+        }
+        rows.sort();
+        assert_eq!(
+            rows,
+            vec![
+                r#"{"card":"k1","last_offset":2,"n":2,"total":4.5,"window_start":"2024-01-01T00:00:00Z"}"#,
+                r#"{"card":"k2","last_offset":1,"n":1,"total":2.0,"window_start":"2024-01-01T00:00:00Z"}"#,
+                r#"{"card":null,"last_offset":3,"n":1,"total":4.0,"window_start":"2024-01-01T00:01:00Z"}"#,
+            ]
+        );
+    }
 }
