@@ -984,6 +984,10 @@ impl ServiceScheduler {
                 if let Some(r) = status.ready {
                     t.ready = r;
                 }
+                // An ended task serves nothing, whatever it last reported.
+                if status.state.is_terminal() {
+                    t.ready = false;
+                }
                 let t = t.clone();
                 let current = inner.state.pods.get(&t.pod).and_then(|p| p.tasks.get(&t.task)) == Some(&t.id);
                 let spec_task = inner.spec.pod(&pod_type_of(&t.pod)).and_then(|p| p.task(&t.task)).cloned();
