@@ -369,10 +369,13 @@ pub fn controller_ids<'a>(pods: impl Iterator<Item = (&'a str, u32, &'a BTreeMap
 }
 
 /// `kafka ready --join-quorum`: makes the node of this task env a voter
-/// of the controller quorum, once per launch (a marker in the sandbox
-/// says it was done): a node taken out of the quorum while it runs (a
-/// drained broker) is not added back. A broker beside dedicated
-/// controllers has nothing to join.
+/// of the controller quorum and waits until the quorum's leader has seen
+/// it caught up since its launch (so a roll never takes the next
+/// controller down while this one still replays the log); once per
+/// launch (a marker in the sandbox says it was done, and later checks
+/// pass at once): a node taken out of the quorum while it runs (a drained
+/// broker) is not added back. A broker beside dedicated controllers has
+/// nothing to join.
 async fn join_quorum_once() -> Result<()> {
     use smack_operator::catalog::kafka;
     let env = kafka_service::BrokerEnv::from_env(|k| std::env::var(k).ok())?;
@@ -393,8 +396,16 @@ async fn join_quorum_once() -> Result<()> {
     let dir = meta
         .directory_id
         .with_context(|| format!("{}/meta.properties has no directory.id", env.log_dir().display()))?;
+    // The node's launch: its launcher writes the pid file right before it
+    // execs the JVM.
+    let pid_file = sandbox.join(smack_operator::catalog::launch::PID_FILE);
+    let launched = std::fs::metadata(&pid_file)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("node {} has not started yet (no {})", env.node_id, pid_file.display()))?;
+    let since_ms = launched.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let controllers = env.controller_endpoints().join(",");
-    let said = kafka_drain::join_quorum(&controllers, env.node_id, &dir, &env.host, env.controller_port).await?;
+    let said =
+        kafka_drain::join_quorum(&controllers, env.node_id, &dir, &env.host, env.controller_port, since_ms).await?;
     std::fs::write(&marker, format!("{said}\n")).with_context(|| format!("writing {}", marker.display()))?;
     println!("{said}");
     Ok(())

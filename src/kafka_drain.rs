@@ -185,10 +185,12 @@ pub const DEFAULT_THROTTLE: u64 = 50 * 1024 * 1024;
 /// - `voters BOOTSTRAP`: prints `QUORUM voters=0,1,2 leader=0`.
 /// - `remove-voter BOOTSTRAP ID`: takes controller ID out of the voter set
 ///   (nothing when it is not a voter).
-/// - `join BOOTSTRAP ID DIRECTORY_ID HOST PORT`: adds controller ID (its
-///   metadata log dir's directory id, its controller listener) to the
-///   voter set, first removing a voter of the same id and another
-///   directory (the node's old, lost disk); prints `JOINED …`.
+/// - `join BOOTSTRAP ID DIRECTORY_ID HOST PORT SINCE_MS`: adds controller
+///   ID (its metadata log dir's directory id, its controller listener) to
+///   the voter set unless it is a voter, first removing a voter of the
+///   same id and another directory (the node's old, lost disk); prints
+///   `JOINED …` once the leader has seen it caught up since SINCE_MS (its
+///   launch), else `WAITING …`.
 ///
 /// BOOTSTRAP is `host:port,…` of brokers, or `controllers=host:port,…` of
 /// controllers (`bootstrap.controllers`: dedicated controllers serve no
@@ -224,7 +226,7 @@ public class SmackKafkaAdmin {
                     break;
                 }
                 case "remove-voter": removeVoter(admin, Integer.parseInt(a[2])); break;
-                case "join": join(admin, Integer.parseInt(a[2]), a[3], a[4], Integer.parseInt(a[5])); break;
+                case "join": join(admin, Integer.parseInt(a[2]), a[3], a[4], Integer.parseInt(a[5]), Long.parseLong(a[6])); break;
                 default: throw new IllegalArgumentException("unknown mode " + a[0]);
             }
         }
@@ -241,20 +243,38 @@ public class SmackKafkaAdmin {
         System.out.println("VOTER " + id + " removed from the controller quorum");
     }
 
-    static void join(Admin admin, int id, String dir, String host, int port) throws Exception {
+    static void join(Admin admin, int id, String dir, String host, int port, long since) throws Exception {
         QuorumInfo q = admin.describeMetadataQuorum().quorumInfo().get();
         Uuid want = Uuid.fromString(dir);
+        Optional<QuorumInfo.ReplicaState> me = Optional.empty();
         for (QuorumInfo.ReplicaState v : q.voters()) {
             if (v.replicaId() != id) continue;
             if (v.replicaDirectoryId().equals(want)) {
-                System.out.println("JOINED " + id + " is a controller voter (leader " + q.leaderId() + ")");
-                return;
+                me = Optional.of(v);
+                continue;
             }
             admin.removeRaftVoter(id, v.replicaDirectoryId()).all().get();
             System.out.println("JOIN removed voter " + id + " of directory " + v.replicaDirectoryId() + " (a lost disk)");
         }
-        admin.addRaftVoter(id, want, Set.of(new RaftVoterEndpoint("CONTROLLER", host, port))).all().get();
-        System.out.println("JOINED " + id + " added to the controller quorum (leader " + q.leaderId() + ")");
+        if (me.isEmpty()) {
+            admin.addRaftVoter(id, want, Set.of(new RaftVoterEndpoint("CONTROLLER", host, port))).all().get();
+            System.out.println("JOIN added " + id + " to the controller quorum (leader " + q.leaderId() + ")");
+            q = admin.describeMetadataQuorum().quorumInfo().get();
+            me = q.voters().stream().filter(v -> v.replicaId() == id && v.replicaDirectoryId().equals(want)).findFirst();
+            if (me.isEmpty()) {
+                System.out.println("WAITING " + id + " is not in the voter set yet");
+                return;
+            }
+        }
+        // The leader must have seen this node caught up since its launch: a
+        // voter entry alone says nothing of a node that is restarting.
+        long caught = q.leaderId() == id ? Long.MAX_VALUE : me.get().lastCaughtUpTimestamp().orElse(-1L);
+        if (caught < since) {
+            System.out.println("WAITING " + id + " is a voter but leader " + q.leaderId()
+                + " has not seen it caught up since its launch (last at " + caught + ", launched at " + since + ")");
+            return;
+        }
+        System.out.println("JOINED " + id + " is a controller voter, caught up with leader " + q.leaderId());
     }
 
     static void reassign(Admin admin, Path file, long throttle) throws Exception {
@@ -477,18 +497,32 @@ pub async fn quorum_voters(bootstrap: &str) -> Result<Vec<i32>> {
 
 /// Adds controller `id` (directory `directory_id`, listening on
 /// `host:port`) to the voter set through the controllers at `controllers`
-/// (`host:port,…`); nothing when it is a voter already. Returns what Kafka said.
-pub async fn join_quorum(controllers: &str, id: u32, directory_id: &str, host: &str, port: u16) -> Result<String> {
+/// (`host:port,…`), unless it is a voter already; `Ok` once the quorum's
+/// leader has seen it caught up since `since_ms` (its launch), an error
+/// saying why not otherwise. Returns what Kafka said.
+pub async fn join_quorum(
+    controllers: &str,
+    id: u32,
+    directory_id: &str,
+    host: &str,
+    port: u16,
+    since_ms: u64,
+) -> Result<String> {
     let args = [
         format!("controllers={controllers}"),
         id.to_string(),
         directory_id.to_string(),
         host.to_string(),
         port.to_string(),
+        since_ms.to_string(),
     ];
     let out = run_admin_java("join", &args, false, Duration::from_secs(25)).await?;
     if !out.lines().any(|l| l.starts_with("JOINED ")) {
-        bail!("controller {id} was not added to the quorum; Kafka's admin printed: {}", out.trim());
+        let why: Vec<&str> = out.lines().filter(|l| l.starts_with("WAITING ") || l.starts_with("JOIN ")).collect();
+        bail!(
+            "controller {id} is not a caught-up voter yet: {}",
+            if why.is_empty() { out.trim().to_string() } else { why.join("; ") }
+        );
     }
     Ok(out.lines().filter(|l| l.starts_with("JOIN")).collect::<Vec<_>>().join("\n"))
 }

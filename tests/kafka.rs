@@ -4,7 +4,8 @@
 //! topics through `smack kafka`; 100,000 keyed records survive a SIGKILL of
 //! the busiest broker, which comes back on its own agent, volume and id and
 //! catches up into the ISR; a rolling config change restarts one broker at
-//! a time; an unsafe replication factor is refused with the reason.
+//! a time, the active controller last; an unsafe replication factor is
+//! refused with the reason.
 
 use crate::support::smack_at as cli;
 use crate::support::*;
@@ -307,8 +308,11 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     assert!((0..RECORDS).all(|i| seen.contains(&format!("record-{i}"))));
     drop(source);
 
-    // A rolling config change: one broker at a time, each ready before the next.
+    // A rolling config change: one broker at a time, each ready before the
+    // next, the active controller (read right before) last.
     let rolled_from = Instant::now();
+    let quorum = json(d, &["kafka", "quorum"]).expect("smack kafka quorum");
+    let leader = format!("kafka-{}", quorum["leader"].as_i64().expect("an active controller"));
     let tasks_before = broker_tasks(d).unwrap();
     opts.broker_config.insert("num.io.threads".into(), "3".into());
     std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
@@ -351,6 +355,7 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     assert_eq!(worst_active, 1, "one update step at a time");
     assert_eq!(restarted_order.len(), 3, "every broker restarted: {restarted_order:?}");
     assert_eq!(completed_order, restarted_order, "each broker ready (its step COMPLETE) before the next restarts");
+    assert_eq!(restarted_order.last(), Some(&leader), "the active controller restarted last: {restarted_order:?}");
     wait_for("the ISR full after the roll", T, || isr_full(&admin)).await;
     for b in 0..3 {
         // A fresh client: the old one's connections all went through restarts.

@@ -3,8 +3,10 @@
 //! fourth and rebalances replicas onto it (rack-aware, throttled, the
 //! throttles removed after); `smack kafka scale --brokers 3` decommissions
 //! it, its hook (`smack kafka drain`) moving every replica off and taking
-//! it out of the controller quorum before the pod is stopped and its
-//! reservation and volume released; every record stays readable; and
+//! it out of the controller quorum as its last act, after which it does
+//! not join again before the pod is stopped (no voter is left to prune)
+//! and its reservation and volume are released; every record stays
+//! readable; and
 //! `--brokers 2` is refused, naming the topic whose replication needs 3.
 
 use crate::support::*;
@@ -247,6 +249,9 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
         );
     }
     wait_for("no replication throttle left", T, || no_throttles(&admin, &four)).await;
+    // The new broker's readiness check made it a voter before the scale-up ended.
+    let quorum = json(d, &["kafka", "quorum"]).expect("smack kafka quorum");
+    assert_eq!(quorum["voters"], serde_json::json!([0, 1, 2, 3]), "broker 3 joined the quorum: {quorum}");
 
     // The new pod's reservation and volume, to watch them leave the ledger.
     let status = json(d, &["pod", "status", "kafka-3"]).unwrap();
@@ -264,6 +269,9 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     let down_in = down_from.elapsed();
     eprintln!("--- smack kafka scale --brokers 3 ---\n{out}");
     assert!(out.contains("controller voters [0, 1, 2]"), "the quorum is 0,1,2 again: {out}");
+    // Broker 3 left the quorum in its hook and was no voter when stopped:
+    // nothing was left for the scale command to prune.
+    assert!(!out.contains("still a voter but its pod is gone"), "broker 3 joined the quorum again: {out}");
     let quorum = json(d, &["kafka", "quorum"]).expect("smack kafka quorum");
     assert_eq!(quorum["voters"], serde_json::json!([0, 1, 2]), "Kafka's controller voters");
     let hook_out = std::fs::read_dir(d.join("agents").join(&agent_name).join("sandboxes"))
@@ -277,10 +285,11 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     assert!(hook_out.contains("DRAINED broker 3: 0 replicas left"), "the hook drained broker 3:\n{hook_out}");
     assert!(hook_out.contains("REASSIGN throttles removed") || hook_out.contains("holds no replica"), "{hook_out}");
     assert!(
-        hook_out.contains("broker 3 left the controller quorum")
-            || hook_out.contains("broker 3 is not a controller voter"),
-        "the hook looked at the quorum: {hook_out}"
+        hook_out.contains("broker 3 left the controller quorum (voters were [0, 1, 2, 3], now [0, 1, 2])"),
+        "the hook took broker 3 out of the quorum as its last act: {hook_out}"
     );
+    let hook_tail = hook_out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    assert!(hook_tail.contains("left the controller quorum"), "the removal is the hook's last act: {hook_out}");
     assert!(read(&sched.log).contains("the decommission hook succeeded"), "the scheduler saw the hook exit 0");
     wait_for("kafka-3's reservation and volume leave the ledger", T, || async {
         let s = m.client().state().await.ok()?;

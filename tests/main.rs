@@ -6,6 +6,7 @@ mod catalog;
 mod connectors;
 mod dashboard;
 mod kafka;
+mod kafka_controllers;
 mod kafka_scale;
 mod locality;
 mod logs;
