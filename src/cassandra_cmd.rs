@@ -5,7 +5,10 @@
 //! - `ready` (the node task's readiness check): passes once this pod's
 //!   node is `UN` as seen by every placed node ([`cassandra_service::node_ready`]).
 //! - `decommission` (the pod's decommission hook): `nodetool decommission`
-//!   on the pod's own node, so a scale-down streams its data away first.
+//!   on the pod's own node, so a scale-down streams its data away first;
+//!   it fails with the reason (and the scheduler retries it) while a user
+//!   keyspace keeps more replicas than the nodes that would remain, however
+//!   the count was lowered (`cassandra scale` or an edited spec).
 //! - `keyspace create|alter`: a keyspace with `NetworkTopologyStrategy`,
 //!   refused when it asks for more replicas than the datacenter has nodes.
 //! - `settings [NAME…]`: the live value of settings on every node
@@ -156,7 +159,7 @@ pub async fn run(state_dir: &Path, cluster: Option<ClusterFile>, cmd: CassandraC
             scale(state_dir, &c, &service, nodes, timeout).await
         }
         CassandraCmd::Ready => ready().await,
-        CassandraCmd::Decommission => tokio::task::spawn_blocking(decommission).await?,
+        CassandraCmd::Decommission => decommission().await,
     }
 }
 
@@ -843,10 +846,57 @@ async fn wait_plan(
     }
 }
 
-/// `smack cassandra decommission`: `nodetool decommission` on this pod's
-/// node over its local JMX port; a node already decommissioned is fine
-/// (the hook may run again after a crash).
-fn decommission() -> Result<()> {
+/// Whether this node may leave: every user keyspace keeps no more replicas
+/// in its datacenter than the nodes that would remain there, as the node
+/// itself (at `me`, its CQL address) sees the ring and the schema.
+async fn safe_to_leave(me: &str) -> Result<Result<(), String>> {
+    let members = ring(&[me.to_string()]).await?;
+    let own = ask(me).await?;
+    let dc = text(own.local.get("data_center"));
+    let in_dc = members.iter().filter(|n| n.datacenter == dc).count() as u32;
+    let spaces = keyspaces_from(&[me.to_string()]).await?;
+    Ok(svc::check_scale_down(&dc, in_dc.saturating_sub(1), (members.len() as u32).saturating_sub(1), &spaces)
+        .map_err(|e| format!("refusing to decommission {}: {e}", own.address)))
+}
+
+/// What the hook does with [`safe_to_leave`]'s answer: refuse with the
+/// reason when a user keyspace needs the node (the scheduler retries the
+/// hook, so the scale-down goes on once the replication is lowered); go on
+/// when the keyspaces allow it, or when the node does not answer CQL (e.g.
+/// already decommissioned) — Cassandra's own check still applies.
+fn hook_refusal(check: &Result<Result<(), String>, String>) -> Option<String> {
+    match check {
+        Ok(Err(why)) => Some(why.clone()),
+        _ => None,
+    }
+}
+
+/// `smack cassandra decommission` (the pod's decommission hook): checks
+/// the keyspaces over CQL, then `nodetool decommission` on this pod's node
+/// over its local JMX port; a node already decommissioned is fine (the
+/// hook may run again after a crash).
+async fn decommission() -> Result<()> {
+    let me = match (std::env::var("HOST"), std::env::var("PORT_NATIVE")) {
+        (Ok(h), Ok(p)) if !h.is_empty() && !p.is_empty() => Some(format!("{h}:{p}")),
+        _ => None,
+    };
+    let check = match &me {
+        Some(me) => safe_to_leave(me).await.map_err(|e| format!("{e:#}")),
+        None => Err("HOST or PORT_NATIVE is not set".to_string()),
+    };
+    match &check {
+        Ok(Ok(())) => println!("smack: every user keyspace keeps its replicas without this node"),
+        Ok(Err(_)) => {}
+        Err(e) => println!("smack: cannot check the keyspaces over CQL ({e}); Cassandra's own check applies"),
+    }
+    if let Some(why) = hook_refusal(&check) {
+        bail!("{why}");
+    }
+    tokio::task::spawn_blocking(nodetool_decommission).await?
+}
+
+/// Runs `nodetool decommission` on this pod's node.
+fn nodetool_decommission() -> Result<()> {
     let jmx = std::env::var("PORT_JMX")
         .map_err(|_| anyhow!("PORT_JMX is not set: run as a Cassandra pod's decommission hook"))?;
     let cache = artifacts::default_cache_dir();
@@ -990,5 +1040,13 @@ mod tests {
         let map = CqlValue::Map(vec![(CqlValue::Text("class".into()), CqlValue::Text("X".into()))]);
         assert_eq!(text_map(Some(&map)), BTreeMap::from([("class".to_string(), "X".to_string())]));
         assert!(text_map(None).is_empty());
+    }
+
+    #[test]
+    fn the_hook_refuses_only_when_a_user_keyspace_needs_the_node() {
+        assert_eq!(hook_refusal(&Ok(Ok(()))), None);
+        let why = "refusing to decommission h2: e2e".to_string();
+        assert_eq!(hook_refusal(&Ok(Err(why.clone()))), Some(why));
+        assert_eq!(hook_refusal(&Err("connection refused".into())), None);
     }
 }

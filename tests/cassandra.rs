@@ -1,16 +1,20 @@
 //! Issue 4, Cassandra: a real 3-node Cassandra service deployed by smack's
 //! own scheduler (`smack service run` of the catalog's spec) over three
 //! zones, rows at replication 3, a SIGKILLed node back on its own disk,
-//! and a `pod replace`d node streaming its data onto a fresh disk in its
-//! zone — every row read back at consistency ALL. One cluster for all of it.
+//! a `pod replace`d node streaming its data onto a fresh disk in its zone,
+//! a rolling `concurrent_writes` change (one node at a time, each UN as
+//! seen by every node before the next restarts, the new value live on
+//! each), a scale-down refused while a keyspace needs the node and then
+//! done by decommission, and a scale back up by bootstrap — every row read
+//! back at consistency ALL after each. One cluster for all of it.
 
 use crate::support::smack_at as cli;
 use crate::support::*;
 use serde_json::Value;
 use smack_connectors::cassandra::{CassandraConfig, CassandraSession, Consistency};
 use smack_operator::catalog::artifacts::{self, Service};
-use smack_operator::catalog::cassandra_service::{cassandra_service_yaml, CassandraServiceOptions};
-use std::collections::BTreeSet;
+use smack_operator::catalog::cassandra_service::{self, cassandra_service_yaml, CassandraServiceOptions};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -65,7 +69,7 @@ impl Drop for Diag {
         if !std::thread::panicking() {
             return;
         }
-        for plan in ["deploy", "recovery"] {
+        for plan in ["deploy", "recovery", "update", "decommission"] {
             eprintln!("--- plan {plan}:\n{}", cli(&self.dir, &["plan", "show", plan]).unwrap_or_else(|e| e));
         }
         eprintln!("--- pods:\n{}", cli(&self.dir, &["pod", "status"]).unwrap_or_else(|e| e));
@@ -91,24 +95,40 @@ impl Drop for Diag {
 /// One pod as `smack pod status NAME --output json` shows it.
 struct PodNow {
     agent: String,
+    launched_ms: u64,
     zone: String,
     host: String,
     volumes: Vec<String>,
     task_id: String,
+    /// Its task runs (readiness aside: while one node restarts, the
+    /// others' cluster-level checks fail too).
+    running: bool,
     ready: bool,
 }
 
 fn pod_now(dir: &Path, pod: &str) -> Option<PodNow> {
     let v = json(dir, &["pod", "status", pod])?;
-    let v = v.get(0)?;
+    pod_of(v.get(0)?)
+}
+
+/// Every pod, from one `smack pod list`.
+fn pods_now(dir: &Path) -> Option<BTreeMap<String, PodNow>> {
+    let v = json(dir, &["pod", "list"])?;
+    Some(v.as_array()?.iter().filter_map(|p| Some((p["pod"]["name"].as_str()?.to_string(), pod_of(p)?))).collect())
+}
+
+/// A pod view (`{pod, tasks}`) of the scheduler's API.
+fn pod_of(v: &Value) -> Option<PodNow> {
     let task_id = v["pod"]["tasks"]["node"].as_str()?.to_string();
     let task = v["tasks"].as_array()?.iter().find(|t| t["id"] == task_id.as_str())?;
     Some(PodNow {
         agent: v["pod"]["agent_id"].as_str()?.to_string(),
+        launched_ms: task["launched_ms"].as_u64().unwrap_or(0),
         zone: v["pod"]["attributes"]["zone"].as_str().unwrap_or("").to_string(),
         host: v["pod"]["hostname"].as_str()?.to_string(),
         volumes: v["pod"]["volume_ids"].as_array()?.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
         ready: task["ready"] == true && task["state"] == "RUNNING",
+        running: task["state"] == "RUNNING",
         task_id,
     })
 }
@@ -277,12 +297,112 @@ async fn cassandra_service_deploys_recovers_on_its_disk_and_replaces_a_node() {
     assert!(addrs.contains(new.host.as_str()) && !addrs.contains(old.host.as_str()), "{nodes:#?}");
     let s = session(&dir).await;
     assert_eq!(read_all(&s).await, want, "every row at ALL after the replace");
+    drop(s);
+
+    // 4. A rolling config change: concurrent_writes 32 → 48 in the spec.
+    let rolled_at = Instant::now();
+    let rolled_in = roll_concurrent_writes(&dir, &mut o, &spec).await;
+    let s = session(&dir).await;
+    assert_eq!(read_all(&s).await, want, "every row at ALL after the roll");
+    drop(s);
+
+    // 5. Scale down: refused while keyspace e2e keeps 3 replicas; at RF 2
+    //    the highest node decommissions (its hook streams its ranges away),
+    //    leaves the ring and gives its disk back.
+    let refused = cli(&dir, &["cassandra", "scale", "--nodes", "2"]).expect_err("3 → 2 nodes under RF 3");
+    assert!(
+        refused.contains("from 3 to 2 node(s)") && refused.contains("e2e (replication 3 in datacenter dc1)"),
+        "{refused}"
+    );
+    assert!(json(&dir, &["plan", "show", "decommission"]).is_none(), "a refused scale started a decommission");
+    // The hook refuses too, however the count was lowered (an edited
+    // spec): its command, run as the scheduler would on cassandra-2's
+    // agent, stops before `nodetool` with the reason.
+    let c2 = json(&dir, &["pod", "status", "cassandra-2"]).expect("cassandra-2");
+    let port = |name: &str| c2[0]["pod"]["ports"][name].as_u64().expect("a port").to_string();
+    let hook = std::process::Command::new(smack_bin())
+        .args(["cassandra", "decommission"])
+        .env("HOST", c2[0]["pod"]["hostname"].as_str().unwrap())
+        .env("PORT_NATIVE", port("native"))
+        .env("PORT_JMX", port("jmx"))
+        .env("SMACK_SANDBOX", dir.join("hook-refusal"))
+        .output()
+        .expect("run the decommission hook");
+    let hook_err = String::from_utf8_lossy(&hook.stderr);
+    assert!(!hook.status.success(), "the hook decommissioned a node keyspace e2e needs");
+    assert!(
+        hook_err.contains("refusing to decommission") && hook_err.contains("e2e (replication 3 in datacenter dc1)"),
+        "{hook_err}"
+    );
+    assert!(!String::from_utf8_lossy(&hook.stdout).contains("nodetool"), "the hook ran nodetool");
+    let too_many = cli(&dir, &["cassandra", "keyspace", "alter", "e2e", "--replication", "4"]).unwrap_err();
+    assert!(too_many.contains("replication factor 4 is above the 3 node(s)"), "{too_many}");
+    cli(&dir, &["cassandra", "keyspace", "alter", "e2e", "--replication", "2"]).expect("keyspace alter e2e");
+    let leaving = pod_now(&dir, "cassandra-2").expect("cassandra-2");
+    let scaled_down_at = Instant::now();
+    let out = cli(&dir, &["cassandra", "scale", "--nodes", "2", "--timeout", "5m"])
+        .unwrap_or_else(|e| panic!("scale 3 → 2: {e}"));
+    let scaled_down_in = scaled_down_at.elapsed();
+    assert!(out.contains("3 -> 2 node(s)") && out.contains("decommission"), "{out}");
+    let plan = json(&dir, &["plan", "show", "decommission"]).expect("the decommission plan");
+    let steps = plan["phases"][0]["steps"].as_array().cloned().unwrap_or_default();
+    assert_eq!(steps.len(), 1, "{plan:#}");
+    assert_eq!((&steps[0]["pod_instance"], &steps[0]["state"]), (&"cassandra-2".into(), &"COMPLETE".into()));
+    assert!(steps[0]["message"].as_str().unwrap_or("").contains("decommissioned"), "{plan:#}");
+    let hook = sandboxes(&dir)
+        .into_iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("cassandra-2-decommission-hook__"))
+        .expect("the decommission hook's sandbox");
+    let hook_out = read(hook.join("stdout"));
+    assert!(
+        hook_out.contains("smack: nodetool decommission") && hook_out.contains("smack: decommissioned"),
+        "{hook_out}"
+    );
+    let node_log = read(sandbox_of(&dir, &leaving.task_id).expect("the removed node's sandbox").join("stdout"));
+    assert!(node_log.contains("DECOMMISSIONED"), "the node's own log shows no decommission");
+    assert!(pod_now(&dir, "cassandra-2").is_none(), "cassandra-2 is still a pod");
+    let nodes = wait_ring(&dir, 2, Duration::from_secs(60), "2 UN nodes after the scale-down").await;
+    assert!(
+        nodes.iter().all(|n| n["address"] != leaving.host.as_str()),
+        "{} still in the ring: {nodes:#?}",
+        leaving.host
+    );
+    wait_for("the removed node's disk released", Duration::from_secs(60), || async {
+        let st = m.client().state().await.ok()?;
+        let held: Vec<&str> =
+            st.agents.iter().flat_map(|a| &a.reservations).flat_map(|r| &r.volumes).map(|v| v.id.as_str()).collect();
+        leaving.volumes.iter().all(|v| !held.contains(&v.as_str())).then_some(())
+    })
+    .await;
+    let s = session(&dir).await;
+    assert_eq!(read_all(&s).await, want, "every row at ALL (RF 2) after the scale-down");
+    drop(s);
+
+    // 6. Scale up again: a new cassandra-2 bootstraps and is UN everywhere.
+    let scaled_up_at = Instant::now();
+    let out = cli(&dir, &["cassandra", "scale", "--nodes", "3", "--timeout", "5m"])
+        .unwrap_or_else(|e| panic!("scale 2 → 3: {e}"));
+    let scaled_up_in = scaled_up_at.elapsed();
+    assert!(out.contains("2 -> 3 node(s)"), "{out}");
+    let joined = pod_now(&dir, "cassandra-2").expect("cassandra-2 again");
+    assert!(joined.ready && joined.volumes != leaving.volumes, "a fresh disk");
+    let starts = launcher_lines(&dir, "cassandra-2");
+    assert!(starts.iter().all(|l| !l.contains("replacing")), "{starts:#?}");
+    let log = read(sandbox_of(&dir, &joined.task_id).expect("the new node's sandbox").join("stdout"));
+    let boot: Vec<&str> = log.lines().filter(|l| l.to_lowercase().contains("bootstrap")).collect();
+    assert!(boot.iter().any(|l| l.contains("JOINING")), "no bootstrap in the new node's log: {boot:#?}");
+    let nodes = wait_ring(&dir, 3, Duration::from_secs(60), "3 UN nodes after the scale-up").await;
+    assert!(nodes.iter().any(|n| n["address"] == joined.host.as_str()), "{nodes:#?}");
+    let s = session(&dir).await;
+    assert_eq!(read_all(&s).await, want, "every row at ALL after the scale-up");
 
     eprintln!(
-        "cassandra e2e: deployed 3 nodes in {:.1?}, SIGKILL→ready {:.1?}, replace→ready {:.1?}, total {:.1?}",
+        "cassandra e2e: deployed 3 nodes in {:.1?}, SIGKILL→ready {:.1?}, replace→ready {:.1?}, roll of 3 in \
+         {rolled_in:.1?} (from {:.1?}), scale 3→2 {scaled_down_in:.1?}, 2→3 {scaled_up_in:.1?}, total {:.1?}",
         deployed_in,
         recovered_in,
         replaced_in,
+        rolled_at.duration_since(started),
         started.elapsed()
     );
     drop(sched);
@@ -305,4 +425,90 @@ fn launcher_lines(work: &Path, pod: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Changes `concurrent_writes` in the spec and watches the `update` plan
+/// roll it: one step at a time, each node restarted only after the last
+/// one's readiness check (UN as seen by every node) passed — read from the
+/// scheduler's plan and task launch times, and from the marker each check
+/// leaves when it first passes — and the value live on every node.
+async fn roll_concurrent_writes(dir: &Path, o: &mut CassandraServiceOptions, spec: &Path) -> Duration {
+    let pods = ["cassandra-0", "cassandra-1", "cassandra-2"];
+    let before: BTreeMap<&str, String> =
+        pods.iter().map(|p| (*p, pod_now(dir, p).expect("a pod before the roll").task_id)).collect();
+    let from = Instant::now();
+    o.config.insert("concurrent_writes".into(), "48".into());
+    std::fs::write(spec, cassandra_service_yaml(o)).unwrap();
+    let started = cli(dir, &["service", "update", &spec.display().to_string()]).expect("service update");
+    assert!(started.contains("update"), "{started}");
+    let mut restarted: Vec<String> = Vec::new();
+    let mut completed: Vec<String> = Vec::new();
+    let (mut worst_active, mut worst_down) = (0usize, 0usize);
+    let mut now: BTreeMap<&str, PodNow> = BTreeMap::new();
+    let deadline = Instant::now() + DEPLOY;
+    loop {
+        assert!(Instant::now() < deadline, "the update plan did not complete within {DEPLOY:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let Some(plan) = json(dir, &["plan", "show", "update"]) else { continue };
+        let Some(all) = pods_now(dir) else { continue };
+        now.clear();
+        for (name, n) in all {
+            if let Some(p) = pods.iter().find(|p| **p == name) {
+                now.insert(p, n);
+            }
+        }
+        worst_down = worst_down.max(pods.len() - now.values().filter(|n| n.running).count());
+        for (p, n) in &now {
+            if n.task_id != before[p] && !restarted.iter().any(|r| r == p) {
+                restarted.push(p.to_string());
+            }
+        }
+        let steps = plan["phases"][0]["steps"].as_array().cloned().unwrap_or_default();
+        let active = steps.iter().filter(|s| s["state"] != "PENDING" && s["state"] != "COMPLETE").count();
+        worst_active = worst_active.max(active);
+        for st in steps.iter().filter(|s| s["state"] == "COMPLETE") {
+            let p = st["pod_instance"].as_str().unwrap_or("?").to_string();
+            if !completed.contains(&p) {
+                completed.push(p);
+            }
+        }
+        let names: Vec<&str> = steps.iter().filter_map(|s| s["pod_instance"].as_str()).collect();
+        assert_eq!(names, pods, "the update plan's steps: {plan:#}");
+        if plan["status"] == "COMPLETE" && now.len() == 3 && now.values().all(|n| n.ready) {
+            break;
+        }
+    }
+    let took = from.elapsed();
+    assert_eq!(restarted, pods, "every node restarted, in pod order");
+    assert_eq!(completed, restarted, "each node's step COMPLETE before the next restarts");
+    assert_eq!(worst_active, 1, "one update step at a time");
+    assert!(worst_down <= 1, "{worst_down} nodes were down at once during the roll");
+    // From the record: each node launched only after the previous one's
+    // readiness check had seen it UN from all three nodes.
+    let mut ready_at = Vec::new();
+    for p in pods {
+        let n = &now[p];
+        assert_ne!(n.task_id, before[p]);
+        let sb = sandbox_of(dir, &n.task_id).expect("the new sandbox");
+        let marker = read(sb.join(cassandra_service::READY_MARKER));
+        let at = cassandra_service::parse_ready_marker(&marker).unwrap_or_else(|| panic!("{p}: marker {marker:?}"));
+        let seen_by = marker.split("seen by ").nth(1).unwrap_or("").trim().split(',').count();
+        assert_eq!(seen_by, 3, "{p} was ready as seen by all three nodes: {marker}");
+        assert!(at >= n.launched_ms, "{p} ready at {at} before its launch at {}", n.launched_ms);
+        ready_at.push((p, n.launched_ms, at));
+    }
+    for w in ready_at.windows(2) {
+        let ((prev, _, prev_ready), (next, next_launch, _)) = (w[0], w[1]);
+        assert!(
+            next_launch >= prev_ready,
+            "{next} launched at {next_launch}, before {prev} was UN everywhere at {prev_ready}: {ready_at:?}"
+        );
+    }
+    wait_ring(dir, 3, Duration::from_secs(60), "3 UN nodes after the roll").await;
+    let v = json(dir, &["cassandra", "settings", "concurrent_writes"]).expect("smack cassandra settings");
+    let values: Vec<&str> =
+        v.as_array().unwrap().iter().map(|n| n["settings"]["concurrent_writes"].as_str().unwrap_or("?")).collect();
+    assert_eq!(values, vec!["48"; 3], "the new value live on every node: {v:#}");
+    eprintln!("roll: {ready_at:?}");
+    took
 }
