@@ -1,15 +1,44 @@
 //! `smack generate fraud|ad-tech`: the example pipelines' seeded event
 //! generators (smack_pipelines::generate) on the command line, writing
 //! NDJSON to stdout or files, paced in wall-clock time when asked.
+//!
+//! With `--format avro` (and `--kafka`) each record is produced as Avro
+//! instead: the writer's schema of a source is the one its pipeline derives
+//! from the declared fields (the example's pipeline file, built in, or
+//! `--pipeline FILE`), Confluent-framed with `--schema-id` unless
+//! `--avro-wire-format plain`. A malformed event becomes a datum cut short
+//! (half of a record holding only its event time), which never decodes.
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use smack_connectors::format::avro::confluent_header;
+use smack_connectors::format::{AvroEncoder, AvroSchema};
 use smack_pipelines::generate::{parse_rfc3339_ms, GeneratedEvent, Generator, GeneratorKind, Options};
+use smack_pipelines::runtime::schema::source_schema;
+use smack_pipelines::spec::PipelineSpec;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// How records are encoded.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PayloadFormat {
+    /// One JSON object per record.
+    Json,
+    /// Avro binary of the source's derived writer schema (needs --kafka).
+    Avro,
+}
+
+/// The Avro framing.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WireFormat {
+    /// Magic byte 0, a 4-byte schema id, the datum.
+    Confluent,
+    /// The datum alone.
+    Plain,
+}
 
 /// Which example pipeline the events are for.
 #[derive(Clone, Copy, ValueEnum)]
@@ -81,7 +110,78 @@ pub struct GenerateArgs {
     /// With --kafka: the topic of a source, `SOURCE=TOPIC` (repeatable).
     #[arg(long = "topic", value_name = "SOURCE=TOPIC", value_parser = parse_topic)]
     topics: Vec<(String, String)>,
+    /// The record encoding; `avro` is binary, so it needs --kafka.
+    #[arg(long, value_enum, default_value = "json")]
+    format: PayloadFormat,
+    /// With --format avro: the framing.
+    #[arg(long, value_enum, default_value = "confluent")]
+    avro_wire_format: WireFormat,
+    /// With --format avro and the Confluent framing: the schema id written.
+    #[arg(long, default_value_t = 1)]
+    schema_id: u32,
+    /// With --format avro: the pipeline file whose sources' declared fields
+    /// give the writer schemas [default: the example's, built in].
+    #[arg(long)]
+    pipeline: Option<PathBuf>,
 }
+
+/// Writes generated events as Avro: one encoder per source.
+struct AvroPayloads {
+    encoders: BTreeMap<String, AvroEncoder>,
+    header: Vec<u8>,
+}
+
+impl AvroPayloads {
+    /// The writer schemas of `kind`'s sources, from the pipeline file
+    /// (the example's when `pipeline` is None).
+    fn new(kind: GeneratorKind, pipeline: Option<&Path>, wire: WireFormat, schema_id: u32) -> anyhow::Result<Self> {
+        let (text, file) = match pipeline {
+            Some(p) => {
+                (std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?, p.display().to_string())
+            }
+            None => match kind {
+                GeneratorKind::Fraud => (FRAUD_PIPELINE.to_string(), "examples/fraud-detection/pipeline.yaml".into()),
+                GeneratorKind::AdTech => (AD_TECH_PIPELINE.to_string(), "examples/ad-tech/pipeline.yaml".into()),
+            },
+        };
+        let spec = PipelineSpec::from_yaml(&text, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut encoders = BTreeMap::new();
+        for name in kind.sources() {
+            let Some(source) = spec.sources.get(*name) else {
+                bail!("{file} has no source `{name}`, which the {} generator writes", kind.name());
+            };
+            let writer = AvroSchema::derive(name, &source_schema(source))
+                .with_context(|| format!("the Avro schema of source `{name}` in {file}"))?;
+            encoders.insert(name.to_string(), AvroEncoder::new(writer));
+        }
+        let header = match wire {
+            WireFormat::Confluent => confluent_header(schema_id).to_vec(),
+            WireFormat::Plain => Vec::new(),
+        };
+        Ok(AvroPayloads { encoders, header })
+    }
+
+    /// The Avro record of an event.
+    fn encode(&self, ev: &GeneratedEvent) -> anyhow::Result<Vec<u8>> {
+        let Some(enc) = self.encoders.get(ev.source) else { bail!("no Avro schema for source `{}`", ev.source) };
+        let mut out = self.header.clone();
+        if ev.malformed {
+            let ts = serde_json::json!({ "ts": ev.event_time_ms });
+            enc.encode(ts.as_object().expect("an object"), &mut out).map_err(|e| anyhow::anyhow!(e))?;
+            let datum = out.len() - self.header.len();
+            out.truncate(self.header.len() + datum / 2);
+            return Ok(out);
+        }
+        let record: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&ev.payload)
+            .with_context(|| format!("re-reading generated event {}", String::from_utf8_lossy(&ev.payload)))?;
+        enc.encode(&record, &mut out).map_err(|e| anyhow::anyhow!("source `{}`: {e}", ev.source))?;
+        Ok(out)
+    }
+}
+
+/// The examples' pipeline files, for the writer schemas of `--format avro`.
+const FRAUD_PIPELINE: &str = include_str!("../examples/fraud-detection/pipeline.yaml");
+const AD_TECH_PIPELINE: &str = include_str!("../examples/ad-tech/pipeline.yaml");
 
 fn parse_topic(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -191,7 +291,13 @@ fn generator_of(args: &GenerateArgs) -> anyhow::Result<(GeneratorKind, Generator
 /// with the idempotent producer, paced by --rate, flushed at the end.
 pub async fn run_to_kafka(args: GenerateArgs) -> anyhow::Result<()> {
     use smack_connectors::kafka::{KafkaClientConfig, KafkaSink, SinkConfig};
-    let (_, mut generator) = generator_of(&args)?;
+    let (kind, mut generator) = generator_of(&args)?;
+    let avro = match args.format {
+        PayloadFormat::Json => None,
+        PayloadFormat::Avro => {
+            Some(AvroPayloads::new(kind, args.pipeline.as_deref(), args.avro_wire_format, args.schema_id)?)
+        }
+    };
     let bootstrap = args.kafka.clone().unwrap_or_default();
     let topic_of = |source: &str| {
         args.topics.iter().find(|(s, _)| s == source).map(|(_, t)| t.clone()).unwrap_or_else(|| source.to_string())
@@ -212,7 +318,9 @@ pub async fn run_to_kafka(args: GenerateArgs) -> anyhow::Result<()> {
             continue;
         }
         let topic = topic_of(ev.source);
-        sink.send(&topic, Some(ev.key.as_bytes()), Some(&ev.payload), &[])
+        let avro_payload = avro.as_ref().map(|a| a.encode(&ev)).transpose()?;
+        let payload = avro_payload.as_deref().unwrap_or(&ev.payload);
+        sink.send(&topic, Some(ev.key.as_bytes()), Some(payload), &[])
             .await
             .with_context(|| format!("producing to {topic} at {bootstrap}"))?;
         sent += 1;
@@ -232,6 +340,9 @@ pub async fn run_to_kafka(args: GenerateArgs) -> anyhow::Result<()> {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
+    if args.format == PayloadFormat::Avro {
+        bail!("--format avro writes binary records, which do not fit in lines: use it with --kafka BOOTSTRAP");
+    }
     let (kind, mut generator) = generator_of(&args)?;
     let mut sink = Sink::open(args.output.as_deref(), kind.sources())?;
     let sep = args.key_separator.as_deref().map(str::as_bytes);
@@ -329,6 +440,44 @@ mod tests {
         run_with(&argv).unwrap();
         assert_eq!(read("impressions.ndjson"), impressions);
         assert_eq!(read("clicks.ndjson"), clicks);
+    }
+
+    #[test]
+    fn avro_records_decode_as_the_pipeline_reads_them_and_malformed_ones_do_not() {
+        use smack_connectors::format::{to_json_rows, AvroFormat, AvroFraming, Decoder, RecordFormat};
+        let options = Options { seed: 3, count: Some(3000), malformed_share: 0.01, ..Options::default() };
+        for (kind, text) in [(GeneratorKind::Fraud, FRAUD_PIPELINE), (GeneratorKind::AdTech, AD_TECH_PIPELINE)] {
+            let spec = PipelineSpec::from_yaml(text, "example").unwrap();
+            for (wire, framing) in
+                [(WireFormat::Confluent, AvroFraming::Confluent), (WireFormat::Plain, AvroFraming::Plain)]
+            {
+                let avro = AvroPayloads::new(kind, None, wire, 9).unwrap();
+                let (mut good, mut bad) = (0, 0);
+                for ev in Generator::new(kind, &options).unwrap() {
+                    let schema = source_schema(&spec.sources[ev.source]);
+                    let json = Decoder::new(RecordFormat::Json, schema.clone()).unwrap();
+                    let fmt = AvroFormat {
+                        framing,
+                        schema_id: (framing == AvroFraming::Confluent).then_some(9),
+                        writer: None,
+                    };
+                    let avro_dec = Decoder::new(RecordFormat::Avro(fmt), schema).unwrap();
+                    let bytes = avro.encode(&ev).unwrap();
+                    let (a, j) = (avro_dec.decode([bytes.as_slice()]), json.decode([ev.payload.as_slice()]));
+                    if ev.malformed {
+                        assert_eq!((a.errors.len(), j.errors.len()), (1, 1), "{ev:?}");
+                        bad += 1;
+                    } else {
+                        assert!(a.errors.is_empty(), "{:?} {ev:?}", a.errors);
+                        assert_eq!(to_json_rows(&a.batch).unwrap(), to_json_rows(&j.batch).unwrap());
+                        good += 1;
+                    }
+                }
+                assert!(good > 2000 && bad > 0, "{good} {bad}");
+            }
+        }
+        let err = run_with(&["fraud", "--count", "1", "--format", "avro"]).unwrap_err().to_string();
+        assert!(err.contains("--kafka"), "{err}");
     }
 
     #[test]
