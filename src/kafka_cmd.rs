@@ -403,6 +403,14 @@ async fn join_quorum_once() -> Result<()> {
         .and_then(|m| m.modified())
         .with_context(|| format!("node {} has not started yet (no {})", env.node_id, pid_file.display()))?;
     let since_ms = launched.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    // A JVM of the admin client costs seconds of CPU: none while the node
+    // itself does not listen yet.
+    let own = format!("{}:{}", env.host, env.controller_port);
+    match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(&own)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => bail!("node {} does not listen on its controller port {own} yet: {e}", env.node_id),
+        Err(_) => bail!("node {} does not answer on its controller port {own} yet", env.node_id),
+    }
     let controllers = env.controller_endpoints().join(",");
     let said =
         kafka_drain::join_quorum(&controllers, env.node_id, &dir, &env.host, env.controller_port, since_ms).await?;
