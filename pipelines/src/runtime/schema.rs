@@ -209,7 +209,7 @@ sinks:
                 headers: Vec::new(),
             }
         };
-        let recs = vec![
+        let recs = [
             record(0, Some("k1"), Some(t0 + 1_000), 1.5),
             record(1, Some("k2"), Some(t0 + 2_000), 2.0),
             record(2, Some("k1"), Some(t0 + 59_000), 3.0),
