@@ -12,10 +12,10 @@
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use smack_connectors::format::avro::confluent_header;
-use smack_connectors::format::{AvroEncoder, AvroSchema};
+use smack_connectors::format::{AvroEncoder, AvroFormat, AvroFraming, AvroSchema, RecordFormat};
 use smack_pipelines::generate::{parse_rfc3339_ms, GeneratedEvent, Generator, GeneratorKind, Options};
-use smack_pipelines::runtime::schema::source_schema;
-use smack_pipelines::spec::PipelineSpec;
+use smack_pipelines::runtime::schema::{record_format, source_schema};
+use smack_pipelines::spec::{PipelineSpec, Source};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -119,21 +119,24 @@ pub struct GenerateArgs {
     /// With --format avro and the Confluent framing: the schema id written.
     #[arg(long, default_value_t = 1)]
     schema_id: u32,
-    /// With --format avro: the pipeline file whose sources' declared fields
-    /// give the writer schemas [default: the example's, built in].
+    /// With --format avro: the pipeline file whose sources give the writer
+    /// schemas (their `avro:` options, or their declared fields) [default:
+    /// the example's, built in].
     #[arg(long)]
     pipeline: Option<PathBuf>,
 }
 
 /// Writes generated events as Avro: one encoder per source.
 struct AvroPayloads {
-    encoders: BTreeMap<String, AvroEncoder>,
-    header: Vec<u8>,
+    /// Per source: its encoder and the bytes before each datum.
+    encoders: BTreeMap<String, (AvroEncoder, Vec<u8>)>,
 }
 
 impl AvroPayloads {
     /// The writer schemas of `kind`'s sources, from the pipeline file
-    /// (the example's when `pipeline` is None).
+    /// (the example's when `pipeline` is None): a source's own `avro:`
+    /// options (writer schema, framing, schema id) where it has them, else
+    /// the schema derived from its fields and the framing of the flags.
     fn new(kind: GeneratorKind, pipeline: Option<&Path>, wire: WireFormat, schema_id: u32) -> anyhow::Result<Self> {
         let (text, file) = match pipeline {
             Some(p) => {
@@ -145,31 +148,52 @@ impl AvroPayloads {
             },
         };
         let spec = PipelineSpec::from_yaml(&text, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let flags = AvroFormat {
+            framing: match wire {
+                WireFormat::Confluent => AvroFraming::Confluent,
+                WireFormat::Plain => AvroFraming::Plain,
+            },
+            writer: None,
+            schema_id: Some(schema_id),
+        };
         let mut encoders = BTreeMap::new();
         for name in kind.sources() {
             let Some(source) = spec.sources.get(*name) else {
                 bail!("{file} has no source `{name}`, which the {} generator writes", kind.name());
             };
-            let writer = AvroSchema::derive(name, &source_schema(source))
-                .with_context(|| format!("the Avro schema of source `{name}` in {file}"))?;
-            encoders.insert(name.to_string(), AvroEncoder::new(writer));
+            let Source::Kafka(k) = source;
+            let mut format = match record_format(k).map_err(|e| anyhow::anyhow!("{file}: source `{name}`: {e}"))? {
+                RecordFormat::Avro(f) if k.avro.is_some() => f,
+                _ => flags.clone(),
+            };
+            let writer = match format.writer.take() {
+                Some(w) => w,
+                None => AvroSchema::derive(name, &source_schema(source))
+                    .with_context(|| format!("the Avro schema of source `{name}` in {file}"))?,
+            };
+            let header = match format.framing {
+                AvroFraming::Confluent => confluent_header(format.schema_id.unwrap_or(schema_id)).to_vec(),
+                AvroFraming::Plain => Vec::new(),
+            };
+            encoders.insert(name.to_string(), (AvroEncoder::new(writer), header));
         }
-        let header = match wire {
-            WireFormat::Confluent => confluent_header(schema_id).to_vec(),
-            WireFormat::Plain => Vec::new(),
-        };
-        Ok(AvroPayloads { encoders, header })
+        Ok(AvroPayloads { encoders })
     }
 
-    /// The Avro record of an event.
+    /// The Avro record of an event; a malformed one is a datum cut short
+    /// (half of a record holding only the event time), which never decodes.
     fn encode(&self, ev: &GeneratedEvent) -> anyhow::Result<Vec<u8>> {
-        let Some(enc) = self.encoders.get(ev.source) else { bail!("no Avro schema for source `{}`", ev.source) };
-        let mut out = self.header.clone();
+        let Some((enc, header)) = self.encoders.get(ev.source) else {
+            bail!("no Avro schema for source `{}`", ev.source)
+        };
+        let mut out = header.clone();
         if ev.malformed {
             let ts = serde_json::json!({ "ts": ev.event_time_ms });
-            enc.encode(ts.as_object().expect("an object"), &mut out).map_err(|e| anyhow::anyhow!(e))?;
-            let datum = out.len() - self.header.len();
-            out.truncate(self.header.len() + datum / 2);
+            if enc.encode(ts.as_object().expect("an object"), &mut out).is_err() {
+                out.truncate(header.len()); // a writer schema with other required fields: an empty datum
+            }
+            let datum = out.len() - header.len();
+            out.truncate(header.len() + datum / 2);
             return Ok(out);
         }
         let record: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&ev.payload)
@@ -478,6 +502,33 @@ mod tests {
         }
         let err = run_with(&["fraud", "--count", "1", "--format", "avro"]).unwrap_err().to_string();
         assert!(err.contains("--kafka"), "{err}");
+    }
+
+    #[test]
+    fn a_pipeline_files_own_avro_options_decide_the_records() {
+        use smack_connectors::format::{to_json_rows, Decoder};
+        let avro = "    format: avro\n    avro:\n      wire-format: plain\n      schema:\n        type: record\n        name: Tx\n        fields:\n          - { name: ts, type: { type: long, logicalType: timestamp-millis } }\n          - { name: note, type: [\"null\", string] }\n          - { name: country, type: string }\n          - { name: merchant, type: string }\n          - { name: amount, type: double }\n          - { name: card_id, type: string }\n";
+        let text = FRAUD_PIPELINE.replacen("    format: json\n", avro, 1);
+        assert_ne!(text, FRAUD_PIPELINE);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(&path, &text).unwrap();
+        let spec = PipelineSpec::from_yaml(&text, "p.yaml").unwrap();
+        let Source::Kafka(k) = &spec.sources["transactions"];
+        let decoder = Decoder::new(record_format(k).unwrap(), source_schema(&spec.sources["transactions"])).unwrap();
+        let json = Decoder::new(RecordFormat::Json, source_schema(&spec.sources["transactions"])).unwrap();
+        let payloads = AvroPayloads::new(GeneratorKind::Fraud, Some(&path), WireFormat::Confluent, 1).unwrap();
+        let options = Options { seed: 4, count: Some(500), malformed_share: 0.02, ..Options::default() };
+        for ev in Generator::new(GeneratorKind::Fraud, &options).unwrap() {
+            let bytes = payloads.encode(&ev).unwrap();
+            let got = decoder.decode([bytes.as_slice()]);
+            if ev.malformed {
+                assert_eq!(got.errors.len(), 1, "{ev:?}");
+            } else {
+                let want = json.decode([ev.payload.as_slice()]);
+                assert_eq!(to_json_rows(&got.batch).unwrap(), to_json_rows(&want.batch).unwrap());
+            }
+        }
     }
 
     #[test]
