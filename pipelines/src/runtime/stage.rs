@@ -164,7 +164,38 @@ struct LookupTable {
     name: String,
     table: Table,
     keys: DataFrame,
+    /// When the ON clause compares plain input columns with the key: per
+    /// key column, (input column, key name), read straight from the batch
+    /// instead of running `keys` (a query per micro-batch saved).
+    direct: Option<Vec<(String, String)>>,
     provider: Arc<dyn LookupProvider>,
+}
+
+/// The (input column, key name) pairs of a keys query that only renames
+/// input columns (`SELECT DISTINCT t.card_id AS card_id FROM tx t`).
+fn direct_key_columns(keys: &DataFrame) -> Option<Vec<(String, String)>> {
+    use datafusion::logical_expr::{Distinct, Expr, LogicalPlan};
+    let mut plan = keys.logical_plan();
+    loop {
+        match plan {
+            LogicalPlan::Distinct(Distinct::All(input)) => plan = input.as_ref(),
+            LogicalPlan::Projection(p) => {
+                return p
+                    .expr
+                    .iter()
+                    .map(|e| match e {
+                        Expr::Alias(a) => match a.expr.as_ref() {
+                            Expr::Column(c) => Some((c.name.clone(), a.name.clone())),
+                            _ => None,
+                        },
+                        Expr::Column(c) => Some((c.name.clone(), c.name.clone())),
+                        _ => None,
+                    })
+                    .collect();
+            }
+            _ => return None,
+        }
+    }
 }
 
 impl LookupTable {
@@ -177,20 +208,38 @@ impl LookupTable {
         let mut out = Vec::new();
         for l in lookups {
             let table = Table::register(ctx, &l.name, &l.schema)?;
+            let keys = prepare(ctx, stage, &l.keys_sql).await?;
             out.push(LookupTable {
                 name: l.name.clone(),
                 table,
-                keys: prepare(ctx, stage, &l.keys_sql).await?,
+                direct: direct_key_columns(&keys),
+                keys,
                 provider: l.provider.clone(),
             });
         }
         Ok(out)
     }
 
-    /// Fills every lookup with the rows the current input needs.
-    async fn fill(all: &[LookupTable], stage: &str) -> Result<(), RuntimeError> {
+    /// Fills every lookup with the rows the current input (`input`, also
+    /// set as the input table) needs.
+    async fn fill(all: &[LookupTable], stage: &str, input: &RecordBatch) -> Result<(), RuntimeError> {
         for l in all {
-            let keys = run(&l.keys, stage).await?;
+            let keys = match &l.direct {
+                Some(cols) => {
+                    let mut fields = Vec::with_capacity(cols.len());
+                    let mut arrays = Vec::with_capacity(cols.len());
+                    for (col, key) in cols {
+                        let a = input.column_by_name(col).ok_or_else(|| RuntimeError::Compile {
+                            stage: stage.to_string(),
+                            message: format!("lookup `{}`: the input has no column `{col}`", l.name),
+                        })?;
+                        fields.push(Field::new(key, a.data_type().clone(), true));
+                        arrays.push(a.clone());
+                    }
+                    vec![RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?]
+                }
+                None => run(&l.keys, stage).await?,
+            };
             let mut rows = Vec::new();
             for k in keys.iter().filter(|k| k.num_rows() > 0) {
                 let got = l.provider.fetch(k).await.map_err(|m| RuntimeError::Compile {
@@ -664,8 +713,8 @@ impl WindowedOp {
             let mut cols = flow.batch.columns().to_vec();
             cols.push(Arc::new(UInt32Array::from_iter_values(0..n as u32)));
             let with_rows = RecordBatch::try_new(self.input.schema.clone(), cols)?;
-            self.input.set(&[with_rows]).await?;
-            LookupTable::fill(&self.lookups, stage).await?;
+            self.input.set(std::slice::from_ref(&with_rows)).await?;
+            LookupTable::fill(&self.lookups, stage, &with_rows).await?;
             let results = run(&self.pre, stage).await;
             LookupTable::clear(&self.lookups).await?;
             self.input.set(&[]).await?;
@@ -796,7 +845,7 @@ impl PerBatchOp {
         let mut out = Vec::new();
         for flow in flows {
             self.input.set(std::slice::from_ref(&flow.batch)).await?;
-            LookupTable::fill(&self.lookups, stage).await?;
+            LookupTable::fill(&self.lookups, stage, &flow.batch).await?;
             let result = run(&self.df, stage).await;
             LookupTable::clear(&self.lookups).await?;
             for b in result? {

@@ -113,12 +113,13 @@ sinks:
 
     #[test]
     fn a_lookup_a_stage_joins_is_not_an_input() {
-        let with_lookup = YAML.replace(
-            "stages:\n",
-            "lookups:\n  cards: { type: cassandra, keyspace: k, table: c, key: [k], schema: { k: string, home: string } }\nstages:\n",
-        );
+        let with_lookup = YAML
+            .replace(
+                "stages:\n",
+                "lookups:\n  cards: { type: cassandra, keyspace: k, table: c, key: [k], schema: { k: string, home: string } }\nstages:\n",
+            )
+            .replace("  kafka: {}\n", "  kafka: {}\n  cassandra: {}\n");
         let mut spec = PipelineSpec::from_yaml(&with_lookup, "p.yaml").expect("valid");
-        // The validator refuses lookup joins until tasks can fetch their rows.
         spec.stages["h"].sql = "SELECT b.k, c.home, b.ts FROM b LEFT JOIN cards c ON b.k = c.k".into();
         let sub = stage_pipeline(&spec, "h").unwrap();
         assert_eq!(sub.sources.keys().collect::<Vec<_>>(), ["b"]);
