@@ -234,4 +234,40 @@ sinks:
             ]
         );
     }
+
+    #[tokio::test]
+    async fn config_tests_give_the_metadata_columns_in_their_records() {
+        let spec = crate::spec::PipelineSpec::from_yaml(
+            "name: t
+services: { kafka: { brokers: 1 } }
+sources:
+  tx:
+    type: kafka
+    topic: tx
+    schema: { amount: double }
+    event-time: _timestamp
+stages:
+  per_key:
+    sql: SELECT _key, window_start, COUNT(*) AS n FROM tx GROUP BY _key, TUMBLE(_timestamp, INTERVAL '1' MINUTE)
+    key: _key
+sinks:
+  out: { type: kafka, from: per_key, topic: out }
+tests:
+  - name: keys and Kafka timestamps
+    inputs:
+      tx:
+        - { _key: a, _timestamp: '2024-01-01T00:00:01Z', amount: 1 }
+        - { _key: a, _timestamp: '2024-01-01T00:00:02Z', amount: 2 }
+        - { _key: b, _timestamp: '2024-01-01T00:01:02Z', amount: 2 }
+    expect:
+      out:
+        - { _key: a, window_start: '2024-01-01T00:00:00Z', n: 2 }
+        - { _key: b, window_start: '2024-01-01T00:01:00Z', n: 1 }
+",
+            "p.yaml",
+        )
+        .unwrap();
+        let reports = crate::runtime::testing::run_tests(&spec).await.unwrap();
+        assert!(reports[0].passed(), "{:?}", reports[0].failures);
+    }
 }
