@@ -367,7 +367,9 @@ impl Parser {
                         Ok(Ty::Named(self.define(o, ns, Named::Enum { name: name()?, symbols })?.0))
                     }
                     "fixed" => {
-                        let Some(size) = o.get("size").and_then(Value::as_u64) else {
+                        // YAML may give the size as text.
+                        let size = o.get("size").and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
+                        let Some(size) = size else {
                             return bad(format!("fixed `{}` has no `size`", name()?));
                         };
                         Ok(Ty::Named(self.define(o, ns, Named::Fixed { name: name()?, size: size as usize })?.0))
@@ -386,6 +388,8 @@ impl Parser {
                     prim => self.by_name(prim, ns),
                 }
             }
+            // An unquoted `null` in YAML.
+            Value::Null => Ok(Ty::Null),
             other => bad(format!("`{other}` is not a type")),
         }
     }
@@ -707,12 +711,19 @@ impl AvroReader {
                 c.take(size)?;
                 continue;
             }
+            if n > MAX_BLOCK_ITEMS {
+                return Err(format!("a block of {n} items (at most {MAX_BLOCK_ITEMS})"));
+            }
             for _ in 0..n {
                 item(self, c)?;
             }
         }
     }
 }
+
+/// The most items one array or map block may claim: items of `null` take
+/// no bytes, so a count is not bounded by the record's length.
+const MAX_BLOCK_ITEMS: i64 = 1 << 24;
 
 /// A read position in a datum.
 struct Cursor<'a> {
@@ -901,6 +912,29 @@ mod tests {
     }
 
     #[test]
+    fn yaml_flavoured_schemas_and_huge_blocks() {
+        let s = AvroSchema::from_json(&serde_json::json!({"type": "record", "name": "R", "fields": [
+            {"name": "a", "type": [null, "int"]},
+            {"name": "f", "type": {"type": "fixed", "name": "F", "size": "2"}},
+            {"name": "xs", "type": {"type": "array", "items": "null"}}]}))
+        .unwrap();
+        assert_eq!(s.to_json()["fields"][1]["type"]["size"], 2);
+        let reader = AvroReader {
+            format: AvroFormat { framing: AvroFraming::Plain, ..Default::default() },
+            steps: s.fields().iter().map(|(_, t)| Step::Skip(t.clone())).collect(),
+            schema: s,
+        };
+        let mut d = vec![0, b'a', b'b'];
+        put_long(&mut d, i64::MAX);
+        let e = reader.record(&d, &mut [], &mut String::new()).unwrap_err();
+        assert!(e.starts_with("field xs: a block of"), "{e}");
+        let mut d = vec![2, 4, b'a', b'b'];
+        put_long(&mut d, 3);
+        put_long(&mut d, 0);
+        assert_eq!(reader.record(&d, &mut [], &mut String::new()), Ok(()));
+    }
+
+    #[test]
     fn schemas_parse_with_named_types_and_round_trip_to_json() {
         let text = r#"{"type":"record","name":"Tx","namespace":"com.shop","fields":[
             {"name":"id","type":"string"},
@@ -919,6 +953,10 @@ mod tests {
             (r#"{"type":"record","name":"R"}"#, "no `fields`"),
             (r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"a","type":"int"}]}"#, "twice"),
             ("{", "not JSON"),
+            (
+                r#"{"type":"record","name":"R","fields":[{"name":"a","type":[null,"int"]},{"name":"f","type":{"type":"fixed","name":"F","size":"x"}}]}"#,
+                "fixed `F` has no `size`",
+            ),
         ] {
             let e = AvroSchema::parse(bad).unwrap_err().to_string();
             assert!(e.contains(want), "{bad}: {e}");
