@@ -1,6 +1,7 @@
 //! smack-connectors: the data plane's edges — the Kafka source, sink and admin
-//! client, the Cassandra sink, lookup and DDL, and record formats (JSON, CSV)
-//! to and from Arrow record batches.
+//! client, the Cassandra sink, lookup and DDL, and record formats (JSON, CSV
+//! and Avro into Arrow record batches, with the Kafka key, timestamp,
+//! partition and offset as columns; JSON out of them).
 //!
 //! Arrow is `datafusion::arrow` (re-exported here as [`arrow`]) so its version
 //! never drifts from the one the stage runtime's SQL uses. Schemas cross this
