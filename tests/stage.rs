@@ -37,7 +37,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const PORT_BASE: u16 = 42200;
-const RUN_LIMIT: Duration = Duration::from_secs(120);
+// Generous: a deadline for a run under a loaded machine, not a measure.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
 const STAGE: &str = "card_velocity";
 
 /// A window row: (card, window start) → (window end, count, total, countries).
@@ -88,14 +89,20 @@ impl Scenario {
     /// The task's command: the smack binary this test was built with (the
     /// agent's own `$SMACK_BIN` may be a binary rebuilt since it started).
     fn command(&self, s: &Services, extra: &str) -> String {
+        self.command_with(s, true, extra)
+    }
+
+    /// The task's command; without `until_idle` it runs until stopped.
+    fn command_with(&self, s: &Services, until_idle: bool, extra: &str) -> String {
         format!(
             "exec {} stage run --pipeline {} --stage {STAGE} --task-index 0 --task-count 1 \
-             --bootstrap {} --cassandra {} --local-dc {} --state-dir-volume \"$VOLUME_STATE\" --until-idle {extra}",
+             --bootstrap {} --cassandra {} --local-dc {} --state-dir-volume \"$VOLUME_STATE\" {} {extra}",
             smack_bin(),
             self.yaml.display(),
             s.bootstrap,
             s.cql,
-            s.dc
+            s.dc,
+            if until_idle { "--until-idle" } else { "" }
         )
     }
 
@@ -427,32 +434,90 @@ async fn straight_run(s: &mut Services, events: &[GeneratedEvent], want: &Rows, 
 }
 
 /// Check 4: killed mid-stream, its volume lost, replaced on a fresh one.
-// Not run for now: at full speed its lost task often reads the whole
-// dataset before the kill, and slowed down, the replacement's replay did not
-// finish in time (see the session note). The replay is unit-tested.
-#[allow(dead_code)]
+///
+/// Deterministic by construction: the lost task runs without `--until-idle`
+/// (it never ends by itself) on the first two thirds of the dataset; once
+/// the resume points it committed to Kafka cover all of them (so windows
+/// closed and were emitted, and the low-water offsets moved past them), the
+/// next sixth is produced, the task is SIGKILLed after it checkpointed some
+/// of it, and its volume destroyed. Whatever it did after its last commit is
+/// lost with it; the outcome asserted does not depend on where the kill
+/// falls. The last sixth is produced after the kill, so the replacement
+/// reads some records fresh after its replay.
 async fn replaced(s: &mut Services, events: &[GeneratedEvent], want: &Rows, malformed: usize) {
-    let sc = Scenario::new(&s.work, "replaced", 6, s).await;
-    produce(s, &sc.topic(), events).await;
+    use smack_pipelines::runtime::replay::ResumePoint;
+    const PARTITIONS: u32 = 6;
+    let sc = Scenario::new(&s.work, "replaced", PARTITIONS, s).await;
+    let (first, rest) = events.split_at(events.len() * 2 / 3);
+    let (second, last) = rest.split_at(rest.len() / 2);
+    produce(s, &sc.topic(), first).await;
+    // Reads the group's commits: per partition, the low-water offset and the
+    // resume point in its metadata (assigned, not subscribed: it does not
+    // join the group).
+    let group = format!("smack.{}.{STAGE}", sc.spec.name);
+    let all: Vec<i32> = (0..PARTITIONS as i32).collect();
+    let probe = KafkaSource::open(
+        SourceConfig::new(s.client.clone(), group.clone(), sc.topic(), all.clone()).starting_at(StartPosition::Latest),
+    )
+    .await
+    .expect("a probe of the stage's group");
+    let commits = || async {
+        let got = probe.committed_with_metadata().await.expect("committed offsets");
+        got.into_iter()
+            .filter_map(|(p, c)| {
+                let (offset, meta) = c?;
+                Some((p, (offset, ResumePoint::decode(&meta)?)))
+            })
+            .collect::<BTreeMap<i32, (i64, ResumePoint)>>()
+    };
+    let ends: BTreeMap<i32, i64> =
+        probe.lag().await.expect("the topic's ends").iter().map(|l| (l.partition, l.high_watermark)).collect();
+
     let mut lost = StageTask { reservation: "stage-lost".into(), runs: 0, port: PORT_BASE + 8 };
-    let cmd = |s: &Services, port: u16| {
-        sc.command(
+    let cmd = |s: &Services, port: u16, until_idle: bool| {
+        sc.command_with(
             s,
+            until_idle,
             &format!(
-                "--checkpoint-interval 500ms --max-batch-records 20 --metrics-port {port} --metrics-host {}",
+                "--checkpoint-interval 500ms --max-batch-records 100 --idle-timeout 1h --metrics-port {port} \
+                 --metrics-host {}",
                 s.kc.host
             ),
         )
     };
-    lost.launch(s, cmd(s, lost.port)).await;
+    lost.launch(s, cmd(s, lost.port, false)).await;
+    let covers = |c: &BTreeMap<i32, (i64, ResumePoint)>, ends: &BTreeMap<i32, i64>| {
+        ends.iter().all(|(p, end)| c.get(p).is_some_and(|(_, point)| point.pos >= *end))
+    };
     let deadline = Instant::now() + RUN_LIMIT;
-    // Far enough that some windows closed (and were emitted) before the
-    // checkpoint the replacement resumes from.
-    while !(lost.epoch(s).unwrap_or(0) >= 6 && lost.running(s)) {
+    let committed = loop {
+        let c = commits().await;
+        if covers(&c, &ends) {
+            break c;
+        }
         let done = s.kc.fw.statuses.iter().find(|st| st.task_id == lost.id() && st.state.is_terminal()).cloned();
-        assert!(done.is_none(), "{} ended before it was killed: the dataset is too small\n{}", lost.id(), lost.logs(s));
-        assert!(Instant::now() < deadline, "{} wrote no checkpoints\n{}", lost.id(), lost.logs(s));
-        s.kc.fw.idle(Duration::from_millis(50)).await;
+        assert!(done.is_none(), "{} ended by itself\n{}", lost.id(), lost.logs(s));
+        assert!(
+            Instant::now() < deadline,
+            "{} did not commit resume points past {ends:?} (has {c:?})\n{}",
+            lost.id(),
+            lost.logs(s)
+        );
+        s.kc.fw.idle(Duration::from_millis(200)).await;
+    };
+    // Windows closed before that commit: their rows are in Cassandra, and
+    // the low-water offsets (where a replay starts) moved past them.
+    assert!(!sc.rows(s).await.is_empty(), "the lost task emitted no row before its kill\n{}", lost.logs(s));
+    for (p, (low, point)) in &committed {
+        assert!(*low > 0 && *low <= point.pos, "partition {p}: low-water offset {low}, position {}", point.pos);
+    }
+
+    // More of the stream; killed once it committed a checkpoint into it.
+    produce(s, &sc.topic(), second).await;
+    let deadline = Instant::now() + RUN_LIMIT;
+    while !commits().await.iter().any(|(p, (_, point))| point.pos > ends[p]) {
+        assert!(Instant::now() < deadline, "{} read nothing past {ends:?}\n{}", lost.id(), lost.logs(s));
+        s.kc.fw.idle(Duration::from_millis(100)).await;
     }
     s.kc.fw.idle(Duration::from_millis(250)).await;
     assert!(lost.signal(s, nix::sys::signal::Signal::SIGKILL), "no process of {} to signal", lost.id());
@@ -460,18 +525,25 @@ async fn replaced(s: &mut Services, events: &[GeneratedEvent], want: &Rows, malf
     assert!(st.state != TaskState::Finished, "{} finished although it was killed", lost.id());
     // The disk is gone: the replacement gets a fresh volume elsewhere.
     lost.release(s).await;
+    drop(probe);
+    produce(s, &sc.topic(), last).await;
     let mut replacement = StageTask { reservation: "stage-replacement".into(), runs: 0, port: PORT_BASE + 9 };
-    replacement.launch(s, cmd(s, replacement.port)).await;
+    replacement.launch(s, cmd(s, replacement.port, true)).await;
     replacement.run_to_end(s).await;
     let out = replacement.sandbox(s).map(|sb| read(sb.join("stdout"))).unwrap_or_default();
     eprintln!("stage e2e: the replacement: {}", out.trim());
     assert!(!out.contains("resumed from epoch"), "the replacement found a checkpoint on a fresh volume: {out}");
     assert!(out.contains("records replayed from Kafka"), "the replacement replayed nothing: {out}");
-    let read_in: usize = out.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+    let number = |before: &str| -> usize {
+        let at = out.find(before).unwrap_or_else(|| panic!("no `{before}` in {out}"));
+        out[..at].split_whitespace().last().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{out}"))
+    };
+    let (read_in, replayed) = (number(" records in"), number(" records replayed"));
     assert!(
         read_in < events.len(),
         "the replacement read every record from the start: the low-water offsets should have passed closed windows: {out}"
     );
+    assert!(read_in >= replayed + last.len(), "the replacement did not read on past its replay: {out}");
 
     assert_same_rows("a task replaced on a fresh volume", &sc.rows(s).await, want);
     let letters = read_all(s, &sc.dead_letters(), vec![0]).await;
@@ -565,77 +637,6 @@ async fn killed_runs(s: &mut Services, events: &[GeneratedEvent], want: &Rows, m
     3
 }
 
-/// Check 3: out-of-order records, one micro-batch each.
-async fn out_of_order(s: &mut Services) {
-    let sc = Scenario::new(&s.work, "order", 1, s).await;
-    // (second of 2024-01-01T00:0m:ss, as seconds since midnight).
-    let secs = [10, 20, 30, 40, 50, 65, 55, 80, 58, 150, 45];
-    let payload = |t: i64| {
-        format!(
-            r#"{{"card_id":"c5","amount":1.0,"merchant":"m1","country":"FR","ts":"2024-01-01T00:{:02}:{:02}Z"}}"#,
-            t / 60,
-            t % 60
-        )
-    };
-    let mut sink = KafkaSink::new(SinkConfig::new(s.client.clone())).expect("producer");
-    for t in secs {
-        sink.send_to(&sc.topic(), Some(0), Some(b"c5"), Some(payload(t).as_bytes()), &[]).await.expect("produce");
-    }
-    sink.flush().await.expect("acknowledged");
-    let mut task = StageTask { reservation: "stage-order".into(), runs: 0, port: PORT_BASE + 7 };
-    let cmd = sc.command(s, "--max-batch-records 1");
-    task.launch(s, cmd).await;
-    task.run_to_end(s).await;
-
-    // Worked out by hand: watermark = newest − 5 s; a window closes at its
-    // end + 10 s. 0:55 arrives at watermark 1:00 (window [0:00, 1:00) still
-    // open until 1:10); 0:58 arrives at 1:15: only [0:30, 1:30) takes it;
-    // 0:45 arrives at 2:25: both its windows closed, so it is late.
-    let midnight = parse_rfc3339_ms("2024-01-01T00:00:00Z").unwrap();
-    let want: Rows = [
-        (("c5".to_string(), midnight), (midnight + 60_000, 6, 6.0, 1)),
-        (("c5".to_string(), midnight + 30_000), (midnight + 90_000, 7, 7.0, 1)),
-    ]
-    .into();
-    assert_same_rows("out-of-order records", &sc.rows(s).await, &want);
-    let letters = read_all(s, &sc.dead_letters(), vec![0]).await;
-    assert_eq!(letters.len(), 1, "exactly one late record: {letters:?}");
-    let reason = header(&letters[0], DLQ_REASON_HEADER);
-    assert!(reason.starts_with("late"), "reason: {reason}");
-    task.release(s).await;
-    let late: serde_json::Value = serde_json::from_slice(letters[0].payload.as_deref().unwrap()).unwrap();
-    assert_eq!(parse_rfc3339_ms(late["ts"].as_str().unwrap()), Ok(midnight + 45_000), "{late}");
-    assert_eq!(letters[0].key.as_deref(), Some(&b"c5"[..]));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stage_task_against_real_kafka_and_cassandra() {
-    let dir = tempfile::tempdir().unwrap();
-    let kc = start_kafka_and_cassandra(dir.path(), PORT_BASE).await;
-    let client = KafkaClientConfig::new(kc.bootstrap.clone()).with_client_id("stage-e2e");
-    let admin = KafkaAdmin::connect(&client).await.expect("admin");
-    let mut cc = CassandraConfig::new(std::slice::from_ref(&kc.cql));
-    cc.local_dc = Some(kc.dc.clone());
-    let session = CassandraSession::connect(&cc).await.expect("cql session");
-    let mut s = Services {
-        work: dir.path().to_path_buf(),
-        bootstrap: kc.bootstrap.clone(),
-        cql: kc.cql.clone(),
-        dc: kc.dc.clone(),
-        kc,
-        admin,
-        session,
-        client,
-    };
-
-    let t = Instant::now();
-    let events = dataset();
-    let malformed = events.iter().filter(|e| e.malformed).count();
-    let want = expected(&events);
-    assert!(want.len() > 20, "the dataset should flag some cards: {}", want.len());
-
-    out_of_order(&mut s).await;
-    let t3 = t.elapsed();
 /// Check 5: the stage joins the `card_homes` lookup (the example's LEFT
 /// JOIN, then the same stage with an inner JOIN). The home countries are
 /// written here with plain CQL for four cards in five (the others have no
@@ -717,10 +718,82 @@ async fn lookup_join(s: &mut Services, events: &[GeneratedEvent]) {
     }
 }
 
+/// Check 3: out-of-order records, one micro-batch each.
+async fn out_of_order(s: &mut Services) {
+    let sc = Scenario::new(&s.work, "order", 1, s).await;
+    // (second of 2024-01-01T00:0m:ss, as seconds since midnight).
+    let secs = [10, 20, 30, 40, 50, 65, 55, 80, 58, 150, 45];
+    let payload = |t: i64| {
+        format!(
+            r#"{{"card_id":"c5","amount":1.0,"merchant":"m1","country":"FR","ts":"2024-01-01T00:{:02}:{:02}Z"}}"#,
+            t / 60,
+            t % 60
+        )
+    };
+    let mut sink = KafkaSink::new(SinkConfig::new(s.client.clone())).expect("producer");
+    for t in secs {
+        sink.send_to(&sc.topic(), Some(0), Some(b"c5"), Some(payload(t).as_bytes()), &[]).await.expect("produce");
+    }
+    sink.flush().await.expect("acknowledged");
+    let mut task = StageTask { reservation: "stage-order".into(), runs: 0, port: PORT_BASE + 7 };
+    let cmd = sc.command(s, "--max-batch-records 1");
+    task.launch(s, cmd).await;
+    task.run_to_end(s).await;
+
+    // Worked out by hand: watermark = newest − 5 s; a window closes at its
+    // end + 10 s. 0:55 arrives at watermark 1:00 (window [0:00, 1:00) still
+    // open until 1:10); 0:58 arrives at 1:15: only [0:30, 1:30) takes it;
+    // 0:45 arrives at 2:25: both its windows closed, so it is late.
+    let midnight = parse_rfc3339_ms("2024-01-01T00:00:00Z").unwrap();
+    let want: Rows = [
+        (("c5".to_string(), midnight), (midnight + 60_000, 6, 6.0, 1)),
+        (("c5".to_string(), midnight + 30_000), (midnight + 90_000, 7, 7.0, 1)),
+    ]
+    .into();
+    assert_same_rows("out-of-order records", &sc.rows(s).await, &want);
+    let letters = read_all(s, &sc.dead_letters(), vec![0]).await;
+    assert_eq!(letters.len(), 1, "exactly one late record: {letters:?}");
+    let reason = header(&letters[0], DLQ_REASON_HEADER);
+    assert!(reason.starts_with("late"), "reason: {reason}");
+    task.release(s).await;
+    let late: serde_json::Value = serde_json::from_slice(letters[0].payload.as_deref().unwrap()).unwrap();
+    assert_eq!(parse_rfc3339_ms(late["ts"].as_str().unwrap()), Ok(midnight + 45_000), "{late}");
+    assert_eq!(letters[0].key.as_deref(), Some(&b"c5"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_task_against_real_kafka_and_cassandra() {
+    let dir = tempfile::tempdir().unwrap();
+    let kc = start_kafka_and_cassandra(dir.path(), PORT_BASE).await;
+    let client = KafkaClientConfig::new(kc.bootstrap.clone()).with_client_id("stage-e2e");
+    let admin = KafkaAdmin::connect(&client).await.expect("admin");
+    let mut cc = CassandraConfig::new(std::slice::from_ref(&kc.cql));
+    cc.local_dc = Some(kc.dc.clone());
+    let session = CassandraSession::connect(&cc).await.expect("cql session");
+    let mut s = Services {
+        work: dir.path().to_path_buf(),
+        bootstrap: kc.bootstrap.clone(),
+        cql: kc.cql.clone(),
+        dc: kc.dc.clone(),
+        kc,
+        admin,
+        session,
+        client,
+    };
+
+    let t = Instant::now();
+    let events = dataset();
+    let malformed = events.iter().filter(|e| e.malformed).count();
+    let want = expected(&events);
+    assert!(want.len() > 20, "the dataset should flag some cards: {}", want.len());
+
+    out_of_order(&mut s).await;
+    let t3 = t.elapsed();
     let first = straight_run(&mut s, &events, &want, malformed).await;
     let t1 = t.elapsed() - t3;
     let kills = killed_runs(&mut s, &events, &first, malformed).await;
     let t2 = t.elapsed() - t1 - t3;
+    replaced(&mut s, &events, &first, malformed).await;
     let t4 = t.elapsed() - t1 - t2 - t3;
     eprintln!(
         "stage e2e: Kafka and Cassandra ready in {:?}; {} events ({malformed} malformed) → {} rows; \
@@ -729,7 +802,7 @@ async fn lookup_join(s: &mut Services, events: &[GeneratedEvent]) {
         events.len(),
         want.len()
     );
-}
     let t5 = Instant::now();
     lookup_join(&mut s, &events).await;
     eprintln!("stage e2e: a stage joining a lookup (LEFT JOIN and JOIN) {:?}", t5.elapsed());
+}

@@ -397,7 +397,11 @@ impl StageRuntime {
         let Some(replay) = self.replaying.take() else { return Ok(Output::default()) };
         for ((source, p), clock) in &replay.clocks {
             if let Some(s) = self.sources.get_mut(source) {
+                // A partition the task marked idle during the replay stays
+                // idle: nothing would mark it again until it has records.
+                let idle = s.watermark.partitions.get(p).is_some_and(|c| c.idle);
                 s.watermark.observe(*p, *clock);
+                s.watermark.set_idle(*p, idle);
             }
         }
         for (name, st) in self.stages.iter_mut() {

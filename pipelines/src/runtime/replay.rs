@@ -213,6 +213,98 @@ mod tests {
         assert_eq!(p.partition_clock().max_event_time, Some(1_700_000_000_000));
     }
 
+    /// One transaction per event time, on card `c1` (other columns null).
+    fn transactions(rt: &crate::runtime::StageRuntime, times: &[i64]) -> datafusion::arrow::array::RecordBatch {
+        use datafusion::arrow::array::{
+            new_null_array, ArrayRef, Float64Array, StringArray, TimestampMillisecondArray,
+        };
+        use std::sync::Arc;
+        let n = times.len();
+        let schema = rt.source_schema("transactions").expect("the fraud example's source");
+        let text = |v: &str| Arc::new(StringArray::from_iter_values(std::iter::repeat_n(v, n))) as ArrayRef;
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "card_id" => text("c1"),
+                "merchant" => text("m1"),
+                "country" => text("FR"),
+                "amount" => Arc::new(Float64Array::from_iter_values(std::iter::repeat_n(1.0, n))) as ArrayRef,
+                "ts" => {
+                    Arc::new(TimestampMillisecondArray::from_iter_values(times.iter().copied()).with_timezone("UTC"))
+                }
+                _ => new_null_array(f.data_type(), n),
+            })
+            .collect();
+        datafusion::arrow::array::RecordBatch::try_new(schema, columns).expect("a batch of the source's schema")
+    }
+
+    #[tokio::test]
+    async fn a_partition_marked_idle_during_the_replay_stays_idle_after_it() {
+        // The task marks a silent partition at its end idle while others
+        // still replay; the end of the replay restores the checkpoint's
+        // clocks and must keep that mark, or the partition holds the
+        // watermark back until it gets records again (with none coming,
+        // no window would ever close).
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fraud-detection/pipeline.yaml");
+        let spec = crate::load(&path).expect("the fraud example");
+        let mut rt = crate::runtime::StageRuntime::with_lookups(&spec, &crate::runtime::lookup::empty_lookups(&spec))
+            .await
+            .expect("runtime");
+        rt.assign_partitions("transactions", &[0, 1]).expect("assign");
+        let t0 = 1_704_067_200_000;
+        let point = |pos, clock| ResumePoint {
+            v: 1,
+            pos,
+            clock: Some(clock),
+            stages: [("card_velocity".to_string(), StageMark { wm_in: t0, out_wm: t0 - 10_000 })].into(),
+            dead_letters: BTreeMap::new(),
+        };
+        let mut replay = Replay::default();
+        replay.add("transactions", 0, &point(3, t0 + 120_000));
+        replay.add("transactions", 1, &point(1, t0 + 10_000));
+        rt.begin_replay(replay);
+        let b = transactions(&rt, &[t0 + 100_000, t0 + 110_000, t0 + 120_000]);
+        assert!(rt.push_range("transactions", 0, 0, 3, b).await.expect("replayed").sinks.is_empty());
+        rt.set_idle("transactions", 1, true).expect("idle");
+        assert!(rt.end_replay().await.expect("replay ended").sinks.is_empty());
+        assert_eq!(
+            rt.watermark("transactions"),
+            Some(t0 + 115_000),
+            "partition 1 is idle: only partition 0 (120 s − 5 s) holds the watermark"
+        );
+        // Partition 1 active again (a record came): it holds the watermark.
+        let b = transactions(&rt, &[t0 + 20_000]);
+        rt.push_range("transactions", 1, 1, 2, b).await.expect("pushed");
+        assert_eq!(rt.watermark("transactions"), Some(t0 + 15_000));
+    }
+
+    #[tokio::test]
+    async fn an_active_partition_holds_the_watermark_after_a_replay() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fraud-detection/pipeline.yaml");
+        let spec = crate::load(&path).expect("the fraud example");
+        let mut rt = crate::runtime::StageRuntime::with_lookups(&spec, &crate::runtime::lookup::empty_lookups(&spec))
+            .await
+            .expect("runtime");
+        rt.assign_partitions("transactions", &[0, 1]).expect("assign");
+        let t0 = 1_704_067_200_000;
+        let mut replay = Replay::default();
+        for (p, clock) in [(0, t0 + 120_000), (1, t0 + 10_000)] {
+            let point = ResumePoint {
+                v: 1,
+                pos: 1,
+                clock: Some(clock),
+                stages: BTreeMap::new(),
+                dead_letters: BTreeMap::new(),
+            };
+            replay.add("transactions", p, &point);
+        }
+        rt.begin_replay(replay);
+        assert_eq!(rt.watermark("transactions"), Some(crate::runtime::time::MIN_WATERMARK), "held during a replay");
+        rt.end_replay().await.expect("replay ended");
+        assert_eq!(rt.watermark("transactions"), Some(t0 + 5_000), "the checkpoint's clocks are back");
+    }
+
     #[test]
     fn a_replay_gathers_clocks_and_the_lowest_stage_marks() {
         let point = |pos, clock, wm| ResumePoint {

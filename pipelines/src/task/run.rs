@@ -134,6 +134,20 @@ pub struct StageTask {
 /// Failed polls in a row (about 200 ms apart) before the task gives up.
 const MAX_POLL_ERRORS: u32 = 150;
 
+/// `fetch.wait.max.ms` of the task's consumers. Their offset queries (the
+/// lag read by the idle check, at the end of the input and at each
+/// checkpoint, and the dead-letter ends) wait on the broker behind the
+/// fetch long-poll of the same connection: with librdkafka's default of
+/// 500 ms, a consumer that had prefetched everything paid up to 500 ms per
+/// partition and query, and a 6-partition task spent seconds per step.
+const FETCH_WAIT_MS: &str = "100";
+
+/// How often silent partitions are checked for being at their end (a lag
+/// query per source): a quarter of the idle timeout, 1 to 10 s.
+fn idle_check_every(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
 impl std::fmt::Debug for StageTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StageTask")
@@ -183,6 +197,7 @@ impl StageTask {
         let client = KafkaClientConfig::new(config.bootstrap.clone())
             .with_client_id(format!("smack-{}-{}-{}", sub.name, config.stage, config.task_index));
         let admin = KafkaAdmin::connect(&client).await.map_err(TaskError::kafka("connect to Kafka"))?;
+        let consumers = client.clone().with_property("fetch.wait.max.ms", FETCH_WAIT_MS);
 
         let mut summary = TaskSummary::default();
         let mut dead_letter_ends = BTreeMap::new();
@@ -238,7 +253,7 @@ impl StageTask {
                 }
             }
             let consumer = KafkaSource::open(
-                SourceConfig::new(client.clone(), group.clone(), k.topic.clone(), partitions.clone())
+                SourceConfig::new(consumers.clone(), group.clone(), k.topic.clone(), partitions.clone())
                     .starting_at(StartPosition::Offsets(start)),
             )
             .await
@@ -257,7 +272,7 @@ impl StageTask {
                 // no group lookup; never polled, with a minimal prefetch.
                 let start = StartPosition::Offsets(dl_ids.iter().map(|p| (*p, 0)).collect());
                 let mut cfg = SourceConfig::new(
-                    client.clone(),
+                    consumers.clone(),
                     format!("{group}.dead-letter-ends"),
                     dead_letters.clone(),
                     dl_ids,
@@ -440,6 +455,16 @@ impl StageTask {
             }
         }
         if !got_any && self.config.until_idle && self.at_end().await? {
+            if self.rt.is_replaying() {
+                // Finishing while replaying would emit nothing (watermarks
+                // are held): end the replay with what the topic still had.
+                tracing::warn!(
+                    partitions = ?self.replay_until,
+                    "the input ended before the replay reached the checkpoint's positions (records deleted by retention?)"
+                );
+                self.end_replay().await?;
+                self.drain_held().await?;
+            }
             let out = self.rt.finish().await?;
             self.emit(out, None).await?;
             self.checkpoint().await?;
@@ -466,8 +491,8 @@ impl StageTask {
     async fn process(&mut self, i: usize, partition: i32, mut recs: Vec<KafkaRecord>) -> Result<(), TaskError> {
         if self.rt.is_replaying() {
             if let Some(&until) = self.replay_until.get(&(i, partition)) {
-                let rest = recs.split_off(recs.partition_point(|r| r.offset < until));
-                let done = !rest.is_empty() || recs.last().is_some_and(|r| r.offset + 1 >= until);
+                let (cut, done) = replay_cut(&recs, |r| r.offset, until);
+                let rest = recs.split_off(cut);
                 if !recs.is_empty() {
                     self.replay(i, partition, recs).await?;
                 }
@@ -704,7 +729,7 @@ impl StageTask {
                     .map(move |p| (i, *p))
             })
             .collect();
-        if candidates.is_empty() || self.last_idle_check.elapsed() < Duration::from_secs(1) {
+        if candidates.is_empty() || self.last_idle_check.elapsed() < idle_check_every(timeout) {
             return Ok(());
         }
         self.last_idle_check = Instant::now();
@@ -827,6 +852,16 @@ impl StageTask {
         tracing::debug!(epoch, size, took = ?started.elapsed(), "checkpoint");
         Ok(epoch)
     }
+}
+
+/// Where one partition's polled records (in offset order) stop being a
+/// replay up to `until` (the checkpoint's position): how many of them to
+/// replay, and whether the partition's replay is then done (a record at or
+/// past `until` came, or the last replayed one is `until - 1`).
+fn replay_cut<T>(recs: &[T], offset: impl Fn(&T) -> i64, until: i64) -> (usize, bool) {
+    let cut = recs.partition_point(|r| offset(r) < until);
+    let done = cut < recs.len() || recs[..cut].last().is_some_and(|r| offset(r) + 1 >= until);
+    (cut, done)
 }
 
 /// The stage key's values as text, one per row (None where the key is
@@ -958,5 +993,40 @@ pub async fn run_task(
         if task.step().await? == Step::Finished {
             return Ok(task.summary().clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replay_cut;
+
+    fn cut(offsets: &[i64], until: i64) -> (usize, bool) {
+        replay_cut(offsets, |o| *o, until)
+    }
+
+    #[test]
+    fn records_below_the_resume_position_are_replayed() {
+        assert_eq!(cut(&[10, 11, 12], 20), (3, false), "all below, the replay goes on");
+        assert_eq!(cut(&[17, 18, 19], 20), (3, true), "the last one before the position ends it");
+        assert_eq!(cut(&[18, 19, 20, 21], 20), (2, true), "the rest is processed as new records");
+        assert_eq!(cut(&[20, 21], 20), (0, true), "nothing left to replay");
+    }
+
+    #[test]
+    fn silent_partitions_are_checked_a_few_times_per_idle_timeout() {
+        use super::idle_check_every;
+        use std::time::Duration;
+        assert_eq!(idle_check_every(Duration::from_secs(30)), Duration::from_millis(7_500));
+        assert_eq!(idle_check_every(Duration::from_secs(2)), Duration::from_secs(1), "at most once a second");
+        assert_eq!(idle_check_every(Duration::from_secs(3600)), Duration::from_secs(10), "at least every 10 s");
+    }
+
+    #[test]
+    fn gaps_in_offsets_end_the_replay_at_the_first_record_past_it() {
+        // Compacted topics and transaction markers leave gaps: `until - 1`
+        // may never come.
+        assert_eq!(cut(&[15, 17], 19), (2, false));
+        assert_eq!(cut(&[15, 17, 23], 19), (2, true));
+        assert_eq!(cut(&[], 19), (0, false), "an empty poll changes nothing");
     }
 }
