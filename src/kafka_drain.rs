@@ -376,16 +376,26 @@ async fn run_admin_java(mode: &str, args: &[String], echo: bool, timeout: Durati
     let jars = crate::catalog_kafka::kafka_jars()?;
     let java = smack_operator::catalog::artifacts::java_binary()?;
     let dir = scratch_dir()?;
-    let src = dir.join("SmackKafkaAdmin.java");
-    std::fs::write(&src, ADMIN_JAVA).with_context(|| format!("writing {}", src.display()))?;
     let mut cmd = tokio::process::Command::new(&java);
+    // A short-lived client: the first JIT tier and the serial collector
+    // start fastest.
     cmd.arg("-Xmx128m")
+        .arg("-XX:TieredStopAtLevel=1")
+        .arg("-XX:+UseSerialGC")
         .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
-        .arg("-Dlog4j2.level=WARN")
-        .arg("-cp")
-        .arg(&jars.classpath)
-        .arg(&src)
-        .arg(mode)
+        .arg("-Dlog4j2.level=WARN");
+    match compiled_admin(&java, &jars.classpath).await {
+        Some(classes) => {
+            cmd.arg("-cp").arg(format!("{}:{}", classes.display(), jars.classpath)).arg("SmackKafkaAdmin");
+        }
+        None => {
+            // No javac: the JDK's source launcher compiles it in memory each time.
+            let src = dir.join("SmackKafkaAdmin.java");
+            std::fs::write(&src, ADMIN_JAVA).with_context(|| format!("writing {}", src.display()))?;
+            cmd.arg("-cp").arg(&jars.classpath).arg(&src);
+        }
+    }
+    cmd.arg(mode)
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -420,6 +430,63 @@ async fn run_admin_java(mode: &str, args: &[String], echo: bool, timeout: Durati
         bail!("Kafka admin `{mode}` failed ({status}): {}", tail[tail.len().saturating_sub(8)..].join("\n"));
     }
     Ok(out)
+}
+
+/// The admin program compiled once into the artifact cache (by the
+/// `javac` beside `java`), keyed by its source and the Kafka jars: every
+/// readiness check and hook then skips the in-memory compile of the
+/// source launcher, seconds of CPU on a busy machine. `None` when there is
+/// no `javac` or it fails (the caller falls back to the source launcher).
+async fn compiled_admin(java: &std::path::Path, classpath: &str) -> Option<std::path::PathBuf> {
+    let javac = java.with_file_name("javac");
+    if !javac.is_file() {
+        return None;
+    }
+    let key = fnv1a(&[ADMIN_JAVA.as_bytes(), classpath.as_bytes(), javac.as_os_str().as_encoded_bytes()]);
+    let base = crate::catalog_kafka::cache_dir().join("smack-kafka-admin");
+    let dir = base.join(format!("{key:016x}"));
+    if dir.join("SmackKafkaAdmin.class").is_file() {
+        return Some(dir);
+    }
+    // Compiled beside, then renamed in: parallel checks never see half a dir.
+    let tmp = base.join(format!("tmp-{}-{key:016x}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).ok()?;
+    let src = tmp.join("SmackKafkaAdmin.java");
+    std::fs::write(&src, ADMIN_JAVA).ok()?;
+    let out = tokio::process::Command::new(&javac)
+        .arg("-J-XX:TieredStopAtLevel=1")
+        .arg("-nowarn")
+        .arg("-cp")
+        .arg(classpath)
+        .arg("-d")
+        .arg(&tmp)
+        .arg(&src)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .ok()?;
+    if !out.status.success() {
+        tracing::warn!(stderr = %String::from_utf8_lossy(&out.stderr), "javac of the Kafka admin program failed");
+        let _ = std::fs::remove_dir_all(&tmp);
+        return None;
+    }
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    dir.join("SmackKafkaAdmin.class").is_file().then_some(dir)
+}
+
+/// 64-bit FNV-1a over the parts, for cache keys.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.iter().chain(&[0xff]) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// Submits `moves` (with the replicas as they are in `snap`), throttled to
@@ -734,6 +801,13 @@ mod tests {
         assert!(plan_rebalance(&snap(&[0], &[&[0]]), &r).is_empty());
         // A replica on an unregistered broker is left where it is.
         assert!(plan_rebalance(&snap(&[0, 1], &[&[5, 0]]), &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn cache_keys_differ_by_part_and_boundary() {
+        assert_eq!(fnv1a(&[b"a", b"b"]), fnv1a(&[b"a", b"b"]));
+        assert_ne!(fnv1a(&[b"ab", b""]), fnv1a(&[b"a", b"b"]));
+        assert_ne!(fnv1a(&[b"x"]), fnv1a(&[b"y"]));
     }
 
     #[test]
