@@ -291,6 +291,22 @@ pub fn generator_service(p: &PipelineSpec, g: &GeneratorSpec, ep: &Endpoints) ->
             cmd.push_str(&format!(" --topic {src}={}", k.topic));
         }
     }
+    // Avro sources get Avro records: the schema the source derives from its
+    // fields (the generator cannot carry an inline writer schema), with the
+    // source's framing and schema id.
+    let avro = g.example.sources().iter().find_map(|src| match p.sources.get(*src) {
+        Some(Source::Kafka(k)) if k.format == crate::spec::Format::Avro => Some(k.avro.clone().unwrap_or_default()),
+        _ => None,
+    });
+    if let Some(a) = avro {
+        cmd.push_str(" --format avro");
+        if a.wire_format == crate::spec::AvroWireFormat::Plain {
+            cmd.push_str(" --avro-wire-format plain");
+        }
+        if let Some(id) = a.schema_id {
+            cmd.push_str(&format!(" --schema-id {id}"));
+        }
+    }
     if let Some(n) = g.count {
         cmd.push_str(&format!(" --count {n}"));
     }
@@ -366,6 +382,14 @@ mod tests {
         let g = parse(&g);
         let cmd = &g.pods[0].tasks[0].cmd;
         assert!(cmd.contains("generate fraud") && cmd.contains("--topic transactions=transactions"), "{cmd}");
+        assert!(!cmd.contains("--format"), "{cmd}");
+        let mut avro = p.clone();
+        if let Some(Source::Kafka(k)) = avro.sources.get_mut("transactions") {
+            k.format = crate::spec::Format::Avro;
+            k.avro = Some(crate::spec::AvroOptions { schema_id: Some(7), ..Default::default() });
+        }
+        let g = generator_service(&avro, avro.generator.as_ref().expect("the example declares its generator"), &ep);
+        assert!(g.yaml.contains("--format avro --schema-id 7"), "{}", g.yaml);
     }
 
     /// Leaders of the fraud example's `transactions` (6 partitions; task i

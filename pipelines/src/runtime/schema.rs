@@ -64,11 +64,7 @@ pub fn record_format(source: &KafkaSource) -> Result<RecordFormat, String> {
         Format::Json => RecordFormat::Json,
         Format::Csv => RecordFormat::Csv,
         Format::Avro => {
-            let options = source.avro.clone().unwrap_or(AvroOptions {
-                wire_format: AvroWireFormat::Confluent,
-                schema: None,
-                schema_id: None,
-            });
+            let options = source.avro.clone().unwrap_or_default();
             RecordFormat::Avro(AvroFormat {
                 framing: match options.wire_format {
                     AvroWireFormat::Confluent => AvroFraming::Confluent,

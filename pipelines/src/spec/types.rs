@@ -316,7 +316,7 @@ pub enum Format {
 }
 
 /// How a source's Avro records are framed and written (`avro:`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct AvroOptions {
     /// `confluent` (default): magic byte 0, a 4-byte schema id, the datum;
