@@ -1,6 +1,11 @@
 //! Lookups by key (a stage enriching records from a Cassandra table), with
 //! a bounded least-recently-used cache in front; misses (no row) are cached
 //! too, so a hot absent key does not hit the table every time.
+//!
+//! A stage asks for a micro-batch's keys at once ([`CassandraLookup::get_many`]):
+//! cache hits are answered first, each distinct missing key is read once,
+//! with a bounded number of reads in flight ([`batched`], the same logic
+//! without the driver, unit-tested here).
 
 use super::schema::select_by_key_cql;
 use super::session::CassandraSession;
