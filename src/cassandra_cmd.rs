@@ -859,15 +859,20 @@ async fn safe_to_leave(me: &str) -> Result<Result<(), String>> {
         .map_err(|e| format!("refusing to decommission {}: {e}", own.address)))
 }
 
-/// What the hook does with [`safe_to_leave`]'s answer: refuse with the
-/// reason when a user keyspace needs the node (the scheduler retries the
-/// hook, so the scale-down goes on once the replication is lowered); go on
-/// when the keyspaces allow it, or when the node does not answer CQL (e.g.
-/// already decommissioned) — Cassandra's own check still applies.
-fn hook_refusal(check: &Result<Result<(), String>, String>) -> Option<String> {
+/// The `nodetool` arguments the hook runs, from [`safe_to_leave`]'s
+/// answer. Unsafe: none — the hook fails with the reason, and the
+/// scheduler retries it, so the scale-down goes on once the replication is
+/// lowered. Checked: `decommission --force`, because Cassandra's own check
+/// also counts its system keyspaces and refuses a 3-node ring outright
+/// ("Not enough live nodes to maintain replication factor in keyspace
+/// system_distributed (RF = 3, N = 3)"), whose replication is Cassandra's
+/// default rather than the user's. Unchecked (the node does not answer
+/// CQL, e.g. already decommissioned): Cassandra's own check applies.
+fn decommission_args(check: &Result<Result<(), String>, String>) -> Result<Vec<&'static str>, String> {
     match check {
-        Ok(Err(why)) => Some(why.clone()),
-        _ => None,
+        Ok(Ok(())) => Ok(vec!["decommission", "--force"]),
+        Ok(Err(why)) => Err(why.clone()),
+        Err(_) => Ok(vec!["decommission"]),
     }
 }
 
@@ -889,14 +894,12 @@ async fn decommission() -> Result<()> {
         Ok(Err(_)) => {}
         Err(e) => println!("smack: cannot check the keyspaces over CQL ({e}); Cassandra's own check applies"),
     }
-    if let Some(why) = hook_refusal(&check) {
-        bail!("{why}");
-    }
-    tokio::task::spawn_blocking(nodetool_decommission).await?
+    let args = decommission_args(&check).map_err(|why| anyhow!("{why}"))?;
+    tokio::task::spawn_blocking(move || nodetool_decommission(&args)).await?
 }
 
-/// Runs `nodetool decommission` on this pod's node.
-fn nodetool_decommission() -> Result<()> {
+/// Runs `nodetool ARGS` (a decommission) on this pod's node.
+fn nodetool_decommission(args: &[&str]) -> Result<()> {
     let jmx = std::env::var("PORT_JMX")
         .map_err(|_| anyhow!("PORT_JMX is not set: run as a Cassandra pod's decommission hook"))?;
     let cache = artifacts::default_cache_dir();
@@ -919,8 +922,8 @@ fn nodetool_decommission() -> Result<()> {
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         Ok((out.status.success(), text))
     };
-    println!("smack: nodetool decommission (JMX 127.0.0.1:{jmx})");
-    let (ok, out) = nodetool(&["decommission"])?;
+    println!("smack: nodetool {} (JMX 127.0.0.1:{jmx})", args.join(" "));
+    let (ok, out) = nodetool(args)?;
     print!("{out}");
     if ok {
         println!("smack: decommissioned");
@@ -1043,10 +1046,10 @@ mod tests {
     }
 
     #[test]
-    fn the_hook_refuses_only_when_a_user_keyspace_needs_the_node() {
-        assert_eq!(hook_refusal(&Ok(Ok(()))), None);
+    fn the_hook_forces_only_after_checking_the_user_keyspaces() {
+        assert_eq!(decommission_args(&Ok(Ok(()))), Ok(vec!["decommission", "--force"]));
         let why = "refusing to decommission h2: e2e".to_string();
-        assert_eq!(hook_refusal(&Ok(Err(why.clone()))), Some(why));
-        assert_eq!(hook_refusal(&Err("connection refused".into())), None);
+        assert_eq!(decommission_args(&Ok(Err(why.clone()))), Err(why));
+        assert_eq!(decommission_args(&Err("connection refused".into())), Ok(vec!["decommission"]));
     }
 }

@@ -164,7 +164,7 @@ async fn session(dir: &Path) -> CassandraSession {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cassandra_service_deploys_recovers_on_its_disk_and_replaces_a_node() {
+async fn cassandra_service_deploys_recovers_replaces_rolls_and_scales() {
     let started = Instant::now();
     let cache = artifacts::default_cache_dir();
     let c2 = cache.clone();
