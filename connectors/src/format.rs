@@ -30,7 +30,8 @@
 //! ([`metadata_fields`]). They are not part of the payload: decoding Kafka
 //! records ([`RawRecord`] for [`KafkaRecord`]) fills them from each record's
 //! key (as UTF-8, invalid sequences replaced by U+FFFD; null without a key),
-//! timestamp (null without one), partition and offset. Decoding bare
+//! timestamp (null without one), partition and offset; a JSON payload's own
+//! keys of those names are then ignored. Decoding bare
 //! payloads (config tests, benchmarks) has no metadata: a JSON record may
 //! then carry them as ordinary fields (`"_key": "c1"`), CSV and Avro leave
 //! them null. A non-nullable metadata column that ends up null (the event
@@ -296,6 +297,9 @@ pub struct Decoder {
     schema: SchemaRef,
     kinds: Vec<Kind>,
     names: HashMap<String, usize>,
+    /// `names` without the metadata columns: the JSON keys read from a
+    /// Kafka record's payload (its metadata fills those columns).
+    payload_names: HashMap<String, usize>,
     /// The columns read from the payload (all but the metadata ones), in order.
     payload_columns: Vec<usize>,
     /// The metadata columns and what fills them.
@@ -333,7 +337,8 @@ impl Decoder {
             RecordFormat::Avro(a) => Some(Arc::new(avro::AvroReader::new(a, &schema)?)),
             _ => None,
         };
-        Ok(Decoder { format, schema, kinds, names, payload_columns, metadata, avro })
+        let payload_names = payload_columns.iter().map(|i| (schema.field(*i).name().clone(), *i)).collect();
+        Ok(Decoder { format, schema, kinds, names, payload_names, payload_columns, metadata, avro })
     }
 
     /// The schema of the batches this decoder builds.
@@ -378,8 +383,12 @@ impl Decoder {
             slots.iter_mut().for_each(|s| *s = Slot::Null);
             buf.clear();
             let payload = record.payload();
+            let meta = record.metadata();
             let result = match &self.format {
-                RecordFormat::Json => self.json_record(payload, &mut slots, &mut buf),
+                RecordFormat::Json => {
+                    let names = if meta.is_some() { &self.payload_names } else { &self.names };
+                    self.json_record(payload, names, &mut slots, &mut buf)
+                }
                 RecordFormat::Csv => self.csv_record(payload, &mut slots, &mut buf),
                 RecordFormat::Avro(_) => match &self.avro {
                     Some(a) => a.record(payload, &mut slots, &mut buf),
@@ -387,8 +396,8 @@ impl Decoder {
                 },
             }
             .and_then(|()| {
-                if let Some(meta) = record.metadata() {
-                    self.fill_metadata(&meta, &mut slots, &mut buf);
+                if let Some(meta) = &meta {
+                    self.fill_metadata(meta, &mut slots, &mut buf);
                 }
                 self.check_nulls(&slots)
             });
@@ -458,9 +467,15 @@ impl Decoder {
         Ok(())
     }
 
-    fn json_record(&self, record: &[u8], slots: &mut [Slot], buf: &mut String) -> Result<(), String> {
+    fn json_record(
+        &self,
+        record: &[u8],
+        names: &HashMap<String, usize>,
+        slots: &mut [Slot],
+        buf: &mut String,
+    ) -> Result<(), String> {
         let mut reason = None;
-        let seed = RecordSeed { dec: self, slots, buf, reason: &mut reason };
+        let seed = RecordSeed { dec: self, names, slots, buf, reason: &mut reason };
         let mut de = serde_json::Deserializer::from_slice(record);
         let result = seed.deserialize(&mut de).and_then(|()| de.end());
         match (result, reason) {
@@ -587,6 +602,7 @@ fn split_csv(line: &str, out: &mut Vec<(String, bool)>) -> Result<(), String> {
 
 struct RecordSeed<'a> {
     dec: &'a Decoder,
+    names: &'a HashMap<String, usize>,
     slots: &'a mut [Slot],
     buf: &'a mut String,
     reason: &'a mut Option<String>,
@@ -605,7 +621,7 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(field) = map.next_key_seed(KeySeed(&self.dec.names))? {
+        while let Some(field) = map.next_key_seed(KeySeed(self.names))? {
             match field {
                 Some(i) => map.next_value_seed(ValueSeed {
                     name: self.dec.schema.field(i).name(),
@@ -1201,7 +1217,12 @@ mod tests {
         let s = with_metadata(vec![Field::new("n", DataType::Int64, true)]);
         let d = Decoder::new(RecordFormat::Json, s.clone()).unwrap();
         let recs = [
-            kafka(br#"{"n":1,"_key":"ignored"}"#, Some(b"k1"), Some(1_704_067_200_000), 7),
+            kafka(
+                br#"{"n":1,"_key":"ignored","_offset":"not even a number"}"#,
+                Some(b"k1"),
+                Some(1_704_067_200_000),
+                7,
+            ),
             kafka(br#"{"n":2}"#, None, None, 8),
             kafka(b"{\"n\":3}", Some(&[0x66, 0xff]), Some(5), 9),
         ];
