@@ -138,7 +138,7 @@ impl Validator<'_> {
     }
 
     /// A lookup: a table name, a non-empty schema holding its key, a cache.
-    fn lookup(&self, cx: &mut Cx, name: &str, l: &Lookup) {
+    fn lookup(&self, cx: &mut Cx, spec: &PipelineSpec, name: &str, l: &Lookup) {
         let root = self.root;
         self.name(cx, &["lookups", name], name, NameKind::Table, false);
         let Lookup::Cassandra(c) = l;
@@ -470,7 +470,6 @@ impl Validator<'_> {
                     }
                 }
             }
-            for sink in t.expect.keys() {
             for (lookup, rows) in &t.lookups {
                 let p = ["tests", idx.as_str(), "lookups", lookup.as_str()];
                 let Some(l) = spec.lookups.get(lookup) else {
@@ -503,6 +502,7 @@ impl Validator<'_> {
                     }
                 }
             }
+            for sink in t.expect.keys() {
                 if !spec.sinks.contains_key(sink) {
                     let p = ["tests", idx.as_str(), "expect", sink.as_str()];
                     let names: Vec<&str> = spec.sinks.keys().map(String::as_str).collect();
