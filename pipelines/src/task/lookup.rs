@@ -28,7 +28,9 @@ use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use prometheus_client::metrics::counter::Counter;
-use smack_connectors::cassandra::{batch_to_rows, rows_to_batch, CassandraLookup, CassandraSession, CqlValue};
+use smack_connectors::cassandra::{
+    batch_to_rows, rows_to_batch, BatchAnswer, CassandraLookup, CassandraSession, CqlValue,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -36,10 +38,33 @@ use std::sync::Arc;
 /// Lookup queries in flight at once, per lookup.
 pub const LOOKUP_CONCURRENCY: usize = 64;
 
+/// Rows read by key, a batch of keys at a time, through a cache: what a
+/// [`CassandraLookupProvider`] needs from its table ([`CassandraLookup`];
+/// tests give it rows from memory).
+pub trait KeyedRows: Send + Sync {
+    /// Per key, in order: the row's cells in the lookup's column order, or
+    /// `None`; with the cache's hits and misses.
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [Vec<CqlValue>],
+        concurrency: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<BatchAnswer, String>> + Send + 'a>>;
+}
+
+impl KeyedRows for CassandraLookup {
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [Vec<CqlValue>],
+        concurrency: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<BatchAnswer, String>> + Send + 'a>> {
+        Box::pin(async move { CassandraLookup::get_many(self, keys, concurrency).await.map_err(|e| e.to_string()) })
+    }
+}
+
 /// A lookup read from its Cassandra table through a bounded cache.
 pub struct CassandraLookupProvider {
     name: String,
-    lookup: CassandraLookup,
+    lookup: Box<dyn KeyedRows>,
     schema: SchemaRef,
     key: Vec<String>,
     concurrency: usize,
@@ -49,7 +74,7 @@ pub struct CassandraLookupProvider {
 
 impl std::fmt::Debug for CassandraLookupProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CassandraLookupProvider").field("name", &self.name).field("lookup", &self.lookup).finish()
+        f.debug_struct("CassandraLookupProvider").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -68,20 +93,25 @@ impl CassandraLookupProvider {
         let read = CassandraLookup::new(session, &c.keyspace, &c.table, &c.key, &columns, c.cache as usize)
             .await
             .map_err(TaskError::cassandra(format!("prepare lookup `{name}`")))?;
-        Ok(CassandraLookupProvider {
+        Ok(CassandraLookupProvider::with_rows(name, lookup, Box::new(read), metrics))
+    }
+
+    /// The same over any [`KeyedRows`] (rows in the lookup's column order).
+    pub fn with_rows(
+        name: &str,
+        lookup: &Lookup,
+        rows: Box<dyn KeyedRows>,
+        metrics: &TaskMetrics,
+    ) -> CassandraLookupProvider {
+        CassandraLookupProvider {
             name: name.to_string(),
-            lookup: read,
+            lookup: rows,
             schema: lookup_schema(lookup),
-            key: c.key.clone(),
+            key: lookup.key().to_vec(),
             concurrency: LOOKUP_CONCURRENCY,
             hits: metrics.lookup_cache_hits.get_or_create(&label("lookup", name)).clone(),
             misses: metrics.lookup_cache_misses.get_or_create(&label("lookup", name)).clone(),
-        })
-    }
-
-    /// The cache's hits, misses and entries so far.
-    pub fn stats(&self) -> smack_connectors::cassandra::LookupStats {
-        self.lookup.stats()
+        }
     }
 }
 
@@ -95,7 +125,7 @@ impl LookupProvider for CassandraLookupProvider {
             if wanted.is_empty() {
                 return Ok(RecordBatch::new_empty(self.schema.clone()));
             }
-            let answer = self.lookup.get_many(&wanted, self.concurrency).await.map_err(|e| e.to_string())?;
+            let answer = self.lookup.get_many(&wanted, self.concurrency).await?;
             self.hits.inc_by(answer.hits);
             self.misses.inc_by(answer.misses);
             let found: Vec<Vec<Option<CqlValue>>> = answer.rows.into_iter().flatten().collect();
@@ -214,6 +244,105 @@ mod tests {
         assert!(e.contains("key `id`"), "{e}");
         let e = key_values(&keys, &schema(), &["bank".to_string()]).unwrap_err();
         assert!(e.contains("no column `bank`"), "{e}");
+    }
+
+    /// Card homes in memory behind the same batching and cache as the
+    /// table's; counts the reads.
+    struct Homes {
+        rows: std::collections::HashMap<String, &'static str>,
+        cache: std::sync::Mutex<smack_connectors::cassandra::LruCache<Vec<u8>, smack_connectors::cassandra::CachedRow>>,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl KeyedRows for Homes {
+        fn get_many<'a>(
+            &'a self,
+            keys: &'a [Vec<CqlValue>],
+            concurrency: usize,
+        ) -> Pin<Box<dyn Future<Output = Result<BatchAnswer, String>> + Send + 'a>> {
+            Box::pin(async move {
+                smack_connectors::cassandra::batched(&self.cache, keys, concurrency, |k| async move {
+                    self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let CqlValue::Text(card) = &k[0] else { return Ok(None) };
+                    Ok(self.rows.get(card).map(|h| vec![Some(k[0].clone()), Some(CqlValue::Text(h.to_string()))]))
+                })
+                .await
+                .map_err(|e| e.to_string())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_fraud_stage_reads_each_card_once_and_counts_hits_and_misses() {
+        use crate::runtime::StageRuntime;
+        use smack_connectors::format::to_json_rows;
+        let spec = crate::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/fraud-detection/pipeline.yaml"
+        )))
+        .unwrap();
+        let homes = Arc::new(Homes {
+            rows: [("c1".to_string(), "FR"), ("c2".to_string(), "DE")].into_iter().collect(),
+            cache: std::sync::Mutex::new(smack_connectors::cassandra::LruCache::new(100)),
+            reads: Default::default(),
+        });
+        struct Shared(Arc<Homes>);
+        impl KeyedRows for Shared {
+            fn get_many<'a>(
+                &'a self,
+                keys: &'a [Vec<CqlValue>],
+                concurrency: usize,
+            ) -> Pin<Box<dyn Future<Output = Result<BatchAnswer, String>> + Send + 'a>> {
+                self.0.get_many(keys, concurrency)
+            }
+        }
+        let metrics = TaskMetrics::new();
+        let provider = CassandraLookupProvider::with_rows(
+            "card_homes",
+            &spec.lookups["card_homes"],
+            Box::new(Shared(homes.clone())),
+            &metrics,
+        );
+        let providers: LookupProviders =
+            [("card_homes".to_string(), Arc::new(provider) as Arc<dyn LookupProvider>)].into_iter().collect();
+        let mut rt = StageRuntime::with_lookups(&spec, &providers).await.unwrap();
+        rt.assign_partitions("transactions", &[0]).unwrap();
+        let dec = rt.decoder("transactions").unwrap();
+        // Six purchases of c1 (two abroad), six of c2 (none abroad), six of
+        // c3 (no home row: none abroad), over two micro-batches.
+        let tx = |card: &str, country: &str, s: u32| {
+            format!(
+                r#"{{"card_id":"{card}","amount":1.0,"merchant":"m","country":"{country}","ts":"2024-01-01T00:00:{s:02}Z"}}"#
+            )
+        };
+        let mut recs = Vec::new();
+        for (i, s) in [1u32, 5, 9, 13, 17, 21].iter().enumerate() {
+            recs.push(tx("c1", if i % 3 == 0 { "US" } else { "FR" }, *s));
+            recs.push(tx("c2", "DE", *s));
+            recs.push(tx("c3", "IT", *s));
+        }
+        let mut out = Vec::new();
+        for (n, half) in recs.chunks(9).enumerate() {
+            let d = dec.decode(half.iter().map(|r| r.as_bytes()));
+            assert!(d.errors.is_empty(), "{:?}", d.errors);
+            out.extend(rt.push("transactions", 0, 9 * (n as i64 + 1), d.batch).await.unwrap().sinks);
+        }
+        out.extend(rt.finish().await.unwrap().sinks);
+        let mut got: Vec<String> = out
+            .iter()
+            .filter(|s| s.sink == "suspicious_cards")
+            .flat_map(|s| to_json_rows(&s.batch).unwrap())
+            .map(|r| format!("{} {} {}", r["card_id"], r["txn_count"], r["abroad"]))
+            .collect();
+        got.sort();
+        got.dedup();
+        assert_eq!(got, vec!["\"c1\" 6 2", "\"c2\" 6 0", "\"c3\" 6 0"]);
+        // Three distinct cards read once each (c3's absence cached too);
+        // the second batch is answered from the cache.
+        assert_eq!(homes.reads.load(std::sync::atomic::Ordering::SeqCst), 3);
+        let text = metrics.encode();
+        assert!(text.contains("smack_stage_lookup_cache_misses_total{lookup=\"card_homes\"} 3"), "{text}");
+        assert!(text.contains("smack_stage_lookup_cache_hits_total{lookup=\"card_homes\"} 3"), "{text}");
     }
 
     #[test]
