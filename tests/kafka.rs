@@ -28,56 +28,9 @@ const T: Duration = Duration::from_secs(180);
 const RECORDS: usize = 100_000;
 const TOPIC: &str = "events";
 
-fn json(dir: &Path, args: &[&str]) -> Option<Value> {
-    let mut a = args.to_vec();
-    a.extend(["--output", "json"]);
-    serde_json::from_str(&cli(dir, &a).ok()?).ok()
-}
-
-/// What the scheduler and the brokers said, when a wait fails.
-struct Diag {
-    dir: PathBuf,
-    sched_log: PathBuf,
-}
-
-impl Drop for Diag {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        for plan in ["deploy", "recovery", "update"] {
-            eprintln!("plan {plan}: {:?}", cli(&self.dir, &["plan", "show", plan]));
-        }
-        eprintln!("pods: {:?}", cli(&self.dir, &["pod", "list"]));
-        let log = read(&self.sched_log);
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        eprintln!("scheduler log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-        for a in 1..=3 {
-            let Ok(rd) = std::fs::read_dir(self.dir.join(format!("agents/a{a}/sandboxes"))) else { continue };
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let tail = |f: &str| {
-                    let t = read(e.path().join(f));
-                    let l: Vec<&str> = t.lines().collect();
-                    l[l.len().saturating_sub(15)..].join("\n")
-                };
-                eprintln!("--- a{a}/{name} stderr ---\n{}\n--- stdout ---\n{}", tail("stderr"), tail("stdout"));
-            }
-        }
-    }
-}
-
-async fn wait_plan(dir: &Path, plan: &str, want: &str, within: Duration) -> Value {
-    wait_for(&format!("plan {plan} {want}"), within, || async {
-        let v = json(dir, &["plan", "show", plan])?;
-        (v["status"] == want).then_some(v)
-    })
-    .await
-}
-
 /// Pod name → (agent id, current broker task id, task state, ready).
 fn broker_tasks(dir: &Path) -> Option<BTreeMap<String, (String, String, String, bool)>> {
-    let pods = json(dir, &["pod", "list"])?;
+    let pods = smack_json(dir, &["pod", "list"])?;
     let mut out = BTreeMap::new();
     for p in pods.as_array()? {
         let name = p["pod"]["name"].as_str()?.to_string();
@@ -183,13 +136,14 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     cli(d, &["service", "validate", &sf]).unwrap_or_else(|e| panic!("the generated spec is refused: {e}"));
     let sd = d.display().to_string();
     let sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
-    let _diag = Diag { dir: d.to_path_buf(), sched_log: sched.log.clone() };
+    let _diag =
+        PanicDump { dir: d.to_path_buf(), sched_log: sched.log.clone(), plans: &["deploy", "recovery", "update"] };
 
     // Deploy: three brokers, one per zone, each ready before the next.
     wait_plan(d, "deploy", "COMPLETE", DEPLOY).await;
     let deployed_in = started.elapsed();
     let brokers = wait_for("3 brokers with their racks", T, || async {
-        let v = json(d, &["kafka", "brokers"])?;
+        let v = smack_json(d, &["kafka", "brokers"])?;
         (v.as_array()?.len() == 3 && v.as_array()?.iter().all(|b| b["rack"].is_string())).then_some(v)
     })
     .await;
@@ -214,7 +168,7 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     let refused = cli(d, &["kafka", "topic", "create", "too-wide", "--partitions", "1", "--replication", "4"])
         .expect_err("replication 4 on 3 brokers");
     assert!(refused.contains("replication factor 4 is above the number of brokers (3)"), "{refused}");
-    let listed = json(d, &["kafka", "topic", "list"]).unwrap();
+    let listed = smack_json(d, &["kafka", "topic", "list"]).unwrap();
     assert_eq!(listed, serde_json::json!([TOPIC]));
 
     // 100,000 keyed records, acknowledged by all in-sync replicas.
@@ -240,7 +194,7 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     let pod = format!("kafka-{victim}");
     let before = broker_tasks(d).unwrap();
     let (agent_id, old_task, _, _) = before[&pod].clone();
-    let status = json(d, &["pod", "status", &pod]).unwrap();
+    let status = smack_json(d, &["pod", "status", &pod]).unwrap();
     let host = status[0]["pod"]["hostname"].as_str().unwrap().to_string();
     let agent_name = format!("a{}", host.rsplit('.').next().unwrap());
     let vid = status[0]["pod"]["volume_ids"][0].as_str().unwrap().to_string();
@@ -277,7 +231,7 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     let out = read(new_sandbox.join("stdout"));
     assert!(!out.contains(launch::KAFKA_FORMAT_LINE), "the relaunch formatted the volume again:\n{out}");
     assert!(out.contains("is formatted for node"), "{out}");
-    let rec = json(d, &["plan", "show", "recovery"]).unwrap();
+    let rec = smack_json(d, &["plan", "show", "recovery"]).unwrap();
     assert!(rec.to_string().contains(&pod), "a recovery step for {pod}: {rec:#}");
 
     // Every record, once.
@@ -311,7 +265,7 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     // A rolling config change: one broker at a time, each ready before the
     // next, the active controller (read right before) last.
     let rolled_from = Instant::now();
-    let quorum = json(d, &["kafka", "quorum"]).expect("smack kafka quorum");
+    let quorum = smack_json(d, &["kafka", "quorum"]).expect("smack kafka quorum");
     let leader = format!("kafka-{}", quorum["leader"].as_i64().expect("an active controller"));
     let tasks_before = broker_tasks(d).unwrap();
     opts.broker_config.insert("num.io.threads".into(), "3".into());
@@ -336,7 +290,7 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
                 restarted_order.push(pod.clone());
             }
         }
-        let Some(v) = json(d, &["plan", "show", "update"]) else { continue };
+        let Some(v) = smack_json(d, &["plan", "show", "update"]) else { continue };
         let steps = v["phases"][0]["steps"].as_array().cloned().unwrap_or_default();
         let active = steps.iter().filter(|s| s["state"] != "PENDING" && s["state"] != "COMPLETE").count();
         worst_active = worst_active.max(active);

@@ -14,60 +14,13 @@ use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig, KafkaSink, SinkConf
 use smack_operator::catalog::artifacts::{self, Service};
 use smack_operator::catalog::kafka_service::{kafka_service_yaml, KafkaServiceOptions};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Six JVMs starting one after another on two busy cores.
 const DEPLOY: Duration = Duration::from_secs(600);
 const T: Duration = Duration::from_secs(180);
 const TOPIC: &str = "orders";
-
-fn json(dir: &Path, args: &[&str]) -> Option<Value> {
-    let mut a = args.to_vec();
-    a.extend(["--output", "json"]);
-    serde_json::from_str(&cli(dir, &a).ok()?).ok()
-}
-
-/// What the scheduler and the nodes said, when a check fails.
-struct Diag {
-    dir: PathBuf,
-    sched_log: PathBuf,
-}
-
-impl Drop for Diag {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        for plan in ["deploy", "update", "recovery"] {
-            eprintln!("plan {plan}: {:?}", cli(&self.dir, &["plan", "show", plan]));
-        }
-        eprintln!("pods: {:?}", cli(&self.dir, &["pod", "list"]));
-        let log = read(&self.sched_log);
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        eprintln!("scheduler log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-        for a in 1..=3 {
-            let Ok(rd) = std::fs::read_dir(self.dir.join(format!("agents/a{a}/sandboxes"))) else { continue };
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let tail = |f: &str| {
-                    let t = read(e.path().join(f));
-                    let l: Vec<&str> = t.lines().collect();
-                    l[l.len().saturating_sub(15)..].join("\n")
-                };
-                eprintln!("--- a{a}/{name} stderr ---\n{}\n--- stdout ---\n{}", tail("stderr"), tail("stdout"));
-            }
-        }
-    }
-}
-
-async fn wait_plan(dir: &Path, plan: &str, want: &str, within: Duration) -> Value {
-    wait_for(&format!("plan {plan} {want}"), within, || async {
-        let v = json(dir, &["plan", "show", plan])?;
-        (v["status"] == want).then_some(v)
-    })
-    .await
-}
 
 /// One pod's current task.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +33,7 @@ struct Current {
 
 /// Pod name → its current task.
 fn current_tasks(dir: &Path) -> Option<BTreeMap<String, Current>> {
-    let pods = json(dir, &["pod", "list"])?;
+    let pods = smack_json(dir, &["pod", "list"])?;
     let mut out = BTreeMap::new();
     for p in pods.as_array()? {
         let name = p["pod"]["name"].as_str()?.to_string();
@@ -95,7 +48,7 @@ fn current_tasks(dir: &Path) -> Option<BTreeMap<String, Current>> {
 
 /// `smack kafka quorum`: (voters, active controller).
 fn quorum(dir: &Path) -> Option<(Vec<i64>, i64)> {
-    let q = json(dir, &["kafka", "quorum"])?;
+    let q = smack_json(dir, &["kafka", "quorum"])?;
     let voters = q["voters"].as_array()?.iter().filter_map(Value::as_i64).collect();
     Some((voters, q["leader"].as_i64()?))
 }
@@ -157,7 +110,8 @@ async fn dedicated_controllers_deploy_first_and_roll_with_the_active_one_last() 
     cli(d, &["service", "validate", &sf]).unwrap_or_else(|e| panic!("the generated spec is refused: {e}"));
     let sd = d.display().to_string();
     let sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
-    let _diag = Diag { dir: d.to_path_buf(), sched_log: sched.log.clone() };
+    let _diag =
+        PanicDump { dir: d.to_path_buf(), sched_log: sched.log.clone(), plans: &["deploy", "update", "recovery"] };
 
     // Deploy: the quorum first, then the brokers.
     let deploy = wait_plan(d, "deploy", "COMPLETE", DEPLOY).await;
@@ -172,7 +126,7 @@ async fn dedicated_controllers_deploy_first_and_roll_with_the_active_one_last() 
         quorum(d).filter(|(v, l)| *v == [3000, 3001, 3002] && v.contains(l))
     })
     .await;
-    let brokers = json(d, &["kafka", "brokers"]).unwrap();
+    let brokers = smack_json(d, &["kafka", "brokers"]).unwrap();
     let ids: Vec<i64> = brokers.as_array().unwrap().iter().map(|b| b["id"].as_i64().unwrap()).collect();
     assert_eq!(ids, [0, 1, 2], "the controllers are no brokers: {brokers:#}");
     let props = server_properties(d, &tasks["controller-0"].task);
@@ -212,7 +166,7 @@ async fn dedicated_controllers_deploy_first_and_roll_with_the_active_one_last() 
         tokio::time::sleep(Duration::from_millis(300)).await;
         let Some(now) = current_tasks(d) else { continue };
         worst_down = worst_down.max(now.values().filter(|c| !c.running).count());
-        let Some(v) = json(d, &["plan", "show", "update"]) else { continue };
+        let Some(v) = smack_json(d, &["plan", "show", "update"]) else { continue };
         if v["status"] == "COMPLETE" && now.values().all(|c| c.running && c.ready) {
             break v;
         }

@@ -9,8 +9,8 @@
 //! readable; and
 //! `--brokers 2` is refused, naming the topic whose replication needs 3.
 
+use crate::support::smack_at_verbose as cli;
 use crate::support::*;
-use serde_json::Value;
 use smack_connectors::kafka::{
     KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
     TopicDescription,
@@ -18,7 +18,7 @@ use smack_connectors::kafka::{
 use smack_operator::catalog::artifacts::{self, Service};
 use smack_operator::catalog::kafka_service::{kafka_service_yaml, KafkaServiceOptions};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// JVMs starting one after another on two busy cores.
@@ -26,36 +26,6 @@ const DEPLOY: Duration = Duration::from_secs(900);
 const T: Duration = Duration::from_secs(300);
 const RECORDS: usize = 20_000;
 const TOPIC: &str = "events";
-
-/// Runs the smack CLI against the test's state dir: stdout, or stderr on failure.
-fn cli(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let run = || {
-        std::process::Command::new(smack_bin())
-            .arg("--state-dir")
-            .arg(dir)
-            .args(args)
-            .env_remove("SMACK_MASTER")
-            .env_remove("SMACK_TOKEN")
-            .output()
-    };
-    // A `cargo build` elsewhere in the tree replaces the binary for a moment.
-    let mut tries = 0;
-    let out = loop {
-        match run() {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 100 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            other => break other.expect("run smack"),
-        }
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!("{}\n(stdout: {stdout})", String::from_utf8_lossy(&out.stderr)))
-    }
-}
 
 /// A long-running CLI call off the async workers.
 async fn cli_blocking(dir: &Path, args: &[&str]) -> Result<String, String> {
@@ -67,53 +37,6 @@ async fn cli_blocking(dir: &Path, args: &[&str]) -> Result<String, String> {
     })
     .await
     .expect("the CLI call")
-}
-
-fn json(dir: &Path, args: &[&str]) -> Option<Value> {
-    let mut a = args.to_vec();
-    a.extend(["--output", "json"]);
-    serde_json::from_str(&cli(dir, &a).ok()?).ok()
-}
-
-/// What the scheduler and the brokers said, when a check fails.
-struct Diag {
-    dir: PathBuf,
-    sched_log: PathBuf,
-}
-
-impl Drop for Diag {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        for plan in ["deploy", "update", "decommission", "recovery"] {
-            eprintln!("plan {plan}: {:?}", cli(&self.dir, &["plan", "show", plan]));
-        }
-        eprintln!("pods: {:?}", cli(&self.dir, &["pod", "list"]));
-        let log = read(&self.sched_log);
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        eprintln!("scheduler log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-        for a in 1..=4 {
-            let Ok(rd) = std::fs::read_dir(self.dir.join(format!("agents/a{a}/sandboxes"))) else { continue };
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let tail = |f: &str| {
-                    let t = read(e.path().join(f));
-                    let l: Vec<&str> = t.lines().collect();
-                    l[l.len().saturating_sub(15)..].join("\n")
-                };
-                eprintln!("--- a{a}/{name} stderr ---\n{}\n--- stdout ---\n{}", tail("stderr"), tail("stdout"));
-            }
-        }
-    }
-}
-
-async fn wait_plan(dir: &Path, plan: &str, want: &str, within: Duration) -> Value {
-    wait_for(&format!("plan {plan} {want}"), within, || async {
-        let v = json(dir, &["plan", "show", plan])?;
-        (v["status"] == want).then_some(v)
-    })
-    .await
 }
 
 /// The topic with every partition led and its replicas (`rf`, on distinct
@@ -194,7 +117,11 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     let sf = spec_file.display().to_string();
     let sd = d.display().to_string();
     let sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
-    let _diag = Diag { dir: d.to_path_buf(), sched_log: sched.log.clone() };
+    let _diag = PanicDump {
+        dir: d.to_path_buf(),
+        sched_log: sched.log.clone(),
+        plans: &["deploy", "update", "decommission", "recovery"],
+    };
 
     // Three brokers, each ready before the next.
     wait_plan(d, "deploy", "COMPLETE", DEPLOY).await;
@@ -228,7 +155,7 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     let on_new = t.partitions.iter().filter(|p| p.replicas.contains(&3)).count();
     assert!(on_new >= 1, "broker 3 holds replicas of {TOPIC} after the rebalance: {t:?}");
     let brokers = wait_for("4 brokers with racks", T, || async {
-        let v = json(d, &["kafka", "brokers"])?;
+        let v = smack_json(d, &["kafka", "brokers"])?;
         (v.as_array()?.len() == 4 && v.as_array()?.iter().all(|b| b["rack"].is_string())).then_some(v)
     })
     .await;
@@ -250,11 +177,11 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     }
     wait_for("no replication throttle left", T, || no_throttles(&admin, &four)).await;
     // The new broker's readiness check made it a voter before the scale-up ended.
-    let quorum = json(d, &["kafka", "quorum"]).expect("smack kafka quorum");
+    let quorum = smack_json(d, &["kafka", "quorum"]).expect("smack kafka quorum");
     assert_eq!(quorum["voters"], serde_json::json!([0, 1, 2, 3]), "broker 3 joined the quorum: {quorum}");
 
     // The new pod's reservation and volume, to watch them leave the ledger.
-    let status = json(d, &["pod", "status", "kafka-3"]).unwrap();
+    let status = smack_json(d, &["pod", "status", "kafka-3"]).unwrap();
     let res_id = status[0]["pod"]["reservation_id"].as_str().unwrap().to_string();
     let vol_id = status[0]["pod"]["volume_ids"][0].as_str().unwrap().to_string();
     let host = status[0]["pod"]["hostname"].as_str().unwrap().to_string();
@@ -272,7 +199,7 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     // Broker 3 left the quorum in its hook and was no voter when stopped:
     // nothing was left for the scale command to prune.
     assert!(!out.contains("still a voter but its pod is gone"), "broker 3 joined the quorum again: {out}");
-    let quorum = json(d, &["kafka", "quorum"]).expect("smack kafka quorum");
+    let quorum = smack_json(d, &["kafka", "quorum"]).expect("smack kafka quorum");
     assert_eq!(quorum["voters"], serde_json::json!([0, 1, 2]), "Kafka's controller voters");
     let hook_out = std::fs::read_dir(d.join("agents").join(&agent_name).join("sandboxes"))
         .unwrap()
@@ -298,7 +225,7 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
         gone.then_some(())
     })
     .await;
-    let pods = json(d, &["pod", "list"]).unwrap();
+    let pods = smack_json(d, &["pod", "list"]).unwrap();
     let names: Vec<&str> = pods.as_array().unwrap().iter().map(|p| p["pod"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["kafka-0", "kafka-1", "kafka-2"]);
     let admin = KafkaAdmin::connect(&client).await.unwrap();
@@ -326,7 +253,7 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     let refused = cli_blocking(d, &["kafka", "scale", "--brokers", "2"]).await.expect_err("2 brokers for RF 3");
     assert!(refused.contains("events (replication 3)"), "{refused}");
     assert!(refused.contains("refusing to scale service kafka from 3 to 2"), "{refused}");
-    let pods = json(d, &["pod", "list"]).unwrap();
+    let pods = smack_json(d, &["pod", "list"]).unwrap();
     assert_eq!(pods.as_array().unwrap().len(), 3, "nothing was decommissioned");
 
     eprintln!(

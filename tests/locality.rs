@@ -15,7 +15,6 @@
 
 use crate::support::smack_at as cli;
 use crate::support::*;
-use serde_json::Value;
 use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig};
 use smack_operator::catalog::artifacts::{self, Service};
 use smack_operator::catalog::kafka_service::{kafka_service_yaml, KafkaServiceOptions};
@@ -57,15 +56,9 @@ sinks:
     topic: events-out
 ";
 
-fn json(dir: &Path, args: &[&str]) -> Option<Value> {
-    let mut a = args.to_vec();
-    a.extend(["--output", "json"]);
-    serde_json::from_str(&cli(dir, &a).ok()?).ok()
-}
-
 async fn wait_deployed(dir: &Path, service: &str, within: Duration) {
     wait_for(&format!("service {service}: plan deploy COMPLETE"), within, || async {
-        let v = json(dir, &["plan", "show", "deploy", "--service", service])?;
+        let v = smack_json(dir, &["plan", "show", "deploy", "--service", service])?;
         (v["status"] == "COMPLETE").then_some(())
     })
     .await
@@ -73,7 +66,7 @@ async fn wait_deployed(dir: &Path, service: &str, within: Duration) {
 
 /// Pod index → (hostname, zone) of a service's placed pods, from `pod list`.
 fn placed_pods(dir: &Path, service: &str) -> Option<BTreeMap<u32, (String, String)>> {
-    let pods = json(dir, &["pod", "list", "--service", service])?;
+    let pods = smack_json(dir, &["pod", "list", "--service", service])?;
     let mut out = BTreeMap::new();
     for p in pods.as_array()? {
         let pod = &p["pod"];
@@ -175,7 +168,7 @@ async fn each_stage_task_runs_on_the_agent_leading_most_of_its_partitions() {
     wait_deployed(d, &stage.name, T).await;
 
     // Both sides, read back from the APIs.
-    let topic = json(d, &["kafka", "topic", "describe", TOPIC, "--service", &opts.name]).expect("topic describe");
+    let topic = smack_json(d, &["kafka", "topic", "describe", TOPIC, "--service", &opts.name]).expect("topic describe");
     let mut leader_of: BTreeMap<i64, i64> = BTreeMap::new();
     for part in topic["partitions"].as_array().expect("partitions") {
         let leader = part["leader"].as_i64().unwrap_or_else(|| panic!("partition without a leader: {topic:#}"));

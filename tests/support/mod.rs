@@ -541,6 +541,84 @@ pub async fn start_kafka_and_cassandra(work: &Path, port_base: u16) -> KafkaAndC
 /// Runs `smack --state-dir DIR ARGS…` (the cluster found through the state
 /// dir's cluster.json): its stdout on success, its stderr on failure.
 pub fn smack_at(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = smack_output(dir, args);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// [`smack_at`], with the command's stdout added to the error text (for
+/// commands that report progress before they fail).
+pub fn smack_at_verbose(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = smack_output(dir, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!("{}\n(stdout: {stdout})", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// `smack --state-dir DIR ARGS… --output json`, parsed; `None` on any failure.
+pub fn smack_json(dir: &Path, args: &[&str]) -> Option<serde_json::Value> {
+    let mut a = args.to_vec();
+    a.extend(["--output", "json"]);
+    serde_json::from_str(&smack_at(dir, &a).ok()?).ok()
+}
+
+/// Waits until plan `plan` (of the state dir's one service) reads `want`.
+pub async fn wait_plan(dir: &Path, plan: &str, want: &str, within: Duration) -> serde_json::Value {
+    wait_for(&format!("plan {plan} {want}"), within, || async {
+        let v = smack_json(dir, &["plan", "show", plan])?;
+        (v["status"] == want).then_some(v)
+    })
+    .await
+}
+
+/// When a test panics while this is alive, prints what an operator would
+/// look at: the service's plans, its pods, the scheduler log's tail and the
+/// last lines of every task sandbox on every agent under `dir`.
+pub struct PanicDump {
+    pub dir: PathBuf,
+    pub sched_log: PathBuf,
+    pub plans: &'static [&'static str],
+}
+
+impl Drop for PanicDump {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for plan in self.plans {
+            eprintln!("plan {plan}: {:?}", smack_at(&self.dir, &["plan", "show", plan]));
+        }
+        eprintln!("pods: {:?}", smack_at(&self.dir, &["pod", "list"]));
+        eprintln!("scheduler log tail:\n{}", tail_lines(&self.sched_log, 40));
+        let mut agents: Vec<PathBuf> =
+            std::fs::read_dir(self.dir.join("agents")).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        agents.sort();
+        for a in agents {
+            let agent = a.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            for e in std::fs::read_dir(a.join("sandboxes")).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let (stderr, stdout) =
+                    (tail_lines(&e.path().join("stderr"), 15), tail_lines(&e.path().join("stdout"), 15));
+                eprintln!("--- {agent}/{name} stderr ---\n{stderr}\n--- stdout ---\n{stdout}");
+            }
+        }
+    }
+}
+
+/// The last `n` lines of a file ("" when it cannot be read).
+pub fn tail_lines(path: &Path, n: usize) -> String {
+    let t = read(path);
+    let lines: Vec<&str> = t.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn smack_output(dir: &Path, args: &[&str]) -> std::process::Output {
     let run = || {
         std::process::Command::new(smack_bin())
             .arg("--state-dir")
@@ -561,9 +639,5 @@ pub fn smack_at(dir: &Path, args: &[&str]) -> Result<String, String> {
             other => break other.expect("run smack"),
         }
     };
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    out
 }
