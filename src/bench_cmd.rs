@@ -1,34 +1,64 @@
-//! `smack bench pipeline`: throughput of the data plane, for BENCHMARKS.md
-//! (a benchmark, never a test). Build it optimised:
-//! `cargo build --release -p smack`.
+//! `smack bench pipeline`: throughput and latency of the data plane, for
+//! BENCHMARKS.md (a benchmark, never a test). Build it optimised:
+//! `CARGO_TARGET_DIR=/work/.target-release cargo build --release -p smack`.
 //!
-//! Two parts, in one run on the same seeded fraud events
-//! (`smack_pipelines::generate`):
+//! In one run, on the same seeded fraud events (`smack_pipelines::generate`,
+//! a population of `--cards` cards whose home countries answer the
+//! pipeline's lookups):
 //! - **CPU only** (always): the events' JSON payloads, held in memory, are
 //!   cut into poll-sized batches and (1) decoded into Arrow alone, then
 //!   (2) decoded and pushed through a [`StageRuntime`] of the pipeline file
-//!   (the fraud example's hopping-window stage); the rows the sinks would get
-//!   are counted and dropped. Events/s of wall time and per CPU-second of the
-//!   process (user + system, from `/proc/self/stat`), so the figure is "per
-//!   core" whatever threads the runtime used.
+//!   (the fraud example's hopping-window stage, its lookup answered from
+//!   memory); the rows the sinks would get are counted and dropped.
+//!   Events/s of wall time and per CPU-second of the process (user + system,
+//!   from `/proc/self/stat`), so the figure is "per core" whatever threads
+//!   the runtime used.
 //! - **Kafka** (with `--bootstrap`): the events are produced to a fresh topic
-//!   with the [`KafkaSink`]; then the topic is read twice from the start with
-//!   a [`KafkaSource`] poll loop: (a) raw, counting records (the ceiling),
-//!   (b) decode → runtime per poll, as the stage task does. The ratio (b)/(a)
-//!   is printed.
+//!   with the [`KafkaSink`]; then the topic is read from the start with a
+//!   [`KafkaSource`] poll loop: (a) raw, counting records (the ceiling),
+//!   (b) decode → runtime per poll, and the ratio (b)/(a).
+//! - **Cassandra** (with `--cassandra` too): (c) the stage task itself
+//!   ([`StageTask`], the loop `smack stage run` drives) over the same topic:
+//!   decode → windowed aggregation → lookups read from Cassandra → the
+//!   Cassandra and Kafka sinks, dead letters and checkpoints, to the end of
+//!   the topic. Its pipeline is a copy of the file with its own topics,
+//!   keyspaces and group (suffixed with the process id); the lookup tables
+//!   are filled with the cards first.
+//! - **Latency** (with `--latency-seconds N`): a stage task runs in this
+//!   process while events are produced at `--latency-rate` events/s for N
+//!   seconds, each event's time being its produce time (the producer waits
+//!   for it). A window's row can exist once every partition has a record at
+//!   or after `window end + allowed lateness + max out-of-orderness` (the
+//!   watermark then passes the window's end plus the lateness); the
+//!   producer notes when it sent that record on each partition, the latest
+//!   of those is the row's *due* time. After a drain the rows are read back
+//!   with `WRITETIME` (the microsecond the Cassandra coordinator applied the
+//!   write: the driver sends no client timestamp), and `writetime − due` is
+//!   the produce → row latency of each row (same machine, one clock). The
+//!   window length and the lateness are not latency: they are the query's.
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use futures::TryStreamExt;
+use smack_connectors::arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use smack_connectors::arrow::compute::cast;
+use smack_connectors::arrow::datatypes::{DataType, SchemaRef};
+use smack_connectors::cassandra::{CassandraConfig, CassandraSession, CassandraSink, CqlTimestamp, SinkOptions};
 use smack_connectors::format::{Decoder, RecordFormat};
 use smack_connectors::kafka::{
     KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
     TopicSpec,
 };
 use smack_pipelines::generate::{Generator, GeneratorKind, Options};
-use smack_pipelines::runtime::StageRuntime;
-use smack_pipelines::spec::PipelineSpec;
+use smack_pipelines::runtime::lookup::{lookup_schema, LookupProviders};
+use smack_pipelines::runtime::{LookupProvider, StageRuntime};
+use smack_pipelines::spec::{Lookup, PipelineSpec, Sink, Source};
+use smack_pipelines::task::{prepare, run_task, PrepareOptions, StageTask, Step, TaskConfig, TaskMetrics};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What to benchmark.
 #[derive(Subcommand)]
@@ -66,6 +96,37 @@ pub struct PipelineBenchArgs {
     /// e.g. `queued.min.messages=100000` to probe the ceiling.
     #[arg(long = "consumer-property", value_name = "KEY=VALUE")]
     consumer_properties: Vec<String>,
+    /// The card population (the pipeline's lookups hold each card's home
+    /// country). 100,000: the example generator's, and its lookup cache.
+    #[arg(long, default_value_t = 100_000)]
+    cards: u64,
+    /// Cassandra contact points, host:port,...: also run the stage task
+    /// with its Cassandra sink (needs --bootstrap).
+    #[arg(long, value_delimiter = ',')]
+    cassandra: Vec<String>,
+    /// The Cassandra datacenter (keyspaces are replicated once in it).
+    #[arg(long, default_value = "dc1")]
+    local_dc: String,
+    /// Measure produce → row latency for this many seconds of production
+    /// (needs --bootstrap and --cassandra); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    latency_seconds: u64,
+    /// Events produced per second during the latency run.
+    #[arg(long, default_value_t = 50_000.0)]
+    latency_rate: f64,
+    /// Records per micro-batch of the stage task during the latency run (a
+    /// poll returns when it has this many, or after 500 ms).
+    #[arg(long, default_value_t = 1_000)]
+    latency_batch: usize,
+    /// Rows due within this many seconds of the latency run's start are
+    /// reported per window but left out of the percentiles (the lookup
+    /// cache is cold then: every new card is a Cassandra read).
+    #[arg(long, default_value_t = 30)]
+    latency_warmup_seconds: u64,
+    /// How long the latency run waits after the last event before reading
+    /// the rows back.
+    #[arg(long, default_value_t = 10)]
+    latency_drain_seconds: u64,
 }
 
 /// Runs a bench command.
@@ -132,6 +193,206 @@ where
     Ok(Phase { name: name.to_string(), events, wall: w.elapsed(), cpu: cpu_time().saturating_sub(c), rows_out })
 }
 
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A lookup answered from memory: each bench card's home country, for a
+/// lookup keyed by `card_id` with a `home_country` column ([`card_lookups`]).
+struct CardHomes {
+    schema: SchemaRef,
+    homes: HashMap<String, &'static str>,
+}
+
+/// A batch of `schema` (a card lookup's) holding `rows`; columns other
+/// than `card_id` and `home_country` are null.
+fn card_batch(schema: &SchemaRef, rows: &[(&str, &str)]) -> Result<RecordBatch, String> {
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            match f.name().as_str() {
+                "card_id" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                "home_country" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+                _ => new_null_array(f.data_type(), rows.len()),
+            }
+        })
+        .collect();
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
+
+impl LookupProvider for CardHomes {
+    fn fetch<'a>(
+        &'a self,
+        keys: &'a RecordBatch,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RecordBatch, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let col = keys.column_by_name("card_id").ok_or("the keys have no `card_id` column")?;
+            let col = cast(col, &DataType::Utf8).map_err(|e| e.to_string())?;
+            let col = col.as_string::<i32>();
+            // One row per card, whatever the keys repeat (a repeated row
+            // would multiply the joined transactions).
+            let mut seen = std::collections::HashSet::new();
+            let found: Vec<(&str, &str)> = (0..col.len())
+                .filter(|i| !col.is_null(*i) && seen.insert(col.value(*i)))
+                .filter_map(|i| self.homes.get(col.value(i)).map(|h| (col.value(i), *h)))
+                .collect();
+            card_batch(&self.schema, &found)
+        })
+    }
+}
+
+/// The lookups of `spec` the bench's cards answer: keyed by `card_id`
+/// alone, with a `home_country` string column.
+fn card_lookups(spec: &PipelineSpec) -> Vec<String> {
+    use smack_pipelines::spec::FieldType;
+    spec.lookups
+        .iter()
+        .filter(|(_, l)| {
+            l.key() == ["card_id"]
+                && l.schema().get("card_id") == Some(&FieldType::String)
+                && l.schema().get("home_country") == Some(&FieldType::String)
+        })
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// In-memory providers for the lookups of `spec`; each must be one the
+/// fraud generator's cards answer.
+fn memory_lookups(spec: &PipelineSpec, cards: &[(String, &'static str)]) -> anyhow::Result<LookupProviders> {
+    let answerable = card_lookups(spec);
+    let mut out = LookupProviders::new();
+    if spec.lookups.is_empty() {
+        return Ok(out);
+    }
+    let homes: HashMap<String, &'static str> = cards.iter().cloned().collect();
+    let homes = Arc::new(homes);
+    for (name, l) in &spec.lookups {
+        if !answerable.contains(name) {
+            bail!("lookup `{name}`: the bench only answers the fraud generator's card_id → home_country lookups");
+        }
+        let p = CardHomes { schema: lookup_schema(l), homes: (*homes).clone() };
+        out.insert(name.clone(), Arc::new(p) as Arc<dyn LookupProvider>);
+    }
+    Ok(out)
+}
+
+/// A copy of `spec` with names of its own (`tag`): the pipeline (so its
+/// group and dead-letter topics), its sink topics and keyspaces; the first
+/// source reads `topic`, every source has `partitions` and replication 1.
+fn bench_spec(spec: &PipelineSpec, tag: &str, topic: &str, partitions: u32) -> PipelineSpec {
+    let mut s = spec.clone();
+    s.name = format!("{}-{tag}", spec.name);
+    for (i, src) in s.sources.values_mut().enumerate() {
+        let Source::Kafka(k) = src;
+        k.topic = if i == 0 { topic.to_string() } else { format!("{tag}-{}", k.topic) };
+        k.partitions = partitions;
+        k.replication = 1;
+    }
+    for sink in s.sinks.values_mut() {
+        match sink {
+            Sink::Cassandra(c) => c.keyspace = format!("{}_{tag}", c.keyspace),
+            Sink::Kafka(k) => k.topic = format!("{tag}-{}", k.topic),
+        }
+    }
+    for l in s.lookups.values_mut() {
+        let Lookup::Cassandra(c) = l;
+        c.keyspace = format!("{}_{tag}", c.keyspace);
+    }
+    s
+}
+
+/// The stage the first Cassandra sink of `spec` reads, with that sink.
+fn measured_stage(spec: &PipelineSpec) -> anyhow::Result<(String, smack_pipelines::spec::CassandraSink)> {
+    for sink in spec.sinks.values() {
+        if let Sink::Cassandra(c) = sink {
+            if !spec.stages.contains_key(&c.from) {
+                bail!("sink of `{}.{}` reads `{}`, which is not a stage", c.keyspace, c.table, c.from);
+            }
+            return Ok((c.from.clone(), c.clone()));
+        }
+    }
+    bail!("the pipeline has no Cassandra sink")
+}
+
+/// Creates the topics, keyspaces and tables of `spec` and fills its card
+/// lookups.
+async fn prepare_bench(
+    spec: &PipelineSpec,
+    admin: &KafkaAdmin,
+    session: &CassandraSession,
+    dc: &str,
+    cards: &[(String, &'static str)],
+) -> anyhow::Result<()> {
+    prepare(spec, admin, Some(session), &PrepareOptions::new(dc, 1)).await?;
+    for name in card_lookups(spec) {
+        let l = &spec.lookups[&name];
+        let Lookup::Cassandra(c) = l;
+        let schema = lookup_schema(l);
+        let options = SinkOptions { max_in_flight: 256, ..SinkOptions::default() };
+        let mut sink = CassandraSink::new(session, &c.keyspace, &c.table, &schema, options).await?;
+        let t = Instant::now();
+        for chunk in cards.chunks(10_000) {
+            let rows: Vec<(&str, &str)> = chunk.iter().map(|(id, home)| (id.as_str(), *home)).collect();
+            sink.write(&card_batch(&schema, &rows).map_err(anyhow::Error::msg)?).await?;
+        }
+        sink.flush().await?;
+        println!("lookup `{name}`: {} cards written to {}.{} in {:.1?}", cards.len(), c.keyspace, c.table, t.elapsed());
+    }
+    Ok(())
+}
+
+/// The nearest-rank percentile `q` (0..=1) of sorted `v`.
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Per partition, what the producer sent: each time the partition's
+/// largest event time rose, (that event time, when it was sent).
+#[derive(Debug, Default, Clone)]
+struct SendLog {
+    rises: Vec<Vec<(i64, i64)>>,
+}
+
+impl SendLog {
+    fn new(partitions: usize) -> SendLog {
+        SendLog { rises: vec![Vec::new(); partitions] }
+    }
+
+    /// Notes an event of `event_time` sent to `partition` at `sent_ms`.
+    fn note(&mut self, partition: usize, event_time: i64, sent_ms: i64) {
+        let r = &mut self.rises[partition];
+        if r.last().is_none_or(|(t, _)| event_time > *t) {
+            r.push((event_time, sent_ms));
+        }
+    }
+
+    /// When every partition had been sent an event at or after `t`: the
+    /// latest of the first such sends (None if some partition has none).
+    fn due(&self, t: i64) -> Option<i64> {
+        let mut due = i64::MIN;
+        for r in &self.rises {
+            let i = r.partition_point(|(et, _)| *et < t);
+            due = due.max(r.get(i)?.1);
+        }
+        Some(due)
+    }
+}
+
+/// A key's partition, as the bench's producer places it (FNV-1a).
+fn partition_of(key: &str, partitions: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % partitions.max(1) as u64) as usize
+}
+
 async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("read {}", args.file.display()))?;
     let spec = PipelineSpec::from_yaml(&text, &args.file.display().to_string())
@@ -141,21 +402,28 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         seed: args.seed,
         rate: args.event_rate,
         count: Some(args.events),
+        keys: Some(args.cards),
         malformed_share: 0.001,
         ..Options::default()
     };
     let gen = Generator::new(GeneratorKind::Fraud, &options).context("fraud generator options")?;
+    let cards: Vec<(String, &'static str)> = match &gen {
+        Generator::Fraud(g) => g.cards().collect(),
+        Generator::AdTech(_) => Vec::new(),
+    };
     let events: Vec<(String, Vec<u8>)> = gen.filter(|e| e.source == source).map(|e| (e.key, e.payload)).collect();
     let bytes: usize = events.iter().map(|(_, p)| p.len()).sum();
     println!(
-        "{} fraud events for source `{source}` ({:.1} MB of JSON, seed {}, event rate {}/s), batches of {}",
+        "{} fraud events for source `{source}` ({:.1} MB of JSON, seed {}, event rate {}/s, {} cards), batches of {}",
         events.len(),
         bytes as f64 / 1e6,
         args.seed,
         args.event_rate,
+        cards.len(),
         args.batch
     );
-    let probe = StageRuntime::with_lookups(&spec, &smack_pipelines::runtime::lookup::empty_lookups(&spec)).await?;
+    let lookups = memory_lookups(&spec, &cards)?;
+    let probe = StageRuntime::with_lookups(&spec, &lookups).await?;
     let schema = probe.source_schema(&source).context("source schema")?;
     drop(probe);
     let decoder = Decoder::new(RecordFormat::Json, schema)?;
@@ -175,7 +443,7 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
     );
     phases.push(
         timed("cpu: decode + stage runtime (sinks counted)", || async {
-            let mut rt = StageRuntime::with_lookups(&spec, &smack_pipelines::runtime::lookup::empty_lookups(&spec)).await?;
+            let mut rt = StageRuntime::with_lookups(&spec, &lookups).await?;
             rt.assign_partitions(&source, &[0])?;
             let mut out_rows = 0u64;
             let mut offset = 0i64;
@@ -196,12 +464,27 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         println!("{}", p.line());
     }
 
-    let Some(bootstrap) = args.bootstrap else { return Ok(()) };
+    let Some(bootstrap) = args.bootstrap.clone() else { return Ok(()) };
     let client = KafkaClientConfig::new(bootstrap.clone());
-    let topic = format!("bench-{}-{}", source, std::process::id());
+    let pid = std::process::id();
+    let topic = format!("bench-{source}-{pid}");
     let admin = KafkaAdmin::connect(&client).await?;
-    admin.create_topic(&TopicSpec::new(&topic, args.partitions, 1)).await?;
-    admin.await_topic(&topic, Duration::from_secs(30)).await?;
+    let session = if args.cassandra.is_empty() {
+        None
+    } else {
+        let mut cc = CassandraConfig::new(&args.cassandra);
+        cc.local_dc = Some(args.local_dc.clone());
+        Some(CassandraSession::connect(&cc).await?)
+    };
+    let tag = format!("bench{pid}");
+    let staged_spec = bench_spec(&spec, &tag, &topic, args.partitions.max(1) as u32);
+    match &session {
+        Some(session) => prepare_bench(&staged_spec, &admin, session, &args.local_dc, &cards).await?,
+        None => {
+            admin.create_topic(&TopicSpec::new(&topic, args.partitions, 1)).await?;
+            admin.await_topic(&topic, Duration::from_secs(30)).await?;
+        }
+    }
     let produce = timed("kafka: produce (KafkaSink, acks all)", || async {
         let mut sink = KafkaSink::new(SinkConfig::new(client.clone()))?;
         for (key, payload) in &events {
@@ -239,7 +522,7 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
     println!("{}", raw.line());
     let mut src = KafkaSource::open(open(&format!("{topic}-stage"))).await?;
     let staged = timed("kafka (b): consume + decode + stage runtime", || async {
-        let mut rt = StageRuntime::with_lookups(&spec, &smack_pipelines::runtime::lookup::empty_lookups(&spec)).await?;
+        let mut rt = StageRuntime::with_lookups(&spec, &lookups).await?;
         rt.assign_partitions(&source, &partitions)?;
         let (mut got, mut out_rows) = (0u64, 0u64);
         while got < n {
@@ -259,12 +542,220 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         Ok((got, out_rows))
     })
     .await?;
+    drop(src);
     println!("{}", staged.line());
     println!("ratio (b)/(a): {:.2}", staged.rate() / raw.rate());
-    if let Err(e) = admin.delete_topic(&topic).await {
-        tracing::warn!(%topic, "could not delete the bench topic: {e}");
+
+    let state_root = std::env::temp_dir().join(format!("smack-bench-{pid}"));
+    if let Some(session) = &session {
+        let (stage, _) = measured_stage(&staged_spec)?;
+        let mut config = TaskConfig::new(&stage, 0, 1, bootstrap.clone(), state_root.join("task"));
+        config.cassandra = args.cassandra.clone();
+        config.local_dc = Some(args.local_dc.clone());
+        config.max_batch_records = batch;
+        config.until_idle = true;
+        let mut task = StageTask::open(&staged_spec, config, TaskMetrics::new()).await?;
+        let full = timed("kafka (c): stage task (+ lookups, Cassandra and Kafka sinks, checkpoints)", || async {
+            while task.step().await? != Step::Finished {}
+            Ok((task.summary().records_in, task.summary().rows_out))
+        })
+        .await?;
+        println!("{}", full.line());
+        println!("ratio (c)/(a): {:.2}", full.rate() / raw.rate());
+        latency(&args, &spec, &client, &admin, session, &cards, &state_root).await?;
+        for ks in keyspaces(&staged_spec) {
+            if let Err(e) = session.execute_ddl(&format!("DROP KEYSPACE IF EXISTS {ks}")).await {
+                tracing::warn!(%ks, "could not drop the bench keyspace: {e}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&state_root);
+    for t in bench_topics(&staged_spec) {
+        if let Err(e) = admin.delete_topic(&t).await {
+            tracing::warn!(topic = %t, "could not delete the bench topic: {e}");
+        }
     }
     Ok(())
+}
+
+/// The keyspaces of a bench copy's sinks and lookups.
+fn keyspaces(spec: &PipelineSpec) -> Vec<String> {
+    let mut out: Vec<String> = spec
+        .sinks
+        .values()
+        .filter_map(|s| match s {
+            Sink::Cassandra(c) => Some(c.keyspace.clone()),
+            Sink::Kafka(_) => None,
+        })
+        .chain(spec.lookups.values().map(|l| match l {
+            Lookup::Cassandra(c) => c.keyspace.clone(),
+        }))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The topics of a bench copy: sources, Kafka sinks, dead letters.
+fn bench_topics(spec: &PipelineSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, s) in &spec.sources {
+        let Source::Kafka(k) = s;
+        out.push(k.topic.clone());
+        out.push(smack_pipelines::task::dead_letter_topic(&spec.name, name));
+    }
+    for s in spec.sinks.values() {
+        if let Sink::Kafka(k) = s {
+            out.push(k.topic.clone());
+        }
+    }
+    out
+}
+
+/// The latency run (see the module doc).
+async fn latency(
+    args: &PipelineBenchArgs,
+    spec: &PipelineSpec,
+    client: &KafkaClientConfig,
+    admin: &KafkaAdmin,
+    session: &CassandraSession,
+    cards: &[(String, &'static str)],
+    state_root: &std::path::Path,
+) -> anyhow::Result<()> {
+    if args.latency_seconds == 0 {
+        return Ok(());
+    }
+    let pid = std::process::id();
+    let Some(source) = spec.sources.keys().next().cloned() else { bail!("no source") };
+    let topic = format!("bench-lat-{source}-{pid}");
+    let parts = args.partitions.max(1) as usize;
+    let lspec = bench_spec(spec, &format!("lat{pid}"), &topic, parts as u32);
+    prepare_bench(&lspec, admin, session, &args.local_dc, cards).await?;
+    let (stage, sink) = measured_stage(&lspec)?;
+    let Source::Kafka(k) = &lspec.sources[&source];
+    let ooo = k.watermark.as_ref().map_or(0, |w| w.max_out_of_orderness.0.as_millis() as i64);
+    let lateness = lspec.stages[&stage].window.as_ref().map_or(0, |w| w.allowed_lateness.0.as_millis() as i64);
+
+    let mut config = TaskConfig::new(&stage, 0, 1, args.bootstrap.clone().unwrap_or_default(), state_root.join("lat"));
+    config.cassandra = args.cassandra.clone();
+    config.local_dc = Some(args.local_dc.clone());
+    config.max_batch_records = args.latency_batch.max(1);
+    let stop = Arc::new(AtomicBool::new(false));
+    let task = {
+        let (spec, stop) = (lspec.clone(), stop.clone());
+        tokio::spawn(async move { run_task(&spec, config, TaskMetrics::new(), &stop).await })
+    };
+
+    // Events whose time is their produce time: the producer waits for each.
+    let count = (args.latency_rate * args.latency_seconds as f64) as u64;
+    let start = now_ms() + 3_000;
+    let options = Options {
+        seed: args.seed,
+        rate: args.latency_rate,
+        start_ms: Some(start),
+        count: Some(count),
+        keys: Some(args.cards),
+        malformed_share: 0.001,
+        ..Options::default()
+    };
+    let gen = Generator::new(GeneratorKind::Fraud, &options).context("fraud generator options")?;
+    let mut producer = KafkaSink::new(SinkConfig::new(client.clone()))?;
+    let mut log = SendLog::new(parts);
+    let (mut sent, mut behind_max) = (0u64, 0i64);
+    println!(
+        "latency: producing {count} events at {}/s for {} s to `{topic}` ({parts} partitions)",
+        args.latency_rate, args.latency_seconds
+    );
+    for e in gen.filter(|e| e.source == source) {
+        let ahead = e.event_time_ms - now_ms();
+        if ahead > 0 {
+            tokio::time::sleep(Duration::from_millis(ahead as u64)).await;
+        }
+        let p = partition_of(&e.key, parts);
+        producer.send_to(&topic, Some(p as i32), Some(e.key.as_bytes()), Some(&e.payload), &[]).await?;
+        let at = now_ms();
+        behind_max = behind_max.max(at - e.event_time_ms);
+        if !e.malformed {
+            log.note(p, e.event_time_ms, at);
+        }
+        sent += 1;
+    }
+    producer.flush().await?;
+    let produced_in = (now_ms() - start) as f64 / 1000.0;
+    tokio::time::sleep(Duration::from_secs(args.latency_drain_seconds)).await;
+    stop.store(true, Ordering::SeqCst);
+    let summary = task.await.context("the latency run's stage task")??;
+
+    // Every row with its write time, against when it was due.
+    let Some(value_column) = regular_column(session, &sink.keyspace, &sink.table).await? else {
+        bail!("{}.{}: no column outside the primary key to read WRITETIME of", sink.keyspace, sink.table)
+    };
+    let cql = format!("SELECT window_end, WRITETIME({value_column}) FROM {}.{}", sink.keyspace, sink.table);
+    let pager = session.inner().query_iter(cql.as_str(), ()).await.with_context(|| cql.clone())?;
+    let mut rows = pager.rows_stream::<(CqlTimestamp, Option<i64>)>().with_context(|| cql.clone())?;
+    let mut per_window: BTreeMap<i64, (i64, Vec<f64>)> = BTreeMap::new();
+    let mut undue = 0u64;
+    while let Some((end, written)) = rows.try_next().await.with_context(|| cql.clone())? {
+        let (Some(written), Some(due)) = (written, log.due(end.0 + lateness + ooo)) else {
+            undue += 1;
+            continue;
+        };
+        per_window.entry(end.0).or_insert((due, Vec::new())).1.push(written as f64 / 1000.0 - due as f64);
+    }
+    let warm = start + args.latency_warmup_seconds as i64 * 1000;
+    let mut all: Vec<f64> =
+        per_window.values().filter(|(due, _)| *due >= warm).flat_map(|(_, v)| v.iter().copied()).collect();
+    all.sort_by(f64::total_cmp);
+    println!(
+        "latency: {sent} events in {produced_in:.1} s ({:.0}/s; the producer was at most {behind_max} ms behind its schedule); \
+         the task: {}",
+        sent as f64 / produced_in,
+        summary.line()
+    );
+    for (end, (due, v)) in &per_window {
+        let mut v = v.clone();
+        v.sort_by(f64::total_cmp);
+        println!(
+            "latency: window ending {end} (due {:.1} s into the run{}): {} rows, produce → row {:.1} .. {:.1} ms",
+            (due - start) as f64 / 1000.0,
+            if *due < warm { ", warm-up" } else { "" },
+            v.len(),
+            v[0],
+            v[v.len() - 1]
+        );
+    }
+    println!(
+        "latency: produce → row in Cassandra over {} rows of {} windows due after the warm-up ({undue} rows not due \
+         within the run): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        all.len(),
+        per_window.values().filter(|(due, _)| *due >= warm).count(),
+        percentile(&all, 0.5),
+        percentile(&all, 0.9),
+        percentile(&all, 0.99),
+        all.last().copied().unwrap_or(f64::NAN)
+    );
+    for ks in keyspaces(&lspec) {
+        let _ = session.execute_ddl(&format!("DROP KEYSPACE IF EXISTS {ks}")).await;
+    }
+    for t in bench_topics(&lspec) {
+        let _ = admin.delete_topic(&t).await;
+    }
+    Ok(())
+}
+
+/// A regular (non-key) column of `keyspace.table`, from the schema tables.
+async fn regular_column(session: &CassandraSession, keyspace: &str, table: &str) -> anyhow::Result<Option<String>> {
+    let cql = "SELECT column_name, kind FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?";
+    let pager = session.inner().query_iter(cql, (keyspace, table)).await.context("read the table's columns")?;
+    let mut rows = pager.rows_stream::<(String, String)>().context("read the table's columns")?;
+    let mut names = Vec::new();
+    while let Some((name, kind)) = rows.try_next().await.context("read the table's columns")? {
+        if kind == "regular" {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names.into_iter().next())
 }
 
 #[cfg(test)]
@@ -282,5 +773,59 @@ mod tests {
         assert_eq!(stat_cpu_time("4242 (smack) R 1 2"), None);
         assert_eq!(stat_cpu_time("no parenthesis at all"), None);
         assert_eq!(stat_cpu_time("1 (a) R 1 2 3 4 5 6 7 8 9 10 x 25"), None);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&v, 1.0), 100.0);
+        assert_eq!(percentile(&v, 0.0), 1.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn a_row_is_due_when_every_partition_was_sent_a_late_enough_event() {
+        let mut log = SendLog::new(2);
+        log.note(0, 1_000, 5);
+        log.note(0, 900, 6); // older: the partition's clock does not move
+        log.note(1, 1_100, 7);
+        log.note(0, 2_000, 9);
+        log.note(1, 1_900, 10);
+        log.note(1, 2_500, 12);
+        assert_eq!(log.due(1_000), Some(7), "partition 1 got 1,100 at 7");
+        assert_eq!(log.due(2_000), Some(12), "partition 1 only passed 2,000 at 12");
+        assert_eq!(log.due(1_950), Some(12));
+        assert_eq!(log.due(2_001), None, "partition 0 never passed it");
+        assert_eq!(log.rises[0], vec![(1_000, 5), (2_000, 9)]);
+    }
+
+    #[test]
+    fn keys_spread_over_partitions_and_stay_put() {
+        let mut seen = [0usize; 3];
+        for i in 0..300 {
+            let key = format!("card-{i}");
+            let p = partition_of(&key, 3);
+            assert_eq!(p, partition_of(&key, 3));
+            seen[p] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 50), "{seen:?}");
+        assert_eq!(partition_of("x", 0), 0);
+    }
+
+    #[test]
+    fn a_bench_copy_has_names_of_its_own() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fraud-detection/pipeline.yaml");
+        let spec = smack_pipelines::load(&path).unwrap();
+        let b = bench_spec(&spec, "bench7", "bench-tx-7", 3);
+        assert_eq!(b.name, "fraud-detection-bench7");
+        let Source::Kafka(k) = &b.sources["transactions"];
+        assert_eq!((k.topic.as_str(), k.partitions, k.replication), ("bench-tx-7", 3, 1));
+        assert_eq!(keyspaces(&b), vec!["fraud_bench7".to_string()]);
+        assert!(bench_topics(&b).contains(&"bench7-fraud-alerts".to_string()), "{:?}", bench_topics(&b));
+        let (stage, sink) = measured_stage(&b).unwrap();
+        assert_eq!((stage.as_str(), sink.table.as_str()), ("card_velocity", "suspicious_cards"));
     }
 }
