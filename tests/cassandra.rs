@@ -299,7 +299,7 @@ async fn cassandra_service_deploys_recovers_replaces_rolls_and_scales() {
     assert_eq!(read_all(&s).await, want, "every row at ALL after the replace");
     drop(s);
 
-    // 4. A rolling config change: concurrent_writes 32 → 48 in the spec.
+    // 4. A rolling config change: concurrent_writes (4, as smack renders it) → 48 in the spec.
     let rolled_at = Instant::now();
     let rolled_in = roll_concurrent_writes(&dir, &mut o, &spec).await;
     let s = session(&dir).await;
@@ -436,6 +436,16 @@ async fn roll_concurrent_writes(dir: &Path, o: &mut CassandraServiceOptions, spe
     let pods = ["cassandra-0", "cassandra-1", "cassandra-2"];
     let before: BTreeMap<&str, String> =
         pods.iter().map(|p| (*p, pod_now(dir, p).expect("a pod before the roll").task_id)).collect();
+    let writes_now = || {
+        let v = json(dir, &["cassandra", "settings", "concurrent_writes"]).expect("smack cassandra settings");
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["settings"]["concurrent_writes"].as_str().unwrap_or("?").to_string())
+            .collect::<Vec<String>>()
+    };
+    let old = writes_now();
+    assert!(old.len() == 3 && old.iter().all(|v| v == &old[0] && v != "48"), "before the change: {old:?}");
     let from = Instant::now();
     o.config.insert("concurrent_writes".into(), "48".into());
     std::fs::write(spec, cassandra_service_yaml(o)).unwrap();
@@ -445,6 +455,7 @@ async fn roll_concurrent_writes(dir: &Path, o: &mut CassandraServiceOptions, spe
     let mut completed: Vec<String> = Vec::new();
     let (mut worst_active, mut worst_down) = (0usize, 0usize);
     let mut now: BTreeMap<&str, PodNow> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
     let deadline = Instant::now() + DEPLOY;
     loop {
         assert!(Instant::now() < deadline, "the update plan did not complete within {DEPLOY:?}");
@@ -472,21 +483,23 @@ async fn roll_concurrent_writes(dir: &Path, o: &mut CassandraServiceOptions, spe
                 completed.push(p);
             }
         }
-        let names: Vec<&str> = steps.iter().filter_map(|s| s["pod_instance"].as_str()).collect();
-        assert_eq!(names, pods, "the update plan's steps: {plan:#}");
+        order = steps.iter().filter_map(|s| s["pod_instance"].as_str().map(String::from)).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, pods, "the update plan has one step per node: {plan:#}");
         if plan["status"] == "COMPLETE" && now.len() == 3 && now.values().all(|n| n.ready) {
             break;
         }
     }
     let took = from.elapsed();
-    assert_eq!(restarted, pods, "every node restarted, in pod order");
+    assert_eq!(restarted, order, "every node restarted, in the plan's order");
     assert_eq!(completed, restarted, "each node's step COMPLETE before the next restarts");
     assert_eq!(worst_active, 1, "one update step at a time");
     assert!(worst_down <= 1, "{worst_down} nodes were down at once during the roll");
     // From the record: each node launched only after the previous one's
     // readiness check had seen it UN from all three nodes.
     let mut ready_at = Vec::new();
-    for p in pods {
+    for p in order.iter().map(String::as_str) {
         let n = &now[p];
         assert_ne!(n.task_id, before[p]);
         let sb = sandbox_of(dir, &n.task_id).expect("the new sandbox");
@@ -505,10 +518,7 @@ async fn roll_concurrent_writes(dir: &Path, o: &mut CassandraServiceOptions, spe
         );
     }
     wait_ring(dir, 3, Duration::from_secs(60), "3 UN nodes after the roll").await;
-    let v = json(dir, &["cassandra", "settings", "concurrent_writes"]).expect("smack cassandra settings");
-    let values: Vec<&str> =
-        v.as_array().unwrap().iter().map(|n| n["settings"]["concurrent_writes"].as_str().unwrap_or("?")).collect();
-    assert_eq!(values, vec!["48"; 3], "the new value live on every node: {v:#}");
+    assert_eq!(writes_now(), vec!["48"; 3], "the new value live on every node");
     eprintln!("roll: {ready_at:?}");
     took
 }
