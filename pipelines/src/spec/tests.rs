@@ -125,6 +125,12 @@ fn unknown_type() {
 }
 
 #[test]
+fn a_kafka_sink_writes_json_only() {
+    let text = format!("{BASE}  alerts:\n    type: kafka\n    from: agg\n    topic: alerts\n    format: avro\n");
+    one_error(&text, "p.yaml:31:13: sinks.alerts.format: a Kafka sink writes `json` only; `avro` is a source format");
+}
+
+#[test]
 fn bad_sink_from() {
     one_error(&edit("from: agg", "from: agg2"), "p.yaml:23:11: sinks.out.from: `agg2` is not a stage or source; expected one of `tx` or `agg` (hint: did you mean `agg`?)");
 }
