@@ -18,7 +18,8 @@
 //!   plan), fewer are decommissioned highest index first by their hook.
 //!   Refused, naming the keyspaces, when fewer nodes would remain in the
 //!   datacenter than a keyspace keeps replicas there
-//!   ([`cassandra_service::check_scale_down`]), or while a node is not `UN`.
+//!   ([`cassandra_service::check_scale_down`]), while a node is not `UN`,
+//!   or while the service's deploy, update or decommission is under way.
 //!
 //! Why CQL and not `nodetool status` for the ring: CQL is the port every
 //! node already serves to clients on the network, so one node's readiness
@@ -723,6 +724,23 @@ fn check_ring_up(nodes: &[NodeRow]) -> Result<(), String> {
     }
 }
 
+/// A scale waits for the service's own plans: a deploy, an update (a roll
+/// would be cut short: a newer spec supersedes it) or a decommission still
+/// under way is named, and the scale refused.
+fn check_plans_settled(plans: &[smack_operator::scheduler::api::PlanSummary]) -> Result<(), String> {
+    use smack_operator::scheduler::plan::Status;
+    let busy: Vec<String> = plans
+        .iter()
+        .filter(|p| ["deploy", "update", "decommission"].contains(&p.name.as_str()) && p.status != Status::Complete)
+        .map(|p| format!("plan {} is {}", p.name, p.status.as_str()))
+        .collect();
+    if busy.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{}; scale once it completes (`smack plan show NAME`)", busy.join(", ")))
+    }
+}
+
 /// The datacenter of the service's nodes (those at `hosts`), which must be one.
 fn service_datacenter(nodes: &[NodeRow], hosts: &[String]) -> Result<String, String> {
     let dcs: std::collections::BTreeSet<&str> =
@@ -749,6 +767,8 @@ async fn scale(state_dir: &Path, c: &ClusterFile, service: &str, nodes: u32, tim
         println!("service {service} already runs {nodes} node(s): nothing to change");
         return Ok(());
     }
+    let plans = crate::service_cmd::plans(state_dir, c, service).await?;
+    check_plans_settled(&plans).map_err(|e| anyhow!("refusing to scale service {service}: {e}"))?;
     let pods = crate::endpoints_cmd::pods(state_dir, c, service).await?;
     let cps = crate::endpoints_cmd::endpoints_of(&pods, svc::NATIVE_PORT);
     if cps.is_empty() {
@@ -1051,5 +1071,21 @@ mod tests {
         let why = "refusing to decommission h2: e2e".to_string();
         assert_eq!(decommission_args(&Ok(Err(why.clone()))), Err(why));
         assert_eq!(decommission_args(&Err("connection refused".into())), Ok(vec!["decommission"]));
+    }
+
+    #[test]
+    fn a_scale_waits_for_the_service_plans() {
+        use smack_operator::scheduler::api::PlanSummary;
+        use smack_operator::scheduler::plan::Status;
+        let plan = |name: &str, status| PlanSummary { name: name.into(), status };
+        let settled = vec![plan("deploy", Status::Complete), plan("recovery", Status::InProgress)];
+        assert_eq!(check_plans_settled(&settled), Ok(()));
+        let custom = vec![plan("deploy", Status::Complete), plan("backup", Status::Waiting)];
+        assert_eq!(check_plans_settled(&custom), Ok(()));
+        let rolling = vec![plan("deploy", Status::Complete), plan("update", Status::InProgress)];
+        assert!(check_plans_settled(&rolling).unwrap_err().starts_with("plan update is IN_PROGRESS"));
+        let both = vec![plan("deploy", Status::Pending), plan("decommission", Status::Error)];
+        let e = check_plans_settled(&both).unwrap_err();
+        assert!(e.contains("plan deploy is PENDING, plan decommission is ERROR"), "{e}");
     }
 }
