@@ -455,7 +455,7 @@ async fn roll_concurrent_writes(dir: &Path, o: &mut CassandraServiceOptions, spe
     let mut completed: Vec<String> = Vec::new();
     let (mut worst_active, mut worst_down) = (0usize, 0usize);
     let mut now: BTreeMap<&str, PodNow> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
+    let mut order: Vec<String>;
     let deadline = Instant::now() + DEPLOY;
     loop {
         assert!(Instant::now() < deadline, "the update plan did not complete within {DEPLOY:?}");
