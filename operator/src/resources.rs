@@ -122,11 +122,16 @@ impl PortSet {
             self.0 = out;
         }
     }
-    /// The first `n` ports of the set, if it has that many.
-    pub fn take(&self, n: u32) -> Option<PortSet> {
+    /// `n` ports taken from the largest ranges first (the lowest ports of
+    /// each), if the set has that many. Dynamic ports come from here, so a
+    /// small range offered for well-known ports (e.g. `smack up`'s 7000–7009
+    /// beside each agent's own range) is left to the pods that name them.
+    pub fn take_from_largest(&self, n: u32) -> Option<PortSet> {
+        let mut ranges: Vec<&PortRange> = self.0.iter().collect();
+        ranges.sort_by_key(|r| (std::cmp::Reverse(r.len()), r.begin));
         let mut left = n;
         let mut out = PortSet::new();
-        for r in &self.0 {
+        for r in ranges {
             if left == 0 {
                 break;
             }
@@ -566,8 +571,13 @@ mod tests {
         assert_eq!(s.ranges(), &[PortRange::new(10, 11), PortRange::new(13, 25)]);
         assert!(s.contains(&PortSet::from_ports([10, 11, 13])));
         assert!(!s.contains(&PortSet::from_ports([12])));
-        assert_eq!(s.take(3).unwrap(), PortSet::from_ports([10, 11, 13]));
-        assert!(s.take(100).is_none());
+        // The largest range first: 13-25 before 10-11.
+        assert_eq!(s.take_from_largest(3).unwrap(), PortSet::from_ports([13, 14, 15]));
+        assert_eq!(s.take_from_largest(15).unwrap(), PortSet::from_ports((10..=11).chain(13..=25)));
+        assert!(s.take_from_largest(16).is_none());
+        // `smack up`'s shared well-known range stays free for the pods naming it.
+        let offered = PortSet::from_ranges([PortRange::new(7000, 7009), PortRange::new(45000, 45099)]);
+        assert_eq!(offered.take_from_largest(2).unwrap(), PortSet::from_ports([45000, 45001]));
     }
 
     #[test]

@@ -456,7 +456,7 @@ fn fits_cpus_mem(req: &PodRequirement, have: &Resources, what: &str) -> Result<(
 
 /// Chooses a port for each request: fixed ones must be in `free`; dynamic
 /// ones keep their `previous` port when still free, else take the lowest
-/// free ports.
+/// free ports of the largest free ranges.
 fn pick_ports(
     want: &[PortRequest],
     free: &PortSet,
@@ -488,7 +488,7 @@ fn pick_ports(
     if dynamic > 0 {
         let mut left = free.clone();
         left.subtract(&PortSet::from_ports(taken.iter().copied()));
-        let Some(picked) = left.take(dynamic) else {
+        let Some(picked) = left.take_from_largest(dynamic) else {
             return Err(format!("{dynamic} dynamic ports wanted, {} {what} (ports {what}: {free})", left.count()));
         };
         let mut picked = picked.iter_ports();
