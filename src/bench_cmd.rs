@@ -118,6 +118,10 @@ pub struct PipelineBenchArgs {
     /// poll returns when it has this many, or after 500 ms).
     #[arg(long, default_value_t = 1_000)]
     latency_batch: usize,
+    /// Cassandra writes in flight at most, per sink, in the stage tasks (c)
+    /// and the latency run.
+    #[arg(long, default_value_t = 64)]
+    cassandra_in_flight: usize,
     /// Rows due within this many seconds of the latency run's start are
     /// reported per window but left out of the percentiles (the lookup
     /// cache is cold then: every new card is a Cassandra read).
@@ -553,6 +557,7 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         config.cassandra = args.cassandra.clone();
         config.local_dc = Some(args.local_dc.clone());
         config.max_batch_records = batch;
+        config.cassandra_in_flight = args.cassandra_in_flight.max(1);
         config.until_idle = true;
         let mut task = StageTask::open(&staged_spec, config, TaskMetrics::new()).await?;
         let full = timed("kafka (c): stage task (+ lookups, Cassandra and Kafka sinks, checkpoints)", || async {
@@ -640,6 +645,7 @@ async fn latency(
     config.cassandra = args.cassandra.clone();
     config.local_dc = Some(args.local_dc.clone());
     config.max_batch_records = args.latency_batch.max(1);
+    config.cassandra_in_flight = args.cassandra_in_flight.max(1);
     let stop = Arc::new(AtomicBool::new(false));
     let task = {
         let (spec, stop) = (lspec.clone(), stop.clone());
