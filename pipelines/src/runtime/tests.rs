@@ -39,13 +39,16 @@ fn batch(rt: &StageRuntime, rows: &[(String, f64, String, i64)]) -> RecordBatch 
     let schema = rt.source_schema("transactions").unwrap();
     RecordBatch::try_new(
         schema.clone(),
-        super::schema::with_null_metadata(&schema, vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
-            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|_| "m"))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
-            Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.3)).with_timezone("UTC")),
-        ]),
+        super::schema::with_null_metadata(
+            &schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|_| "m"))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2.as_str()))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.3)).with_timezone("UTC")),
+            ],
+        ),
     )
     .unwrap()
 }
