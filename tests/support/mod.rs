@@ -630,7 +630,7 @@ fn smack_output(dir: &Path, args: &[&str]) -> std::process::Output {
     };
     // A `cargo build` elsewhere in the tree replaces the binary for a moment.
     let mut tries = 0;
-    let out = loop {
+    loop {
         match run() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 100 => {
                 tries += 1;
@@ -638,6 +638,5 @@ fn smack_output(dir: &Path, args: &[&str]) -> std::process::Output {
             }
             other => break other.expect("run smack"),
         }
-    };
-    out
+    }
 }
