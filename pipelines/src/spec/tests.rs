@@ -125,6 +125,19 @@ fn unknown_type() {
 }
 
 #[test]
+fn dedicated_controllers_are_an_odd_count_of_a_cluster_smack_runs() {
+    assert!(errors(&edit("  kafka: { brokers: 1 }", "  kafka: { brokers: 1, controllers: 3 }")).is_empty());
+    one_error(
+        &edit("  kafka: { brokers: 1 }", "  kafka: { brokers: 1, controllers: 2 }"),
+        "p.yaml:3:37: services.kafka.controllers: 2 controllers: expected an odd number from 1 to 9 (hint: 3 controllers outlive the loss of one; leave it out to run controllers on the brokers)",
+    );
+    one_error(
+        &edit("  kafka: { brokers: 1 }", "  kafka: { controllers: 3, external: { bootstrap-servers: [\"h:9092\"] } }"),
+        "p.yaml:3:12: services.kafka.controllers: `controllers` sizes a kafka cluster that smack runs; with `external`, remove it",
+    );
+}
+
+#[test]
 fn a_kafka_sink_writes_json_only() {
     let text = format!("{BASE}  alerts:\n    type: kafka\n    from: agg\n    topic: alerts\n    format: avro\n");
     one_error(&text, "p.yaml:31:13: sinks.alerts.format: a Kafka sink writes `json` only; `avro` is a source format");

@@ -208,7 +208,7 @@ impl Validator<'_> {
     }
 
     fn services(&self, cx: &mut Cx, spec: &PipelineSpec) {
-        const MANAGED: [&str; 6] = ["brokers", "nodes", "cpus", "mem", "disk", "placement"];
+        const MANAGED: [&str; 7] = ["brokers", "nodes", "cpus", "mem", "disk", "placement", "controllers"];
         let checks: [(&str, Option<bool>); 2] = [
             ("kafka", spec.services.kafka.as_ref().map(|k| k.external.is_some())),
             ("cassandra", spec.services.cassandra.as_ref().map(|c| c.external.is_some())),
@@ -236,6 +236,18 @@ impl Validator<'_> {
                 }
                 Some(_) => {}
                 None => self.sizes(cx, "kafka", "brokers", k.brokers, k.cpus, k.mem, k.disk),
+            }
+            // A quorum decides by majority: an even count adds a member and no safety.
+            if let Some(n) = k.controllers.filter(|n| *n % 2 == 0 || *n > 9) {
+                let p = ["services", "kafka", "controllers"];
+                let e = cx.err(
+                    value_pos(self.root, &p),
+                    &field(&p),
+                    format!("{n} controllers: expected an odd number from 1 to 9"),
+                );
+                e.hint = Some(
+                    "3 controllers outlive the loss of one; leave it out to run controllers on the brokers".into(),
+                );
             }
         }
         if let Some(c) = &spec.services.cassandra {
