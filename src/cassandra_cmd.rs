@@ -800,7 +800,7 @@ async fn scale(state_dir: &Path, c: &ClusterFile, service: &str, nodes: u32, tim
     .with_context(|| format!("service {service} refused the new node count"))?;
     println!("service {service}: {now} -> {nodes} node(s); started {}", plans.join(", "));
     let plan = if nodes > now { "update" } else { "decommission" };
-    wait_plan(state_dir, c, service, plan, deadline).await?;
+    crate::service_cmd::wait_plan_complete(state_dir, c, service, plan, deadline).await?;
     // Then the ring as the remaining nodes see it: N members, all UN (a
     // decommissioned node has left it, not gone down in it).
     loop {
@@ -818,51 +818,6 @@ async fn scale(state_dir: &Path, c: &ClusterFile, service: &str, nodes: u32, tim
             bail!("the ring did not settle at {nodes} UN node(s) within {timeout:?}; last seen: {last}");
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-/// Waits until `plan` of the service is COMPLETE, printing its steps when
-/// they change; an ERROR plan or the deadline is an error.
-async fn wait_plan(
-    state_dir: &Path,
-    c: &ClusterFile,
-    service: &str,
-    plan: &str,
-    deadline: std::time::Instant,
-) -> Result<()> {
-    use smack_operator::scheduler::plan::Status;
-    let mut shown = String::new();
-    loop {
-        match crate::service_cmd::plan_view(state_dir, c, service, plan).await {
-            Ok(v) => {
-                let now: Vec<String> = v
-                    .plan
-                    .phases
-                    .iter()
-                    .flat_map(|p| &p.steps)
-                    .map(|s| {
-                        let msg = s.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-                        format!("  {plan} {:<24} {}{msg}", s.name, s.state)
-                    })
-                    .collect();
-                let now = now.join("\n");
-                if now != shown {
-                    println!("{now}");
-                    shown = now;
-                }
-                match v.plan.status {
-                    Status::Complete => return Ok(()),
-                    Status::Error => bail!("plan {plan} of service {service} failed: {}", v.plan.errors.join("; ")),
-                    _ => {}
-                }
-            }
-            // The scheduler may be busy or restarting: ask again.
-            Err(e) => tracing::debug!(error = %e, "reading plan {plan}"),
-        }
-        if std::time::Instant::now() > deadline {
-            bail!("plan {plan} of service {service} did not complete in time; see `smack plan show {plan}`");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

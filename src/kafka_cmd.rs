@@ -307,7 +307,7 @@ async fn scale(
     .with_context(|| format!("service {service} refused the new broker count"))?;
     println!("service {service}: {now} -> {brokers} broker(s); started {}", plans.join(", "));
     if brokers > now {
-        wait_plan(state_dir, c, service, "update", deadline).await?;
+        crate::service_cmd::wait_plan_complete(state_dir, c, service, "update", deadline).await?;
         let want: Vec<i32> = (now as i32..brokers as i32).collect();
         let mut missing = want.clone();
         while !missing.is_empty() {
@@ -324,7 +324,7 @@ async fn scale(
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         kafka_drain::rebalance(&admin, &bootstrap, throttle, left).await?;
     } else {
-        wait_plan(state_dir, c, service, "decommission", deadline).await?;
+        crate::service_cmd::wait_plan_complete(state_dir, c, service, "decommission", deadline).await?;
         // Each removed broker left the quorum in its drain hook and could
         // not join it again; a voter without a pod (a hook that failed
         // half-way, then force-completed) is taken out now.
@@ -459,50 +459,6 @@ pub fn leader_last(pods: &[String], leader: Option<&str>) -> Vec<String> {
         pods.iter().cloned().partition(|p| Some(p.as_str()) == leader);
     out.append(&mut last);
     out
-}
-
-/// Waits until `plan` of the service is COMPLETE, printing its steps as
-/// they change; an ERROR step or the deadline is an error.
-async fn wait_plan(
-    state_dir: &Path,
-    c: &ClusterFile,
-    service: &str,
-    plan: &str,
-    deadline: std::time::Instant,
-) -> Result<()> {
-    use smack_operator::scheduler::plan::Status;
-    let mut shown = String::new();
-    loop {
-        // The scheduler may be busy (or briefly unreachable): try again.
-        match crate::service_cmd::plan_view(state_dir, c, service, plan).await {
-            Ok(v) => {
-                let mut lines = Vec::new();
-                for s in v.plan.phases.iter().flat_map(|p| &p.steps) {
-                    lines.push(format!(
-                        "  {plan} {:<24} {:?}{}",
-                        s.name,
-                        s.state,
-                        s.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
-                    ));
-                }
-                let now = lines.join("\n");
-                if now != shown {
-                    println!("{now}");
-                    shown = now;
-                }
-                match v.plan.status {
-                    Status::Complete => return Ok(()),
-                    Status::Error => bail!("plan {plan} of service {service} failed: {}", v.plan.errors.join("; ")),
-                    _ => {}
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "reading plan {plan}"),
-        }
-        if std::time::Instant::now() > deadline {
-            bail!("plan {plan} of service {service} did not complete in time; see `smack plan show {plan}`");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }
 
 async fn topic(admin: &KafkaAdmin, cmd: TopicCmd, json: bool) -> Result<()> {

@@ -251,6 +251,50 @@ pub async fn plans(state_dir: &Path, c: &ClusterFile, service: &str) -> Result<V
     SchedulerClient::find(state_dir, c, Some(service))?.call(reqwest::Method::GET, "/v1/plans", None).await
 }
 
+/// Waits until `plan` of the service is COMPLETE, printing its steps as
+/// they change; an ERROR step or the deadline is an error.
+pub async fn wait_plan_complete(
+    state_dir: &Path,
+    c: &ClusterFile,
+    service: &str,
+    plan: &str,
+    deadline: std::time::Instant,
+) -> Result<()> {
+    use smack_operator::scheduler::plan::Status;
+    let mut shown = String::new();
+    loop {
+        // The scheduler may be busy (or briefly unreachable): try again.
+        match crate::service_cmd::plan_view(state_dir, c, service, plan).await {
+            Ok(v) => {
+                let mut lines = Vec::new();
+                for s in v.plan.phases.iter().flat_map(|p| &p.steps) {
+                    lines.push(format!(
+                        "  {plan} {:<24} {}{}",
+                        s.name,
+                        s.state,
+                        s.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+                    ));
+                }
+                let now = lines.join("\n");
+                if now != shown {
+                    println!("{now}");
+                    shown = now;
+                }
+                match v.plan.status {
+                    Status::Complete => return Ok(()),
+                    Status::Error => bail!("plan {plan} of service {service} failed: {}", v.plan.errors.join("; ")),
+                    _ => {}
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "reading plan {plan}"),
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("plan {plan} of service {service} did not complete in time; see `smack plan show {plan}`");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 /// One plan of a running service, with its rendered tree.
 pub async fn plan_view(state_dir: &Path, c: &ClusterFile, service: &str, plan: &str) -> Result<api::PlanView> {
     SchedulerClient::find(state_dir, c, Some(service))?
