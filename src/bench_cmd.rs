@@ -53,7 +53,9 @@ use smack_pipelines::generate::{Generator, GeneratorKind, Options};
 use smack_pipelines::runtime::lookup::{lookup_schema, LookupProviders};
 use smack_pipelines::runtime::{LookupProvider, StageRuntime};
 use smack_pipelines::spec::{Lookup, PipelineSpec, Sink, Source};
-use smack_pipelines::task::{prepare, run_task, PrepareOptions, StageTask, Step, TaskConfig, TaskMetrics};
+use smack_pipelines::task::{
+    card_home_lookups, prepare, run_task, PrepareOptions, StageTask, Step, TaskConfig, TaskMetrics,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -202,7 +204,7 @@ fn now_ms() -> i64 {
 }
 
 /// A lookup answered from memory: each bench card's home country, for a
-/// lookup keyed by `card_id` with a `home_country` column ([`card_lookups`]).
+/// lookup keyed by `card_id` with a `home_country` column ([`card_home_lookups`]).
 struct CardHomes {
     schema: SchemaRef,
     homes: HashMap<String, &'static str>,
@@ -246,25 +248,10 @@ impl LookupProvider for CardHomes {
     }
 }
 
-/// The lookups of `spec` the bench's cards answer: keyed by `card_id`
-/// alone, with a `home_country` string column.
-fn card_lookups(spec: &PipelineSpec) -> Vec<String> {
-    use smack_pipelines::spec::FieldType;
-    spec.lookups
-        .iter()
-        .filter(|(_, l)| {
-            l.key() == ["card_id"]
-                && l.schema().get("card_id") == Some(&FieldType::String)
-                && l.schema().get("home_country") == Some(&FieldType::String)
-        })
-        .map(|(n, _)| n.clone())
-        .collect()
-}
-
 /// In-memory providers for the lookups of `spec`; each must be one the
 /// fraud generator's cards answer.
 fn memory_lookups(spec: &PipelineSpec, cards: &[(String, &'static str)]) -> anyhow::Result<LookupProviders> {
-    let answerable = card_lookups(spec);
+    let answerable = card_home_lookups(spec);
     let mut out = LookupProviders::new();
     if spec.lookups.is_empty() {
         return Ok(out);
@@ -329,7 +316,7 @@ async fn prepare_bench(
     cards: &[(String, &'static str)],
 ) -> anyhow::Result<()> {
     prepare(spec, admin, Some(session), &PrepareOptions::new(dc, 1)).await?;
-    for name in card_lookups(spec) {
+    for name in card_home_lookups(spec) {
         let l = &spec.lookups[&name];
         let Lookup::Cassandra(c) = l;
         let schema = lookup_schema(l);

@@ -170,6 +170,12 @@ pub fn generated_lookups(spec: &PipelineSpec) -> Vec<String> {
     if g.example != GeneratorExample::Fraud {
         return Vec::new();
     }
+    card_home_lookups(spec)
+}
+
+/// The lookups of `spec` that map a fraud card to its home country: keyed
+/// by `card_id` alone, with a `home_country` string column.
+pub fn card_home_lookups(spec: &PipelineSpec) -> Vec<String> {
     spec.lookups
         .iter()
         .filter(|(_, l)| {
