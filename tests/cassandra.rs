@@ -166,12 +166,7 @@ async fn session(dir: &Path) -> CassandraSession {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cassandra_service_deploys_recovers_replaces_rolls_and_scales() {
     let started = Instant::now();
-    let cache = artifacts::default_cache_dir();
-    let c2 = cache.clone();
-    tokio::task::spawn_blocking(move || artifacts::resolve(Service::Cassandra, &c2))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("cannot obtain Cassandra (cache {}): {e}", cache.display()));
+    service_jars(Service::Cassandra).await;
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
@@ -200,7 +195,7 @@ async fn cassandra_service_deploys_recovers_replaces_rolls_and_scales() {
     o.heap_mb = Some(512);
     o.disk_mb = 1500;
     o.ring_delay_ms = 3000;
-    o.cache_dir = Some(cache.display().to_string());
+    o.cache_dir = Some(artifacts::default_cache_dir().display().to_string());
     let spec = dir.join("cassandra.yaml");
     std::fs::write(&spec, cassandra_service_yaml(&o)).unwrap();
     let sd = dir.display().to_string();

@@ -99,34 +99,20 @@ async fn quorum_voters(dir: &Path, classpath: &str, bootstrap: &str) -> Option<S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_change() {
     let started = Instant::now();
-    let cache = artifacts::default_cache_dir();
-    let c2 = cache.clone();
-    let jars = tokio::task::spawn_blocking(move || artifacts::resolve(Service::Kafka, &c2))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("cannot obtain Kafka (cache {}): {e}", cache.display()));
+    let jars = service_jars(Service::Kafka).await;
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let m = MasterProc::start(d, &[]).await;
     let p = address_prefix();
     let zones = ["zone-a", "zone-b", "zone-c"];
-    let mut agents = Vec::new();
-    for (i, z) in zones.iter().enumerate() {
-        let n = i + 1;
-        agents.push(m.agent(
-            &format!("a{n}"),
-            &format!("{p}.{n}"),
-            &["--zone", z, "--cpus", "2", "--mem", "3072", "--disk", "8000", "--ports", "44000-44099"],
-        ));
-    }
-    m.wait_agents(3).await;
+    let _agents = m.zoned_agents(&p, &zones, "44000-44099").await;
 
     let mut opts = KafkaServiceOptions::new(3);
     opts.cpus = 0.5;
     opts.mem_mb = 768;
     opts.disk_mb = 1024;
-    opts.env.insert("SMACK_CACHE_DIR".into(), cache.display().to_string());
+    opts.env.insert("SMACK_CACHE_DIR".into(), artifacts::default_cache_dir().display().to_string());
     // The agents' own executable path goes stale ("… (deleted)") when the
     // binary is rebuilt while they run; tasks and checks use the path.
     opts.env.insert("SMACK_BIN".into(), smack_bin().into());

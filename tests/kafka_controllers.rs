@@ -72,28 +72,14 @@ fn server_properties(dir: &Path, task: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dedicated_controllers_deploy_first_and_roll_with_the_active_one_last() {
     let started = Instant::now();
-    let cache = artifacts::default_cache_dir();
-    let c2 = cache.clone();
-    tokio::task::spawn_blocking(move || artifacts::resolve(Service::Kafka, &c2))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("cannot obtain Kafka (cache {}): {e}", cache.display()));
+    service_jars(Service::Kafka).await;
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let m = MasterProc::start(d, &[]).await;
     let p = address_prefix();
     let zones = ["zone-a", "zone-b", "zone-c"];
-    let mut agents = Vec::new();
-    for (i, z) in zones.iter().enumerate() {
-        let n = i + 1;
-        agents.push(m.agent(
-            &format!("a{n}"),
-            &format!("{p}.{n}"),
-            &["--zone", z, "--cpus", "2", "--mem", "3072", "--disk", "8000", "--ports", "47000-47099"],
-        ));
-    }
-    m.wait_agents(3).await;
+    let _agents = m.zoned_agents(&p, &zones, "47000-47099").await;
 
     let mut opts = KafkaServiceOptions::new(3).with_controllers(3);
     opts.cpus = 0.5;
@@ -102,7 +88,7 @@ async fn dedicated_controllers_deploy_first_and_roll_with_the_active_one_last() 
     opts.controller_cpus = 0.25;
     opts.controller_mem_mb = 512;
     opts.controller_disk_mb = 256;
-    opts.env.insert("SMACK_CACHE_DIR".into(), cache.display().to_string());
+    opts.env.insert("SMACK_CACHE_DIR".into(), artifacts::default_cache_dir().display().to_string());
     opts.env.insert("SMACK_BIN".into(), smack_bin().into());
     let spec_file = d.join("kafka.yaml");
     std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();

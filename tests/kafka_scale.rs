@@ -81,34 +81,20 @@ async fn no_throttles(admin: &KafkaAdmin, brokers: &BTreeSet<i32>) -> Option<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     let started = Instant::now();
-    let cache = artifacts::default_cache_dir();
-    let c2 = cache.clone();
-    tokio::task::spawn_blocking(move || artifacts::resolve(Service::Kafka, &c2))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("cannot obtain Kafka (cache {}): {e}", cache.display()));
+    service_jars(Service::Kafka).await;
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let m = MasterProc::start(d, &[]).await;
     let p = address_prefix();
     let zones = ["zone-a", "zone-b", "zone-c", "zone-a"];
-    let mut agents = Vec::new();
-    for (i, z) in zones.iter().enumerate() {
-        let n = i + 1;
-        agents.push(m.agent(
-            &format!("a{n}"),
-            &format!("{p}.{n}"),
-            &["--zone", z, "--cpus", "2", "--mem", "3072", "--disk", "8000", "--ports", "45000-45099"],
-        ));
-    }
-    m.wait_agents(4).await;
+    let _agents = m.zoned_agents(&p, &zones, "45000-45099").await;
 
     let mut opts = KafkaServiceOptions::new(3);
     opts.cpus = 0.5;
     opts.mem_mb = 768;
     opts.disk_mb = 1024;
-    opts.env.insert("SMACK_CACHE_DIR".into(), cache.display().to_string());
+    opts.env.insert("SMACK_CACHE_DIR".into(), artifacts::default_cache_dir().display().to_string());
     // The agents' own executable path goes stale ("… (deleted)") when the
     // binary is rebuilt while they run; tasks and hooks use the path.
     opts.env.insert("SMACK_BIN".into(), smack_bin().into());

@@ -101,27 +101,13 @@ impl Drop for Diag {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_stage_task_runs_on_the_agent_leading_most_of_its_partitions() {
-    let cache = artifacts::default_cache_dir();
-    let c2 = cache.clone();
-    tokio::task::spawn_blocking(move || artifacts::resolve(Service::Kafka, &c2))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("cannot obtain Kafka (cache {}): {e}", cache.display()));
+    service_jars(Service::Kafka).await;
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let m = MasterProc::start(d, &[]).await;
     let p = address_prefix();
-    let mut agents = Vec::new();
-    for (i, z) in ["zone-a", "zone-b", "zone-c"].iter().enumerate() {
-        let n = i + 1;
-        agents.push(m.agent(
-            &format!("a{n}"),
-            &format!("{p}.{n}"),
-            &["--zone", z, "--cpus", "2", "--mem", "3072", "--disk", "8000", "--ports", "46000-46099"],
-        ));
-    }
-    m.wait_agents(3).await;
+    let _agents = m.zoned_agents(&p, &["zone-a", "zone-b", "zone-c"], "46000-46099").await;
     let sd = d.display().to_string();
 
     // Three brokers, one per zone.
@@ -129,7 +115,7 @@ async fn each_stage_task_runs_on_the_agent_leading_most_of_its_partitions() {
     opts.cpus = 0.5;
     opts.mem_mb = 768;
     opts.disk_mb = 1024;
-    opts.env.insert("SMACK_CACHE_DIR".into(), cache.display().to_string());
+    opts.env.insert("SMACK_CACHE_DIR".into(), artifacts::default_cache_dir().display().to_string());
     opts.env.insert("SMACK_BIN".into(), smack_bin().into());
     let kafka_file = d.join("kafka.yaml");
     std::fs::write(&kafka_file, kafka_service_yaml(&opts)).unwrap();

@@ -143,6 +143,27 @@ impl MasterProc {
         spawn(name, &args, &self.state_dir.join("logs"))
     }
 
+    /// One agent per zone, `a1`, `a2`, … on `PREFIX.1`, `PREFIX.2`, … (the
+    /// test's loopback prefix), each with 2 cpus, 3 GiB, 8 GB of disk and
+    /// the `ports` range; returns when all are reachable.
+    pub async fn zoned_agents(&self, prefix: &str, zones: &[&str], ports: &str) -> Vec<Proc> {
+        let agents = zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| {
+                let n = i + 1;
+                let (name, host) = (format!("a{n}"), format!("{prefix}.{n}"));
+                self.agent(
+                    &name,
+                    &host,
+                    &["--zone", z, "--cpus", "2", "--mem", "3072", "--disk", "8000", "--ports", ports],
+                )
+            })
+            .collect();
+        self.wait_agents(zones.len()).await;
+        agents
+    }
+
     pub async fn wait_agents(&self, n: usize) -> Vec<smack_operator::protocol::AgentSummary> {
         let c = self.client();
         wait_for(&format!("{n} reachable agents"), Duration::from_secs(20), || {
@@ -639,4 +660,18 @@ fn smack_output(dir: &Path, args: &[&str]) -> std::process::Output {
             other => break other.expect("run smack"),
         }
     }
+}
+
+/// The jars of a catalog service from the artifact cache (fetched from Maven
+/// Central on first use); a test cannot run without them.
+pub async fn service_jars(
+    service: smack_operator::catalog::artifacts::Service,
+) -> smack_operator::catalog::artifacts::Artifact {
+    use smack_operator::catalog::artifacts;
+    let cache = artifacts::default_cache_dir();
+    let c2 = cache.clone();
+    tokio::task::spawn_blocking(move || artifacts::resolve(service, &c2))
+        .await
+        .expect("the artifact fetch")
+        .unwrap_or_else(|e| panic!("cannot obtain {service:?} (cache {}): {e}", cache.display()))
 }
