@@ -667,8 +667,12 @@ pods:
     let vol = std::path::PathBuf::from(&vol.host_path);
     let pid_of = |f: &str| -> i32 { read(vol.join(f)).trim().parse().unwrap_or(0) };
     let alive = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
-    let (server, sidecar) = (pid_of("pid"), pid_of("sidecar.pid"));
-    assert!(server > 0 && sidecar > 0);
+    // RUNNING is reported at the spawn: each task writes its pid file a moment later.
+    let (server, sidecar) = wait_for("both tasks' pid files", T, || async {
+        let (server, sidecar) = (pid_of("pid"), pid_of("sidecar.pid"));
+        (server > 0 && sidecar > 0).then_some((server, sidecar))
+    })
+    .await;
 
     // The sidecar dies: it alone comes back; the server keeps running.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(sidecar), Signal::SIGKILL).unwrap();
