@@ -374,6 +374,20 @@ impl StageTask {
         if replaying && task.replay_until.is_empty() {
             task.end_replay().await?;
         }
+        if task.rt.is_replaying() {
+            // Partitions with nothing to replay wait for the replay's end
+            // (which resumes every partition): what they would fetch
+            // meanwhile could only be held in memory.
+            for (i, s) in task.sources.iter().enumerate() {
+                let waiting = not_replaying(&s.partitions, |p| task.replay_until.contains_key(&(i, p)));
+                if waiting.is_empty() {
+                    continue;
+                }
+                if let Err(e) = s.consumer.pause(&waiting) {
+                    tracing::warn!(source = %s.name, error = %e, "could not pause the partitions with nothing to replay; their records are held");
+                }
+            }
+        }
         Ok(task)
     }
 
@@ -854,6 +868,12 @@ impl StageTask {
     }
 }
 
+/// The partitions of `partitions` that have no replay (`replaying` says
+/// which do), in order.
+fn not_replaying(partitions: &[i32], replaying: impl Fn(i32) -> bool) -> Vec<i32> {
+    partitions.iter().copied().filter(|p| !replaying(*p)).collect()
+}
+
 /// Where one partition's polled records (in offset order) stop being a
 /// replay up to `until` (the checkpoint's position): how many of them to
 /// replay, and whether the partition's replay is then done (a record at or
@@ -1002,6 +1022,14 @@ mod tests {
 
     fn cut(offsets: &[i64], until: i64) -> (usize, bool) {
         replay_cut(offsets, |o| *o, until)
+    }
+
+    #[test]
+    fn partitions_with_no_replay_wait_for_it() {
+        use super::not_replaying;
+        let replaying = [0, 2];
+        assert_eq!(not_replaying(&[0, 1, 2, 3], |p| replaying.contains(&p)), [1, 3]);
+        assert!(not_replaying(&[0, 2], |p| replaying.contains(&p)).is_empty());
     }
 
     #[test]
