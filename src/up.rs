@@ -51,6 +51,9 @@ pub struct UpArgs {
 /// port is the first).
 const SHARED_PORTS: (u16, u16) = (7000, 7009);
 
+/// How long `smack up` gives each catalog task after SIGTERM on Ctrl-C.
+const CLUSTER_STOP_GRACE: Duration = Duration::from_secs(20);
+
 const ZONES: [&str; 6] = ["zone-a", "zone-b", "zone-c", "zone-d", "zone-e", "zone-f"];
 
 /// The log of `smack up`'s master and agents.
@@ -155,8 +158,11 @@ pub async fn run(state_dir: &Path, args: UpArgs) -> Result<()> {
         let pod = t.labels.get("pod").map(String::as_str).unwrap_or("");
         ["kafka-", "cassandra-"].iter().any(|p| pod.strip_prefix(p).is_some_and(|i| i.parse::<u32>().is_ok()))
     };
-    futures::future::join_all(agents.iter().map(|a| a.kill_where(|t| !catalog(t)))).await;
-    futures::future::join_all(agents.iter().map(|a| a.kill_all())).await;
+    futures::future::join_all(agents.iter().map(|a| a.kill_where(|t| !catalog(t), None))).await;
+    // The whole cluster stops at once: a broker's controlled shutdown has no
+    // one to hand its partitions to (and loses its quorum as the others go),
+    // so its long grace would only be waited out. Restarts recover the logs.
+    futures::future::join_all(agents.iter().map(|a| a.kill_all(Some(CLUSTER_STOP_GRACE)))).await;
     // Let the final status updates reach the master's ledger.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for a in &agents {

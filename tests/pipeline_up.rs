@@ -136,7 +136,7 @@ async fn smack_up_with_the_fraud_example_shows_alerts_in_cassandra() {
 
     // Ctrl-C: the stages, the generator, the clusters and their schedulers stop.
     up.signal(Signal::SIGINT);
-    let st = up.wait_exit(Duration::from_secs(90));
+    let st = up.wait_exit(Duration::from_secs(180));
     assert!(st.success(), "smack up exits cleanly: {st:?}");
     wait_for("no task or scheduler is left", Duration::from_secs(30), || async {
         processes_under(d).is_empty().then_some(())

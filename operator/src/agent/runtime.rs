@@ -384,15 +384,16 @@ impl Agent {
         self.shutdown.notify_one();
     }
 
-    /// Kills every task (used by `smack up` on Ctrl-C), each with its grace.
-    pub async fn kill_all(&self) {
-        self.kill_where(|_| true).await
+    /// Kills every task (used by `smack up` on Ctrl-C), each with its grace
+    /// (at most `max_grace`).
+    pub async fn kill_all(&self, max_grace: Option<Duration>) {
+        self.kill_where(|_| true, max_grace).await
     }
 
-    /// Kills the running tasks `pred` picks, each with its grace period,
-    /// and waits for them (`smack up` stops the data plane before the
-    /// clusters it writes to).
-    pub async fn kill_where(&self, pred: impl Fn(&TaskInfo) -> bool) {
+    /// Kills the running tasks `pred` picks, each with its grace period (at
+    /// most `max_grace`), and waits for them (`smack up` stops the data
+    /// plane before the clusters it writes to).
+    pub async fn kill_where(&self, pred: impl Fn(&TaskInfo) -> bool, max_grace: Option<Duration>) {
         let procs: Vec<(TaskId, TaskProcess, Duration)> = {
             let mut inner = self.lock();
             let Inner { live, cp } = &mut *inner;
@@ -401,7 +402,8 @@ impl Agent {
                 .map(|(id, l)| {
                     l.kill_requested = true;
                     let grace = cp.tasks.get(id).map(|t| t.info.kill_grace_period_ms).unwrap_or(5000);
-                    (id.clone(), l.process.clone(), Duration::from_millis(grace))
+                    let grace = Duration::from_millis(grace);
+                    (id.clone(), l.process.clone(), max_grace.map_or(grace, |m| grace.min(m)))
                 })
                 .collect()
         };
