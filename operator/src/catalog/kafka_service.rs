@@ -211,6 +211,29 @@ fn yaml_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// A node task's env: the service's own, the cluster id, the broker count,
+/// the heap for `mem_mb`, the node's roles (unset: broker and controller)
+/// and its extra server.properties.
+fn node_env(
+    y: &mut String,
+    o: &KafkaServiceOptions,
+    mem_mb: u64,
+    role: Option<NodeRole>,
+    config: &BTreeMap<String, String>,
+) {
+    let mut env = o.env.clone();
+    env.insert(ENV_CLUSTER_ID.into(), o.cluster_id.clone());
+    env.insert(ENV_BROKERS.into(), o.brokers.to_string());
+    env.insert(ENV_HEAP_MB.into(), heap_mb_for(mem_mb).to_string());
+    if let Some(role) = role {
+        env.insert(ENV_PROCESS_ROLES.into(), role.as_str().into());
+    }
+    if !config.is_empty() {
+        env.insert(ENV_BROKER_CONFIG.into(), serde_json::to_string(config).unwrap_or_default());
+    }
+    env_lines(y, "          ", &env);
+}
+
 /// The service spec (YAML) of a Kafka cluster; parse it with
 /// `ServiceSpec::from_yaml`. Placement: the options' rules, plus
 /// `group-by: zone` unless a rule already names the zone. With dedicated
@@ -283,15 +306,7 @@ fn controller_pod(y: &mut String, o: &KafkaServiceOptions) {
     let _ = writeln!(y, "        cmd: {}", yaml_str("exec \"$SMACK_BIN\" catalog kafka-broker"));
     let _ = writeln!(y, "        goal: RUNNING");
     let _ = writeln!(y, "        env:");
-    let mut env = o.env.clone();
-    env.insert(ENV_CLUSTER_ID.into(), o.cluster_id.clone());
-    env.insert(ENV_BROKERS.into(), o.brokers.to_string());
-    env.insert(ENV_HEAP_MB.into(), heap_mb_for(o.controller_mem_mb).to_string());
-    env.insert(ENV_PROCESS_ROLES.into(), NodeRole::Controller.as_str().into());
-    if !o.controller_config.is_empty() {
-        env.insert(ENV_BROKER_CONFIG.into(), serde_json::to_string(&o.controller_config).unwrap_or_default());
-    }
-    env_lines(y, "          ", &env);
+    node_env(y, o, o.controller_mem_mb, Some(NodeRole::Controller), &o.controller_config);
     let _ = writeln!(y, "        kill-grace-period: 60s");
     let _ = writeln!(y, "        readiness-check:");
     let _ = writeln!(y, "          cmd: {}", yaml_str("\"$SMACK_BIN\" kafka ready --controller --join-quorum"));
@@ -341,17 +356,7 @@ fn broker_pod(y: &mut String, o: &KafkaServiceOptions) {
     let _ = writeln!(y, "        cmd: {}", yaml_str("exec \"$SMACK_BIN\" catalog kafka-broker"));
     let _ = writeln!(y, "        goal: RUNNING");
     let _ = writeln!(y, "        env:");
-    let mut env = o.env.clone();
-    env.insert(ENV_CLUSTER_ID.into(), o.cluster_id.clone());
-    env.insert(ENV_BROKERS.into(), o.brokers.to_string());
-    env.insert(ENV_HEAP_MB.into(), heap_mb_for(o.mem_mb).to_string());
-    if o.dedicated() {
-        env.insert(ENV_PROCESS_ROLES.into(), role.as_str().into());
-    }
-    if !o.broker_config.is_empty() {
-        env.insert(ENV_BROKER_CONFIG.into(), serde_json::to_string(&o.broker_config).unwrap_or_default());
-    }
-    env_lines(y, "          ", &env);
+    node_env(y, o, o.mem_mb, o.dedicated().then_some(role), &o.broker_config);
     // SIGTERM runs a controlled shutdown (leadership moved away first).
     let _ = writeln!(y, "        kill-grace-period: 120s");
     let _ = writeln!(y, "        readiness-check:");

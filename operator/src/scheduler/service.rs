@@ -1370,13 +1370,11 @@ pub struct PodAddress {
     pub ports: BTreeMap<String, u16>,
 }
 
-/// `SMACK_PODS` for a pod about to launch at `host`: every placed pod of
-/// the service, this one with its new place.
-fn peers_env(st: &SchedulerState, pod: &str, host: &str, attrs: &Attributes, ports: &BTreeMap<String, u16>) -> String {
-    let mut out: Vec<PodAddress> = st
-        .pods
+/// Every pod of the service that has a place, with its address.
+fn placed_pods(st: &SchedulerState) -> Vec<PodAddress> {
+    st.pods
         .values()
-        .filter(|p| p.name != pod && p.agent_id.is_some())
+        .filter(|p| p.agent_id.is_some())
         .map(|p| PodAddress {
             name: p.name.clone(),
             pod_type: p.pod_type.clone(),
@@ -1385,7 +1383,13 @@ fn peers_env(st: &SchedulerState, pod: &str, host: &str, attrs: &Attributes, por
             zone: p.attributes.get("zone").cloned(),
             ports: p.ports.clone(),
         })
-        .collect();
+        .collect()
+}
+
+/// `SMACK_PODS` for a pod about to launch at `host`: every placed pod of
+/// the service, this one with its new place.
+fn peers_env(st: &SchedulerState, pod: &str, host: &str, attrs: &Attributes, ports: &BTreeMap<String, u16>) -> String {
+    let mut out: Vec<PodAddress> = placed_pods(st).into_iter().filter(|p| p.name != pod).collect();
     out.push(PodAddress {
         name: pod.to_string(),
         pod_type: pod_type_of(pod),

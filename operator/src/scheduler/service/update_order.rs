@@ -55,20 +55,7 @@ impl ServiceScheduler {
             let inner = &mut *guard;
             let mut released = false;
             let running = self.order_hooks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let placed: Vec<PodAddress> = inner
-                .state
-                .pods
-                .values()
-                .filter(|p| p.agent_id.is_some())
-                .map(|p| PodAddress {
-                    name: p.name.clone(),
-                    pod_type: p.pod_type.clone(),
-                    index: p.index,
-                    host: p.hostname.clone(),
-                    zone: p.attributes.get("zone").cloned(),
-                    ports: p.ports.clone(),
-                })
-                .collect();
+            let placed: Vec<PodAddress> = super::placed_pods(&inner.state);
             for (name, plan) in inner.state.plans.iter_mut() {
                 for p in plan.phases_awaiting_order() {
                     let pods: Vec<String> = plan.phases[p].steps.iter().map(|s| s.pod_instance.clone()).collect();
