@@ -1,6 +1,7 @@
-//! Record formats: raw record bytes (one JSON object, or one CSV line, per
-//! record) decoded straight into an Arrow [`RecordBatch`] of a given schema,
-//! and record batches encoded back to JSON objects.
+//! Record formats: raw record bytes (one JSON object, one CSV line, or one
+//! Avro datum per record) decoded straight into an Arrow [`RecordBatch`] of a
+//! given schema, and record batches encoded back, a payload per row, in any
+//! of the three ([`Encoder`]: what a Kafka sink writes).
 //!
 //! This is the stage's hot path, so decoding builds Arrow arrays with
 //! builders and never materialises a `serde_json::Value`: a JSON record is
@@ -51,7 +52,11 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 pub mod avro;
-pub use avro::{check_avro, AvroEncoder, AvroFormat, AvroFraming, AvroMismatch, AvroSchema, AvroSchemaError};
+mod encode;
+pub use avro::{
+    check_avro, is_avro_name, AvroEncoder, AvroFormat, AvroFraming, AvroMismatch, AvroSchema, AvroSchemaError,
+};
+pub use encode::{encode_csv, Encoder};
 
 /// The Arrow type of every timestamp and event time in the data plane:
 /// epoch milliseconds, time zone `UTC`.
@@ -951,7 +956,7 @@ enum ColEncoder<'a> {
     UInt(&'a dyn Array, fn(&dyn Array, usize) -> u64),
     Float(&'a dyn Array, fn(&dyn Array, usize) -> f64),
     Bool(&'a dyn Array),
-    /// Already converted to epoch milliseconds.
+    /// The divisor to epoch milliseconds (negative: a multiplier).
     Ts(&'a dyn Array, i64),
     Date(&'a dyn Array),
     Null,
@@ -1000,10 +1005,25 @@ fn column_encoders(batch: &RecordBatch) -> Result<Vec<(Vec<u8>, ColEncoder<'_>)>
     Ok(out)
 }
 
+/// A timestamp cell in epoch milliseconds; `div` is [`ColEncoder::Ts`]'s.
+fn timestamp_millis(a: &dyn Array, div: i64, row: usize) -> i64 {
+    use datafusion::arrow::datatypes::*;
+    let raw = match a.data_type() {
+        DataType::Timestamp(TimeUnit::Second, _) => a.as_primitive::<TimestampSecondType>().value(row),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => a.as_primitive::<TimestampMillisecondType>().value(row),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => a.as_primitive::<TimestampMicrosecondType>().value(row),
+        _ => a.as_primitive::<TimestampNanosecondType>().value(row),
+    };
+    if div < 0 {
+        raw.saturating_mul(-div)
+    } else {
+        raw.div_euclid(div)
+    }
+}
+
 impl ColEncoder<'_> {
-    fn write(&self, row: usize, buf: &mut Vec<u8>, text: &mut String) -> Result<(), FormatError> {
-        use datafusion::arrow::datatypes::*;
-        let null = match self {
+    fn is_null(&self, row: usize) -> bool {
+        match self {
             ColEncoder::Null => true,
             ColEncoder::Str(a, _)
             | ColEncoder::Int(a, _)
@@ -1013,8 +1033,12 @@ impl ColEncoder<'_> {
             | ColEncoder::Ts(a, _)
             | ColEncoder::Date(a)
             | ColEncoder::Display(a, _) => a.is_null(row),
-        };
-        if null {
+        }
+    }
+
+    fn write(&self, row: usize, buf: &mut Vec<u8>, text: &mut String) -> Result<(), FormatError> {
+        use datafusion::arrow::datatypes::*;
+        if self.is_null(row) {
             buf.extend_from_slice(b"null");
             return Ok(());
         }
@@ -1039,17 +1063,7 @@ impl ColEncoder<'_> {
                 buf.extend_from_slice(if a.as_boolean().value(row) { b"true" } else { b"false" });
             }
             ColEncoder::Ts(a, div) => {
-                let raw = match a.data_type() {
-                    DataType::Timestamp(TimeUnit::Second, _) => a.as_primitive::<TimestampSecondType>().value(row),
-                    DataType::Timestamp(TimeUnit::Millisecond, _) => {
-                        a.as_primitive::<TimestampMillisecondType>().value(row)
-                    }
-                    DataType::Timestamp(TimeUnit::Microsecond, _) => {
-                        a.as_primitive::<TimestampMicrosecondType>().value(row)
-                    }
-                    _ => a.as_primitive::<TimestampNanosecondType>().value(row),
-                };
-                let ms = if *div < 0 { raw.saturating_mul(-div) } else { raw.div_euclid(*div) };
+                let ms = timestamp_millis(*a, *div, row);
                 text.clear();
                 text.push('"');
                 write_timestamp(text, ms);

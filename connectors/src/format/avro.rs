@@ -2,8 +2,10 @@
 //! derived from the declared columns), the reading plan that maps the
 //! writer's record fields onto the decoder's columns (checked once, when the
 //! decoder is built: [`check_avro`]), the binary datum decoder behind
-//! [`super::Decoder`], and a small encoder ([`AvroEncoder`]) for generators,
-//! benchmarks and tests.
+//! [`super::Decoder`], a small encoder of JSON objects ([`AvroEncoder`]) for
+//! generators, benchmarks and tests, and the writer of record batches behind
+//! [`super::Encoder`] (the `write` module: what a Kafka sink produces, its
+//! schema from [`AvroSchema::of_rows`]).
 //!
 //! The binary encoding is decoded by hand, straight into the decoder's
 //! slots (no intermediate values): zig-zag varints for `int` and `long`,
@@ -45,6 +47,11 @@
 //! datum does not decode, nor does one cut short.
 
 use super::{parse_timestamp, Kind, Slot};
+
+mod write;
+pub use write::is_avro_name;
+pub(super) use write::AvroWriter;
+
 use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
 use serde_json::{json, Value};
 use std::collections::HashMap;
