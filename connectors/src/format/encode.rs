@@ -438,9 +438,14 @@ mod tests {
             enc.encode(&b).unwrap_err().to_string(),
             format!("Avro: field u: row 0: {} is beyond Avro's long", u64::MAX)
         );
-        // A batch of other column types than the encoder's.
-        let enc = Encoder::new(plain, one_column("u", DataType::Int64, false)).unwrap();
+        // A batch of other column types than the encoder's; a timestamp's unit may differ.
+        let enc = Encoder::new(plain.clone(), one_column("u", DataType::Utf8, false)).unwrap();
         assert!(enc.encode(&b).unwrap_err().to_string().contains("the batch's column types (UInt64)"));
+        let enc = Encoder::new(plain, one_column("t", timestamp_type(), false)).unwrap();
+        let secs = DataType::Timestamp(TimeUnit::Second, None);
+        let b = RecordBatch::try_new(one_column("t", secs, false), vec![Arc::new(TimestampSecondArray::from(vec![1]))])
+            .unwrap();
+        assert_eq!(enc.encode(&b).unwrap(), vec![vec![0xd0, 0x0f]]);
     }
 
     #[test]

@@ -5,12 +5,100 @@
 //! every declared field with a type that fits (the rules are
 //! `smack_connectors::format::avro`'s). Each misfit is reported at the
 //! declared field, so the error points at what the user wrote.
+//!
+//! A Kafka sink writes `json`, `csv` or `avro`; its `avro:` section (the
+//! framing and the schema id to write) needs `format: avro`, the Confluent
+//! framing needs a schema id and the plain one takes none, and with Avro
+//! every column of the sink's input must be an Avro field name (the
+//! writer's schema is derived from them: [`AvroSchema::of_rows`]).
+//! [`KafkaSink::encoder`] builds what the stage task writes with.
 
 use super::yaml::{field, key_pos, value_pos, Cx};
 use super::*;
 use crate::runtime::schema::{avro_writer_schema, source_schema};
+use datafusion::arrow::datatypes::SchemaRef;
 use marked_yaml::Node;
-use smack_connectors::format::check_avro;
+use smack_connectors::format::{
+    check_avro, is_avro_name, AvroFormat, AvroFraming, AvroSchema, Encoder, FormatError, RecordFormat,
+};
+
+impl KafkaSink {
+    /// The Avro record name of sink `name`'s writer schema: the sink's name
+    /// with `-` as `_`.
+    pub fn avro_record_name(name: &str) -> String {
+        name.replace('-', "_")
+    }
+
+    /// The encoder of sink `name`'s rows of `schema`, in its format; with
+    /// Avro, the writer's schema is derived from `schema`
+    /// ([`AvroSchema::of_rows`], named [`KafkaSink::avro_record_name`]).
+    pub fn encoder(&self, name: &str, schema: SchemaRef) -> Result<Encoder, FormatError> {
+        let format = match self.format {
+            Format::Json => RecordFormat::Json,
+            Format::Csv => RecordFormat::Csv,
+            Format::Avro => {
+                let o = self.avro.clone().unwrap_or_default();
+                RecordFormat::Avro(AvroFormat {
+                    framing: match o.wire_format {
+                        AvroWireFormat::Confluent => AvroFraming::Confluent,
+                        AvroWireFormat::Plain => AvroFraming::Plain,
+                    },
+                    writer: Some(AvroSchema::of_rows(&KafkaSink::avro_record_name(name), &schema)?),
+                    schema_id: o.schema_id,
+                })
+            }
+        };
+        Encoder::new(format, schema)
+    }
+}
+
+/// Checks Kafka sink `name`'s format options; `columns` are those of its
+/// input, when known.
+pub(super) fn check_sink(cx: &mut Cx, root: &Node, name: &str, sink: &KafkaSink, columns: Option<&[String]>) {
+    if let Some(avro) = &sink.avro {
+        if sink.format != Format::Avro {
+            let p = ["sinks", name, "avro"];
+            cx.err(key_pos(root, &p), &field(&p), "`avro` options need `format: avro`");
+            return;
+        }
+        if avro.schema_id.is_some() && avro.wire_format == AvroWireFormat::Plain {
+            let p = ["sinks", name, "avro", "schema-id"];
+            cx.err(
+                key_pos(root, &p),
+                &field(&p),
+                "a schema id is part of the Confluent framing; with `wire-format: plain`, remove it",
+            );
+        }
+    }
+    if sink.format != Format::Avro {
+        return;
+    }
+    let confluent = sink.avro.as_ref().is_none_or(|a| a.wire_format == AvroWireFormat::Confluent);
+    if confluent && sink.avro.as_ref().and_then(|a| a.schema_id).is_none() {
+        let p = ["sinks", name, "format"];
+        let e = cx.err(
+            value_pos(root, &p),
+            &field(&p),
+            "Avro records in the Confluent framing carry the id of their writer's schema; the sink needs `avro.schema-id`",
+        );
+        e.hint = Some(
+            "add `avro: { schema-id: N }` (the id the schema is registered under), or `avro: { wire-format: plain }`"
+                .into(),
+        );
+    }
+    for c in columns.unwrap_or_default().iter().filter(|c| !is_avro_name(c)) {
+        let p = ["sinks", name, "from"];
+        let e = cx.err(
+            value_pos(root, &p),
+            &field(&p),
+            format!(
+                "column `{c}` of `{}` is not an Avro field name (letters, digits and `_`, not starting with a digit)",
+                sink.from
+            ),
+        );
+        e.hint = Some("name the column with `AS` in the stage's SQL".into());
+    }
+}
 
 /// Checks source `name`'s format options and field names.
 pub(super) fn check(cx: &mut Cx, root: &Node, name: &str, source: &Source) {

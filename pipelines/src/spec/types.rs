@@ -503,9 +503,28 @@ pub struct KafkaSink {
     pub from: String,
     /// The topic; created on apply if missing.
     pub topic: String,
-    /// How rows are encoded (default `json`).
+    /// How rows are encoded (default `json`): a JSON object, a header-less
+    /// CSV line or an Avro record per row (see docs/sinks.md).
     #[serde(default)]
     pub format: Format,
+    /// With `format: avro`: the framing and the schema id to write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avro: Option<SinkAvroOptions>,
+}
+
+/// How a Kafka sink frames its Avro records (`avro:`). The writer's schema
+/// is derived from the columns of the sink's input.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SinkAvroOptions {
+    /// `confluent` (default): magic byte 0, the 4-byte schema id, the datum;
+    /// `plain`: the datum alone.
+    #[serde(default)]
+    pub wire_format: AvroWireFormat,
+    /// With the Confluent framing: the schema id written in each record's
+    /// header (required: the id consumers look the writer's schema up by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_id: Option<u32>,
 }
 
 /// One config test: records into sources, the rows each sink must get.

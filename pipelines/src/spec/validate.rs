@@ -449,22 +449,8 @@ impl Validator<'_> {
                     let p = at("type");
                     cx.err(value_pos(self.root, &p), &field(&p), "a Kafka sink needs `services.kafka`");
                 }
-                // Rows are encoded as JSON only; the other formats are read, not written.
-                if k.format != Format::Json {
-                    let p = at("format");
-                    cx.err(
-                        value_pos(self.root, &p),
-                        &field(&p),
-                        format!(
-                            "a Kafka sink writes `json` only; `{}` is a source format",
-                            match k.format {
-                                Format::Json => "json",
-                                Format::Avro => "avro",
-                                Format::Csv => "csv",
-                            }
-                        ),
-                    );
-                }
+                let columns = input.and_then(|r| r.columns.as_deref());
+                super::formats::check_sink(cx, self.root, name, k, columns);
             }
         }
     }

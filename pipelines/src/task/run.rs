@@ -10,13 +10,13 @@ use super::subset::stage_pipeline;
 use super::{TaskConfig, TaskError};
 use crate::runtime::replay::{Replay, ResumePoint};
 use crate::runtime::{Output, StageRuntime};
-use crate::spec::{Format, OnDecodeError, PipelineSpec, Sink, Source};
+use crate::spec::{OnDecodeError, PipelineSpec, Sink, Source};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use indexmap::IndexMap;
 use smack_connectors::cassandra::{CassandraConfig, CassandraSession, CassandraSink, SinkOptions};
-use smack_connectors::format::{encode_json, Decoder};
+use smack_connectors::format::{encode_json, Decoder, Encoder};
 use smack_connectors::kafka::{
     assign_partition_ids, KafkaAdmin, KafkaClientConfig, KafkaRecord, KafkaSink, KafkaSource, PollLimits, SinkConfig,
     SourceConfig, StartPosition, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER,
@@ -98,7 +98,7 @@ struct SourceIo {
 
 enum SinkIo {
     Cassandra(Box<CassandraSink>),
-    Kafka { topic: String },
+    Kafka { topic: String, encoder: Encoder },
 }
 
 /// One stage task: a runtime and its I/O. See the module doc of `task`.
@@ -327,13 +327,12 @@ impl StageTask {
                     sinks.insert(name.clone(), SinkIo::Cassandra(Box::new(w)));
                 }
                 Sink::Kafka(k) => {
-                    if k.format != Format::Json {
-                        return Err(TaskError::Spec(format!(
-                            "sink `{name}`: format {:?} is not written yet; expected json",
-                            k.format
-                        )));
-                    }
-                    sinks.insert(name.clone(), SinkIo::Kafka { topic: k.topic.clone() });
+                    let schema = rt.sink_schema(name).ok_or_else(|| {
+                        TaskError::Spec(format!("sink `{name}` reads `{}`, which has no schema", k.from))
+                    })?;
+                    let encoder =
+                        k.encoder(name, schema).map_err(|e| TaskError::Spec(format!("sink `{name}`: {e}")))?;
+                    sinks.insert(name.clone(), SinkIo::Kafka { topic: k.topic.clone(), encoder });
                 }
             }
         }
@@ -655,10 +654,10 @@ impl StageTask {
                 Some(SinkIo::Cassandra(w)) => {
                     w.write(&sb.batch).await.map_err(TaskError::cassandra(format!("write to sink `{}`", sb.sink)))?;
                 }
-                Some(SinkIo::Kafka { topic }) => {
+                Some(SinkIo::Kafka { topic, encoder }) => {
                     let topic = topic.clone();
                     let keys = key_strings(&sb.batch, self.key.as_deref())?;
-                    let payloads = encode_json(&sb.batch)?;
+                    let payloads = encoder.encode(&sb.batch)?;
                     for (j, payload) in payloads.iter().enumerate() {
                         let key = keys.get(j).and_then(|k| k.as_deref()).map(str::as_bytes);
                         self.producer

@@ -101,6 +101,7 @@ struct FieldWrite {
 pub(in crate::format) struct AvroWriter {
     schema: AvroSchema,
     header: Option<[u8; CONFLUENT_HEADER_LEN]>,
+    /// The column types the writer was built for (shown in messages).
     columns: Vec<DataType>,
     fields: Vec<FieldWrite>,
 }
@@ -158,12 +159,13 @@ impl AvroWriter {
         &self.schema
     }
 
-    /// One record per row of `batch`, whose columns must have the types
-    /// this writer was built for.
+    /// One record per row of `batch`, whose columns must be written as the
+    /// same Avro types as those this writer was built for (a timestamp's
+    /// unit or time zone may differ).
     pub(in crate::format) fn encode(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>, FormatError> {
         let schema = batch.schema();
         let got: Vec<&DataType> = schema.fields().iter().map(|f| f.data_type()).collect();
-        if got.len() != self.columns.len() || got.iter().zip(&self.columns).any(|(a, b)| *a != b) {
+        if got.len() != self.columns.len() || got.iter().zip(&self.columns).any(|(a, b)| row_ty(a) != row_ty(b)) {
             return Err(err(
                 "",
                 format!(
