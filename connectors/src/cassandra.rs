@@ -20,7 +20,10 @@ mod session;
 mod sink;
 
 pub use convert::{batch_to_rows, rows_to_batch};
-pub use lookup::{batched, BatchAnswer, CachedRow, CassandraLookup, LookupStats, LruCache};
+pub use lookup::{
+    batched, key_bytes, load_table, BatchAnswer, CachedRow, CassandraLookup, Expiry, LookupCache, LookupStats, LookupTable,
+    LookupTableBuilder, LruCache, SCAN_PAGE_SIZE,
+};
 pub use retry::Backoff;
 pub use schema::{
     cql_identifier, cql_type_of, cql_type_of_type, create_keyspace_cql, create_table_cql, insert_cql,

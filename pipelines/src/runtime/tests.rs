@@ -349,7 +349,7 @@ fn with_cards_lookup(sql: &str) -> PipelineSpec {
             table: "cards".into(),
             key: vec!["card_id".into()],
             schema,
-            cache: 10,
+            cache: crate::spec::LookupCache::Size(10),
         }),
     );
     spec.stages.get_index_mut(0).unwrap().1.sql = sql.to_string();

@@ -470,7 +470,8 @@ stages:";
 fn lookups_parse_and_are_checked_where_they_are_written() {
     let p = PipelineSpec::from_yaml(&edit("stages:", LOOKUP), "p.yaml").unwrap();
     let Lookup::Cassandra(c) = &p.lookups["cards"];
-    assert_eq!((c.table.as_str(), c.key.as_slice(), c.cache), ("cards", &["card_id".to_string()][..], 100));
+    assert_eq!((c.table.as_str(), c.key.as_slice()), ("cards", &["card_id".to_string()][..]));
+    assert_eq!(c.cache, LookupCache::Size(100));
     assert_eq!(p.lookups["cards"].schema().len(), 2);
     // Line 13 is `lookups:`; the key list is on line 18.
     one_error(
@@ -494,6 +495,102 @@ fn lookups_parse_and_are_checked_where_they_are_written() {
     );
     let e = errors(&edit("stages:", &LOOKUP.replace("    cache: 100\n", "    cache: 100\n    ttl: 5\n")));
     assert!(e.len() == 1 && e[0].contains("ttl"), "{e:#?}");
+}
+
+/// LOOKUP with its `cache: 100` line (line 20, the value at column 12)
+/// replaced by `cache`.
+fn with_cache(cache: &str) -> String {
+    edit("stages:", &LOOKUP.replace("    cache: 100\n", &format!("    cache: {cache}\n")))
+}
+
+fn cache_of(text: &str) -> LookupCache {
+    let p = PipelineSpec::from_yaml(text, "p.yaml").unwrap();
+    let Lookup::Cassandra(c) = &p.lookups["cards"];
+    c.cache.clone()
+}
+
+#[test]
+fn lookup_cache_modes_parse_with_their_defaults() {
+    let secs = std::time::Duration::from_secs;
+    // The shorthand: a partial cache of N keys; absences expire after 60 s.
+    let plan = cache_of(&with_cache("100")).plan();
+    assert_eq!(plan, CachePlan::Partial { size: 100, expire_after_write: None, missing_expire: secs(60) });
+    let none = edit("stages:", &LOOKUP.replace("    cache: 100\n", ""));
+    assert_eq!(cache_of(&none), LookupCache::Size(10_000));
+    let c = cache_of(&with_cache("{mode: partial, size: 5000, expire-after-write: 10m, missing-expire: 30s}"));
+    assert_eq!(
+        c.plan(),
+        CachePlan::Partial { size: 5000, expire_after_write: Some(secs(600)), missing_expire: secs(30) }
+    );
+    // Partial by default; `0s` does not cache absent keys.
+    let c = cache_of(&with_cache("{missing-expire: 0s}"));
+    assert_eq!(c.plan(), CachePlan::Partial { size: 10_000, expire_after_write: None, missing_expire: secs(0) });
+    assert_eq!(cache_of(&with_cache("{mode: full, reload: 5m}")).plan(), CachePlan::Full { reload: secs(300) });
+    assert_eq!(cache_of(&with_cache("{mode: full}")).plan(), CachePlan::Full { reload: secs(3600) });
+    // Block style too.
+    let block = with_cache("\n      mode: full\n      reload: 30s");
+    assert_eq!(cache_of(&block).plan(), CachePlan::Full { reload: secs(30) });
+    // Written back as read.
+    let LookupCache::Options(o) = c else { panic!("options") };
+    let yaml = serde_json::to_value(&o).unwrap();
+    assert_eq!(yaml, serde_json::json!({"mode": "partial", "missing-expire": "0s"}));
+}
+
+#[test]
+fn lookup_cache_options_are_refused_where_they_are_written() {
+    // `cache:` is on line 20; a flow mapping's keys start at column 13.
+    one_error(&with_cache("0"), "p.yaml:20:12: lookups.cards.cache: expected at least 1 cached key");
+    one_error(
+        &with_cache("{mode: fuzzy}"),
+        "p.yaml:20:19: lookups.cards.cache.mode: unknown variant `fuzzy`, expected `partial` or `full`",
+    );
+    one_error(&with_cache("{size: 0}"), "p.yaml:20:19: lookups.cards.cache.size: expected at least 1 cached key");
+    one_error(
+        &with_cache("{mode: full, size: 100}"),
+        "p.yaml:20:25: lookups.cards.cache.size: `size` is an option of `mode: partial`",
+    );
+    one_error(
+        &with_cache("{mode: full, missing-expire: 10s}"),
+        "p.yaml:20:25: lookups.cards.cache.missing-expire: `missing-expire` is an option of `mode: partial`",
+    );
+    one_error(
+        &with_cache("{mode: full, expire-after-write: 10s}"),
+        "p.yaml:20:25: lookups.cards.cache.expire-after-write: `expire-after-write` is an option of `mode: partial`",
+    );
+    one_error(
+        &with_cache("{mode: full, reload: 0s}"),
+        "p.yaml:20:33: lookups.cards.cache.reload: expected a reload period of more than 0s, e.g. `5m`",
+    );
+    one_error(
+        &with_cache("{reload: 5m}"),
+        "p.yaml:20:13: lookups.cards.cache.reload: `reload` is an option of `mode: full`",
+    );
+    one_error(
+        &with_cache("{expire-after-write: 0s}"),
+        "p.yaml:20:33: lookups.cards.cache.expire-after-write: expected a duration of more than 0s",
+    );
+    one_error(
+        &with_cache("{mode: full, reload: 5}"),
+        "p.yaml:20:33: lookups.cards.cache.reload: expected a duration like `10s`, `1m` or `500ms`, found `5`",
+    );
+    one_error(
+        &with_cache("{mode: full, ttl: 5m}"),
+        "p.yaml:20:25: lookups.cards.cache: unknown field `ttl`, expected one of `mode`, `size`",
+    );
+    one_error(&with_cache("lots"), "p.yaml:20:12: lookups.cards.cache: expected a number of keys like `100000`");
+    one_error(&with_cache("-3"), "p.yaml:20:12: lookups.cards.cache: expected a number of keys like `100000`");
+    one_error(&with_cache("[1]"), "p.yaml:20:12: lookups.cards.cache: ");
+    // Several at once, each at its place.
+    let e = errors(&with_cache("{mode: full, size: 10, reload: 0s}"));
+    assert_eq!(e.len(), 2, "{e:#?}");
+}
+
+#[test]
+fn the_json_schema_has_both_cache_forms() {
+    let schema = json_schema().to_string();
+    for word in ["expire-after-write", "missing-expire", "reload", "\"full\"", "\"partial\""] {
+        assert!(schema.contains(word), "the schema lacks {word}");
+    }
 }
 
 /// The BASE stage joining the `cards` lookup: FROM is on line 25.

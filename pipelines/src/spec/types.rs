@@ -421,13 +421,148 @@ pub struct CassandraLookup {
     pub key: Vec<String>,
     /// The table's columns and their types, in order.
     pub schema: IndexMap<String, FieldType>,
-    /// How many keys the cache holds, at least 1 (default 10000).
-    #[serde(default = "default_cache")]
-    pub cache: u32,
+    /// How rows are cached: a number is the size of a partial cache (the
+    /// keys most recently used, at least 1; default 10000); a mapping picks
+    /// the mode, `{mode: partial, size: 100000, expire-after-write: 10m,
+    /// missing-expire: 30s}` or `{mode: full, reload: 5m}`.
+    #[serde(default)]
+    pub cache: LookupCache,
 }
 
-fn default_cache() -> u32 {
-    10_000
+impl CassandraLookup {
+    /// The cache the lookup's options ask for, with the defaults filled in.
+    pub fn cache_plan(&self) -> CachePlan {
+        self.cache.plan()
+    }
+}
+
+/// A lookup's `cache:`: a size (shorthand for a partial cache of that many
+/// keys) or a mapping with the mode and its options.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum LookupCache {
+    /// A partial cache of this many keys, at least 1.
+    Size(u32),
+    /// The mode and its options.
+    Options(LookupCacheOptions),
+}
+
+impl Default for LookupCache {
+    fn default() -> Self {
+        LookupCache::Size(DEFAULT_CACHE_SIZE)
+    }
+}
+
+/// A partial cache's size when none is given.
+pub const DEFAULT_CACHE_SIZE: u32 = 10_000;
+
+/// How long a partial cache remembers that a key has no row when
+/// `missing-expire` is not given.
+pub const DEFAULT_MISSING_EXPIRE: Duration = Duration::from_secs(60);
+
+/// How often a full cache reads its table again when `reload` is not given.
+pub const DEFAULT_RELOAD: Duration = Duration::from_secs(3600);
+
+/// `cache:` as a mapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LookupCacheOptions {
+    /// `partial` (default): the keys most recently used, read by key on a
+    /// miss; `full`: the whole table in memory, read at start and every
+    /// `reload`.
+    #[serde(default)]
+    pub mode: CacheMode,
+    /// Partial only: how many keys the cache holds, at least 1 (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
+    /// Partial only: a row found is read again this long after it was read
+    /// (default: kept until evicted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_after_write: Option<Duration>,
+    /// Partial only: a key with no row is asked again this long after (default
+    /// `60s`; `0s` does not cache absent keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_expire: Option<Duration>,
+    /// Full only: how often the table is read again, more than `0s` (default
+    /// `1h`). A failed read keeps the rows held and is tried again a period later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<Duration>,
+}
+
+/// How a lookup caches its table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheMode {
+    /// The keys most recently used; misses are read by key.
+    #[default]
+    Partial,
+    /// The whole table, held in memory and read again periodically.
+    Full,
+}
+
+/// A lookup's cache with its defaults filled in ([`CassandraLookup::cache_plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachePlan {
+    /// The `size` keys most recently used; a row found is forgotten after
+    /// `expire_after_write` (never if `None`), an absence after
+    /// `missing_expire` (zero: absences are not cached).
+    Partial { size: u32, expire_after_write: Option<std::time::Duration>, missing_expire: std::time::Duration },
+    /// The whole table, read again every `reload`.
+    Full { reload: std::time::Duration },
+}
+
+impl LookupCache {
+    /// The plan with the defaults filled in.
+    pub fn plan(&self) -> CachePlan {
+        let partial = |size: Option<u32>, after: Option<Duration>, missing: Option<Duration>| CachePlan::Partial {
+            size: size.unwrap_or(DEFAULT_CACHE_SIZE),
+            expire_after_write: after.map(|d| d.0),
+            missing_expire: missing.unwrap_or(DEFAULT_MISSING_EXPIRE).0,
+        };
+        match self {
+            LookupCache::Size(n) => partial(Some(*n), None, None),
+            LookupCache::Options(o) => match o.mode {
+                CacheMode::Partial => partial(o.size, o.expire_after_write, o.missing_expire),
+                CacheMode::Full => CachePlan::Full { reload: o.reload.unwrap_or(DEFAULT_RELOAD).0 },
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LookupCache {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LookupCache, D::Error> {
+        use serde::de::{self, Visitor};
+        struct V;
+        const EXPECTED: &str = "a number of keys like `100000`, or a mapping like \
+             `{mode: partial, size: 100000, expire-after-write: 10m}` or `{mode: full, reload: 5m}`";
+        impl<'de> Visitor<'de> for V {
+            type Value = LookupCache;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(EXPECTED)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LookupCache, E> {
+                u32::try_from(v)
+                    .map(LookupCache::Size)
+                    .map_err(|_| E::custom(format!("expected at most {} cached keys, found {v}", u32::MAX)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LookupCache, E> {
+                match u64::try_from(v) {
+                    Ok(v) => self.visit_u64(v),
+                    Err(_) => Err(E::custom(format!("expected {EXPECTED}, found `{v}`"))),
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<LookupCache, E> {
+                match v.trim().parse::<u64>() {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!("expected {EXPECTED}, found `{v}`"))),
+                }
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<LookupCache, A::Error> {
+                LookupCacheOptions::deserialize(de::value::MapAccessDeserializer::new(map)).map(LookupCache::Options)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A stage: SQL over sources and earlier stages.

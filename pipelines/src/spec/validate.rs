@@ -178,9 +178,71 @@ impl Validator<'_> {
                 );
             }
         }
-        if c.cache == 0 {
-            let p = ["lookups", name, "cache"];
-            cx.err(value_pos(root, &p), &field(&p), "expected at least 1 cached key");
+        self.lookup_cache(cx, name, &c.cache);
+    }
+
+    /// A lookup's `cache:`: a size of at least 1, or a mode with only its
+    /// own options, each in range.
+    fn lookup_cache(&self, cx: &mut Cx, name: &str, cache: &LookupCache) {
+        let root = self.root;
+        let o = match cache {
+            LookupCache::Size(0) => {
+                let p = ["lookups", name, "cache"];
+                cx.err(value_pos(root, &p), &field(&p), "expected at least 1 cached key");
+                return;
+            }
+            LookupCache::Size(_) => return,
+            LookupCache::Options(o) => o,
+        };
+        let at = |f: &'static str| ["lookups", name, "cache", f];
+        let zero = |d: &Option<Duration>| d.is_some_and(|d| d.0.is_zero());
+        match o.mode {
+            CacheMode::Partial => {
+                if o.size == Some(0) {
+                    let p = at("size");
+                    cx.err(value_pos(root, &p), &field(&p), "expected at least 1 cached key");
+                }
+                if zero(&o.expire_after_write) {
+                    let p = at("expire-after-write");
+                    cx.err(
+                        value_pos(root, &p),
+                        &field(&p),
+                        "expected a duration of more than 0s, e.g. `10m` (leave it out to keep rows until evicted)",
+                    );
+                }
+                if o.reload.is_some() {
+                    let p = at("reload");
+                    cx.err(
+                        key_pos(root, &p),
+                        &field(&p),
+                        "`reload` is an option of `mode: full`; a partial cache expires entries with \
+                         `expire-after-write` and `missing-expire`",
+                    );
+                }
+            }
+            CacheMode::Full => {
+                for (f, set) in [
+                    ("size", o.size.is_some()),
+                    ("expire-after-write", o.expire_after_write.is_some()),
+                    ("missing-expire", o.missing_expire.is_some()),
+                ] {
+                    if set {
+                        let p = at(f);
+                        cx.err(
+                            key_pos(root, &p),
+                            &field(&p),
+                            format!(
+                                "`{f}` is an option of `mode: partial`; a full cache holds the whole table \
+                                 and reads it again every `reload`"
+                            ),
+                        );
+                    }
+                }
+                if zero(&o.reload) {
+                    let p = at("reload");
+                    cx.err(value_pos(root, &p), &field(&p), "expected a reload period of more than 0s, e.g. `5m`");
+                }
+            }
         }
     }
 

@@ -2,7 +2,8 @@
 //! records in per source, rows out per sink, dead letters by source and
 //! reason, consumer lag per partition, watermark delay per source,
 //! checkpoint duration and size, sink write and flush latency, lookup cache
-//! hits and misses per lookup.
+//! hits and misses per lookup, and a full-cache lookup's rows, load time and
+//! failed reloads.
 //!
 //! [`TaskMetrics`] is cheap to clone (the metrics are shared); the task loop
 //! updates it and whoever serves `/metrics` calls [`TaskMetrics::encode`].
@@ -58,6 +59,12 @@ pub struct TaskMetrics {
     pub lookup_cache_hits: Family<Labels, Counter>,
     /// Lookup keys read from the lookup's table, per lookup.
     pub lookup_cache_misses: Family<Labels, Counter>,
+    /// Rows a full-cache lookup holds, per lookup.
+    pub lookup_table_rows: Family<Labels, Gauge>,
+    /// How long the last load of a full-cache lookup took, per lookup, seconds.
+    pub lookup_load_duration: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// Reloads of a full-cache lookup that failed (the rows held stay), per lookup.
+    pub lookup_reload_failures: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for TaskMetrics {
@@ -102,6 +109,9 @@ impl TaskMetrics {
             sink_flush_latency: Family::new_with_constructor(latency_histogram),
             lookup_cache_hits: Family::default(),
             lookup_cache_misses: Family::default(),
+            lookup_table_rows: Family::default(),
+            lookup_load_duration: Family::default(),
+            lookup_reload_failures: Family::default(),
         };
         r.register("records_in", "Records read, per source", m.records_in.clone());
         r.register("rows_out", "Rows written, per sink", m.rows_out.clone());
@@ -152,6 +162,18 @@ impl TaskMetrics {
             "lookup_cache_misses",
             "Lookup keys read from the lookup's table, per lookup",
             m.lookup_cache_misses.clone(),
+        );
+        r.register("lookup_table_rows", "Rows a full-cache lookup holds, per lookup", m.lookup_table_rows.clone());
+        r.register_with_unit(
+            "lookup_load_duration",
+            "Time the last load of a full-cache lookup took, per lookup",
+            Unit::Seconds,
+            m.lookup_load_duration.clone(),
+        );
+        r.register(
+            "lookup_reload_failures",
+            "Failed reloads of a full-cache lookup (the rows held stay), per lookup",
+            m.lookup_reload_failures.clone(),
         );
         *m.registry.lock().unwrap_or_else(|p| p.into_inner()) = r;
         m
