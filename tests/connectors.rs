@@ -4,7 +4,8 @@
 //! letters, the admin client (topics, configs, brokers, readiness); the
 //! Cassandra DDL, the upsert sink (idempotent replays), reads and the cached
 //! lookup; Avro records (Confluent-framed) decoded into Arrow with the Kafka
-//! metadata columns, and a malformed one dead-lettered with its reason.
+//! metadata columns, and a malformed one dead-lettered with its reason;
+//! rows a Kafka sink writes as CSV and Avro, consumed back and decoded.
 //! One broker and one node serve every check (JVMs start slowly).
 
 use crate::support::*;
@@ -406,6 +407,68 @@ async fn avro_checks(bootstrap: &str) {
     assert_eq!(seen, (0..N).collect::<BTreeSet<_>>(), "every produced record decoded once");
 }
 
+/// Rows encoded as a Kafka sink writes them (header-less CSV; Avro,
+/// Confluent-framed with a schema id and plain), produced keyed by an
+/// idempotent producer to a real broker, consumed back and decoded the way
+/// a consumer does: CSV with the same columns, Avro with the writer's
+/// schema read from its JSON text. Every row comes back equal.
+async fn sink_format_checks(bootstrap: &str) {
+    use smack_connectors::format::{to_json_rows, AvroFormat, AvroFraming, AvroSchema, Decoder, Encoder, RecordFormat};
+    let client = KafkaClientConfig::new(bootstrap).with_client_id("connectors-e2e-sink-formats");
+    let admin = KafkaAdmin::connect(&client).await.expect("admin connects");
+    let batch = totals(ROWS, 0.5);
+    // What a consumer declares: the same columns, the day (Date32) as its text.
+    let mut fields: Vec<Field> = totals_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[5] = Field::new("day", DataType::Utf8, true);
+    let consumer = Arc::new(Schema::new(fields));
+    let avro = |framing, schema_id| RecordFormat::Avro(AvroFormat { framing, writer: None, schema_id });
+    let mut sink = KafkaSink::new(SinkConfig::new(client.clone())).expect("producer");
+    for (topic, format) in [
+        ("sink-csv", RecordFormat::Csv),
+        ("sink-avro", avro(AvroFraming::Confluent, Some(42))),
+        ("sink-avro-plain", avro(AvroFraming::Plain, None)),
+    ] {
+        admin.create_topic(&TopicSpec::new(topic, 2, 1)).await.expect("create the sink topic");
+        admin.await_topic(topic, WAIT).await.expect("the sink topic gets leaders");
+        let encoder = Encoder::new(format.clone(), batch.schema()).expect("an encoder of the batch's columns");
+        let payloads = encoder.encode(&batch).expect("the rows encode");
+        let users = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        for (row, payload) in payloads.iter().enumerate() {
+            sink.send(topic, Some(users.value(row).as_bytes()), Some(payload), &[]).await.expect("send");
+        }
+        sink.flush().await.expect("every sink record acknowledged");
+        let mut source = KafkaSource::open(
+            SourceConfig::new(client.clone(), "sink-format-reader", topic, vec![0, 1])
+                .starting_at(StartPosition::Earliest),
+        )
+        .await
+        .expect("source opens");
+        let records = read_n(&mut source, ROWS).await;
+        let read = match &format {
+            RecordFormat::Avro(a) => {
+                // The consumer has the writer's schema as JSON text (docs/sinks.md prints it).
+                let text = encoder.avro_schema().expect("an Avro writer's schema").to_json().to_string();
+                let writer = AvroSchema::parse(&text).expect("the writer's schema parses");
+                RecordFormat::Avro(AvroFormat { writer: Some(writer), ..a.clone() })
+            }
+            other => other.clone(),
+        };
+        let payloads: Vec<Vec<u8>> = records.iter().map(|r| r.payload.clone().unwrap_or_default()).collect();
+        let out = Decoder::new(read, consumer.clone()).expect("a decoder").decode(payloads.iter());
+        assert!(out.errors.is_empty(), "{topic}: {:?}", out.errors);
+        let as_text = |b: &RecordBatch| {
+            let mut rows: Vec<String> =
+                to_json_rows(b).unwrap().into_iter().map(|r| serde_json::Value::Object(r).to_string()).collect();
+            rows.sort();
+            rows
+        };
+        assert_eq!(as_text(&out.batch), as_text(&batch), "{topic}: the rows consumed back differ");
+        if topic == "sink-avro" {
+            assert!(records.iter().all(|r| r.payload.as_deref().unwrap()[..5] == [0, 0, 0, 0, 42]), "{topic}");
+        }
+    }
+}
+
 fn totals_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Utf8, false),
@@ -549,10 +612,15 @@ async fn connectors_against_real_kafka_and_cassandra() {
         avro_checks(&bootstrap).await;
         t.elapsed()
     };
-    let (k, c, a) = tokio::join!(kafka, cassandra, avro);
+    let sink_formats = async {
+        let t = Instant::now();
+        sink_format_checks(&bootstrap).await;
+        t.elapsed()
+    };
+    let (k, c, a, f) = tokio::join!(kafka, cassandra, avro, sink_formats);
     eprintln!(
         "connectors e2e: Kafka and Cassandra ready in {:?}; Kafka checks {k:?}, Cassandra checks {c:?}, \
-         Avro checks {a:?}; checks in all {:?}",
+         Avro checks {a:?}, sink format checks {f:?}; checks in all {:?}",
         services.ready_in,
         checks.elapsed()
     );

@@ -247,6 +247,67 @@ sinks:
         );
     }
 
+    /// The fraud example's `alerts` sink in Avro and CSV, run as `pipeline
+    /// test` runs it (its first test's records through the runtime): the
+    /// rows the stage gives the sink, encoded as the stage task encodes
+    /// them, decode back to the same rows with the writer's schema a
+    /// consumer gets (the one docs/sinks.md prints).
+    #[tokio::test]
+    async fn the_fraud_alerts_sink_writes_avro_and_csv_that_decode_back_to_its_rows() {
+        use crate::runtime::{lookup::inline_lookups, StageRuntime};
+        use smack_connectors::format::{to_json_rows, AvroFormat, AvroSchema, Decoder, RecordFormat};
+        let path = format!("{}/../examples/fraud-detection/pipeline.yaml", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for extra in ["    format: avro\n    avro: { schema-id: 1 }\n", "    format: csv\n"] {
+            let text = text.replacen("    topic: fraud-alerts\n", &format!("    topic: fraud-alerts\n{extra}"), 1);
+            let spec = PipelineSpec::from_yaml(&text, &path).unwrap_or_else(|e| panic!("{e}"));
+            let test = &spec.tests[0];
+            let mut rt =
+                StageRuntime::with_lookups(&spec, &inline_lookups(&spec, &test.lookups).unwrap()).await.unwrap();
+            rt.assign_partitions("transactions", &[0]).unwrap();
+            let input = rt.decoder("transactions").unwrap();
+            let mut batches = Vec::new();
+            for (i, r) in test.inputs["transactions"].iter().enumerate() {
+                let bytes = serde_json::to_vec(r).unwrap();
+                let out =
+                    rt.push("transactions", 0, i as i64 + 1, input.decode([bytes.as_slice()]).batch).await.unwrap();
+                batches.extend(out.sinks.into_iter().filter(|s| s.sink == "alerts").map(|s| s.batch));
+            }
+            batches
+                .extend(rt.finish().await.unwrap().sinks.into_iter().filter(|s| s.sink == "alerts").map(|s| s.batch));
+            assert!(!batches.is_empty(), "the test flags a card");
+            let Sink::Kafka(k) = &spec.sinks["alerts"] else { panic!("a Kafka sink") };
+            let schema = rt.sink_schema("alerts").unwrap();
+            let encoder = k.encoder("alerts", schema.clone()).unwrap();
+            let read = match encoder.format() {
+                RecordFormat::Avro(a) => {
+                    let writer = encoder.avro_schema().unwrap();
+                    assert_eq!(writer.to_json().to_string(), FRAUD_ALERTS_AVRO, "docs/sinks.md shows this schema");
+                    let writer = AvroSchema::parse(&writer.to_json().to_string()).unwrap();
+                    RecordFormat::Avro(AvroFormat { writer: Some(writer), ..a.clone() })
+                }
+                other => other.clone(),
+            };
+            let decoder = Decoder::new(read, schema).unwrap();
+            for b in &batches {
+                let payloads = encoder.encode(b).unwrap();
+                let back = decoder.decode(payloads.iter());
+                assert!(back.errors.is_empty(), "{extra}: {:?}", back.errors);
+                assert_eq!(to_json_rows(&back.batch).unwrap(), to_json_rows(b).unwrap(), "{extra}");
+            }
+        }
+    }
+
+    /// The writer's schema of the fraud example's `alerts` sink in Avro.
+    const FRAUD_ALERTS_AVRO: &str = concat!(
+        r#"{"fields":[{"name":"card_id","type":["null","string"]},"#,
+        r#"{"name":"window_start","type":["null",{"logicalType":"timestamp-millis","type":"long"}]},"#,
+        r#"{"name":"window_end","type":["null",{"logicalType":"timestamp-millis","type":"long"}]},"#,
+        r#"{"name":"txn_count","type":["null","long"]},{"name":"total_amount","type":["null","double"]},"#,
+        r#"{"name":"countries","type":["null","long"]},{"name":"abroad","type":["null","long"]}],"#,
+        r#""name":"alerts","type":"record"}"#
+    );
+
     #[test]
     fn avro_options_need_the_avro_format_and_a_schema_id_the_confluent_framing() {
         let e = errors(&with("    format: avro\n", "    format: json\n    avro: { wire-format: plain }\n"));
