@@ -288,6 +288,10 @@ sinks:
                 }
                 other => other.clone(),
             };
+            if matches!(encoder.format(), RecordFormat::Csv) {
+                let line = String::from_utf8(encoder.encode(&batches[0]).unwrap().remove(0)).unwrap();
+                assert_eq!(line, "c1,2024-01-01T00:00:00Z,2024-01-01T00:01:00Z,6,40.0,3,2", "docs/sinks.md shows it");
+            }
             let decoder = Decoder::new(read, schema).unwrap();
             for b in &batches {
                 let payloads = encoder.encode(b).unwrap();
