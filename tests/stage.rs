@@ -20,6 +20,11 @@
 //! 5. The stage joining its card home-country lookup (rows written here):
 //!    LEFT JOIN and JOIN, each window's count of purchases away from home
 //!    equal to an answer computed here.
+//!
+//! A second test (a cluster of its own, so it runs alone too):
+//! `full_cache_lookup_sees_rows_added_after_the_task_started`: a lookup held
+//! whole in memory (`cache: {mode: full, reload: 2s}`) sees a row inserted
+//! after the task loaded the table, once a reload has run.
 
 use crate::support::*;
 use smack_connectors::cassandra::{CassandraConfig, CassandraSession, CqlValue};
@@ -761,17 +766,17 @@ async fn out_of_order(s: &mut Services) {
     assert_eq!(letters[0].key.as_deref(), Some(&b"c5"[..]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stage_task_against_real_kafka_and_cassandra() {
-    let dir = tempfile::tempdir().unwrap();
-    let kc = start_kafka_and_cassandra(dir.path(), PORT_BASE).await;
+/// A broker and a Cassandra node on an agent of its own (ports from
+/// `port_base`), with clients.
+async fn services(work: &Path, port_base: u16) -> Services {
+    let kc = start_kafka_and_cassandra(work, port_base).await;
     let client = KafkaClientConfig::new(kc.bootstrap.clone()).with_client_id("stage-e2e");
     let admin = KafkaAdmin::connect(&client).await.expect("admin");
     let mut cc = CassandraConfig::new(std::slice::from_ref(&kc.cql));
     cc.local_dc = Some(kc.dc.clone());
     let session = CassandraSession::connect(&cc).await.expect("cql session");
-    let mut s = Services {
-        work: dir.path().to_path_buf(),
+    Services {
+        work: work.to_path_buf(),
         bootstrap: kc.bootstrap.clone(),
         cql: kc.cql.clone(),
         dc: kc.dc.clone(),
@@ -779,7 +784,13 @@ async fn stage_task_against_real_kafka_and_cassandra() {
         admin,
         session,
         client,
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_task_against_real_kafka_and_cassandra() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = services(dir.path(), PORT_BASE).await;
 
     let t = Instant::now();
     let events = dataset();
@@ -805,4 +816,174 @@ async fn stage_task_against_real_kafka_and_cassandra() {
     let t5 = Instant::now();
     lookup_join(&mut s, &events).await;
     eprintln!("stage e2e: a stage joining a lookup (LEFT JOIN and JOIN) {:?}", t5.elapsed());
+}
+
+/// The ports of [`full_cache_lookup_sees_rows_added_after_the_task_started`]'s agent.
+const FULL_CACHE_PORT_BASE: u16 = 42300;
+
+/// A stage enriching each transaction with its card's home country from a
+/// lookup held whole in memory and read again every 2 s.
+const FULL_CACHE_PIPELINE: &str = "\
+name: fullcache
+services:
+  kafka: { brokers: 1 }
+  cassandra: { nodes: 1 }
+sources:
+  tx:
+    type: kafka
+    topic: fullcache-tx
+    partitions: 1
+    replication: 1
+    schema: { card_id: string, seq: long, ts: timestamp }
+    event-time: ts
+lookups:
+  homes:
+    type: cassandra
+    keyspace: fullcache
+    table: homes
+    key: [card_id]
+    schema: { card_id: string, home_country: string }
+    cache: { mode: full, reload: 2s }
+stages:
+  enriched:
+    sql: |
+      SELECT t.card_id, t.seq, h.home_country
+      FROM tx t LEFT JOIN homes h ON t.card_id = h.card_id
+sinks:
+  seen:
+    type: cassandra
+    from: enriched
+    keyspace: fullcache
+    table: seen
+    primary-key: [card_id, seq]
+";
+
+/// The rows of `fullcache.seen`: (card, seq) → home country.
+async fn seen(s: &Services) -> BTreeMap<(String, i64), Option<String>> {
+    let got = s.session.read_rows("fullcache", "seen", None).await.expect("read fullcache.seen");
+    let col = |n: &str| got.columns.iter().position(|c| c == n).unwrap_or_else(|| panic!("no column {n}"));
+    let (card, seq, home) = (col("card_id"), col("seq"), col("home_country"));
+    got.rows
+        .iter()
+        .map(|r| {
+            let (Some(CqlValue::Text(c)), Some(CqlValue::BigInt(n))) = (&r[card], &r[seq]) else { panic!("{r:?}") };
+            let h = match &r[home] {
+                Some(CqlValue::Text(h)) => Some(h.clone()),
+                None => None,
+                other => panic!("home_country is {other:?}"),
+            };
+            ((c.clone(), *n), h)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_cache_lookup_sees_rows_added_after_the_task_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = services(dir.path(), FULL_CACHE_PORT_BASE).await;
+    let yaml = s.work.join("fullcache.yaml");
+    std::fs::write(&yaml, FULL_CACHE_PIPELINE).unwrap();
+    let spec = PipelineSpec::from_yaml(FULL_CACHE_PIPELINE, &yaml.display().to_string()).expect("valid");
+    let done = prepare(&spec, &s.admin, Some(&s.session), &PrepareOptions::new(s.dc.clone(), 1))
+        .await
+        .expect("topics and tables created");
+    assert_eq!(done.lookup_tables, vec!["fullcache.homes".to_string()]);
+    let insert = s
+        .session
+        .inner()
+        .prepare("INSERT INTO fullcache.homes (card_id, home_country) VALUES (?, ?)")
+        .await
+        .expect("prepare the insert");
+    s.session.inner().execute_unpaged(&insert, ("old", "FR")).await.expect("insert a home");
+
+    let port = FULL_CACHE_PORT_BASE + 4;
+    let mut task = StageTask { reservation: "stage-fullcache".into(), runs: 0, port };
+    let cmd = format!(
+        "exec {} stage run --pipeline {} --stage enriched --task-index 0 --task-count 1 --bootstrap {} \
+         --cassandra {} --local-dc {} --state-dir-volume \"$VOLUME_STATE\" --checkpoint-interval 1s \
+         --metrics-port {port} --metrics-host {}",
+        smack_bin(),
+        yaml.display(),
+        s.bootstrap,
+        s.cql,
+        s.dc,
+        s.kc.host
+    );
+    task.launch(&mut s, cmd).await;
+
+    let mut producer = KafkaSink::new(SinkConfig::new(s.client.clone())).expect("producer");
+    let mut seq = 0i64;
+    let mut send = |card: &'static str| {
+        seq += 1;
+        let payload =
+            format!(r#"{{"card_id":"{card}","seq":{seq},"ts":"2024-01-01T00:{:02}:{:02}Z"}}"#, seq / 60, seq % 60);
+        (seq, payload)
+    };
+    // Waits for row (card, n) and returns its home country.
+    async fn row_of(s: &mut Services, task: &StageTask, card: &str, n: i64) -> Option<String> {
+        let deadline = Instant::now() + RUN_LIMIT;
+        loop {
+            if let Some(home) = seen(s).await.get(&(card.to_string(), n)) {
+                return home.clone();
+            }
+            let done = s.kc.fw.statuses.iter().find(|st| st.task_id == task.id() && st.state.is_terminal()).cloned();
+            assert!(done.is_none(), "{} ended: {done:?}\n{}", task.id(), task.logs(s));
+            assert!(Instant::now() < deadline, "no row ({card}, {n}) within {RUN_LIMIT:?}\n{}", task.logs(s));
+            s.kc.fw.idle(Duration::from_millis(200)).await;
+        }
+    }
+
+    // The task loaded the table before its first batch: `old` has a home,
+    // `new` none.
+    let (old_seq, old) = send("old");
+    let (new_seq, new) = send("new");
+    for p in [&old, &new] {
+        producer.send_to("fullcache-tx", Some(0), None, Some(p.as_bytes()), &[]).await.expect("produce");
+    }
+    producer.flush().await.expect("acknowledged");
+    assert_eq!(row_of(&mut s, &task, "old", old_seq).await.as_deref(), Some("FR"));
+    assert_eq!(row_of(&mut s, &task, "new", new_seq).await, None, "`new` has no home row yet");
+
+    // `new` gets a home after the load; a later record sees it once a
+    // reload has run (every 2 s), with no read by key.
+    s.session.inner().execute_unpaged(&insert, ("new", "DE")).await.expect("insert a home");
+    let deadline = Instant::now() + RUN_LIMIT;
+    let mut tries = 0;
+    loop {
+        let (n, p) = send("new");
+        producer.send_to("fullcache-tx", Some(0), None, Some(p.as_bytes()), &[]).await.expect("produce");
+        producer.flush().await.expect("acknowledged");
+        tries += 1;
+        if row_of(&mut s, &task, "new", n).await.as_deref() == Some("DE") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{tries} records of `new` after its row was inserted, none saw it within {RUN_LIMIT:?}\n{}",
+            task.logs(&s)
+        );
+        s.kc.fw.idle(Duration::from_millis(500)).await;
+    }
+    eprintln!("full-cache e2e: the inserted row was seen by record {tries} after the insert");
+
+    // The metrics say the table was loaded more than once and holds both rows.
+    let metrics = reqwest::get(format!("http://{}:{port}/metrics", s.kc.host))
+        .await
+        .expect("the task's metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(metrics.contains("smack_stage_lookup_table_rows{lookup=\"homes\"} 2"), "{metrics}");
+    assert!(metrics.contains("smack_stage_lookup_reload_failures_total{lookup=\"homes\"} 0"), "{metrics}");
+    assert!(metrics.contains("smack_stage_lookup_load_duration_seconds{lookup=\"homes\"}"), "{metrics}");
+    assert!(
+        !metrics.contains("smack_stage_lookup_cache_misses_total{lookup=\"homes\"}"),
+        "a full cache reads no key from Cassandra: {metrics}"
+    );
+    let logs = agent_task_log_tails(&s.work, "a1", &task.id(), 10_000);
+    assert!(logs.matches("lookup table loaded").count() >= 2, "a load and a reload logged:\n{logs}");
+
+    assert!(task.signal(&s, nix::sys::signal::Signal::SIGTERM), "no process of {} to signal", task.id());
+    task.ended(&mut s).await;
+    task.release(&mut s).await;
 }

@@ -472,9 +472,11 @@ pub const SCAN_PAGE_SIZE: i32 = 5000;
 /// row. A key not in the index has no row.
 ///
 /// Memory: the Arrow columns (a string costs its bytes plus 4, a number
-/// its width, plus a validity bit per cell) and about 60 bytes of index per
-/// row plus the key's encoded bytes (tag and length, 5 bytes per key
-/// column, then the value).
+/// its width, plus a validity bit per cell) and an index entry per row of
+/// about 30 bytes plus the key's encoded bytes (a tag and a length, 5 bytes
+/// per key column, then the value) in an allocation of its own. A
+/// 12-character card id with a 2-letter country takes about 120 bytes a
+/// row: 1,000,000 rows grew a process by 117 MB.
 #[derive(Debug, Clone)]
 pub struct LookupTable {
     schema: SchemaRef,
@@ -523,8 +525,11 @@ impl LookupTable {
     /// About how many bytes the table holds (columns and index).
     pub fn memory_bytes(&self) -> usize {
         let columns: usize = self.chunks.iter().map(RecordBatch::get_array_memory_size).sum();
-        let index: usize = self.index.keys().map(|k| k.len() + 16 + 8 + 8).sum();
-        columns + index + self.index.capacity() * 8
+        // Each key's own allocation (rounded as an allocator does), then the
+        // hash table's slots (a boxed key, a row address, a control byte).
+        let keys: usize = self.index.keys().map(|k| (k.len() + 8).next_multiple_of(16)).sum();
+        let slots = self.index.capacity() * 8 / 7 * (16 + 8 + 1);
+        columns + keys + slots
     }
 
     /// The row of one key (cells in the schema's order), if any.

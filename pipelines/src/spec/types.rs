@@ -442,7 +442,7 @@ impl CassandraLookup {
 #[serde(untagged)]
 pub enum LookupCache {
     /// A partial cache of this many keys, at least 1.
-    Size(u32),
+    Size(#[schemars(range(min = 1))] u32),
     /// The mode and its options.
     Options(LookupCacheOptions),
 }
@@ -474,6 +474,7 @@ pub struct LookupCacheOptions {
     pub mode: CacheMode,
     /// Partial only: how many keys the cache holds, at least 1 (default 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub size: Option<u32>,
     /// Partial only: a row found is read again this long after it was read
     /// (default: kept until evicted).
