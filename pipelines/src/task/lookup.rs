@@ -495,25 +495,39 @@ mod tests {
         assert!(e.contains("no column `bank`"), "{e}");
     }
 
-    /// Card homes in memory behind the same batching and cache as the
-    /// table's; counts the reads.
-    struct Homes {
-        rows: std::collections::HashMap<String, &'static str>,
+    /// A card table that changes, read by key through a partial cache whose
+    /// clock the test moves.
+    struct Cards {
+        rows: std::sync::Mutex<std::collections::HashMap<String, String>>,
         cache: std::sync::Mutex<smack_connectors::cassandra::LookupCache>,
+        now: std::sync::Mutex<Instant>,
         reads: std::sync::atomic::AtomicUsize,
     }
 
-    impl KeyedRows for Homes {
+    impl Cards {
+        fn new(rows: &[(&str, &str)], size: usize, expiry: Expiry) -> Arc<Cards> {
+            Arc::new(Cards {
+                rows: std::sync::Mutex::new(rows.iter().map(|(c, h)| (c.to_string(), h.to_string())).collect()),
+                cache: std::sync::Mutex::new(smack_connectors::cassandra::LookupCache::new(size, expiry)),
+                now: std::sync::Mutex::new(Instant::now()),
+                reads: Default::default(),
+            })
+        }
+    }
+
+    impl KeyedRows for Arc<Cards> {
         fn get_many<'a>(
             &'a self,
             keys: &'a [Vec<CqlValue>],
             concurrency: usize,
         ) -> Pin<Box<dyn Future<Output = Result<BatchAnswer, String>> + Send + 'a>> {
+            let now = *self.now.lock().unwrap();
             Box::pin(async move {
-                smack_connectors::cassandra::batched(&self.cache, keys, concurrency, Instant::now(), |k| async move {
+                smack_connectors::cassandra::batched(&self.cache, keys, concurrency, now, |k| async move {
                     self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let CqlValue::Text(card) = &k[0] else { return Ok(None) };
-                    Ok(self.rows.get(card).map(|h| vec![Some(k[0].clone()), Some(CqlValue::Text(h.to_string()))]))
+                    let home = self.rows.lock().unwrap().get(card).cloned();
+                    Ok(home.map(|h| vec![Some(k[0].clone()), Some(CqlValue::Text(h))]))
                 })
                 .await
                 .map_err(|e| e.to_string())
@@ -521,44 +535,18 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_fraud_stage_reads_each_card_once_and_counts_hits_and_misses() {
+    /// The fraud stage over 18 purchases in two micro-batches, joining
+    /// `card_homes` through `provider`: per flagged window, "card count
+    /// abroad". Six purchases of c1 (two abroad), six of c2 (none abroad),
+    /// six of c3 (none abroad).
+    async fn fraud_rows(provider: Arc<dyn LookupProvider>) -> Vec<String> {
         use crate::runtime::StageRuntime;
         use smack_connectors::format::to_json_rows;
-        let spec = crate::load(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/fraud-detection/pipeline.yaml"
-        )))
-        .unwrap();
-        let homes = Arc::new(Homes {
-            rows: [("c1".to_string(), "FR"), ("c2".to_string(), "DE")].into_iter().collect(),
-            cache: std::sync::Mutex::new(smack_connectors::cassandra::LookupCache::new(100, Expiry::default())),
-            reads: Default::default(),
-        });
-        struct Shared(Arc<Homes>);
-        impl KeyedRows for Shared {
-            fn get_many<'a>(
-                &'a self,
-                keys: &'a [Vec<CqlValue>],
-                concurrency: usize,
-            ) -> Pin<Box<dyn Future<Output = Result<BatchAnswer, String>> + Send + 'a>> {
-                self.0.get_many(keys, concurrency)
-            }
-        }
-        let metrics = TaskMetrics::new();
-        let provider = CassandraLookupProvider::with_rows(
-            "card_homes",
-            &spec.lookups["card_homes"],
-            Box::new(Shared(homes.clone())),
-            &metrics,
-        );
-        let providers: LookupProviders =
-            [("card_homes".to_string(), Arc::new(provider) as Arc<dyn LookupProvider>)].into_iter().collect();
+        let spec = fraud_spec();
+        let providers: LookupProviders = [("card_homes".to_string(), provider)].into_iter().collect();
         let mut rt = StageRuntime::with_lookups(&spec, &providers).await.unwrap();
         rt.assign_partitions("transactions", &[0]).unwrap();
         let dec = rt.decoder("transactions").unwrap();
-        // Six purchases of c1 (two abroad), six of c2 (none abroad), six of
-        // c3 (no home row: none abroad), over two micro-batches.
         let tx = |card: &str, country: &str, s: u32| {
             format!(
                 r#"{{"card_id":"{card}","amount":1.0,"merchant":"m","country":"{country}","ts":"2024-01-01T00:00:{s:02}Z"}}"#
@@ -585,7 +573,23 @@ mod tests {
             .collect();
         got.sort();
         got.dedup();
-        assert_eq!(got, vec!["\"c1\" 6 2", "\"c2\" 6 0", "\"c3\" 6 0"]);
+        got
+    }
+
+    const FRAUD_ROWS: [&str; 3] = ["\"c1\" 6 2", "\"c2\" 6 0", "\"c3\" 6 0"];
+
+    #[tokio::test]
+    async fn the_fraud_stage_reads_each_card_once_and_counts_hits_and_misses() {
+        let spec = fraud_spec();
+        let homes = Cards::new(&[("c1", "FR"), ("c2", "DE")], 100, Expiry::default());
+        let metrics = TaskMetrics::new();
+        let provider = CassandraLookupProvider::with_rows(
+            "card_homes",
+            &spec.lookups["card_homes"],
+            Box::new(homes.clone()),
+            &metrics,
+        );
+        assert_eq!(fraud_rows(Arc::new(provider)).await, FRAUD_ROWS);
         // Three distinct cards read once each (c3's absence cached too);
         // the second batch is answered from the cache.
         assert_eq!(homes.reads.load(std::sync::atomic::Ordering::SeqCst), 3);
@@ -617,35 +621,6 @@ mod tests {
         (0..b.num_rows()).map(|i| format!("{}: {}", c.value(i), h.value(i))).collect()
     }
 
-    /// A card table that changes, read by key through a partial cache whose
-    /// clock the test moves.
-    struct Cards {
-        rows: std::sync::Mutex<std::collections::HashMap<String, String>>,
-        cache: std::sync::Mutex<smack_connectors::cassandra::LookupCache>,
-        now: std::sync::Mutex<Instant>,
-        reads: std::sync::atomic::AtomicUsize,
-    }
-
-    impl KeyedRows for Arc<Cards> {
-        fn get_many<'a>(
-            &'a self,
-            keys: &'a [Vec<CqlValue>],
-            concurrency: usize,
-        ) -> Pin<Box<dyn Future<Output = Result<BatchAnswer, String>> + Send + 'a>> {
-            let now = *self.now.lock().unwrap();
-            Box::pin(async move {
-                smack_connectors::cassandra::batched(&self.cache, keys, concurrency, now, |k| async move {
-                    self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let CqlValue::Text(card) = &k[0] else { return Ok(None) };
-                    let home = self.rows.lock().unwrap().get(card).cloned();
-                    Ok(home.map(|h| vec![Some(k[0].clone()), Some(CqlValue::Text(h))]))
-                })
-                .await
-                .map_err(|e| e.to_string())
-            })
-        }
-    }
-
     #[tokio::test]
     async fn a_partial_cache_sees_a_row_added_after_its_absence_once_missing_expire_passes() {
         let spec = fraud_spec();
@@ -660,13 +635,8 @@ mod tests {
         });
         let (size, expiry) = partial_cache(c.cache_plan()).unwrap();
         assert_eq!(expiry, Expiry { found: Some(Duration::from_secs(600)), missing: Some(Duration::from_secs(30)) });
-        let t0 = Instant::now();
-        let cards = Arc::new(Cards {
-            rows: std::sync::Mutex::new([("c1".to_string(), "FR".to_string())].into_iter().collect()),
-            cache: std::sync::Mutex::new(smack_connectors::cassandra::LookupCache::new(size, expiry)),
-            now: std::sync::Mutex::new(t0),
-            reads: Default::default(),
-        });
+        let cards = Cards::new(&[("c1", "FR")], size, expiry);
+        let t0 = *cards.now.lock().unwrap();
         let metrics = TaskMetrics::new();
         let p = CassandraLookupProvider::with_rows("card_homes", &lookup, Box::new(cards.clone()), &metrics);
         let at = |secs: u64| *cards.now.lock().unwrap() = t0 + Duration::from_secs(secs);
@@ -780,8 +750,6 @@ mod tests {
 
     #[tokio::test]
     async fn the_fraud_stage_gives_the_same_rows_with_a_full_cache() {
-        use crate::runtime::StageRuntime;
-        use smack_connectors::format::to_json_rows;
         let spec = fraud_spec();
         let lookup = &spec.lookups["card_homes"];
         let mut b = LookupTable::builder(lookup_schema(lookup), lookup.key()).unwrap();
@@ -791,40 +759,14 @@ mod tests {
         let metrics = TaskMetrics::new();
         let full = FullLookup::from_table("card_homes", lookup, b.finish().unwrap(), &metrics);
         assert_eq!(full.state(), LoadState { loads: 0, failures: 0, rows: 2 });
-        let providers: LookupProviders =
-            [("card_homes".to_string(), full as Arc<dyn LookupProvider>)].into_iter().collect();
-        let mut rt = StageRuntime::with_lookups(&spec, &providers).await.unwrap();
-        rt.assign_partitions("transactions", &[0]).unwrap();
-        let dec = rt.decoder("transactions").unwrap();
-        let mut recs = Vec::new();
-        for (i, s) in [1u32, 5, 9, 13, 17, 21].iter().enumerate() {
-            for (card, country) in [("c1", if i % 3 == 0 { "US" } else { "FR" }), ("c2", "DE"), ("c3", "IT")] {
-                recs.push(format!(
-                    r#"{{"card_id":"{card}","amount":1.0,"merchant":"m","country":"{country}","ts":"2024-01-01T00:00:{s:02}Z"}}"#
-                ));
-            }
-        }
-        let d = dec.decode(recs.iter().map(|r| r.as_bytes()));
-        let mut out = rt.push("transactions", 0, 18, d.batch).await.unwrap().sinks;
-        out.extend(rt.finish().await.unwrap().sinks);
-        let mut got: Vec<String> = out
-            .iter()
-            .filter(|s| s.sink == "suspicious_cards")
-            .flat_map(|s| to_json_rows(&s.batch).unwrap())
-            .map(|r| format!("{} {} {}", r["card_id"], r["txn_count"], r["abroad"]))
-            .collect();
-        got.sort();
-        got.dedup();
-        assert_eq!(got, vec!["\"c1\" 6 2", "\"c2\" 6 0", "\"c3\" 6 0"]);
+        assert_eq!(fraud_rows(full).await, FRAUD_ROWS);
+        let text = metrics.encode();
+        assert!(text.contains("smack_stage_lookup_table_rows{lookup=\"card_homes\"} 2"), "{text}");
     }
 
     #[test]
     fn joined_lookups_are_the_ones_stage_sql_reads() {
-        let spec = crate::load(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/fraud-detection/pipeline.yaml"
-        )))
-        .unwrap();
+        let spec = fraud_spec();
         assert_eq!(joined_lookups(&spec), spec.lookups.keys().cloned().collect::<Vec<_>>());
     }
 }
