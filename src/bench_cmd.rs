@@ -188,6 +188,47 @@ impl Phase {
     }
 }
 
+/// How long each push of the in-memory runtime phase took: a push that
+/// closes windows carries the close (the final query over every key of the
+/// window) and stalls the task for that long.
+#[derive(Default)]
+struct PushTimes {
+    /// Per push: milliseconds, rows emitted.
+    pushes: Vec<(f64, u64)>,
+    /// One checkpoint of the state half-way: how long, how many bytes.
+    checkpoint: Option<(Duration, usize)>,
+}
+
+impl PushTimes {
+    fn note(&mut self, took: Duration, rows: u64) {
+        self.pushes.push((took.as_secs_f64() * 1000.0, rows));
+    }
+
+    fn report(&self) -> String {
+        let mut ms: Vec<f64> = self.pushes.iter().map(|p| p.0).collect();
+        ms.sort_by(f64::total_cmp);
+        let closing: Vec<&(f64, u64)> = self.pushes.iter().filter(|p| p.1 > 0).collect();
+        let worst_close = closing.iter().map(|p| p.0).fold(0.0, f64::max);
+        let mut out = format!(
+            "  pushes: {} of them, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} emitted rows (slowest of those {:.1} ms)",
+            ms.len(),
+            percentile(&ms, 0.50),
+            percentile(&ms, 0.99),
+            ms.last().copied().unwrap_or(0.0),
+            closing.len(),
+            worst_close
+        );
+        if let Some((took, bytes)) = self.checkpoint {
+            out.push_str(&format!(
+                "\n  checkpoint state half-way: {:.1} MB in {:.1} ms",
+                bytes as f64 / 1e6,
+                took.as_secs_f64() * 1000.0
+            ));
+        }
+        out
+    }
+}
+
 /// Times `f`, wall and process CPU.
 async fn timed<F, Fut>(name: &str, f: F) -> anyhow::Result<Phase>
 where
@@ -438,15 +479,26 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
             rt.assign_partitions(&source, &[0])?;
             let mut out_rows = 0u64;
             let mut offset = 0i64;
-            for chunk in events.chunks(batch) {
+            let mut pushes = PushTimes::default();
+            let chunks = events.len().div_ceil(batch);
+            for (i, chunk) in events.chunks(batch).enumerate() {
                 let d = decoder.decode(chunk.iter().map(|(_, p)| p.as_slice()));
                 let first = offset;
                 offset += chunk.len() as i64;
+                let t = Instant::now();
                 let out = rt.push_range(&source, 0, first, offset, d.batch).await?;
-                out_rows += out.sinks.iter().map(|s| s.batch.num_rows() as u64).sum::<u64>();
+                let rows = out.sinks.iter().map(|s| s.batch.num_rows() as u64).sum::<u64>();
+                pushes.note(t.elapsed(), rows);
+                out_rows += rows;
+                if i == chunks / 2 {
+                    let t = Instant::now();
+                    let bytes = rt.checkpoint_state()?;
+                    pushes.checkpoint = Some((t.elapsed(), bytes.len()));
+                }
             }
             let out = rt.finish().await?;
             out_rows += out.sinks.iter().map(|s| s.batch.num_rows() as u64).sum::<u64>();
+            println!("{}", pushes.report());
             Ok((events.len() as u64, out_rows))
         })
         .await?,

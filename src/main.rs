@@ -1,6 +1,11 @@
 //! The `smack` binary: the CLI and the process entry points. Thin: it parses
 //! flags and delegates to the crates.
 
+/// mimalloc for every smack process (see Cargo.toml): keyed window state is
+/// millions of small allocations freed together when a window closes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod agent_log_cmd;
 mod artifacts;
 mod bench_cmd;

@@ -41,6 +41,7 @@
 //!   with accumulators, floats by their bits so they restore exactly), then
 //!   length-prefixed Arrow IPC streams for rows a join still buffers.
 
+mod codec;
 pub mod lookup;
 pub mod plan;
 pub mod replay;

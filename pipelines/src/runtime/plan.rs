@@ -40,6 +40,10 @@ pub const ROW_COL: &str = "__smack_row";
 pub const TS_COL: &str = "__smack_ts";
 /// The time of an emitted row (window end), in the final query's output.
 pub const TIME_COL: &str = "__smack_time";
+/// The column of the closed-windows table numbering its rows, carried to
+/// the end of the final query's output (before [`TIME_COL`]) so the rows
+/// HAVING keeps can be put in window order.
+pub const ORD_COL: &str = "__smack_ord";
 /// The table of closed windows the final query reads.
 pub const WINDOWS_TABLE: &str = "__smack_windows";
 
@@ -534,6 +538,7 @@ fn plan_windowed(name: &str, q: &Query, lookups: &[String]) -> Result<WindowedPl
             None => new.to_string(),
         });
     }
+    items.push(quoted(ORD_COL));
     items.push(format!("\"window_end\" AS {}", quoted(TIME_COL)));
     let mut final_sql = format!("SELECT {} FROM {}", items.join(", "), quoted(WINDOWS_TABLE));
     if let Some(mut h) = having {
@@ -677,7 +682,7 @@ mod tests {
         assert_eq!(
             w.final_sql,
             "SELECT \"card_id\", window_start, window_end, \"__smack_agg0\" AS txn_count, \"__smack_agg1\" AS total, \
-             \"__smack_agg2\" AS countries, \"window_end\" AS \"__smack_time\" FROM \"__smack_windows\" \
+             \"__smack_agg2\" AS countries, \"__smack_ord\", \"window_end\" AS \"__smack_time\" FROM \"__smack_windows\" \
              WHERE \"__smack_agg0\" > 5 OR (\"__smack_agg1\") > 5000"
         );
     }
@@ -698,7 +703,7 @@ mod tests {
         assert_eq!(
             w.final_sql,
             "SELECT \"__smack_k0\" AS \"lower(t.user_id)\", window_start, \"__smack_agg0\" AS \"max(t.score)\", \
-             \"__smack_agg1\" + 1 AS a, \"window_end\" AS \"__smack_time\" FROM \"__smack_windows\""
+             \"__smack_agg1\" + 1 AS a, \"__smack_ord\", \"window_end\" AS \"__smack_time\" FROM \"__smack_windows\""
         );
     }
 

@@ -2,16 +2,16 @@
 //! context whose input tables are swapped for every micro-batch, so a
 //! query is planned once and only executed per batch.
 
-use super::plan::{JoinPlan, PerBatchPlan, StagePlan, WindowedPlan, ROW_COL, TIME_COL, WINDOWS_TABLE};
+use super::plan::{JoinPlan, PerBatchPlan, StagePlan, WindowedPlan, ORD_COL, ROW_COL, TIME_COL, WINDOWS_TABLE};
 use super::replay::{LowWater, Origin};
-use super::state::{AggKind, NumClass, Value, WindowSnapshot, WindowState};
+use super::state::{AggKind, ClosedWindow, NumClass, Value, WindowSnapshot, WindowState};
 use super::time::{MAX_WATERMARK, MIN_WATERMARK};
 use super::{LateRows, RuntimeError};
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, UInt32Array,
     UInt64Array,
 };
-use datafusion::arrow::compute::{cast, filter_record_batch, take_record_batch};
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef, TimeUnit, UInt64Type};
 use datafusion::catalog::MemTable;
 use datafusion::datasource::memory::PartitionData;
@@ -279,9 +279,16 @@ pub(crate) enum StageOp {
 /// What a stage checkpoints.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum StageSnapshot {
+    /// Window state as JSON (checkpoints written before the binary form).
     Windowed {
         wm_in: i64,
         windows: WindowSnapshot,
+    },
+    /// Window state in the binary form of [`WindowState::encode`] (a blob
+    /// index).
+    WindowedState {
+        wm_in: i64,
+        blob: usize,
     },
     PerBatch,
     /// Buffered rows per input, as Arrow IPC streams (blob indices).
@@ -405,7 +412,12 @@ impl StageOp {
 
     pub fn snapshot(&self, blobs: &mut Vec<Vec<u8>>) -> Result<StageSnapshot, RuntimeError> {
         Ok(match self {
-            StageOp::Windowed(op) => StageSnapshot::Windowed { wm_in: op.wm_in, windows: op.state.snapshot() },
+            StageOp::Windowed(op) => {
+                let mut bytes = Vec::new();
+                op.state.encode(&mut bytes);
+                blobs.push(bytes);
+                StageSnapshot::WindowedState { wm_in: op.wm_in, blob: blobs.len() - 1 }
+            }
             StageOp::PerBatch(_) => StageSnapshot::PerBatch,
             StageOp::Join(op) => {
                 let mut buffers = Vec::new();
@@ -428,6 +440,11 @@ impl StageOp {
             (StageOp::Windowed(op), StageSnapshot::Windowed { wm_in, windows }) => {
                 op.wm_in = wm_in;
                 op.state.restore(windows).map_err(bad)?;
+            }
+            (StageOp::Windowed(op), StageSnapshot::WindowedState { wm_in, blob }) => {
+                let bytes = blobs.get(blob).ok_or_else(|| bad(format!("missing blob {blob}")))?;
+                op.wm_in = wm_in;
+                op.state.decode(bytes).map_err(bad)?;
             }
             (StageOp::PerBatch(_), StageSnapshot::PerBatch) => {}
             (StageOp::Join(op), StageSnapshot::Join { last_eval, buffers }) => {
@@ -645,6 +662,7 @@ impl WindowedOp {
         }
         win_fields.push(Field::new("window_start", timestamp_type(), false));
         win_fields.push(Field::new("window_end", timestamp_type(), false));
+        win_fields.push(Field::new(ORD_COL, DataType::UInt32, false));
         let mut aggs = Vec::new();
         let mut col = 2 + plan.keys.len();
         let mut kinds = Vec::new();
@@ -680,7 +698,8 @@ impl WindowedOp {
         let windows = Table::register(&ctx, WINDOWS_TABLE, &Schema::new(win_fields))?;
         let fin = prepare(&ctx, stage, &plan.final_sql).await?;
         let fin_schema = fin.schema().as_arrow();
-        let n = fin_schema.fields().len() - 1;
+        // The final query ends with the ordinal and the time column.
+        let n = fin_schema.fields().len() - 2;
         let output =
             relaxed(&Schema::new(fin_schema.fields().iter().take(n).map(|f| f.as_ref().clone()).collect::<Vec<_>>()));
         let state = WindowState::new(plan.window, lateness, kinds);
@@ -787,33 +806,47 @@ impl WindowedOp {
         let end = Int64Array::from_iter_values(closed.iter().map(|c| c.end));
         cols.push(cast(&start, &timestamp_type())?);
         cols.push(cast(&end, &timestamp_type())?);
+        cols.push(Arc::new(UInt32Array::from_iter_values(0..closed.len() as u32)));
         for (i, (_, class, dt)) in self.aggs.iter().enumerate() {
             let vals: Vec<&Value> = closed.iter().map(|c| &c.results[i]).collect();
             cols.push(build(*class, dt, &vals)?);
         }
         let batch = RecordBatch::try_new(self.windows.schema.clone(), cols)?;
         self.windows.set(&[batch]).await?;
-        let out = run(&self.fin, stage).await?;
+        let out = run(&self.fin, stage).await;
         self.windows.set(&[]).await?;
         let _ = &self.plan;
-        split_time(out, &self.output)
+        in_window_order(out?, &closed, &self.output)
     }
 }
 
-/// Separates the trailing [`TIME_COL`] from a final query's batches.
-fn split_time(batches: Vec<RecordBatch>, output: &SchemaRef) -> Result<Vec<Flow>, RuntimeError> {
-    let mut flows = Vec::new();
-    for b in batches {
-        if b.num_rows() == 0 {
-            continue;
-        }
-        let n = b.num_columns() - 1;
-        let times = cast(b.column(n), &DataType::Int64)?;
-        let times = times.as_primitive::<Int64Type>().iter().map(|t| t.unwrap_or(MAX_WATERMARK)).collect();
-        let batch = RecordBatch::try_new(output.clone(), b.columns()[..n].to_vec())?;
-        flows.push(Flow { batch, times });
+/// The rows a final query kept, in (end, start, key) order of the windows
+/// they come from (the closed windows come unsorted: ordering only what
+/// HAVING keeps is what makes closing a window of millions of keys cheap),
+/// separated from their trailing ordinal and [`TIME_COL`].
+fn in_window_order(
+    batches: Vec<RecordBatch>,
+    closed: &[ClosedWindow],
+    output: &SchemaRef,
+) -> Result<Vec<Flow>, RuntimeError> {
+    let Some(first) = batches.first() else { return Ok(Vec::new()) };
+    let all = concat_batches(&first.schema(), &batches)?;
+    if all.num_rows() == 0 {
+        return Ok(Vec::new());
     }
-    Ok(flows)
+    let n = all.num_columns() - 2;
+    let ord = all.column(n).as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
+    let window = |i: u32| closed.get(ord.value(i as usize) as usize);
+    let mut rows: Vec<u32> = (0..all.num_rows() as u32).collect();
+    rows.sort_by(|&a, &b| match (window(a), window(b)) {
+        (Some(x), Some(y)) => x.order(y),
+        _ => std::cmp::Ordering::Equal,
+    });
+    let sorted = take_record_batch(&all, &UInt32Array::from(rows))?;
+    let times = cast(sorted.column(n + 1), &DataType::Int64)?;
+    let times = times.as_primitive::<Int64Type>().iter().map(|t| t.unwrap_or(MAX_WATERMARK)).collect();
+    let batch = RecordBatch::try_new(output.clone(), sorted.columns()[..n].to_vec())?;
+    Ok(vec![Flow { batch, times }])
 }
 
 // ---------------------------------------------------------------------------

@@ -10,14 +10,27 @@
 //!
 //! Values are held as [`Value`]s: integers of any width as `Int` (`UInt` for
 //! unsigned), floats by their bits (so a checkpoint restores them exactly),
-//! text as `Str`. The state serializes with serde ([`WindowSnapshot`]); the
-//! runtime writes it as JSON inside its checkpoint.
+//! text as `Str`.
+//!
+//! Sized for millions of keys per window (a card population at tens of
+//! thousands of events a second): keys hash with a fixed-seed fast hasher,
+//! `COUNT(DISTINCT)` keeps a small vector until it grows, a window closes
+//! without sorting its keys (the runtime orders only the rows its HAVING
+//! keeps), and checkpoints use a compact binary encoding written straight
+//! from the state ([`WindowState::encode`]). The serde form
+//! ([`WindowSnapshot`]) is kept for tests and for checkpoints written before
+//! the binary encoding.
 
+use super::codec::{Reader as CodecReader, Writer};
 use super::replay::{LowWater, Origin};
 use super::time::{closed, WindowFn};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// The hasher of keyed state: fast, and the same in every process.
+pub(crate) type FastHash = foldhash::fast::FixedState;
+type FastMap<K, V> = HashMap<K, V, FastHash>;
 
 /// One scalar of a key or an aggregate's input.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -86,7 +99,7 @@ pub enum Acc {
     /// `COUNT(*)` and `COUNT(x)`.
     Count(i64),
     /// `COUNT(DISTINCT x)`: the values seen.
-    Distinct(BTreeSet<Value>),
+    Distinct(DistinctSet),
     /// `SUM` of integers (NULL until a value is seen).
     SumInt(Option<i64>),
     /// `SUM` of unsigned integers.
@@ -119,7 +132,7 @@ impl Acc {
     pub fn new(kind: AggKind, class: NumClass) -> Acc {
         match kind {
             AggKind::CountStar | AggKind::Count => Acc::Count(0),
-            AggKind::CountDistinct => Acc::Distinct(BTreeSet::new()),
+            AggKind::CountDistinct => Acc::Distinct(DistinctSet::default()),
             AggKind::Sum => match class {
                 NumClass::UInt => Acc::SumUInt(None),
                 NumClass::Float => Acc::SumFloat(None),
@@ -144,11 +157,7 @@ impl Acc {
         }
         match self {
             Acc::Count(n) => *n += 1,
-            Acc::Distinct(set) => {
-                if !set.contains(v) {
-                    set.insert(v.clone());
-                }
-            }
+            Acc::Distinct(set) => set.insert(v),
             Acc::SumInt(s) => {
                 if let Value::Int(i) = v {
                     *s = Some(s.unwrap_or(0).wrapping_add(*i));
@@ -187,7 +196,11 @@ impl Acc {
     pub fn merge(&mut self, other: Acc) {
         match (self, other) {
             (Acc::Count(a), Acc::Count(b)) => *a += b,
-            (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b),
+            (Acc::Distinct(a), Acc::Distinct(b)) => {
+                for v in b.into_values() {
+                    a.insert(&v);
+                }
+            }
             (Acc::SumInt(a), Acc::SumInt(b)) => *a = merge_opt(*a, b, i64::wrapping_add),
             (Acc::SumUInt(a), Acc::SumUInt(b)) => *a = merge_opt(*a, b, u64::wrapping_add),
             (Acc::SumFloat(a), Acc::SumFloat(b)) => {
@@ -222,6 +235,110 @@ impl Acc {
     }
 }
 
+/// The values a `COUNT(DISTINCT)` has seen: a short vector while there are
+/// few (a card's countries in a minute), a hash set beyond
+/// [`DistinctSet::SMALL`]. Serialized as a sorted sequence, as the
+/// `BTreeSet` it replaces was.
+#[derive(Debug, Clone)]
+pub enum DistinctSet {
+    /// Up to [`DistinctSet::SMALL`] values, unordered.
+    Small(Vec<Value>),
+    /// More.
+    Large(HashSet<Value, FastHash>),
+}
+
+impl Default for DistinctSet {
+    fn default() -> Self {
+        DistinctSet::Small(Vec::new())
+    }
+}
+
+impl DistinctSet {
+    /// The most values kept in a vector.
+    pub const SMALL: usize = 16;
+
+    /// Adds a value (nothing when it is there already).
+    pub fn insert(&mut self, v: &Value) {
+        match self {
+            DistinctSet::Small(vs) => {
+                if vs.contains(v) {
+                    return;
+                }
+                if vs.len() < Self::SMALL {
+                    vs.push(v.clone());
+                } else {
+                    let mut set: HashSet<Value, FastHash> = std::mem::take(vs).into_iter().collect();
+                    set.insert(v.clone());
+                    *self = DistinctSet::Large(set);
+                }
+            }
+            DistinctSet::Large(set) => {
+                if !set.contains(v) {
+                    set.insert(v.clone());
+                }
+            }
+        }
+    }
+
+    /// How many distinct values.
+    pub fn len(&self) -> usize {
+        match self {
+            DistinctSet::Small(vs) => vs.len(),
+            DistinctSet::Large(set) => set.len(),
+        }
+    }
+
+    /// True when no value was seen.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values, in no particular order.
+    pub fn values(&self) -> Box<dyn Iterator<Item = &Value> + '_> {
+        match self {
+            DistinctSet::Small(vs) => Box::new(vs.iter()),
+            DistinctSet::Large(set) => Box::new(set.iter()),
+        }
+    }
+
+    fn into_values(self) -> Vec<Value> {
+        match self {
+            DistinctSet::Small(vs) => vs,
+            DistinctSet::Large(set) => set.into_iter().collect(),
+        }
+    }
+
+    fn sorted(&self) -> Vec<&Value> {
+        let mut vs: Vec<&Value> = self.values().collect();
+        vs.sort();
+        vs
+    }
+}
+
+impl PartialEq for DistinctSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.sorted() == other.sorted()
+    }
+}
+impl Eq for DistinctSet {}
+
+impl Serialize for DistinctSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.sorted())
+    }
+}
+
+impl<'de> Deserialize<'de> for DistinctSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let values = Vec::<Value>::deserialize(d)?;
+        let mut set = DistinctSet::default();
+        for v in &values {
+            set.insert(v);
+        }
+        Ok(set)
+    }
+}
+
 fn merge_opt<T: Copy>(a: Option<T>, b: Option<T>, f: impl Fn(T, T) -> T) -> Option<T> {
     match (a, b) {
         (Some(a), Some(b)) => Some(f(a, b)),
@@ -242,6 +359,13 @@ pub struct ClosedWindow {
     pub results: Vec<Value>,
 }
 
+impl ClosedWindow {
+    /// The order closed windows' rows are emitted in: (end, start, key).
+    pub fn order(&self, other: &ClosedWindow) -> Ordering {
+        (self.end, self.start, &self.key).cmp(&(other.end, other.start, &other.key))
+    }
+}
+
 /// One open session of one key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
@@ -254,7 +378,7 @@ struct Session {
 /// One open tumbling or hopping window: its keys, and what fed it.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct FixedWindow {
-    keys: HashMap<Vec<Value>, Vec<Acc>>,
+    keys: FastMap<Vec<Value>, Vec<Acc>>,
     low: LowWater,
 }
 
@@ -267,7 +391,7 @@ pub struct WindowState {
     /// Tumbling and hopping windows, by (end, start): closing pops the front.
     fixed: BTreeMap<(i64, i64), FixedWindow>,
     /// Session windows, per key, sorted by start, never overlapping.
-    sessions: HashMap<Vec<Value>, Vec<Session>>,
+    sessions: FastMap<Vec<Value>, Vec<Session>>,
     scratch: Vec<(i64, i64)>,
     /// The source partition and first offset of the rows being folded in.
     origin: Option<(Origin, i64)>,
@@ -301,7 +425,7 @@ impl WindowState {
             allowed_lateness,
             aggs,
             fixed: BTreeMap::new(),
-            sessions: HashMap::new(),
+            sessions: FastMap::default(),
             scratch: Vec::new(),
             origin: None,
         }
@@ -406,7 +530,9 @@ impl WindowState {
     }
 
     /// Removes and returns every window closed at watermark `w`, ordered by
-    /// (end, start, key).
+    /// (end, start); the keys of one window come in no particular order
+    /// (sorting millions of them would stall the task: callers order the
+    /// few rows they keep, see [`ClosedWindow::order`]).
     pub fn close(&mut self, w: i64) -> Vec<ClosedWindow> {
         let mut out = Vec::new();
         while let Some(entry) = self.fixed.first_entry() {
@@ -414,8 +540,8 @@ impl WindowState {
             if !closed(end, self.allowed_lateness, w) {
                 break;
             }
-            let mut keys: Vec<(Vec<Value>, Vec<Acc>)> = entry.remove().keys.into_iter().collect();
-            keys.sort_by(|a, b| a.0.cmp(&b.0));
+            let keys = entry.remove().keys;
+            out.reserve(keys.len());
             out.extend(keys.into_iter().map(|(key, accs)| ClosedWindow {
                 key,
                 start,
@@ -441,7 +567,7 @@ impl WindowState {
                 });
                 !sessions.is_empty()
             });
-            out.sort_by(|a, b| (a.end, a.start, &a.key).cmp(&(b.end, b.start, &b.key)));
+            out.sort_by_key(|c| (c.end, c.start));
         }
         out
     }
@@ -512,6 +638,93 @@ impl WindowState {
             }
         }
         Ok(())
+    }
+}
+
+/// Leads the binary encoding of a [`WindowState`].
+const STATE_MAGIC: &[u8; 8] = b"SMACKWS1";
+
+impl WindowState {
+    /// Appends the open windows in the binary form of [`super::codec`]: the
+    /// fixed windows (bounds, what fed them, their keys and accumulators),
+    /// then the sessions per key. Nothing is copied or sorted first.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(STATE_MAGIC);
+        let mut w = Writer(out);
+        w.len(self.fixed.len());
+        for (&(end, start), win) in &self.fixed {
+            w.i64(start);
+            w.i64(end);
+            w.low(&win.low);
+            w.len(win.keys.len());
+            for (key, accs) in &win.keys {
+                w.values(key);
+                w.accs(accs);
+            }
+        }
+        w.len(self.sessions.len());
+        for (key, sessions) in &self.sessions {
+            w.values(key);
+            w.len(sessions.len());
+            for s in sessions {
+                w.i64(s.start);
+                w.i64(s.end);
+                w.low(&s.low);
+                w.accs(&s.accs);
+            }
+        }
+    }
+
+    /// Replaces the open windows with what [`WindowState::encode`] wrote.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let body = bytes
+            .strip_prefix(STATE_MAGIC.as_slice())
+            .ok_or_else(|| "window state: expected it to start with SMACKWS1".to_string())?;
+        let mut r = CodecReader::new(body);
+        let mut fixed = BTreeMap::new();
+        for _ in 0..r.len(24)? {
+            let start = r.i64()?;
+            let end = r.i64()?;
+            let low = r.low()?;
+            let n = r.len(8)?;
+            let mut keys = FastMap::with_capacity_and_hasher(n, FastHash::default());
+            for _ in 0..n {
+                let key = r.values()?;
+                let accs = self.checked_accs(r.accs()?, start, end)?;
+                keys.insert(key, accs);
+            }
+            fixed.insert((end, start), FixedWindow { keys, low });
+        }
+        let mut sessions = FastMap::default();
+        for _ in 0..r.len(12)? {
+            let key = r.values()?;
+            let mut ss = Vec::new();
+            for _ in 0..r.len(20)? {
+                let start = r.i64()?;
+                let end = r.i64()?;
+                let low = r.low()?;
+                let accs = self.checked_accs(r.accs()?, start, end)?;
+                ss.push(Session { start, end, accs, low });
+            }
+            sessions.insert(key, ss);
+        }
+        if !r.is_done() {
+            return Err("window state: bytes left over after the last session".into());
+        }
+        self.fixed = fixed;
+        self.sessions = sessions;
+        Ok(())
+    }
+
+    fn checked_accs(&self, accs: Vec<Acc>, start: i64, end: i64) -> Result<Vec<Acc>, String> {
+        if accs.len() != self.aggs.len() {
+            return Err(format!(
+                "window [{start}, {end}) has {} aggregates, the stage has {}",
+                accs.len(),
+                self.aggs.len()
+            ));
+        }
+        Ok(accs)
     }
 }
 
@@ -650,11 +863,61 @@ mod tests {
             let mut restored = WindowState::new(window, 1_000, aggs());
             restored.restore(serde_json::from_slice(&json).unwrap()).unwrap();
             assert_eq!(restored.snapshot(), snap);
-            assert_eq!(restored.close(i64::MAX), s.close(i64::MAX));
+            assert_eq!(sorted(restored.close(i64::MAX)), sorted(s.close(i64::MAX)));
         }
         let mut s = WindowState::new(WindowFn::Tumble { size: 10 }, 0, aggs());
         let bad = WindowSnapshot { windows: vec![(0, 10, key("a"), vec![Acc::Count(1)])], lows: Vec::new() };
         assert!(s.restore(bad).unwrap_err().contains("has 1 aggregates, the stage has 7"));
+    }
+
+    fn sorted(mut closed: Vec<ClosedWindow>) -> Vec<ClosedWindow> {
+        closed.sort_by(|a, b| a.order(b));
+        closed
+    }
+
+    #[test]
+    fn state_round_trips_through_its_binary_form_exactly() {
+        for window in [WindowFn::Hop { slide: 20_000, size: MIN }, WindowFn::Session { gap: 5_000 }] {
+            let mut s = WindowState::new(window, 1_000, aggs());
+            for i in 0..400i64 {
+                s.set_origin(Some(((0, (i % 3) as i32), 100 + i)));
+                let k = key(&format!("card-{}", i % 37));
+                // Up to 40 countries per key: past the small distinct set.
+                let country = format!("C{}", i % 40);
+                s.update(&k, i * 300, &args(0.1 * i as f64 + 1e-17, &country), i64::MIN).unwrap();
+            }
+            let mut bytes = Vec::new();
+            s.encode(&mut bytes);
+            let mut restored = WindowState::new(window, 1_000, aggs());
+            restored.decode(&bytes).unwrap();
+            assert_eq!(restored.snapshot(), s.snapshot());
+            assert_eq!(restored.low_water(), s.low_water());
+            assert_eq!(sorted(restored.close(i64::MAX)), sorted(s.close(i64::MAX)));
+            // Damage is refused, never half-restored.
+            let mut other = WindowState::new(window, 1_000, aggs());
+            assert!(other.decode(&bytes[..bytes.len() - 3]).unwrap_err().contains("truncated"));
+            assert!(other.decode(b"SMACKRT1").unwrap_err().contains("SMACKWS1"));
+            assert_eq!(other.open_windows(), 0);
+            let mut fewer = WindowState::new(window, 1_000, aggs()[..2].to_vec());
+            assert!(fewer.decode(&bytes).unwrap_err().contains("the stage has 2"));
+        }
+    }
+
+    #[test]
+    fn distinct_sets_grow_past_the_small_vector_and_compare_as_sets() {
+        let mut a = DistinctSet::default();
+        let mut b = DistinctSet::default();
+        for i in 0..50 {
+            a.insert(&Value::Int(i));
+            b.insert(&Value::Int(49 - i));
+            a.insert(&Value::Int(i / 2));
+        }
+        assert!(matches!(a, DistinctSet::Large(_)));
+        assert_eq!(a.len(), 50);
+        assert_eq!(a, b);
+        let json = serde_json::to_string(&Acc::Distinct(a)).unwrap();
+        let back: Acc = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.result(), Value::Int(50));
     }
 
     #[test]
