@@ -6,10 +6,13 @@
 //! a population of `--cards` cards whose home countries answer the
 //! pipeline's lookups):
 //! - **CPU only** (always): the events' JSON payloads, held in memory, are
-//!   cut into poll-sized batches and (1) decoded into Arrow alone, then
-//!   (2) decoded and pushed through a [`StageRuntime`] of the pipeline file
-//!   (the fraud example's hopping-window stage, its lookup answered from
-//!   memory); the rows the sinks would get are counted and dropped.
+//!   cut into poll-sized batches and (1) decoded into Arrow alone, (1')
+//!   the same events as Confluent-framed Avro of the source's derived
+//!   writer schema (the records `smack generate --format avro` produces)
+//!   decoded alone, then (2) the JSON decoded and pushed through a
+//!   [`StageRuntime`] of the pipeline file (the fraud example's
+//!   hopping-window stage, its lookup answered from memory); the rows the
+//!   sinks would get are counted and dropped.
 //!   Events/s of wall time and per CPU-second of the process (user + system,
 //!   from `/proc/self/stat`), so the figure is "per core" whatever threads
 //!   the runtime used.
@@ -22,12 +25,18 @@
 //!   decode → windowed aggregation → lookups read from Cassandra → the
 //!   Cassandra and Kafka sinks, dead letters and checkpoints, to the end of
 //!   the topic. Its pipeline is a copy of the file with its own topics,
-//!   keyspaces and group (suffixed with the process id); the lookup tables
-//!   are filled with the cards first.
+//!   keyspaces and group (suffixed with the process id). Its card lookups
+//!   read a table named by the seed and the card count
+//!   (`<keyspace>_benchcards.<table>_s<seed>_c<cards>`, kept between runs):
+//!   filled with unlogged batches of upserts unless a marker row in
+//!   `<keyspace>_benchcards.bench_fills` says a run filled it already (and a
+//!   few sample cards are there); `--refill` fills it anyway.
 //! - **Latency** (with `--latency-seconds N`): a stage task runs in this
 //!   process while events are produced at `--latency-rate` events/s for N
 //!   seconds, each event's time being its produce time (the producer waits
-//!   for it). A window's row can exist once every partition has a record at
+//!   for it). The task is opened first (its partitions assigned, a full
+//!   lookup cache read whole) and the producer starts only then, so the
+//!   one-time costs are not in the latency. A window's row can exist once every partition has a record at
 //!   or after `window end + allowed lateness + max out-of-orderness` (the
 //!   watermark then passes the window's end plus the lateness); the
 //!   producer notes when it sent that record on each partition, the latest
@@ -39,22 +48,27 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
+use scylla::statement::batch::{Batch, BatchType};
 use smack_connectors::arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use smack_connectors::arrow::compute::cast;
 use smack_connectors::arrow::datatypes::{DataType, SchemaRef};
-use smack_connectors::cassandra::{CassandraConfig, CassandraSession, CassandraSink, CqlTimestamp, SinkOptions};
-use smack_connectors::format::{Decoder, RecordFormat};
+use smack_connectors::cassandra::{CassandraConfig, CassandraSession, Consistency, CqlTimestamp};
+use smack_connectors::format::avro::confluent_header;
+use smack_connectors::format::{AvroEncoder, AvroFormat, AvroFraming, AvroSchema, Decoder, RecordFormat};
 use smack_connectors::kafka::{
     KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
     TopicSpec,
 };
 use smack_pipelines::generate::{Generator, GeneratorKind, Options};
 use smack_pipelines::runtime::lookup::{lookup_schema, LookupProviders};
+use smack_pipelines::runtime::schema::source_schema;
 use smack_pipelines::runtime::{LookupProvider, StageRuntime};
+use smack_pipelines::spec::CachePlan;
 use smack_pipelines::spec::{Lookup, PipelineSpec, Sink, Source};
+use smack_pipelines::task::metrics::label;
 use smack_pipelines::task::{
-    card_home_lookups, prepare, run_task, PrepareOptions, StageTask, Step, TaskConfig, TaskMetrics,
+    card_home_lookups, prepare, PrepareOptions, StageTask, Step, TaskConfig, TaskError, TaskMetrics, TaskSummary,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -125,7 +139,7 @@ pub struct PipelineBenchArgs {
     #[arg(long, default_value_t = 64)]
     cassandra_in_flight: usize,
     /// Rows due within this many seconds of the latency run's start are
-    /// reported per window but left out of the percentiles (the lookup
+    /// reported per window but left out of the percentiles (a partial lookup
     /// cache is cold then: every new card is a Cassandra read).
     #[arg(long, default_value_t = 30)]
     latency_warmup_seconds: u64,
@@ -133,6 +147,27 @@ pub struct PipelineBenchArgs {
     /// the rows back.
     #[arg(long, default_value_t = 10)]
     latency_drain_seconds: u64,
+    /// Rows per unlogged batch when filling the card lookup table (1: one
+    /// upsert per request).
+    #[arg(long, default_value_t = 50)]
+    fill_batch: usize,
+    /// Batches in flight at most when filling the card lookup table.
+    #[arg(long, default_value_t = 64)]
+    fill_in_flight: usize,
+    /// Fill the card lookup table even when a marker says an earlier run
+    /// filled it with the same cards.
+    #[arg(long)]
+    refill: bool,
+}
+
+impl PipelineBenchArgs {
+    fn population(&self) -> Population {
+        Population { seed: self.seed, cards: self.cards }
+    }
+
+    fn fill(&self) -> FillOptions {
+        FillOptions { batch: self.fill_batch, in_flight: self.fill_in_flight, refill: self.refill }
+    }
 }
 
 /// Runs a bench command.
@@ -244,11 +279,65 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The bench's events as Avro: Confluent-framed datums of the source's
+/// writer schema derived from its declared fields, as `smack generate
+/// --format avro` writes them and a source with `format: avro` and no
+/// `avro:` options reads them.
+struct AvroEvents {
+    encoder: AvroEncoder,
+    header: Vec<u8>,
+}
+
+/// The schema id of the bench's Avro records.
+const AVRO_SCHEMA_ID: u32 = 1;
+
+impl AvroEvents {
+    fn new(name: &str, source: &Source) -> anyhow::Result<AvroEvents> {
+        let writer = AvroSchema::derive(name, &source_schema(source))
+            .with_context(|| format!("the Avro schema of source `{name}`"))?;
+        Ok(AvroEvents { encoder: AvroEncoder::new(writer), header: confluent_header(AVRO_SCHEMA_ID).to_vec() })
+    }
+
+    /// How a decoder reads them.
+    fn format(&self) -> AvroFormat {
+        AvroFormat { framing: AvroFraming::Confluent, writer: None, schema_id: Some(AVRO_SCHEMA_ID) }
+    }
+
+    /// The record of an event's JSON `payload`. A malformed event (or one
+    /// the writer schema cannot hold) becomes half a datum, which never
+    /// decodes: its event time, the last field, is cut off.
+    fn encode(&self, payload: &[u8], malformed: bool) -> Vec<u8> {
+        let mut out = self.header.clone();
+        let record: Option<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(payload).ok();
+        let encoded = record.is_some_and(|r| self.encoder.encode(&r, &mut out).is_ok());
+        if malformed || !encoded {
+            let datum = out.len() - self.header.len();
+            out.truncate(self.header.len() + datum / 2);
+        }
+        out
+    }
+}
+
+/// `, lookup `name`: N rows loaded in S s` for each full-cache lookup of
+/// `spec`, from a task's `metrics` (empty without one).
+fn full_lookups_loaded(spec: &PipelineSpec, metrics: &TaskMetrics) -> String {
+    let mut out = String::new();
+    for (name, l) in &spec.lookups {
+        let Lookup::Cassandra(c) = l;
+        if let CachePlan::Full { .. } = c.cache_plan() {
+            let rows = metrics.lookup_table_rows.get_or_create(&label("lookup", name)).get();
+            let took = metrics.lookup_load_duration.get_or_create(&label("lookup", name)).get();
+            out.push_str(&format!(", full lookup `{name}`: {rows} rows read in {took:.1} s"));
+        }
+    }
+    out
+}
+
 /// A lookup answered from memory: each bench card's home country, for a
 /// lookup keyed by `card_id` with a `home_country` column ([`card_home_lookups`]).
 struct CardHomes {
     schema: SchemaRef,
-    homes: HashMap<String, &'static str>,
+    homes: Arc<HashMap<String, &'static str>>,
 }
 
 /// A batch of `schema` (a card lookup's) holding `rows`; columns other
@@ -303,16 +392,45 @@ fn memory_lookups(spec: &PipelineSpec, cards: &[(String, &'static str)]) -> anyh
         if !answerable.contains(name) {
             bail!("lookup `{name}`: the bench only answers the fraud generator's card_id → home_country lookups");
         }
-        let p = CardHomes { schema: lookup_schema(l), homes: (*homes).clone() };
+        let p = CardHomes { schema: lookup_schema(l), homes: homes.clone() };
         out.insert(name.clone(), Arc::new(p) as Arc<dyn LookupProvider>);
     }
     Ok(out)
 }
 
+/// The card population of a run: the generator's seed and card count
+/// (the cards and their homes follow from these two alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Population {
+    seed: u64,
+    cards: u64,
+}
+
+/// Cassandra's longest table name.
+const MAX_TABLE_NAME: usize = 48;
+
+impl Population {
+    /// The table of this population's cards for a lookup of table `base`:
+    /// `<base>_s<seed>_c<cards>`, `base` cut short so the name fits.
+    fn table(&self, base: &str) -> String {
+        let suffix = format!("_s{}_c{}", self.seed, self.cards);
+        let base: String = base.chars().take(MAX_TABLE_NAME.saturating_sub(suffix.len())).collect();
+        format!("{base}{suffix}")
+    }
+}
+
+/// The keyspace of the card tables of lookups in `keyspace` (kept between
+/// runs, see the module doc).
+fn cards_keyspace(keyspace: &str) -> String {
+    format!("{keyspace}_benchcards")
+}
+
 /// A copy of `spec` with names of its own (`tag`): the pipeline (so its
 /// group and dead-letter topics), its sink topics and keyspaces; the first
 /// source reads `topic`, every source has `partitions` and replication 1.
-fn bench_spec(spec: &PipelineSpec, tag: &str, topic: &str, partitions: u32) -> PipelineSpec {
+/// Its card lookups read the table of `population`'s cards
+/// ([`Population::table`] in [`cards_keyspace`]), shared by every run.
+fn bench_spec(spec: &PipelineSpec, tag: &str, topic: &str, partitions: u32, population: Population) -> PipelineSpec {
     let mut s = spec.clone();
     s.name = format!("{}-{tag}", spec.name);
     for (i, src) in s.sources.values_mut().enumerate() {
@@ -327,9 +445,15 @@ fn bench_spec(spec: &PipelineSpec, tag: &str, topic: &str, partitions: u32) -> P
             Sink::Kafka(k) => k.topic = format!("{tag}-{}", k.topic),
         }
     }
-    for l in s.lookups.values_mut() {
+    let card_lookups = card_home_lookups(spec);
+    for (name, l) in s.lookups.iter_mut() {
         let Lookup::Cassandra(c) = l;
-        c.keyspace = format!("{}_{tag}", c.keyspace);
+        if card_lookups.contains(name) {
+            c.keyspace = cards_keyspace(&c.keyspace);
+            c.table = population.table(&c.table);
+        } else {
+            c.keyspace = format!("{}_{tag}", c.keyspace);
+        }
     }
     s
 }
@@ -347,31 +471,193 @@ fn measured_stage(spec: &PipelineSpec) -> anyhow::Result<(String, smack_pipeline
     bail!("the pipeline has no Cassandra sink")
 }
 
+/// How the card lookup tables are filled.
+#[derive(Debug, Clone, Copy)]
+struct FillOptions {
+    /// Rows per unlogged batch.
+    batch: usize,
+    /// Batches in flight at most.
+    in_flight: usize,
+    /// Fill even when the marker says it was.
+    refill: bool,
+}
+
+/// The table of fill markers in a cards keyspace: one row per card table
+/// that a run filled completely.
+const FILL_MARKERS: &str = "bench_fills";
+
+/// Why a card table must be filled, or `None` when it holds the cards
+/// already: its marker (the seed and card count of the fill that
+/// completed, if any) against `population`, and how many of `samples`
+/// sample cards were read back with their home.
+fn fill_reason(
+    marker: Option<(i64, i64)>,
+    population: Population,
+    found: usize,
+    samples: usize,
+    refill: bool,
+) -> Option<&'static str> {
+    if refill {
+        return Some("--refill");
+    }
+    match marker {
+        None => Some("no run has filled it yet"),
+        Some((seed, cards)) if seed != population.seed as i64 || cards != population.cards as i64 => {
+            Some("its marker is of other cards")
+        }
+        Some(_) if found < samples => Some("sample cards are missing"),
+        Some(_) => None,
+    }
+}
+
+/// The cards read back to check a filled table: the first, the middle
+/// and the last of `n`.
+fn sample_cards(n: usize) -> Vec<usize> {
+    let mut v = vec![0, n / 2, n.saturating_sub(1)];
+    v.retain(|i| *i < n);
+    v.dedup();
+    v
+}
+
 /// Creates the topics, keyspaces and tables of `spec` and fills its card
-/// lookups.
+/// lookups with `cards` (of `population`), unless a marker says an earlier
+/// run did (see the module doc).
 async fn prepare_bench(
     spec: &PipelineSpec,
     admin: &KafkaAdmin,
     session: &CassandraSession,
     dc: &str,
     cards: &[(String, &'static str)],
+    population: Population,
+    fill: FillOptions,
 ) -> anyhow::Result<()> {
     prepare(spec, admin, Some(session), &PrepareOptions::new(dc, 1)).await?;
     for name in card_home_lookups(spec) {
-        let l = &spec.lookups[&name];
-        let Lookup::Cassandra(c) = l;
-        let schema = lookup_schema(l);
-        let options = SinkOptions { max_in_flight: 256, ..SinkOptions::default() };
-        let mut sink = CassandraSink::new(session, &c.keyspace, &c.table, &schema, options).await?;
-        let t = Instant::now();
-        for chunk in cards.chunks(10_000) {
-            let rows: Vec<(&str, &str)> = chunk.iter().map(|(id, home)| (id.as_str(), *home)).collect();
-            sink.write(&card_batch(&schema, &rows).map_err(anyhow::Error::msg)?).await?;
+        let Lookup::Cassandra(c) = &spec.lookups[&name];
+        let (ks, table) = (c.keyspace.as_str(), c.table.as_str());
+        session
+            .execute_ddl(&format!(
+                "CREATE TABLE IF NOT EXISTS {ks}.{FILL_MARKERS} \
+                 (table_name text PRIMARY KEY, seed bigint, cards bigint, filled_at timestamp, seconds double)"
+            ))
+            .await?;
+        let cql = format!("SELECT seed, cards FROM {ks}.{FILL_MARKERS} WHERE table_name = ?");
+        let marker = session
+            .inner()
+            .query_unpaged(cql.as_str(), (table,))
+            .await
+            .with_context(|| cql.clone())?
+            .into_rows_result()
+            .with_context(|| cql.clone())?
+            .maybe_first_row::<(Option<i64>, Option<i64>)>()
+            .with_context(|| cql.clone())?
+            .and_then(|(seed, n)| Some((seed?, n?)));
+        let samples = sample_cards(cards.len());
+        let mut found = 0;
+        let cql = format!("SELECT home_country FROM {ks}.{table} WHERE card_id = ?");
+        for i in &samples {
+            let (id, home) = &cards[*i];
+            let row = session
+                .inner()
+                .query_unpaged(cql.as_str(), (id.as_str(),))
+                .await
+                .with_context(|| cql.clone())?
+                .into_rows_result()
+                .with_context(|| cql.clone())?
+                .maybe_first_row::<(Option<String>,)>()
+                .with_context(|| cql.clone())?;
+            if row.and_then(|r| r.0).as_deref() == Some(*home) {
+                found += 1;
+            }
         }
-        sink.flush().await?;
-        println!("lookup `{name}`: {} cards written to {}.{} in {:.1?}", cards.len(), c.keyspace, c.table, t.elapsed());
+        let Some(why) = fill_reason(marker, population, found, samples.len(), fill.refill) else {
+            println!(
+                "lookup `{name}`: {ks}.{table} holds the {} cards of seed {} already (its marker in {ks}.{FILL_MARKERS}, \
+                 {found} sample cards read back): fill skipped",
+                population.cards, population.seed
+            );
+            continue;
+        };
+        println!("lookup `{name}`: filling {ks}.{table} with {} cards ({why})", cards.len());
+        let took = fill_cards(session, ks, table, cards, fill).await?;
+        let cql = format!(
+            "INSERT INTO {ks}.{FILL_MARKERS} (table_name, seed, cards, filled_at, seconds) VALUES (?, ?, ?, ?, ?)"
+        );
+        let values =
+            (table, population.seed as i64, population.cards as i64, CqlTimestamp(now_ms()), took.as_secs_f64());
+        session.inner().query_unpaged(cql.as_str(), values).await.with_context(|| cql.clone())?;
+        println!(
+            "lookup `{name}`: {} cards written to {ks}.{table} in {:.1} s: {:.0} rows/s (unlogged batches of {}, {} in flight)",
+            cards.len(),
+            took.as_secs_f64(),
+            cards.len() as f64 / took.as_secs_f64(),
+            fill.batch.max(1),
+            fill.in_flight.max(1)
+        );
     }
     Ok(())
+}
+
+/// Upserts every card into `keyspace.table` (`card_id`, `home_country`;
+/// other columns stay null) in unlogged batches of `fill.batch` rows,
+/// `fill.in_flight` batches at once, each retried a few times; prints the
+/// progress every tenth. Returns how long it took.
+async fn fill_cards(
+    session: &CassandraSession,
+    keyspace: &str,
+    table: &str,
+    cards: &[(String, &'static str)],
+    fill: FillOptions,
+) -> anyhow::Result<Duration> {
+    let cql = format!("INSERT INTO {keyspace}.{table} (card_id, home_country) VALUES (?, ?)");
+    let mut insert = session.inner().prepare(cql.as_str()).await.with_context(|| format!("prepare `{cql}`"))?;
+    insert.set_consistency(Consistency::LocalQuorum);
+    insert.set_is_idempotent(true);
+    let size = fill.batch.max(1);
+    let batch_of = |rows: usize| {
+        let mut b = Batch::new(BatchType::Unlogged);
+        for _ in 0..rows {
+            b.append_statement(insert.clone());
+        }
+        b.set_consistency(Consistency::LocalQuorum);
+        b.set_is_idempotent(true);
+        b
+    };
+    let (full, last) = (batch_of(size), batch_of(cards.len() % size));
+    let s = session.inner();
+    let started = Instant::now();
+    let tenth = (cards.len() / 10).max(1);
+    futures::stream::iter(cards.chunks(size))
+        .map(|chunk| {
+            let batch = if chunk.len() == size { &full } else { &last };
+            async move {
+                let values: Vec<(&str, &str)> = chunk.iter().map(|(id, home)| (id.as_str(), *home)).collect();
+                let mut attempt = 0u32;
+                loop {
+                    match s.batch(batch, &values).await {
+                        Ok(_) => return anyhow::Ok(chunk.len()),
+                        Err(e) if attempt < 5 => {
+                            attempt += 1;
+                            tracing::debug!(error = %e, attempt, "a batch of cards was not written; retrying");
+                            tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                        }
+                        Err(e) => {
+                            bail!("write {} cards into {keyspace}.{table} (after {attempt} retries): {e}", chunk.len())
+                        }
+                    }
+                }
+            }
+        })
+        .buffer_unordered(fill.in_flight.max(1))
+        .try_fold(0usize, |done, n| async move {
+            if (done + n) / tenth > done / tenth {
+                let t = started.elapsed().as_secs_f64();
+                println!("  {} of {} cards in {t:.1} s ({:.0} rows/s)", done + n, cards.len(), (done + n) as f64 / t);
+            }
+            Ok(done + n)
+        })
+        .await?;
+    Ok(started.elapsed())
 }
 
 /// The nearest-rank percentile `q` (0..=1) of sorted `v`.
@@ -443,12 +729,23 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         Generator::Fraud(g) => g.cards().collect(),
         Generator::AdTech(_) => Vec::new(),
     };
-    let events: Vec<(String, Vec<u8>)> = gen.filter(|e| e.source == source).map(|e| (e.key, e.payload)).collect();
+    let avro = AvroEvents::new(&source, &spec.sources[&source])?;
+    let mut avro_events: Vec<Vec<u8>> = Vec::new();
+    let events: Vec<(String, Vec<u8>)> = gen
+        .filter(|e| e.source == source)
+        .map(|e| {
+            avro_events.push(avro.encode(&e.payload, e.malformed));
+            (e.key, e.payload)
+        })
+        .collect();
     let bytes: usize = events.iter().map(|(_, p)| p.len()).sum();
+    let avro_bytes: usize = avro_events.iter().map(Vec::len).sum();
     println!(
-        "{} fraud events for source `{source}` ({:.1} MB of JSON, seed {}, event rate {}/s, {} cards), batches of {}",
+        "{} fraud events for source `{source}` ({:.1} MB of JSON, {:.1} MB of Avro, seed {}, event rate {}/s, {} cards), \
+         batches of {}",
         events.len(),
         bytes as f64 / 1e6,
+        avro_bytes as f64 / 1e6,
         args.seed,
         args.event_rate,
         cards.len(),
@@ -458,7 +755,8 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
     let probe = StageRuntime::with_lookups(&spec, &lookups).await?;
     let schema = probe.source_schema(&source).context("source schema")?;
     drop(probe);
-    let decoder = Decoder::new(RecordFormat::Json, schema)?;
+    let decoder = Decoder::new(RecordFormat::Json, schema.clone())?;
+    let avro_decoder = Decoder::new(RecordFormat::Avro(avro.format()), schema)?;
     let batch = args.batch.max(1);
 
     let mut phases = Vec::new();
@@ -473,6 +771,18 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         })
         .await?,
     );
+    phases.push(
+        timed("cpu: decode only (avro)", || async {
+            let mut rows = 0u64;
+            for chunk in avro_events.chunks(batch) {
+                let d = avro_decoder.decode(chunk.iter().map(Vec::as_slice));
+                rows += d.batch.num_rows() as u64;
+            }
+            Ok((avro_events.len() as u64, rows))
+        })
+        .await?,
+    );
+    drop(avro_events);
     phases.push(
         timed("cpu: decode + stage runtime (sinks counted)", || async {
             let mut rt = StageRuntime::with_lookups(&spec, &lookups).await?;
@@ -520,9 +830,11 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         Some(CassandraSession::connect(&cc).await?)
     };
     let tag = format!("bench{pid}");
-    let staged_spec = bench_spec(&spec, &tag, &topic, args.partitions.max(1) as u32);
+    let staged_spec = bench_spec(&spec, &tag, &topic, args.partitions.max(1) as u32, args.population());
     match &session {
-        Some(session) => prepare_bench(&staged_spec, &admin, session, &args.local_dc, &cards).await?,
+        Some(session) => {
+            prepare_bench(&staged_spec, &admin, session, &args.local_dc, &cards, args.population(), args.fill()).await?
+        }
         None => {
             admin.create_topic(&TopicSpec::new(&topic, args.partitions, 1)).await?;
             admin.await_topic(&topic, Duration::from_secs(30)).await?;
@@ -598,7 +910,13 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         config.max_batch_records = batch;
         config.cassandra_in_flight = args.cassandra_in_flight.max(1);
         config.until_idle = true;
-        let mut task = StageTask::open(&staged_spec, config, TaskMetrics::new()).await?;
+        let (opened, metrics) = (Instant::now(), TaskMetrics::new());
+        let mut task = StageTask::open(&staged_spec, config, metrics.clone()).await?;
+        println!(
+            "kafka (c): stage task open in {:.1} s{}",
+            opened.elapsed().as_secs_f64(),
+            full_lookups_loaded(&staged_spec, &metrics)
+        );
         let full = timed("kafka (c): stage task (+ lookups, Cassandra and Kafka sinks, checkpoints)", || async {
             while task.step().await? != Step::Finished {}
             Ok((task.summary().records_in, task.summary().rows_out))
@@ -606,6 +924,7 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         .await?;
         println!("{}", full.line());
         println!("ratio (c)/(a): {:.2}", full.rate() / raw.rate());
+        drop(task); // its lookup tables, before the latency run reads its own
         latency(&args, &spec, &client, &admin, session, &cards, &state_root).await?;
         for ks in keyspaces(&staged_spec) {
             if let Err(e) = session.execute_ddl(&format!("DROP KEYSPACE IF EXISTS {ks}")).await {
@@ -622,8 +941,10 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The keyspaces of a bench copy's sinks and lookups.
+/// The keyspaces of a bench copy's sinks and lookups, dropped at the end:
+/// all but those of the card tables (kept for the next run).
 fn keyspaces(spec: &PipelineSpec) -> Vec<String> {
+    let card_lookups = card_home_lookups(spec);
     let mut out: Vec<String> = spec
         .sinks
         .values()
@@ -631,7 +952,7 @@ fn keyspaces(spec: &PipelineSpec) -> Vec<String> {
             Sink::Cassandra(c) => Some(c.keyspace.clone()),
             Sink::Kafka(_) => None,
         })
-        .chain(spec.lookups.values().map(|l| match l {
+        .chain(spec.lookups.iter().filter(|(n, _)| !card_lookups.contains(n)).map(|(_, l)| match l {
             Lookup::Cassandra(c) => c.keyspace.clone(),
         }))
         .collect();
@@ -673,8 +994,8 @@ async fn latency(
     let Some(source) = spec.sources.keys().next().cloned() else { bail!("no source") };
     let topic = format!("bench-lat-{source}-{pid}");
     let parts = args.partitions.max(1) as usize;
-    let lspec = bench_spec(spec, &format!("lat{pid}"), &topic, parts as u32);
-    prepare_bench(&lspec, admin, session, &args.local_dc, cards).await?;
+    let lspec = bench_spec(spec, &format!("lat{pid}"), &topic, parts as u32, args.population());
+    prepare_bench(&lspec, admin, session, &args.local_dc, cards, args.population(), args.fill()).await?;
     let (stage, sink) = measured_stage(&lspec)?;
     let Source::Kafka(k) = &lspec.sources[&source];
     let ooo = k.watermark.as_ref().map_or(0, |w| w.max_out_of_orderness.0.as_millis() as i64);
@@ -685,15 +1006,21 @@ async fn latency(
     config.local_dc = Some(args.local_dc.clone());
     config.max_batch_records = args.latency_batch.max(1);
     config.cassandra_in_flight = args.cassandra_in_flight.max(1);
+    // The one-time costs (partitions assigned, full lookups read) before
+    // the first event: the producer starts once the task is open.
+    let (opened, metrics) = (Instant::now(), TaskMetrics::new());
+    let task = StageTask::open(&lspec, config, metrics.clone()).await?;
+    println!(
+        "latency: stage task open in {:.1} s{}",
+        opened.elapsed().as_secs_f64(),
+        full_lookups_loaded(&lspec, &metrics)
+    );
     let stop = Arc::new(AtomicBool::new(false));
-    let task = {
-        let (spec, stop) = (lspec.clone(), stop.clone());
-        tokio::spawn(async move { run_task(&spec, config, TaskMetrics::new(), &stop).await })
-    };
+    let task = tokio::spawn(drive(task, stop.clone()));
 
     // Events whose time is their produce time: the producer waits for each.
     let count = (args.latency_rate * args.latency_seconds as f64) as u64;
-    let start = now_ms() + 3_000;
+    let start = now_ms() + 500;
     let options = Options {
         seed: args.seed,
         rate: args.latency_rate,
@@ -788,6 +1115,22 @@ async fn latency(
     Ok(())
 }
 
+/// Steps an open stage task until `stop` is set (then flushes its sinks
+/// and checkpoints), as `run_task` does after opening it.
+async fn drive(mut task: StageTask, stop: Arc<AtomicBool>) -> Result<TaskSummary, TaskError> {
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            if !task.is_replaying() {
+                task.checkpoint().await?;
+            }
+            return Ok(task.summary().clone());
+        }
+        if task.step().await? == Step::Finished {
+            return Ok(task.summary().clone());
+        }
+    }
+}
+
 /// A regular (non-key) column of `keyspace.table`, from the schema tables.
 async fn regular_column(session: &CassandraSession, keyspace: &str, table: &str) -> anyhow::Result<Option<String>> {
     let cql = "SELECT column_name, kind FROM system_schema.columns WHERE keyspace_name = ? AND table_name = ?";
@@ -861,14 +1204,71 @@ mod tests {
     }
 
     #[test]
+    fn a_card_table_is_named_by_its_population_and_fits_cassandra() {
+        assert_eq!(Population { seed: 7, cards: 100_000 }.table("card_homes"), "card_homes_s7_c100000");
+        let long = Population { seed: u64::MAX, cards: u64::MAX }.table("card_homes");
+        assert_eq!(long.len(), MAX_TABLE_NAME, "{long}");
+        assert!(long.starts_with("card_s") && long.ends_with(&format!("_c{}", u64::MAX)), "{long}");
+        let other = Population { seed: 8, cards: 100_000 }.table("card_homes");
+        assert_ne!(other, "card_homes_s7_c100000");
+    }
+
+    #[test]
+    fn a_card_table_is_filled_unless_its_marker_and_samples_say_it_holds_the_cards() {
+        let p = Population { seed: 42, cards: 3_000_000 };
+        assert_eq!(fill_reason(Some((42, 3_000_000)), p, 3, 3, false), None);
+        assert_eq!(fill_reason(Some((42, 3_000_000)), p, 3, 3, true), Some("--refill"));
+        assert_eq!(fill_reason(None, p, 3, 3, false), Some("no run has filled it yet"));
+        assert_eq!(fill_reason(Some((42, 100_000)), p, 3, 3, false), Some("its marker is of other cards"));
+        assert_eq!(fill_reason(Some((41, 3_000_000)), p, 3, 3, false), Some("its marker is of other cards"));
+        assert_eq!(fill_reason(Some((42, 3_000_000)), p, 2, 3, false), Some("sample cards are missing"));
+    }
+
+    #[test]
+    fn sample_cards_are_the_first_middle_and_last() {
+        assert_eq!(sample_cards(3_000_000), vec![0, 1_500_000, 2_999_999]);
+        assert_eq!(sample_cards(2), vec![0, 1]);
+        assert_eq!(sample_cards(1), vec![0]);
+        assert!(sample_cards(0).is_empty());
+    }
+
+    #[test]
+    fn avro_events_decode_like_their_json_and_malformed_ones_do_not() {
+        use smack_connectors::format::to_json_rows;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pipeline-latency.yaml");
+        let spec = smack_pipelines::load(&path).unwrap();
+        let source = &spec.sources["transactions"];
+        let avro = AvroEvents::new("transactions", source).unwrap();
+        let json = Decoder::new(RecordFormat::Json, source_schema(source)).unwrap();
+        let decoder = Decoder::new(RecordFormat::Avro(avro.format()), source_schema(source)).unwrap();
+        let options = Options { seed: 5, count: Some(2_000), malformed_share: 0.02, ..Options::default() };
+        let (mut good, mut bad) = (0, 0);
+        for e in Generator::new(GeneratorKind::Fraud, &options).unwrap() {
+            let bytes = avro.encode(&e.payload, e.malformed);
+            let (a, j) = (decoder.decode([bytes.as_slice()]), json.decode([e.payload.as_slice()]));
+            if e.malformed {
+                assert_eq!((a.errors.len(), a.batch.num_rows()), (1, 0), "{e:?}");
+                bad += 1;
+            } else {
+                assert!(a.errors.is_empty(), "{:?} {e:?}", a.errors);
+                assert_eq!(to_json_rows(&a.batch).unwrap(), to_json_rows(&j.batch).unwrap());
+                good += 1;
+            }
+        }
+        assert!(good > 1_500 && bad > 0, "{good} good, {bad} malformed");
+    }
+
+    #[test]
     fn a_bench_copy_has_names_of_its_own() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fraud-detection/pipeline.yaml");
         let spec = smack_pipelines::load(&path).unwrap();
-        let b = bench_spec(&spec, "bench7", "bench-tx-7", 3);
+        let b = bench_spec(&spec, "bench7", "bench-tx-7", 3, Population { seed: 42, cards: 3_000_000 });
         assert_eq!(b.name, "fraud-detection-bench7");
+        let Lookup::Cassandra(l) = &b.lookups["card_homes"];
+        assert_eq!((l.keyspace.as_str(), l.table.as_str()), ("fraud_benchcards", "card_homes_s42_c3000000"));
         let Source::Kafka(k) = &b.sources["transactions"];
         assert_eq!((k.topic.as_str(), k.partitions, k.replication), ("bench-tx-7", 3, 1));
-        assert_eq!(keyspaces(&b), vec!["fraud_bench7".to_string()]);
+        assert_eq!(keyspaces(&b), vec!["fraud_bench7".to_string()], "the card table's keyspace is kept");
         assert!(bench_topics(&b).contains(&"bench7-fraud-alerts".to_string()), "{:?}", bench_topics(&b));
         let (stage, sink) = measured_stage(&b).unwrap();
         assert_eq!((stage.as_str(), sink.table.as_str()), ("card_velocity", "suspicious_cards"));
