@@ -4,7 +4,9 @@
 
 use super::plan::{JoinPlan, PerBatchPlan, StagePlan, WindowedPlan, ORD_COL, ROW_COL, TIME_COL, WINDOWS_TABLE};
 use super::replay::{LowWater, Origin};
-use super::state::{AggKind, ClosedWindow, NumClass, Value, WindowSnapshot, WindowState};
+use super::state::{AggKind, FastSet, NumClass, Value, WindowSnapshot, WindowState};
+use super::time::closed;
+use std::collections::BTreeMap;
 use super::time::{MAX_WATERMARK, MIN_WATERMARK};
 use super::{LateRows, RuntimeError};
 use datafusion::arrow::array::{
@@ -389,6 +391,8 @@ impl StageOp {
         Ok(match self {
             StageOp::Windowed(op) => {
                 op.wm_in = op.wm_in.max(mark);
+                let (wm, lateness) = (op.wm_in, op.lateness);
+                op.pre_closed.retain(|&(_, end), _| !closed(end, lateness, wm));
                 op.state.close(mark).len()
             }
             StageOp::PerBatch(_) => 0,
@@ -439,11 +443,13 @@ impl StageOp {
         match (self, snap) {
             (StageOp::Windowed(op), StageSnapshot::Windowed { wm_in, windows }) => {
                 op.wm_in = wm_in;
+                op.pre_closed.clear();
                 op.state.restore(windows).map_err(bad)?;
             }
             (StageOp::Windowed(op), StageSnapshot::WindowedState { wm_in, blob }) => {
                 let bytes = blobs.get(blob).ok_or_else(|| bad(format!("missing blob {blob}")))?;
                 op.wm_in = wm_in;
+                op.pre_closed.clear();
                 op.state.decode(bytes).map_err(bad)?;
             }
             (StageOp::PerBatch(_), StageSnapshot::PerBatch) => {}
@@ -626,6 +632,11 @@ pub(crate) struct WindowedOp {
     /// The input watermark at the end of the last push.
     wm_in: i64,
     output: SchemaRef,
+    /// The final query's schema (its ordinal and time columns included).
+    fin_schema: SchemaRef,
+    /// Rows of pre-closed windows (see [`WindowState::pre_close`]), by
+    /// (start, end), emitted when the window closes.
+    pre_closed: BTreeMap<(i64, i64), Kept>,
 }
 
 impl WindowedOp {
@@ -702,6 +713,7 @@ impl WindowedOp {
         let n = fin_schema.fields().len() - 2;
         let output =
             relaxed(&Schema::new(fin_schema.fields().iter().take(n).map(|f| f.as_ref().clone()).collect::<Vec<_>>()));
+        let fin_schema = Arc::new(fin_schema.clone());
         let state = WindowState::new(plan.window, lateness, kinds);
         Ok(WindowedOp {
             plan,
@@ -716,6 +728,8 @@ impl WindowedOp {
             aggs,
             wm_in: MIN_WATERMARK,
             output,
+            fin_schema,
+            pre_closed: BTreeMap::new(),
         })
     }
 
@@ -793,60 +807,139 @@ impl WindowedOp {
             }
         }
         self.wm_in = self.wm_in.max(w);
-        let closed = self.state.close(self.wm_in);
-        if closed.is_empty() {
-            return Ok(Vec::new());
+        let closing = self.state.close_after_pre(self.wm_in);
+        let mut kept = Vec::new();
+        for (id, changed) in &closing.pre_closed {
+            // Rows of the keys changed since the pre-close are computed again below.
+            if let Some(k) = self.pre_closed.remove(id) {
+                kept.push(k.without(changed)?);
+            }
         }
+        // Windows closed at once (a watermark jump, a replay's skip) leave no
+        // pre-computed rows behind.
+        let (wm, lateness) = (self.wm_in, self.lateness);
+        self.pre_closed.retain(|&(_, end), _| !closed(end, lateness, wm));
+        let rows = &closing.rows;
+        if !rows.is_empty() {
+            let batch = self.windows_batch(
+                rows.len(),
+                &|i| rows[i].key.as_slice(),
+                &|i| (rows[i].start, rows[i].end),
+                &|i, a| rows[i].results[a].clone(),
+            )?;
+            let out = self.evaluate(stage, batch).await?;
+            kept.extend(Kept::of(out, &|i| (rows[i].end, rows[i].start, rows[i].key.clone()))?);
+        }
+        drop(closing);
+        // Windows that just ended: their rows now, while they wait out their
+        // allowed lateness, so that closing them only emits.
+        for (start, end) in self.state.pre_close(self.wm_in) {
+            let keys = self.state.window_keys(start, end);
+            let batch = self.windows_batch(
+                keys.len(),
+                &|i| keys[i].0,
+                &|_| (start, end),
+                &|i, a| keys[i].1[a].result(),
+            )?;
+            let out = self.evaluate(stage, batch).await?;
+            let k = Kept::of(out, &|i| (end, start, keys[i].0.to_vec()))?;
+            drop(keys);
+            self.pre_closed.insert((start, end), k.unwrap_or_else(|| Kept::empty(&self.fin_schema)));
+        }
+        let _ = &self.plan;
+        Kept::into_flows(kept, &self.output)
+    }
+
+    /// The closed-windows table of `n` rows: row i has key `key(i)`, bounds
+    /// `bounds(i)` (start, end) and aggregate a's result `result(i, a)`.
+    fn windows_batch<'k>(
+        &self,
+        n: usize,
+        key: &dyn Fn(usize) -> &'k [Value],
+        bounds: &dyn Fn(usize) -> (i64, i64),
+        result: &dyn Fn(usize, usize) -> Value,
+    ) -> Result<RecordBatch, RuntimeError> {
         let mut cols: Vec<ArrayRef> = Vec::new();
-        for (i, (class, dt)) in self.keys.iter().enumerate() {
-            let vals: Vec<&Value> = closed.iter().map(|c| &c.key[i]).collect();
+        for (c, (class, dt)) in self.keys.iter().enumerate() {
+            let vals: Vec<&Value> = (0..n).map(|i| &key(i)[c]).collect();
             cols.push(build(*class, dt, &vals)?);
         }
-        let start = Int64Array::from_iter_values(closed.iter().map(|c| c.start));
-        let end = Int64Array::from_iter_values(closed.iter().map(|c| c.end));
+        let start = Int64Array::from_iter_values((0..n).map(|i| bounds(i).0));
+        let end = Int64Array::from_iter_values((0..n).map(|i| bounds(i).1));
         cols.push(cast(&start, &timestamp_type())?);
         cols.push(cast(&end, &timestamp_type())?);
-        cols.push(Arc::new(UInt32Array::from_iter_values(0..closed.len() as u32)));
-        for (i, (_, class, dt)) in self.aggs.iter().enumerate() {
-            let vals: Vec<&Value> = closed.iter().map(|c| &c.results[i]).collect();
-            cols.push(build(*class, dt, &vals)?);
+        cols.push(Arc::new(UInt32Array::from_iter_values(0..n as u32)));
+        for (a, (_, class, dt)) in self.aggs.iter().enumerate() {
+            let vals: Vec<Value> = (0..n).map(|i| result(i, a)).collect();
+            let refs: Vec<&Value> = vals.iter().collect();
+            cols.push(build(*class, dt, &refs)?);
         }
-        let batch = RecordBatch::try_new(self.windows.schema.clone(), cols)?;
+        Ok(RecordBatch::try_new(self.windows.schema.clone(), cols)?)
+    }
+
+    /// Runs the final query (SELECT and HAVING) over a closed-windows table.
+    async fn evaluate(&self, stage: &str, batch: RecordBatch) -> Result<Vec<RecordBatch>, RuntimeError> {
         self.windows.set(&[batch]).await?;
         let out = run(&self.fin, stage).await;
         self.windows.set(&[]).await?;
-        let _ = &self.plan;
-        in_window_order(out?, &closed, &self.output)
+        out
     }
 }
 
-/// The rows a final query kept, in (end, start, key) order of the windows
-/// they come from (the closed windows come unsorted: ordering only what
-/// HAVING keeps is what makes closing a window of millions of keys cheap),
-/// separated from their trailing ordinal and [`TIME_COL`].
-fn in_window_order(
-    batches: Vec<RecordBatch>,
-    closed: &[ClosedWindow],
-    output: &SchemaRef,
-) -> Result<Vec<Flow>, RuntimeError> {
-    let Some(first) = batches.first() else { return Ok(Vec::new()) };
-    let all = concat_batches(&first.schema(), &batches)?;
-    if all.num_rows() == 0 {
-        return Ok(Vec::new());
+/// Rows a final query kept (every column, its trailing ordinal and
+/// [`TIME_COL`] included), each with the (end, start, key) of its window:
+/// the order rows are emitted in. Closed windows come unsorted, and a
+/// pre-closed window's rows wait here until it closes; ordering only what
+/// HAVING keeps is what makes closing a window of millions of keys cheap.
+pub(crate) struct Kept {
+    batch: RecordBatch,
+    order: Vec<(i64, i64, Vec<Value>)>,
+}
+
+impl Kept {
+    fn empty(schema: &SchemaRef) -> Kept {
+        Kept { batch: RecordBatch::new_empty(schema.clone()), order: Vec::new() }
     }
-    let n = all.num_columns() - 2;
-    let ord = all.column(n).as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
-    let window = |i: u32| closed.get(ord.value(i as usize) as usize);
-    let mut rows: Vec<u32> = (0..all.num_rows() as u32).collect();
-    rows.sort_by(|&a, &b| match (window(a), window(b)) {
-        (Some(x), Some(y)) => x.order(y),
-        _ => std::cmp::Ordering::Equal,
-    });
-    let sorted = take_record_batch(&all, &UInt32Array::from(rows))?;
-    let times = cast(sorted.column(n + 1), &DataType::Int64)?;
-    let times = times.as_primitive::<Int64Type>().iter().map(|t| t.unwrap_or(MAX_WATERMARK)).collect();
-    let batch = RecordBatch::try_new(output.clone(), sorted.columns()[..n].to_vec())?;
-    Ok(vec![Flow { batch, times }])
+
+    /// The final query's output; `window(i)` says where the closed-windows
+    /// row with ordinal i comes from. None when it kept nothing.
+    fn of(batches: Vec<RecordBatch>, window: &dyn Fn(usize) -> (i64, i64, Vec<Value>)) -> Result<Option<Kept>, RuntimeError> {
+        let Some(first) = batches.first() else { return Ok(None) };
+        let batch = concat_batches(&first.schema(), &batches)?;
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let ord = batch.column(batch.num_columns() - 2).as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
+        let order = ord.values().iter().map(|&o| window(o as usize)).collect();
+        Ok(Some(Kept { batch, order }))
+    }
+
+    /// Without the rows of the keys in `changed`.
+    fn without(self, changed: &FastSet<Vec<Value>>) -> Result<Kept, RuntimeError> {
+        if changed.is_empty() {
+            return Ok(self);
+        }
+        let keep: Vec<bool> = self.order.iter().map(|(_, _, k)| !changed.contains(k)).collect();
+        let batch = filter_record_batch(&self.batch, &BooleanArray::from(keep.clone()))?;
+        let order = self.order.into_iter().zip(keep).filter(|(_, k)| *k).map(|(o, _)| o).collect();
+        Ok(Kept { batch, order })
+    }
+
+    /// All of them in window order, without the ordinal and time columns.
+    fn into_flows(kept: Vec<Kept>, output: &SchemaRef) -> Result<Vec<Flow>, RuntimeError> {
+        let kept: Vec<Kept> = kept.into_iter().filter(|k| k.batch.num_rows() > 0).collect();
+        let Some(first) = kept.first() else { return Ok(Vec::new()) };
+        let all = concat_batches(&first.batch.schema(), kept.iter().map(|k| &k.batch))?;
+        let order: Vec<&(i64, i64, Vec<Value>)> = kept.iter().flat_map(|k| &k.order).collect();
+        let mut rows: Vec<u32> = (0..all.num_rows() as u32).collect();
+        rows.sort_by(|&a, &b| order[a as usize].cmp(order[b as usize]));
+        let sorted = take_record_batch(&all, &UInt32Array::from(rows))?;
+        let n = sorted.num_columns() - 2;
+        let times = cast(sorted.column(n + 1), &DataType::Int64)?;
+        let times = times.as_primitive::<Int64Type>().iter().map(|t| t.unwrap_or(MAX_WATERMARK)).collect();
+        let batch = RecordBatch::try_new(output.clone(), sorted.columns()[..n].to_vec())?;
+        Ok(vec![Flow { batch, times }])
+    }
 }
 
 // ---------------------------------------------------------------------------

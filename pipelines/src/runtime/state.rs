@@ -31,6 +31,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// The hasher of keyed state: fast, and the same in every process.
 pub(crate) type FastHash = foldhash::fast::FixedState;
 type FastMap<K, V> = HashMap<K, V, FastHash>;
+/// A set of keys with the state's hasher.
+pub type FastSet<K> = HashSet<K, FastHash>;
 
 /// One scalar of a key or an aggregate's input.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -359,6 +361,26 @@ pub struct ClosedWindow {
     pub results: Vec<Value>,
 }
 
+/// What [`WindowState::close_after_pre`] closed.
+#[derive(Debug, Default)]
+pub struct Closing {
+    /// Rows to compute: every key of a window closed without a pre-close,
+    /// the changed keys of a pre-closed one.
+    pub rows: Vec<ClosedWindow>,
+    /// Pre-closed windows now closed: (start, end), and the keys changed
+    /// since their pre-close (their pre-computed rows are stale).
+    pub pre_closed: Vec<((i64, i64), FastSet<Vec<Value>>)>,
+}
+
+/// Drops a large value on a thread of its own: freeing millions of keys
+/// takes a task a fraction of a second it should spend on records.
+fn drop_later<T: Send + 'static>(value: T) {
+    let spawned = std::thread::Builder::new().name("smack-drop".into()).spawn(move || drop(value));
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "could not start a thread to free closed state; it was freed inline");
+    }
+}
+
 impl ClosedWindow {
     /// The order closed windows' rows are emitted in: (end, start, key).
     pub fn order(&self, other: &ClosedWindow) -> Ordering {
@@ -380,6 +402,10 @@ struct Session {
 struct FixedWindow {
     keys: FastMap<Vec<Value>, Vec<Acc>>,
     low: LowWater,
+    /// Set when the window's rows were computed ahead of its close
+    /// ([`WindowState::pre_close`]): the keys updated since, whose rows must
+    /// be computed again when it closes.
+    changed: Option<FastSet<Vec<Value>>>,
 }
 
 /// The open windows of a stage, keyed, with their accumulators.
@@ -473,16 +499,20 @@ impl WindowState {
                 continue;
             }
             accepted = true;
-            let win = self.fixed.entry((end, start)).or_default();
+            let FixedWindow { keys, low, changed } = self.fixed.entry((end, start)).or_default();
             if let Some((o, off)) = self.origin {
-                win.low.note(o, off);
+                low.note(o, off);
             }
-            let keys = &mut win.keys;
             let accs = match keys.get_mut(key) {
                 Some(a) => a,
                 None => keys.entry(key.to_vec()).or_insert_with(|| new_accs(&self.aggs)),
             };
             fold(&self.aggs, accs, args);
+            if let Some(changed) = changed {
+                if !changed.contains(key) {
+                    changed.insert(key.to_vec());
+                }
+            }
         }
         let last = windows.last().copied();
         self.scratch = windows;
@@ -569,6 +599,78 @@ impl WindowState {
             });
             out.sort_by_key(|c| (c.end, c.start));
         }
+        out
+    }
+
+    /// Fixed windows whose end the watermark `w` has passed but which stay
+    /// open for their allowed lateness, and were not pre-closed yet: from
+    /// now on, the keys updated in them are noted, so their rows can be
+    /// computed now, off the path of their close, and only the keys changed
+    /// meanwhile again when they close ([`WindowState::close_after_pre`]).
+    /// Returns their (start, end).
+    pub fn pre_close(&mut self, w: i64) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        if self.allowed_lateness <= 0 {
+            return out;
+        }
+        for (&(end, start), win) in self.fixed.iter_mut() {
+            if end > w {
+                break;
+            }
+            if !closed(end, self.allowed_lateness, w) && win.changed.is_none() {
+                win.changed = Some(FastSet::default());
+                out.push((start, end));
+            }
+        }
+        out
+    }
+
+    /// The keys of an open fixed window with their accumulators, in no
+    /// particular order.
+    pub fn window_keys(&self, start: i64, end: i64) -> Vec<(&[Value], &[Acc])> {
+        self.fixed
+            .get(&(end, start))
+            .map(|w| w.keys.iter().map(|(k, a)| (k.as_slice(), a.as_slice())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Like [`WindowState::close`], for a caller that pre-closes: a window
+    /// that was pre-closed gives rows only for the keys changed since (its
+    /// other rows are the caller's, computed at the pre-close), and is
+    /// listed in [`Closing::pre_closed`] with those keys.
+    pub fn close_after_pre(&mut self, w: i64) -> Closing {
+        let mut out = Closing::default();
+        while let Some(entry) = self.fixed.first_entry() {
+            let (end, start) = *entry.key();
+            if !closed(end, self.allowed_lateness, w) {
+                break;
+            }
+            let FixedWindow { mut keys, changed, .. } = entry.remove();
+            let Some(changed) = changed else {
+                out.rows.reserve(keys.len());
+                out.rows.extend(keys.into_iter().map(|(key, accs)| ClosedWindow {
+                    key,
+                    start,
+                    end,
+                    results: accs.iter().map(Acc::result).collect(),
+                }));
+                continue;
+            };
+            for key in &changed {
+                if let Some(accs) = keys.remove(key) {
+                    out.rows.push(ClosedWindow {
+                        key: key.clone(),
+                        start,
+                        end,
+                        results: accs.iter().map(Acc::result).collect(),
+                    });
+                }
+            }
+            out.pre_closed.push(((start, end), changed));
+            drop_later(keys);
+        }
+        // Sessions (the fixed windows closed are gone).
+        out.rows.extend(self.close(w));
         out
     }
 
@@ -693,7 +795,7 @@ impl WindowState {
                 let accs = self.checked_accs(r.accs()?, start, end)?;
                 keys.insert(key, accs);
             }
-            fixed.insert((end, start), FixedWindow { keys, low });
+            fixed.insert((end, start), FixedWindow { keys, low, changed: None });
         }
         let mut sessions = FastMap::default();
         for _ in 0..r.len(12)? {

@@ -396,3 +396,51 @@ async fn a_stage_joins_a_lookup_through_its_provider() {
     got.sort();
     assert_eq!(got, vec!["c1 FR", "c2 US", "c3 NULL"]);
 }
+
+/// A window's rows are computed when its end passes (it then waits out its
+/// allowed lateness); records that arrive late but in time change some keys,
+/// whose rows are computed again when it closes. A checkpoint taken between
+/// the two does not carry the early rows: the restored task computes them at
+/// the close.
+#[tokio::test]
+async fn rows_computed_when_a_window_ends_are_redone_for_keys_changed_before_it_closes() {
+    let spec = fraud_spec();
+    let t0 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
+    let tx = |card: &str, ts: i64| (card.to_string(), 1.0, "FR".to_string(), ts);
+    // [t0, t0 + 60 s): c1 makes 5 payments (not flagged yet), c2 makes 6.
+    let early: Vec<_> =
+        (0..5).map(|i| tx("c1", t0 + 1_000 + i * 1_000)).chain((0..6).map(|i| tx("c2", t0 + 2_000 + i * 1_000))).collect();
+    // Watermark t0 + 61 s: the window has ended, it closes at t0 + 70 s.
+    let ended = vec![tx("c3", t0 + 66_000)];
+    // Behind the watermark, within the lateness: c1's sixth, c2's seventh.
+    let late = vec![tx("c1", t0 + 59_000), tx("c2", t0 + 59_500)];
+    // Watermark t0 + 75 s: the window closes.
+    let closes = vec![tx("c3", t0 + 80_000)];
+    let all: Vec<_> = [&early, &ended, &late, &closes].into_iter().flatten().cloned().collect();
+    let want = expected(&all);
+    let in_window = |rows: &[Row], card: &str| -> Vec<i64> {
+        rows.iter().filter(|r| r.0 == card && r.1 == t0).map(|r| r.3).collect()
+    };
+    assert_eq!((in_window(&want, "c1"), in_window(&want, "c2")), (vec![6], vec![7]));
+
+    for restore_in_between in [false, true] {
+        let mut rt = StageRuntime::with_lookups(&spec, &lookup::empty_lookups(&spec)).await.unwrap();
+        let mut got = Vec::new();
+        let mut offset = 0;
+        for (i, part) in [&early, &ended, &late, &closes].into_iter().enumerate() {
+            if restore_in_between && i == 2 {
+                let bytes = rt.checkpoint_state().unwrap();
+                rt = StageRuntime::with_lookups(&spec, &lookup::empty_lookups(&spec)).await.unwrap();
+                rt.restore(&bytes).unwrap();
+            }
+            offset += part.len() as i64;
+            let out = rt.push("transactions", 0, offset, batch(&rt, part)).await.unwrap();
+            assert!(out.late.is_empty(), "within the lateness: {:?}", out.late.first().map(|l| &l.reasons));
+            got.extend(out.sinks.into_iter().filter(|s| s.sink == "suspicious_cards").map(|s| s.batch));
+        }
+        let closed_rows = rows(&got);
+        assert_eq!((in_window(&closed_rows, "c1"), in_window(&closed_rows, "c2")), (vec![6], vec![7]));
+        got.extend(rt.finish().await.unwrap().sinks.into_iter().filter(|s| s.sink == "suspicious_cards").map(|s| s.batch));
+        assert_eq!(rows(&got), want, "restored in between: {restore_in_between}");
+    }
+}
