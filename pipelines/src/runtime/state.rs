@@ -361,6 +361,10 @@ pub struct ClosedWindow {
     pub results: Vec<Value>,
 }
 
+/// A pre-closed window that closed: (start, end), and the keys changed
+/// since its pre-close.
+pub type PreClosed = ((i64, i64), FastSet<Vec<Value>>);
+
 /// What [`WindowState::close_after_pre`] closed.
 #[derive(Debug, Default)]
 pub struct Closing {
@@ -369,7 +373,7 @@ pub struct Closing {
     pub rows: Vec<ClosedWindow>,
     /// Pre-closed windows now closed: (start, end), and the keys changed
     /// since their pre-close (their pre-computed rows are stale).
-    pub pre_closed: Vec<((i64, i64), FastSet<Vec<Value>>)>,
+    pub pre_closed: Vec<PreClosed>,
 }
 
 /// Drops a large value on a thread of its own: freeing millions of keys
