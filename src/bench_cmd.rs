@@ -148,11 +148,14 @@ pub struct PipelineBenchArgs {
     #[arg(long, default_value_t = 10)]
     latency_drain_seconds: u64,
     /// Rows per unlogged batch when filling the card lookup table (1: one
-    /// upsert per request).
-    #[arg(long, default_value_t = 50)]
+    /// upsert per request). Above 10, Cassandra's default
+    /// `unlogged_batch_across_partitions_warn_threshold`, every batch draws
+    /// a warning that the driver logs (silence it with
+    /// `RUST_LOG=info,scylla=error`).
+    #[arg(long, default_value_t = 10)]
     fill_batch: usize,
     /// Batches in flight at most when filling the card lookup table.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 1024)]
     fill_in_flight: usize,
     /// Fill the card lookup table even when a marker says an earlier run
     /// filled it with the same cards.
@@ -724,7 +727,10 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         malformed_share: 0.001,
         ..Options::default()
     };
+    let built = Instant::now();
     let gen = Generator::new(GeneratorKind::Fraud, &options).context("fraud generator options")?;
+    // The latency run builds one as large: its first event is this much later.
+    let gen_build = built.elapsed();
     let cards: Vec<(String, &'static str)> = match &gen {
         Generator::Fraud(g) => g.cards().collect(),
         Generator::AdTech(_) => Vec::new(),
@@ -925,7 +931,8 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         println!("{}", full.line());
         println!("ratio (c)/(a): {:.2}", full.rate() / raw.rate());
         drop(task); // its lookup tables, before the latency run reads its own
-        latency(&args, &spec, &client, &admin, session, &cards, &state_root).await?;
+        let generated = Generated { cards: &cards, built_in: gen_build };
+        latency(&args, &spec, &client, &admin, session, &generated, &state_root).await?;
         for ks in keyspaces(&staged_spec) {
             if let Err(e) = session.execute_ddl(&format!("DROP KEYSPACE IF EXISTS {ks}")).await {
                 tracing::warn!(%ks, "could not drop the bench keyspace: {e}");
@@ -977,6 +984,12 @@ fn bench_topics(spec: &PipelineSpec) -> Vec<String> {
     out
 }
 
+/// The bench's cards, and how long building a generator of them took.
+struct Generated<'a> {
+    cards: &'a [(String, &'static str)],
+    built_in: Duration,
+}
+
 /// The latency run (see the module doc).
 async fn latency(
     args: &PipelineBenchArgs,
@@ -984,7 +997,7 @@ async fn latency(
     client: &KafkaClientConfig,
     admin: &KafkaAdmin,
     session: &CassandraSession,
-    cards: &[(String, &'static str)],
+    generated: &Generated<'_>,
     state_root: &std::path::Path,
 ) -> anyhow::Result<()> {
     if args.latency_seconds == 0 {
@@ -995,7 +1008,7 @@ async fn latency(
     let topic = format!("bench-lat-{source}-{pid}");
     let parts = args.partitions.max(1) as usize;
     let lspec = bench_spec(spec, &format!("lat{pid}"), &topic, parts as u32, args.population());
-    prepare_bench(&lspec, admin, session, &args.local_dc, cards, args.population(), args.fill()).await?;
+    prepare_bench(&lspec, admin, session, &args.local_dc, generated.cards, args.population(), args.fill()).await?;
     let (stage, sink) = measured_stage(&lspec)?;
     let Source::Kafka(k) = &lspec.sources[&source];
     let ooo = k.watermark.as_ref().map_or(0, |w| w.max_out_of_orderness.0.as_millis() as i64);
@@ -1020,7 +1033,10 @@ async fn latency(
 
     // Events whose time is their produce time: the producer waits for each.
     let count = (args.latency_rate * args.latency_seconds as f64) as u64;
-    let start = now_ms() + 500;
+    let mut producer = KafkaSink::new(SinkConfig::new(client.clone()))?;
+    // The first event half a second after the generator is built (it
+    // places every event in time from `start`).
+    let start = now_ms() + 500 + generated.built_in.as_millis() as i64;
     let options = Options {
         seed: args.seed,
         rate: args.latency_rate,
@@ -1031,7 +1047,6 @@ async fn latency(
         ..Options::default()
     };
     let gen = Generator::new(GeneratorKind::Fraud, &options).context("fraud generator options")?;
-    let mut producer = KafkaSink::new(SinkConfig::new(client.clone()))?;
     let mut log = SendLog::new(parts);
     let (mut sent, mut behind_max) = (0u64, 0i64);
     println!(
