@@ -22,23 +22,29 @@
 //!   (b) decode → runtime per poll, and the ratio (b)/(a).
 //! - **Cassandra** (with `--cassandra` too): (c) the stage task itself
 //!   ([`StageTask`], the loop `smack stage run` drives) over the same topic:
-//!   decode → windowed aggregation → lookups read from Cassandra → the
+//!   decode → windowed aggregation → lookups read from Cassandra (a full
+//!   cache, `benches/pipeline-latency.yaml`, reads the table whole when the
+//!   task opens, outside the timed part) → the
 //!   Cassandra and Kafka sinks, dead letters and checkpoints, to the end of
 //!   the topic. Its pipeline is a copy of the file with its own topics,
 //!   keyspaces and group (suffixed with the process id). Its card lookups
 //!   read a table named by the seed and the card count
 //!   (`<keyspace>_benchcards.<table>_s<seed>_c<cards>`, kept between runs):
-//!   filled with unlogged batches of upserts unless a marker row in
-//!   `<keyspace>_benchcards.bench_fills` says a run filled it already (and a
-//!   few sample cards are there); `--refill` fills it anyway.
+//!   filled with unlogged batches of upserts (`--fill-batch` rows,
+//!   `--fill-in-flight` batches at once; the rate is printed) unless a
+//!   marker row in `<keyspace>_benchcards.bench_fills`, written when a fill
+//!   completes, names this seed and card count (and three sample cards read
+//!   back have their homes); `--refill` fills it anyway.
 //! - **Latency** (with `--latency-seconds N`): a stage task runs in this
 //!   process while events are produced at `--latency-rate` events/s for N
 //!   seconds, each event's time being its produce time (the producer waits
 //!   for it). The task is opened first (its partitions assigned, a full
-//!   lookup cache read whole) and the producer starts only then, so the
-//!   one-time costs are not in the latency. A window's row can exist once every partition has a record at
-//!   or after `window end + allowed lateness + max out-of-orderness` (the
-//!   watermark then passes the window's end plus the lateness); the
+//!   lookup cache read whole) and the first event is due only half a second
+//!   after that (and after the producer's generator is built), so the
+//!   one-time costs are not in the latency. A window's row can exist once
+//!   every partition has a record at or after `window end + allowed
+//!   lateness + max out-of-orderness` (the watermark then passes the
+//!   window's end plus the lateness); the
 //!   producer notes when it sent that record on each partition, the latest
 //!   of those is the row's *due* time. After a drain the rows are read back
 //!   with `WRITETIME` (the microsecond the Cassandra coordinator applied the
@@ -1048,7 +1054,7 @@ async fn latency(
     };
     let gen = Generator::new(GeneratorKind::Fraud, &options).context("fraud generator options")?;
     let mut log = SendLog::new(parts);
-    let (mut sent, mut behind_max) = (0u64, 0i64);
+    let (mut sent, mut behind_max, mut behind_at, mut newest) = (0u64, 0i64, 0i64, i64::MIN);
     println!(
         "latency: producing {count} events at {}/s for {} s to `{topic}` ({parts} partitions)",
         args.latency_rate, args.latency_seconds
@@ -1061,7 +1067,12 @@ async fn latency(
         let p = partition_of(&e.key, parts);
         producer.send_to(&topic, Some(p as i32), Some(e.key.as_bytes()), Some(&e.payload), &[]).await?;
         let at = now_ms();
-        behind_max = behind_max.max(at - e.event_time_ms);
+        // Late events are behind the newest on purpose: only in-order ones
+        // say whether the producer keeps its schedule.
+        if e.event_time_ms >= newest && at - e.event_time_ms > behind_max {
+            (behind_max, behind_at) = (at - e.event_time_ms, e.event_time_ms - start);
+        }
+        newest = newest.max(e.event_time_ms);
         if !e.malformed {
             log.note(p, e.event_time_ms, at);
         }
@@ -1094,9 +1105,11 @@ async fn latency(
         per_window.values().filter(|(due, _)| *due >= warm).flat_map(|(_, v)| v.iter().copied()).collect();
     all.sort_by(f64::total_cmp);
     println!(
-        "latency: {sent} events in {produced_in:.1} s ({:.0}/s; the producer was at most {behind_max} ms behind its schedule); \
+        "latency: {sent} events in {produced_in:.1} s ({:.0}/s; the producer was at most {behind_max} ms behind its schedule, \
+         {:.1} s into the run); \
          the task: {}",
         sent as f64 / produced_in,
+        behind_at as f64 / 1000.0,
         summary.line()
     );
     for (end, (due, v)) in &per_window {
