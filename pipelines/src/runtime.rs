@@ -386,6 +386,12 @@ impl StageRuntime {
         self.replaying = Some(replay);
     }
 
+    /// How far (event-time ms) the nearest windowed stage's input watermark
+    /// is from closing its next window; None when no fixed window is open.
+    pub fn until_next_close(&self) -> Option<i64> {
+        self.stages.values().filter_map(|st| st.op.until_next_close()).min()
+    }
+
     /// Whether a replay is in progress.
     pub fn is_replaying(&self) -> bool {
         self.replaying.is_some()

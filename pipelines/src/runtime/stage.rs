@@ -376,6 +376,15 @@ impl StageOp {
 
     /// The watermark up to which the stage has emitted: a windowed stage's
     /// input watermark, a join's last evaluation.
+    /// How far (event-time ms) the input watermark is from closing the
+    /// next window; None for a stage without fixed windows open.
+    pub fn until_next_close(&self) -> Option<i64> {
+        match self {
+            StageOp::Windowed(op) => op.state.next_close().map(|c| c.saturating_sub(op.wm_in)),
+            _ => None,
+        }
+    }
+
     pub fn mark(&self) -> i64 {
         match self {
             StageOp::Windowed(op) => op.wm_in,

@@ -629,6 +629,12 @@ impl WindowState {
         out
     }
 
+    /// When (in event time: the watermark it needs) the next fixed window
+    /// closes; None without one.
+    pub fn next_close(&self) -> Option<i64> {
+        self.fixed.keys().next().map(|&(end, _)| end.saturating_add(self.allowed_lateness))
+    }
+
     /// The keys of an open fixed window with their accumulators, in no
     /// particular order.
     pub fn window_keys(&self, start: i64, end: i64) -> Vec<(&[Value], &[Acc])> {
@@ -1007,6 +1013,20 @@ mod tests {
             let mut fewer = WindowState::new(window, 1_000, aggs()[..2].to_vec());
             assert!(fewer.decode(&bytes).unwrap_err().contains("the stage has 2"));
         }
+    }
+
+    #[test]
+    fn the_next_close_is_the_earliest_window_end_plus_the_lateness() {
+        let mut s = WindowState::new(WindowFn::Hop { slide: 30_000, size: MIN }, 10_000, aggs());
+        assert_eq!(s.next_close(), None);
+        s.update(&key("a"), 45_000, &args(1.0, "FR"), i64::MIN).unwrap();
+        // In [0, 60 s) and [30 s, 90 s): the first closes at 70 s.
+        assert_eq!(s.next_close(), Some(70_000));
+        assert_eq!(s.pre_close(61_000), vec![(0, MIN)]);
+        assert_eq!(s.pre_close(62_000), Vec::<(i64, i64)>::new(), "once");
+        let closing = s.close_after_pre(70_000);
+        assert!(closing.rows.is_empty() && closing.pre_closed.len() == 1);
+        assert_eq!(s.next_close(), Some(100_000));
     }
 
     #[test]

@@ -118,6 +118,8 @@ pub struct StageTask {
     store: CheckpointStore,
     interval: Duration,
     last_checkpoint: Instant,
+    /// How long the last checkpoint took (it stalls the task that long).
+    last_checkpoint_took: Duration,
     last_idle_check: Instant,
     metrics: TaskMetrics,
     summary: TaskSummary,
@@ -363,6 +365,7 @@ impl StageTask {
             store,
             interval,
             last_checkpoint: Instant::now(),
+            last_checkpoint_took: Duration::ZERO,
             last_idle_check: Instant::now(),
             metrics,
             summary,
@@ -487,10 +490,22 @@ impl StageTask {
         }
         // A replay's state is not a checkpoint's: the one committed to
         // Kafka stays the resume point until the replay is over.
-        if self.last_checkpoint.elapsed() >= self.interval && !self.rt.is_replaying() {
+        if self.last_checkpoint.elapsed() >= self.interval && !self.rt.is_replaying() && !self.close_is_near() {
             self.checkpoint().await?;
         }
         Ok(Step::Continue)
+    }
+
+    /// A checkpoint stalls the task for about as long as the last one
+    /// took (large window state); one that would still run when a window
+    /// is due to close would delay its rows, so it waits until just after
+    /// the close — for at most one more interval.
+    fn close_is_near(&self) -> bool {
+        if self.last_checkpoint.elapsed() >= self.interval * 2 {
+            return false;
+        }
+        let margin = (self.last_checkpoint_took * 2 + Duration::from_secs(1)).as_millis() as i64;
+        matches!(self.rt.until_next_close(), Some(d) if (0..=margin).contains(&d))
     }
 
     /// Whether the task is still rebuilding its state from Kafka.
@@ -862,6 +877,7 @@ impl StageTask {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         self.metrics.last_checkpoint_timestamp.set(now as i64);
         self.last_checkpoint = Instant::now();
+        self.last_checkpoint_took = started.elapsed();
         tracing::debug!(epoch, size, took = ?started.elapsed(), "checkpoint");
         Ok(epoch)
     }
