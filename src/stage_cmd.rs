@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// At most this many records per micro-batch.
     #[arg(long, default_value_t = 10_000)]
     max_batch_records: usize,
+    /// Cassandra write requests outstanding at most, per sink (each an
+    /// upsert or an unlogged batch of up to 10 rows).
+    #[arg(long, default_value_t = 64)]
+    cassandra_in_flight: usize,
     /// Read at most this many records a second [default: no limit].
     #[arg(long)]
     max_records_per_second: Option<f64>,
@@ -81,6 +85,7 @@ pub async fn run(cmd: StageCmd) -> anyhow::Result<()> {
     config.checkpoint_interval =
         a.checkpoint_interval.as_deref().map(|s| duration("checkpoint-interval", s)).transpose()?;
     config.max_batch_records = a.max_batch_records.max(1);
+    config.cassandra_in_flight = a.cassandra_in_flight.max(1);
     config.max_records_per_second = a.max_records_per_second;
     config.idle_timeout = duration("idle-timeout", &a.idle_timeout)?;
     config.until_idle = a.until_idle;
