@@ -21,8 +21,8 @@ mod sink;
 
 pub use convert::{batch_to_rows, rows_to_batch};
 pub use lookup::{
-    batched, key_bytes, load_table, BatchAnswer, CachedRow, CassandraLookup, Expiry, LookupCache, LookupStats, LookupTable,
-    LookupTableBuilder, LruCache, SCAN_PAGE_SIZE,
+    batched, key_bytes, load_table, BatchAnswer, CachedRow, CassandraLookup, Expiry, LookupCache, LookupStats,
+    LookupTable, LookupTableBuilder, LruCache, SCAN_PAGE_SIZE,
 };
 pub use retry::Backoff;
 pub use schema::{

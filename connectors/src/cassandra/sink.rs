@@ -47,7 +47,12 @@ impl Default for SinkOptions {
     /// 64 in flight, [`Backoff::default`], `LOCAL_QUORUM`, batches of up to
     /// 10 rows.
     fn default() -> Self {
-        SinkOptions { max_in_flight: 64, backoff: Backoff::default(), consistency: Consistency::LocalQuorum, batch_rows: 10 }
+        SinkOptions {
+            max_in_flight: 64,
+            backoff: Backoff::default(),
+            consistency: Consistency::LocalQuorum,
+            batch_rows: 10,
+        }
     }
 }
 
@@ -239,7 +244,10 @@ impl CassandraSink {
         }
     }
 
-    fn settle(&mut self, done: std::result::Result<std::result::Result<usize, (usize, String)>, tokio::task::JoinError>) {
+    fn settle(
+        &mut self,
+        done: std::result::Result<std::result::Result<usize, (usize, String)>, tokio::task::JoinError>,
+    ) {
         match done {
             Ok(Ok(rows)) => self.written += rows as u64,
             Ok(Err((rows, why))) => self.fail(rows, why),

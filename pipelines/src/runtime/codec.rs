@@ -216,7 +216,9 @@ impl<'a> Reader<'a> {
                 let at = self.at;
                 let b = self.take(n)?;
                 Value::Str(
-                    std::str::from_utf8(b).map_err(|e| format!("window state: text at byte {at} is not UTF-8: {e}"))?.to_string(),
+                    std::str::from_utf8(b)
+                        .map_err(|e| format!("window state: text at byte {at} is not UTF-8: {e}"))?
+                        .to_string(),
                 )
             }
             t => return Err(self.bad_tag("value", t)),

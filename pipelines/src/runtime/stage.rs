@@ -6,7 +6,6 @@ use super::plan::{JoinPlan, PerBatchPlan, StagePlan, WindowedPlan, ORD_COL, ROW_
 use super::replay::{LowWater, Origin};
 use super::state::{AggKind, FastSet, NumClass, Value, WindowSnapshot, WindowState};
 use super::time::closed;
-use std::collections::BTreeMap;
 use super::time::{MAX_WATERMARK, MIN_WATERMARK};
 use super::{LateRows, RuntimeError};
 use datafusion::arrow::array::{
@@ -19,6 +18,7 @@ use datafusion::catalog::MemTable;
 use datafusion::datasource::memory::PartitionData;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use smack_connectors::format::{format_timestamp, timestamp_type};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Rows moving from one table to the next within one push, each with its
@@ -844,12 +844,8 @@ impl WindowedOp {
         // allowed lateness, so that closing them only emits.
         for (start, end) in self.state.pre_close(self.wm_in) {
             let keys = self.state.window_keys(start, end);
-            let batch = self.windows_batch(
-                keys.len(),
-                &|i| keys[i].0,
-                &|_| (start, end),
-                &|i, a| keys[i].1[a].result(),
-            )?;
+            let batch =
+                self.windows_batch(keys.len(), &|i| keys[i].0, &|_| (start, end), &|i, a| keys[i].1[a].result())?;
             let out = self.evaluate(stage, batch).await?;
             let k = Kept::of(out, &|i| (end, start, keys[i].0.to_vec()))?;
             drop(keys);
@@ -912,7 +908,10 @@ impl Kept {
 
     /// The final query's output; `window(i)` says where the closed-windows
     /// row with ordinal i comes from. None when it kept nothing.
-    fn of(batches: Vec<RecordBatch>, window: &dyn Fn(usize) -> (i64, i64, Vec<Value>)) -> Result<Option<Kept>, RuntimeError> {
+    fn of(
+        batches: Vec<RecordBatch>,
+        window: &dyn Fn(usize) -> (i64, i64, Vec<Value>),
+    ) -> Result<Option<Kept>, RuntimeError> {
         let Some(first) = batches.first() else { return Ok(None) };
         let batch = concat_batches(&first.schema(), &batches)?;
         if batch.num_rows() == 0 {

@@ -408,8 +408,10 @@ async fn rows_computed_when_a_window_ends_are_redone_for_keys_changed_before_it_
     let t0 = 1_704_067_200_000; // 2024-01-01T00:00:00Z
     let tx = |card: &str, ts: i64| (card.to_string(), 1.0, "FR".to_string(), ts);
     // [t0, t0 + 60 s): c1 makes 5 payments (not flagged yet), c2 makes 6.
-    let early: Vec<_> =
-        (0..5).map(|i| tx("c1", t0 + 1_000 + i * 1_000)).chain((0..6).map(|i| tx("c2", t0 + 2_000 + i * 1_000))).collect();
+    let early: Vec<_> = (0..5)
+        .map(|i| tx("c1", t0 + 1_000 + i * 1_000))
+        .chain((0..6).map(|i| tx("c2", t0 + 2_000 + i * 1_000)))
+        .collect();
     // Watermark t0 + 61 s: the window has ended, it closes at t0 + 70 s.
     let ended = vec![tx("c3", t0 + 66_000)];
     // Behind the watermark, within the lateness: c1's sixth, c2's seventh.
@@ -440,7 +442,9 @@ async fn rows_computed_when_a_window_ends_are_redone_for_keys_changed_before_it_
         }
         let closed_rows = rows(&got);
         assert_eq!((in_window(&closed_rows, "c1"), in_window(&closed_rows, "c2")), (vec![6], vec![7]));
-        got.extend(rt.finish().await.unwrap().sinks.into_iter().filter(|s| s.sink == "suspicious_cards").map(|s| s.batch));
+        got.extend(
+            rt.finish().await.unwrap().sinks.into_iter().filter(|s| s.sink == "suspicious_cards").map(|s| s.batch),
+        );
         assert_eq!(rows(&got), want, "restored in between: {restore_in_between}");
     }
 }
