@@ -423,6 +423,10 @@ pub struct WindowState {
     /// Session windows, per key, sorted by start, never overlapping.
     sessions: FastMap<Vec<Value>, Vec<Session>>,
     scratch: Vec<(i64, i64)>,
+    /// The most keys a closed fixed window had: a new window's map starts
+    /// that large, so it does not rehash millions of keys as it fills (a
+    /// stall of a few hundred milliseconds each time it doubles).
+    keys_hint: usize,
     /// The source partition and first offset of the rows being folded in.
     origin: Option<(Origin, i64)>,
 }
@@ -457,6 +461,7 @@ impl WindowState {
             fixed: BTreeMap::new(),
             sessions: FastMap::default(),
             scratch: Vec::new(),
+            keys_hint: 0,
             origin: None,
         }
     }
@@ -503,7 +508,11 @@ impl WindowState {
                 continue;
             }
             accepted = true;
-            let FixedWindow { keys, low, changed } = self.fixed.entry((end, start)).or_default();
+            let hint = self.keys_hint;
+            let FixedWindow { keys, low, changed } = self.fixed.entry((end, start)).or_insert_with(|| FixedWindow {
+                keys: FastMap::with_capacity_and_hasher(hint, FastHash::default()),
+                ..FixedWindow::default()
+            });
             if let Some((o, off)) = self.origin {
                 low.note(o, off);
             }
@@ -575,6 +584,7 @@ impl WindowState {
                 break;
             }
             let keys = entry.remove().keys;
+            self.keys_hint = self.keys_hint.max(keys.len());
             out.reserve(keys.len());
             out.extend(keys.into_iter().map(|(key, accs)| ClosedWindow {
                 key,
@@ -656,6 +666,7 @@ impl WindowState {
                 break;
             }
             let FixedWindow { mut keys, changed, .. } = entry.remove();
+            self.keys_hint = self.keys_hint.max(keys.len());
             let Some(changed) = changed else {
                 out.rows.reserve(keys.len());
                 out.rows.extend(keys.into_iter().map(|(key, accs)| ClosedWindow {
