@@ -52,6 +52,7 @@
 //!   the produce → row latency of each row (same machine, one clock). The
 //!   window length and the lateness are not latency: they are the query's.
 
+use crate::generate_cmd::{AvroPayloads, WireFormat};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use futures::{StreamExt, TryStreamExt};
@@ -60,15 +61,13 @@ use smack_connectors::arrow::array::{new_null_array, Array, ArrayRef, AsArray, R
 use smack_connectors::arrow::compute::cast;
 use smack_connectors::arrow::datatypes::{DataType, SchemaRef};
 use smack_connectors::cassandra::{CassandraConfig, CassandraSession, Consistency, CqlTimestamp};
-use smack_connectors::format::avro::confluent_header;
-use smack_connectors::format::{AvroEncoder, AvroFormat, AvroFraming, AvroSchema, Decoder, RecordFormat};
+use smack_connectors::format::{AvroFormat, AvroFraming, Decoder, RecordFormat};
 use smack_connectors::kafka::{
     KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
     TopicSpec,
 };
 use smack_pipelines::generate::{Generator, GeneratorKind, Options};
 use smack_pipelines::runtime::lookup::{lookup_schema, LookupProviders};
-use smack_pipelines::runtime::schema::source_schema;
 use smack_pipelines::runtime::{LookupProvider, StageRuntime};
 use smack_pipelines::spec::CachePlan;
 use smack_pipelines::spec::{Lookup, PipelineSpec, Sink, Source};
@@ -288,43 +287,14 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// The bench's events as Avro: Confluent-framed datums of the source's
-/// writer schema derived from its declared fields, as `smack generate
-/// --format avro` writes them and a source with `format: avro` and no
-/// `avro:` options reads them.
-struct AvroEvents {
-    encoder: AvroEncoder,
-    header: Vec<u8>,
-}
-
-/// The schema id of the bench's Avro records.
+/// The schema id of the bench's Avro records (Confluent-framed, the writer
+/// schema derived from the source's declared fields: what `smack generate
+/// --format avro` writes and a source with `format: avro` reads).
 const AVRO_SCHEMA_ID: u32 = 1;
 
-impl AvroEvents {
-    fn new(name: &str, source: &Source) -> anyhow::Result<AvroEvents> {
-        let writer = AvroSchema::derive(name, &source_schema(source))
-            .with_context(|| format!("the Avro schema of source `{name}`"))?;
-        Ok(AvroEvents { encoder: AvroEncoder::new(writer), header: confluent_header(AVRO_SCHEMA_ID).to_vec() })
-    }
-
-    /// How a decoder reads them.
-    fn format(&self) -> AvroFormat {
-        AvroFormat { framing: AvroFraming::Confluent, writer: None, schema_id: Some(AVRO_SCHEMA_ID) }
-    }
-
-    /// The record of an event's JSON `payload`. A malformed event (or one
-    /// the writer schema cannot hold) becomes half a datum, which never
-    /// decodes: its event time, the last field, is cut off.
-    fn encode(&self, payload: &[u8], malformed: bool) -> Vec<u8> {
-        let mut out = self.header.clone();
-        let record: Option<serde_json::Map<String, serde_json::Value>> = serde_json::from_slice(payload).ok();
-        let encoded = record.is_some_and(|r| self.encoder.encode(&r, &mut out).is_ok());
-        if malformed || !encoded {
-            let datum = out.len() - self.header.len();
-            out.truncate(self.header.len() + datum / 2);
-        }
-        out
-    }
+/// How a decoder reads the bench's Avro records.
+fn avro_format() -> AvroFormat {
+    AvroFormat { framing: AvroFraming::Confluent, writer: None, schema_id: Some(AVRO_SCHEMA_ID) }
 }
 
 /// `, lookup `name`: N rows loaded in S s` for each full-cache lookup of
@@ -741,15 +711,13 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
         Generator::Fraud(g) => g.cards().collect(),
         Generator::AdTech(_) => Vec::new(),
     };
-    let avro = AvroEvents::new(&source, &spec.sources[&source])?;
+    let avro = AvroPayloads::new(GeneratorKind::Fraud, Some(&args.file), WireFormat::Confluent, AVRO_SCHEMA_ID)?;
     let mut avro_events: Vec<Vec<u8>> = Vec::new();
-    let events: Vec<(String, Vec<u8>)> = gen
-        .filter(|e| e.source == source)
-        .map(|e| {
-            avro_events.push(avro.encode(&e.payload, e.malformed));
-            (e.key, e.payload)
-        })
-        .collect();
+    let mut events: Vec<(String, Vec<u8>)> = Vec::new();
+    for e in gen.filter(|e| e.source == source) {
+        avro_events.push(avro.encode(&e)?);
+        events.push((e.key, e.payload));
+    }
     let bytes: usize = events.iter().map(|(_, p)| p.len()).sum();
     let avro_bytes: usize = avro_events.iter().map(Vec::len).sum();
     println!(
@@ -768,7 +736,7 @@ async fn pipeline(args: PipelineBenchArgs) -> anyhow::Result<()> {
     let schema = probe.source_schema(&source).context("source schema")?;
     drop(probe);
     let decoder = Decoder::new(RecordFormat::Json, schema.clone())?;
-    let avro_decoder = Decoder::new(RecordFormat::Avro(avro.format()), schema)?;
+    let avro_decoder = Decoder::new(RecordFormat::Avro(avro_format()), schema)?;
     let batch = args.batch.max(1);
 
     let mut phases = Vec::new();
@@ -1177,6 +1145,7 @@ async fn regular_column(session: &CassandraSession, keyspace: &str, table: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smack_pipelines::runtime::schema::source_schema;
 
     #[test]
     fn stat_cpu_time_sums_user_and_system_ticks() {
@@ -1266,13 +1235,13 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pipeline-latency.yaml");
         let spec = smack_pipelines::load(&path).unwrap();
         let source = &spec.sources["transactions"];
-        let avro = AvroEvents::new("transactions", source).unwrap();
+        let avro = AvroPayloads::new(GeneratorKind::Fraud, Some(&path), WireFormat::Confluent, AVRO_SCHEMA_ID).unwrap();
         let json = Decoder::new(RecordFormat::Json, source_schema(source)).unwrap();
-        let decoder = Decoder::new(RecordFormat::Avro(avro.format()), source_schema(source)).unwrap();
+        let decoder = Decoder::new(RecordFormat::Avro(avro_format()), source_schema(source)).unwrap();
         let options = Options { seed: 5, count: Some(2_000), malformed_share: 0.02, ..Options::default() };
         let (mut good, mut bad) = (0, 0);
         for e in Generator::new(GeneratorKind::Fraud, &options).unwrap() {
-            let bytes = avro.encode(&e.payload, e.malformed);
+            let bytes = avro.encode(&e).unwrap();
             let (a, j) = (decoder.decode([bytes.as_slice()]), json.decode([e.payload.as_slice()]));
             if e.malformed {
                 assert_eq!((a.errors.len(), a.batch.num_rows()), (1, 0), "{e:?}");

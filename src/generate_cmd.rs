@@ -127,7 +127,7 @@ pub struct GenerateArgs {
 }
 
 /// Writes generated events as Avro: one encoder per source.
-struct AvroPayloads {
+pub(crate) struct AvroPayloads {
     /// Per source: its encoder and the bytes before each datum.
     encoders: BTreeMap<String, (AvroEncoder, Vec<u8>)>,
 }
@@ -137,7 +137,12 @@ impl AvroPayloads {
     /// (the example's when `pipeline` is None): a source's own `avro:`
     /// options (writer schema, framing, schema id) where it has them, else
     /// the schema derived from its fields and the framing of the flags.
-    fn new(kind: GeneratorKind, pipeline: Option<&Path>, wire: WireFormat, schema_id: u32) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        kind: GeneratorKind,
+        pipeline: Option<&Path>,
+        wire: WireFormat,
+        schema_id: u32,
+    ) -> anyhow::Result<Self> {
         let (text, file) = match pipeline {
             Some(p) => {
                 (std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?, p.display().to_string())
@@ -182,7 +187,7 @@ impl AvroPayloads {
 
     /// The Avro record of an event; a malformed one is a datum cut short
     /// (half of a record holding only the event time), which never decodes.
-    fn encode(&self, ev: &GeneratedEvent) -> anyhow::Result<Vec<u8>> {
+    pub(crate) fn encode(&self, ev: &GeneratedEvent) -> anyhow::Result<Vec<u8>> {
         let Some((enc, header)) = self.encoders.get(ev.source) else {
             bail!("no Avro schema for source `{}`", ev.source)
         };
