@@ -93,7 +93,7 @@ pub async fn start_master(
     token: String,
     config: MasterConfig,
 ) -> Result<(Master, String)> {
-    let store = FileStore::open(state_dir.join("master")).context("opening the master's state store")?;
+    let store = FileStore::open_exclusive(state_dir.join("master")).context("opening the master's state store")?;
     let master = Master::open(Arc::new(store), config, token.clone())?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;

@@ -182,3 +182,27 @@ fn shell_completions_cover_the_commands() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_master_on_the_same_state_dir_is_refused_and_the_first_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterProc::start(dir.path(), &[]).await;
+    let cluster_json = read(dir.path().join("cluster.json"));
+    for cmd in [&["master", "--listen", "127.0.0.1:0"][..], &["up", "--listen", "127.0.0.1:0", "--agents", "1"][..]] {
+        let out = std::process::Command::new(smack_bin())
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(cmd)
+            .output()
+            .expect("run smack");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "smack {cmd:?} on a used state dir succeeded: {stderr}");
+        let master_dir = dir.path().join("master").display().to_string();
+        assert!(
+            stderr.contains("in use by another smack process") && stderr.contains(&master_dir),
+            "smack {cmd:?}: the error names neither the state dir nor the reason: {stderr}"
+        );
+    }
+    assert_eq!(read(dir.path().join("cluster.json")), cluster_json, "the refused process rewrote cluster.json");
+    master.client().agents().await.expect("the first master still serves");
+}

@@ -67,6 +67,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Another process holds the state dir (a second master or `smack up`
+    /// on the same directory).
+    #[error(
+        "{} is in use by another smack process (a master or `smack up` on the same state dir): stop it, or pass another --state-dir",
+        path.display()
+    )]
+    StateDirInUse {
+        /// The locked directory.
+        path: std::path::PathBuf,
+    },
     /// Anything else, with a message.
     #[error("{0}")]
     Other(String),

@@ -4,11 +4,12 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use smack_storage::durable::{self, ensure_dir, read_optional, sync_dir, write_atomic};
 
 use super::{validate_key, StateStore};
-use crate::Result;
+use crate::{Error, Result};
 
 /// The embedded state store: one file per key, directly under a root
 /// directory, each value replaced with `smack_storage::durable::write_atomic`
@@ -33,6 +34,10 @@ use crate::Result;
 #[derive(Debug, Clone)]
 pub struct FileStore {
     root: PathBuf,
+    /// With [`FileStore::open_exclusive`]: the root directory, open and
+    /// `flock`ed for as long as any clone of the store lives (the kernel
+    /// drops the lock when the process dies, however it dies).
+    _lock: Option<Arc<fs::File>>,
 }
 
 impl FileStore {
@@ -45,7 +50,26 @@ impl FileStore {
         if removed > 0 {
             tracing::info!(root = %root.display(), removed, "state store: removed unfinished writes");
         }
-        Ok(FileStore { root })
+        Ok(FileStore { root, _lock: None })
+    }
+
+    /// Opens the store as [`FileStore::open`] does, and holds an exclusive
+    /// lock on its directory so that no second process (a second master, a
+    /// second `smack up` on the same state dir) can open it exclusively while
+    /// this one runs. A held lock is [`Error::StateDirInUse`], at once: it
+    /// never waits.
+    pub fn open_exclusive(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        ensure_dir(&root)?;
+        let dir = fs::File::open(&root).map_err(|e| Error::io(format!("opening {}", root.display()), e))?;
+        match dir.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::StateDirInUse { path: root }),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io(format!("locking {}", root.display()), e)),
+        }
+        let mut store = FileStore::open(root)?;
+        store._lock = Some(Arc::new(dir));
+        Ok(store)
     }
 
     /// The store's directory.

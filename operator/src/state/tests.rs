@@ -272,3 +272,20 @@ fn memory_store_counts() {
     s.put("b", b"2").unwrap();
     assert_eq!(s.len(), 2);
 }
+
+#[test]
+fn an_exclusive_file_store_refuses_a_second_exclusive_open_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("master");
+    let first = FileStore::open_exclusive(&root).unwrap();
+    let held = first.clone();
+    drop(first);
+    let err = FileStore::open_exclusive(&root).unwrap_err();
+    assert!(matches!(&err, Error::StateDirInUse { path } if *path == root), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&root.display().to_string()) && msg.contains("--state-dir"), "{msg}");
+    held.put("k", b"v").unwrap();
+    drop(held);
+    let again = FileStore::open_exclusive(&root).unwrap();
+    assert_eq!(again.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+}
