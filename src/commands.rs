@@ -151,6 +151,11 @@ pub struct AgentArgs {
     pub mounts: Vec<(String, u64)>,
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
+    /// Stop every task when the master has not been heard from for this
+    /// long (the agent fences itself: a cut-off agent's tasks never run
+    /// beside their replacements). `0s` never fences.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub master_timeout: Duration,
     /// Serve this agent's Prometheus metrics at ADDR/metrics (OpenMetrics
     /// text, no token; port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
@@ -205,6 +210,7 @@ impl AgentArgs {
         c.attributes = attributes;
         c.resources = resources;
         c.heartbeat_interval = self.heartbeat_interval;
+        c.master_timeout = (!self.master_timeout.is_zero()).then_some(self.master_timeout);
         c.log_rotation = self.log_rotation();
         Ok(c)
     }

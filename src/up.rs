@@ -85,6 +85,9 @@ pub fn agent_config(args: &UpArgs, state_dir: &Path, n: u32, master: &str, token
     c.resources = Resources::new(args.agent_cpus, args.agent_mem, args.agent_disk).with_ports(ports);
     // One process, one log: every agent serves it as its own.
     c.log_file = Some(log_file(state_dir));
+    // Master and agents share this process: an agent cannot lose its master
+    // without losing itself, so it never fences.
+    c.master_timeout = None;
     Ok(c)
 }
 

@@ -508,3 +508,34 @@ async fn checks_report_readiness_and_kill_unhealthy_tasks() {
     let failed = fw.status("flaky", TaskState::Failed, T).await;
     assert!(failed.message.contains("health check failed"), "{failed:?}");
 }
+
+/// An agent cut off from its master past its `--master-timeout` stops its
+/// tasks itself (fencing), and reports them `KILLED` with the reason once
+/// the master is back: a task cut off with its agent never runs beside the
+/// replacement the master's side may start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_lost_its_master_stops_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = MasterProc::start(dir.path(), &["--agent-timeout", "2s"]).await;
+    let host = format!("{}.1", address_prefix());
+    let _agent = m.agent("a1", &host, &["--cpus", "2", "--mem", "1024", "--disk", "1000", "--master-timeout", "3s"]);
+    m.wait_agents(1).await;
+    let mut fw = TestFramework::subscribe(m.client(), "store").await;
+    reserve_and_launch(&mut fw, "cut-off").await;
+    let vol = volume_path(&m, "v1").await;
+    let pid = pid_in(&vol);
+    // The master stops answering (as behind a broken link): the agent's
+    // heartbeats go unanswered.
+    m.proc.signal(Signal::SIGSTOP);
+    let stopped = std::time::Instant::now();
+    let alive = || nix::sys::signal::kill(pid, None).is_ok();
+    while alive() && stopped.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let gone_after = stopped.elapsed();
+    m.proc.signal(Signal::SIGCONT);
+    assert!(!alive(), "the task still runs {gone_after:?} after its agent lost the master");
+    assert!(gone_after >= Duration::from_secs(3), "the agent fenced before its timeout: {gone_after:?}");
+    let killed = fw.status("cut-off", TaskState::Killed, T).await;
+    assert!(killed.message.contains("lost its master"), "{killed:?}");
+}

@@ -19,7 +19,7 @@ use smack_storage::volumes::VolumeManager;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// How an agent is set up.
@@ -43,6 +43,12 @@ pub struct AgentConfig {
     pub log_rotation: super::logs::LogRotation,
     /// The agent's own log file, served at `/v1/log` (None: it keeps none).
     pub log_file: Option<PathBuf>,
+    /// An agent that has not heard from its master for this long stops its
+    /// tasks itself (fencing): by then the master has marked it unreachable
+    /// and its pods may be replaced elsewhere, and a task cut off with its
+    /// agent must never run beside its replacement. `None` never fences (the
+    /// embedded default, where master and agents share one process).
+    pub master_timeout: Option<Duration>,
 }
 
 impl AgentConfig {
@@ -59,8 +65,20 @@ impl AgentConfig {
             endpoint: None,
             log_rotation: super::logs::LogRotation::default(),
             log_file: None,
+            master_timeout: Some(DEFAULT_MASTER_TIMEOUT),
         }
     }
+}
+
+/// The default of [`AgentConfig::master_timeout`]: the master's default
+/// agent timeout, so an agent fences itself about when the master gives up
+/// on it, long before a lost pod is replaced (the permanent-failure timeout).
+pub const DEFAULT_MASTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether an agent whose master was last heard `silent` ago must fence
+/// itself (stop every task), given its `timeout`.
+pub fn master_lost(silent: Duration, timeout: Option<Duration>) -> bool {
+    timeout.is_some_and(|t| silent > t)
 }
 
 /// A task as the agent checkpoints it.
@@ -88,6 +106,9 @@ pub struct Checkpoint {
 struct Live {
     process: TaskProcess,
     kill_requested: bool,
+    /// Why a requested kill happened, when the agent itself asked for it
+    /// (fencing): the task's final status says so.
+    kill_reason: Option<String>,
     /// Why the agent itself ended the task (a failing health check).
     failure: Option<String>,
     checks: Vec<CheckRunner>,
@@ -107,6 +128,9 @@ pub struct Agent {
     volumes: Arc<VolumeManager>,
     shutdown: Arc<Notify>,
     metrics: Arc<AgentMetrics>,
+    /// When the master was last heard from (a registration, a heartbeat
+    /// answered, an event): the fencing clock.
+    contact: Arc<Mutex<Instant>>,
 }
 
 impl Agent {
@@ -146,6 +170,7 @@ impl Agent {
                         Live {
                             process: TaskProcess::Adopted(p),
                             kill_requested: false,
+                            kill_reason: None,
                             failure: None,
                             checks: Vec::new(),
                         },
@@ -173,6 +198,7 @@ impl Agent {
             inner: Arc::new(Mutex::new(Inner { cp, live })),
             shutdown: Arc::new(Notify::new()),
             metrics,
+            contact: Arc::new(Mutex::new(Instant::now())),
         };
         agent.save()?;
         agent.add_gauges();
@@ -303,6 +329,8 @@ impl Agent {
     pub async fn run(&self) {
         let rotation = super::logs::spawn_rotation(self.clone());
         let _stop_rotation = AbortOnDrop(rotation);
+        let _stop_fencing =
+            self.config.master_timeout.map(|t| AbortOnDrop(tokio::spawn(self.clone().fence_when_lost(t))));
         let mut backoff = Duration::from_millis(200);
         loop {
             let reg = self.registration();
@@ -323,6 +351,7 @@ impl Agent {
                 }
             };
             backoff = Duration::from_millis(200);
+            self.heard_from_master();
             {
                 let mut inner = self.lock();
                 if inner.cp.agent_id.as_deref() != Some(&agent_id) {
@@ -360,7 +389,10 @@ impl Agent {
             tokio::select! {
                 _ = self.shutdown.notified() => return true,
                 ev = events.next() => match ev {
-                    Ok(Some(ev)) => self.handle(ev),
+                    Ok(Some(ev)) => {
+                        self.heard_from_master();
+                        self.handle(ev)
+                    }
                     Ok(None) | Err(_) => {
                         tracing::warn!("event stream from the master closed; registering again");
                         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -372,9 +404,47 @@ impl Agent {
                         tracing::warn!(error = %e, "heartbeat refused; registering again");
                         return false;
                     }
+                    self.heard_from_master();
                 }
                 _ = retry.tick() => self.resend_pending(),
             }
+        }
+    }
+
+    fn heard_from_master(&self) {
+        *self.contact.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    /// The fencing watch: once the master has been silent past `timeout`,
+    /// every task is killed (each with its grace) and reported `KILLED` with
+    /// the reason when the master is back. It fences once per silence.
+    async fn fence_when_lost(self, timeout: Duration) {
+        let mut tick = tokio::time::interval((timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1)));
+        let mut fenced = false;
+        loop {
+            tick.tick().await;
+            let silent = self.contact.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+            if !master_lost(silent, Some(timeout)) {
+                fenced = false;
+                continue;
+            }
+            if fenced {
+                continue;
+            }
+            fenced = true;
+            let reason = format!(
+                "the agent lost its master for {}s (past its master timeout of {}s) and stopped its tasks itself, \
+                 so that they never run beside replacements",
+                silent.as_secs(),
+                timeout.as_secs_f64()
+            );
+            let n = {
+                let mut inner = self.lock();
+                inner.live.values_mut().map(|l| l.kill_reason = Some(reason.clone())).count()
+            };
+            tracing::warn!(tasks = n, silent_s = silent.as_secs(), "master lost: fencing, every task is stopped");
+            let agent = self.clone();
+            tokio::spawn(async move { agent.kill_all(None).await });
         }
     }
 
@@ -608,6 +678,7 @@ impl Agent {
                             Live {
                                 process: TaskProcess::Launched(running),
                                 kill_requested: false,
+                                kill_reason: None,
                                 failure: None,
                                 checks: Vec::new(),
                             },
@@ -707,13 +778,17 @@ impl Agent {
         tokio::spawn(async move {
             let Some(process) = agent.lock().live.get(&tid).map(|l| l.process.clone()) else { return };
             let exit = process.wait().await;
-            let (kill_requested, failure) = {
+            let (kill_requested, kill_reason, failure) = {
                 let mut inner = agent.lock();
                 let l = inner.live.remove(&tid);
-                l.map(|l| (l.kill_requested, l.failure)).unwrap_or((false, None))
+                l.map(|l| (l.kill_requested, l.kill_reason, l.failure)).unwrap_or((false, None, None))
             };
             let (state, message) = match (exit, failure) {
                 (_, Some(why)) => (TaskState::Failed, why),
+                (exit, None) if kill_requested && kill_reason.is_some() => {
+                    let why = kill_reason.unwrap_or_default();
+                    (TaskState::Killed, exit.map_or(why.clone(), |e| format!("{why} ({e})")))
+                }
                 (exit, None) => match exit {
                     Some(e) => (e.task_state(kill_requested), e.to_string()),
                     None if kill_requested => (TaskState::Killed, "killed".to_string()),
@@ -843,6 +918,17 @@ fn smack_bin_path(exe: &std::path::Path) -> String {
 
 #[cfg(test)]
 mod smack_bin_tests {
+    use super::master_lost;
+    use std::time::Duration;
+    #[test]
+    fn an_agent_fences_only_past_its_master_timeout() {
+        let t = Some(Duration::from_secs(10));
+        assert!(!master_lost(Duration::from_secs(3), t));
+        assert!(!master_lost(Duration::from_secs(10), t));
+        assert!(master_lost(Duration::from_millis(10_001), t));
+        assert!(!master_lost(Duration::from_secs(3600), None), "no timeout never fences");
+    }
+
     #[test]
     fn a_replaced_binary_is_run_from_its_path() {
         let p = std::path::Path::new("/opt/smack/bin/smack (deleted)");
