@@ -5,6 +5,7 @@ mod cassandra;
 mod catalog;
 mod connectors;
 mod dashboard;
+mod etcd;
 mod kafka;
 mod kafka_controllers;
 mod kafka_scale;

@@ -77,6 +77,22 @@ pub enum Error {
         /// The locked directory.
         path: std::path::PathBuf,
     },
+    /// etcd (the HA masters' state store) could not be reached or refused
+    /// a call.
+    #[error("etcd at {endpoints}: {message}")]
+    Etcd {
+        /// The endpoints tried, comma-separated.
+        endpoints: String,
+        /// What failed.
+        message: String,
+    },
+    /// A write under a leader's fence found the leadership gone: this
+    /// master no longer leads and must not act.
+    #[error("not the leader anymore: the write of {key} was refused (another master leads now)")]
+    NotLeader {
+        /// The key the refused write was for.
+        key: String,
+    },
     /// Anything else, with a message.
     #[error("{0}")]
     Other(String),

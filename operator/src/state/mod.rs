@@ -6,18 +6,20 @@
 //! `frameworks/f1/tasks/t1`, with opaque byte values. [`StateStoreExt`] adds
 //! typed JSON helpers. The embedded default is [`FileStore`] (one file per
 //! key in the state dir, each put fsynced); [`MemoryStore`] is for unit
-//! tests. This trait is the seam where etcd plugs in when masters run in HA:
-//! an etcd store implements the same four calls, and nothing above it
-//! changes.
+//! tests; [`EtcdStore`] keeps the state of masters that run as an HA group
+//! in etcd, where an [`Election`] picks their leader and fences the writes of
+//! a deposed one. Nothing above the trait knows which store it has.
 //!
 //! Keys: not empty, no control characters, at most [`MAX_KEY_BYTES`] bytes
 //! once escaped for a file name (ASCII letters, digits, `-`, `_` and `.`
 //! count one byte each, anything else three per byte). Every store enforces
 //! the same rule, so a key that works in tests works on disk.
 
+mod etcd;
 mod file;
 mod memory;
 
+pub use etcd::{Election, EtcdStore, Fence, Leadership, DEFAULT_ETCD_TIMEOUT};
 pub use file::FileStore;
 pub use memory::MemoryStore;
 
