@@ -653,6 +653,12 @@ impl SchedulerMetrics {
         self.recoveries.get_or_create(&self.labels([("kind", kind)])).inc();
     }
 
+    /// Counts `n` outcomes of one stage.
+    pub fn evaluated_n(&self, stage: Stage, pass: bool, n: u64) {
+        let result = if pass { "pass" } else { "fail" };
+        self.evaluations.get_or_create(&self.labels([("stage", stage.as_str()), ("result", result)])).inc_by(n);
+    }
+
     /// Counts each stage outcome of one offer evaluation.
     pub fn evaluated(&self, e: &Evaluation) {
         for o in &e.outcomes {

@@ -13,4 +13,5 @@ pub mod evaluator;
 pub mod placement;
 pub mod plan;
 pub mod service;
+pub mod sim;
 pub mod spec;
