@@ -9,7 +9,7 @@ use super::plans::{
 };
 use super::state::{SchedulerState, SpecDiff};
 use crate::resources::TaskId;
-use crate::scheduler::plan::Plan;
+use crate::scheduler::plan::{Plan, PlanKind};
 use crate::scheduler::spec::{self, ServiceSpec};
 use crate::{Error, Result};
 
@@ -77,7 +77,7 @@ pub fn delete_all(st: &mut SchedulerState, spec: &ServiceSpec) -> Result<()> {
         let _ = p.pause(None);
     }
     if let Some(plan) = plan {
-        st.plans.insert("decommission".into(), plan);
+        st.plans.insert(PlanKind::Decommission.to_string(), plan);
     }
     Ok(())
 }
@@ -155,7 +155,7 @@ pub fn replace_pod(st: &mut SchedulerState, spec: &ServiceSpec, pod: &str) -> Re
         st.orphans.insert(old);
     }
     ensure_recovery_step(st, pod, spec);
-    if let Some(p) = st.plans.get_mut("recovery") {
+    if let Some(p) = st.plans.get_mut(PlanKind::Recovery.as_str()) {
         if let Ok(r) = p.step_ref("recover", pod) {
             let _ = p.reset_backoff(r);
             if let Some(s) = p.phases.get_mut(r.phase).and_then(|ph| ph.steps.get_mut(r.step)) {

@@ -9,6 +9,7 @@ use super::state::{SchedulerState, SpecDiff};
 use crate::client::MasterClient;
 use crate::protocol::{Decline, FrameworkEvent, Reconcile, Subscribe};
 use crate::resources::{now_ms, Offer, Operation, TaskId, TaskStatus};
+use crate::scheduler::metrics::SchedulerMetrics;
 use crate::scheduler::plan::Plan;
 use crate::scheduler::spec::ServiceSpec;
 use crate::state::StateStore;
@@ -37,7 +38,7 @@ pub struct ServiceScheduler {
     /// `update-order` hooks running now, as `plan/phase` ([`super::update_order`]).
     pub(super) order_hooks: Arc<Mutex<BTreeSet<String>>>,
     /// Recoveries and offer evaluations, served by [`crate::scheduler::api`] at `/metrics`.
-    pub(crate) metrics: Arc<crate::metrics::SchedulerMetrics>,
+    pub(crate) metrics: Arc<SchedulerMetrics>,
 }
 
 pub(super) struct Inner {
@@ -61,7 +62,7 @@ impl ServiceScheduler {
             None => None,
         };
         let (spec, state) = commands::open(saved, yaml, file)?;
-        let metrics = crate::metrics::SchedulerMetrics::new(&spec.name);
+        let metrics = SchedulerMetrics::new(&spec.name);
         let s = ServiceScheduler {
             metrics,
             permanent_failure_ms: PERMANENT_FAILURE_MS,

@@ -3,7 +3,7 @@
 //! `service delete` runs, and the `recovery` plan's steps. Pure.
 
 use super::state::{pod_type_of, PodRecord, SchedulerState, SpecVersion};
-use crate::scheduler::plan::{Phase, Plan, Step, StepState, Strategy};
+use crate::scheduler::plan::{Phase, Plan, PlanKind, Step, StepState, Strategy};
 use crate::scheduler::spec::{self, Goal, ServiceSpec};
 use crate::{Error, Result};
 
@@ -57,12 +57,13 @@ pub fn update_plans(old: &ServiceSpec, new: &ServiceSpec, st: &SchedulerState) -
     let mut plans = Vec::new();
     if !update_phases.is_empty() {
         plans.push(
-            Plan::from_phases("update", Strategy::Serial, update_phases).map_err(|e| Error::Other(e.to_string()))?,
+            Plan::from_phases(PlanKind::Update.as_str(), Strategy::Serial, update_phases)
+                .map_err(|e| Error::Other(e.to_string()))?,
         );
     }
     if !decommission_phases.is_empty() {
         plans.push(
-            Plan::from_phases("decommission", Strategy::Serial, decommission_phases)
+            Plan::from_phases(PlanKind::Decommission.as_str(), Strategy::Serial, decommission_phases)
                 .map_err(|e| Error::Other(e.to_string()))?,
         );
     }
@@ -86,7 +87,7 @@ pub fn add_custom_plans(spec: &ServiceSpec, st: &mut SchedulerState) -> Result<(
 
 pub fn apply_update_plans(st: &mut SchedulerState, plans: Vec<Plan>) {
     // A newer change supersedes an unfinished update.
-    st.plans.remove("update");
+    st.plans.remove(PlanKind::Update.as_str());
     for p in plans {
         st.plans.insert(p.name.clone(), p);
     }
@@ -129,8 +130,9 @@ pub fn ensure_recovery_step(st: &mut SchedulerState, pod: &str, spec: &ServiceSp
         .pod(&pod_type_of(pod))
         .map(|p| p.tasks.iter().filter(|t| t.goal == Goal::Running).map(|t| t.name.clone()).collect())
         .unwrap_or_default();
-    let plan = st.plans.entry("recovery".into()).or_insert_with(|| {
-        Plan::from_phases("recovery", Strategy::Parallel, vec![Phase::new("recover", Strategy::Parallel, vec![])])
+    let recovery = PlanKind::Recovery.as_str();
+    let plan = st.plans.entry(recovery.to_string()).or_insert_with(|| {
+        Plan::from_phases(recovery, Strategy::Parallel, vec![Phase::new("recover", Strategy::Parallel, vec![])])
             .expect("an empty recovery plan is valid")
     });
     if plan.step_ref("recover", pod).is_err() {
@@ -146,7 +148,7 @@ pub fn initial_state(spec: &ServiceSpec, yaml: &str, file: &str) -> Result<Sched
     Ok(SchedulerState {
         spec_yaml: yaml.to_string(),
         spec_file: file.to_string(),
-        plans: [("deploy".to_string(), deploy_plan(spec)?)].into(),
+        plans: [(PlanKind::Deploy.to_string(), deploy_plan(spec)?)].into(),
         ..Default::default()
     })
 }
@@ -193,5 +195,7 @@ pub fn decommission_all_plan(spec: &ServiceSpec, st: &SchedulerState) -> Result<
     if phases.is_empty() {
         return Ok(None);
     }
-    Plan::from_phases("decommission", Strategy::Serial, phases).map(Some).map_err(|e| Error::Other(e.to_string()))
+    Plan::from_phases(PlanKind::Decommission.as_str(), Strategy::Serial, phases)
+        .map(Some)
+        .map_err(|e| Error::Other(e.to_string()))
 }

@@ -3,10 +3,11 @@
 //! reservation when it goes back to its own disk. Pure.
 
 use super::decide::Ids;
-use super::state::{pod_type_of, SchedulerState};
+use super::state::SchedulerState;
 use crate::resources::Offer;
 use crate::scheduler::evaluator::{ExistingPlacement, PodRequirement, VolumeKind};
 use crate::scheduler::placement::{PlacementRule as Rule, Preference};
+use crate::scheduler::pod::PodInstance;
 use crate::scheduler::spec::{self, PodSpec, ServiceSpec, VolumeType};
 
 /// A placed pod with no live task whose agent offers without its
@@ -46,8 +47,8 @@ fn to_rule(r: &spec::PlacementRule) -> Rule {
 
 /// What a pod instance needs from an offer: fresh, or back on its own disk.
 pub fn requirement(spec: &ServiceSpec, st: &SchedulerState, pod: &str, ids: &mut dyn Ids) -> Option<PodRequirement> {
-    let pod_type = pod_type_of(pod);
-    let index: usize = pod.rsplit_once('-')?.1.parse().ok()?;
+    let PodInstance { pod_type, index } = PodInstance::parse(pod)?;
+    let index = index as usize;
     let ps: &PodSpec = spec.pod(&pod_type)?;
     let rid = format!("{}-{pod}-{}", spec.name, ids.next_id());
     let mut req = PodRequirement::new(&pod_type, index, rid, ps.resources.cpus, ps.resources.mem);

@@ -3,7 +3,8 @@
 //! ask of it (which tasks of a pod live, whether there is work to do).
 
 use crate::resources::{AgentId, Attributes, ReservationId, TaskId, TaskState, VolumeId};
-use crate::scheduler::plan::{Plan, StepState};
+use crate::scheduler::plan::{Plan, PlanKind, StepState};
+use crate::scheduler::pod::{PodInstance, PodPhase};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -170,7 +171,7 @@ impl SchedulerState {
 
     /// A replace or decommission still under way, if any.
     pub fn destructive_in_flight(&self) -> Option<String> {
-        if let Some(p) = self.plans.get("decommission") {
+        if let Some(p) = self.plans.get(PlanKind::Decommission.as_str()) {
             if !p.is_complete() {
                 return Some("the decommission plan is in progress".into());
             }
@@ -187,6 +188,31 @@ impl SchedulerState {
             })
     }
 
+    /// The phase of `pod`: PAUSED (maintenance), LOST (its agent is
+    /// unreachable), WAITING (no placement yet, or waiting for an offer),
+    /// RUNNING (every current task runs), STOPPED (every current task
+    /// ended), else STARTING.
+    pub fn pod_phase(&self, pod: &PodRecord) -> PodPhase {
+        if pod.paused {
+            return PodPhase::Paused;
+        }
+        if pod.lost_since_ms.is_some() {
+            return PodPhase::Lost;
+        }
+        if pod.agent_id.is_none() || pod.waiting.is_some() || pod.tasks.is_empty() {
+            return PodPhase::Waiting;
+        }
+        let states: Vec<Option<TaskState>> =
+            pod.tasks.values().map(|id| self.tasks.get(id).and_then(|t| t.state)).collect();
+        if states.iter().all(|s| *s == Some(TaskState::Running)) {
+            PodPhase::Running
+        } else if states.iter().all(|s| s.is_some_and(|s| s.is_terminal())) {
+            PodPhase::Stopped
+        } else {
+            PodPhase::Starting
+        }
+    }
+
     /// When the earliest backoff of a DELAYED step ends, if any ends after `now`.
     pub fn next_backoff_end(&self, now: u64) -> Option<u64> {
         self.plans
@@ -201,7 +227,7 @@ impl SchedulerState {
 
 /// The pod type of a pod instance name (`broker-0` → `broker`).
 pub fn pod_type_of(pod: &str) -> String {
-    pod.rsplit_once('-').map(|(t, _)| t.to_string()).unwrap_or_else(|| pod.to_string())
+    PodInstance::type_of(pod)
 }
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 //! ports, rendered config files, and [`PODS_ENV`] listing every placed pod
 //! as [`PodAddress`]es). Services' node launchers read this; pure.
 
-use super::state::{pod_type_of, PodRecord, SchedulerState, DECOMMISSION_HOOK};
+use super::state::{PodRecord, SchedulerState, DECOMMISSION_HOOK};
 use crate::resources::{Attributes, Resources, TaskInfo};
 use crate::scheduler::evaluator;
+use crate::scheduler::pod::PodInstance;
 use crate::scheduler::spec::{self, PodSpec, ServiceSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -53,10 +54,11 @@ pub fn peers_env(
     ports: &BTreeMap<String, u16>,
 ) -> String {
     let mut out: Vec<PodAddress> = placed_pods(st).into_iter().filter(|p| p.name != pod).collect();
+    let instance = PodInstance::parse(pod).unwrap_or_else(|| PodInstance::new(pod, 0));
     out.push(PodAddress {
         name: pod.to_string(),
-        pod_type: pod_type_of(pod),
-        index: pod.rsplit_once('-').and_then(|(_, i)| i.parse().ok()).unwrap_or(0),
+        pod_type: instance.pod_type,
+        index: instance.index,
         host: host.to_string(),
         zone: attrs.get("zone").cloned(),
         ports: ports.clone(),

@@ -10,7 +10,7 @@ use crate::protocol::Accept;
 use crate::resources::{Offer, Operation, Resources, TaskId};
 use crate::scheduler::evaluator::{self, OfferMatch};
 use crate::scheduler::placement::PlacementView;
-use crate::scheduler::plan::StepRef;
+use crate::scheduler::plan::{PlanKind, StepRef};
 use crate::scheduler::service::requirement::{forget_lost_reservation, requirement};
 use crate::scheduler::service::state::{
     pod_type_of, HookRun, PodRecord, SchedulerState, TaskRecord, DECOMMISSION_HOOK,
@@ -62,7 +62,7 @@ pub fn on_offers(
     }
     // Recovery first, then the other plans.
     let mut order: Vec<String> = st.plans.keys().cloned().collect();
-    order.sort_by_key(|n| if n == "recovery" { 0 } else { 1 });
+    order.sort_by_key(|n| if PlanKind::of(n) == PlanKind::Recovery { 0 } else { 1 });
     for name in &order {
         round.busy.extend(st.plans[name].pods_in_work());
     }
@@ -104,11 +104,12 @@ impl Round<'_> {
         // A pod still running its old tasks is stopped first (an update
         // rolls it; a decommission removes it).
         let live: Vec<TaskId> = st.live_tasks(&pod);
-        if name == "decommission" {
+        let kind = PlanKind::of(name);
+        if kind == PlanKind::Decommission {
             self.decommission(st, name, r, &pod, live, ids);
             return;
         }
-        if !live.is_empty() && name != "recovery" {
+        if !live.is_empty() && kind != PlanKind::Recovery {
             st.stopping.insert(pod.clone());
             self.out.kills.extend(live);
             let plan = st.plans.get_mut(name).expect("listed");
@@ -231,7 +232,8 @@ impl Round<'_> {
         // A pod being replaced starts whole on its new placement: tasks
         // still live on its old agent are being killed and do not count.
         let replacing = st.pods.get(pod).is_some_and(|p| p.replace);
-        let partial = name == "recovery" && !live_names.is_empty() && !replacing;
+        let recovery = PlanKind::of(name) == PlanKind::Recovery;
+        let partial = recovery && !live_names.is_empty() && !replacing;
         if partial {
             let pspec = self.spec.pod(&req.pod_type);
             let essential_missing = all_tasks
@@ -351,7 +353,7 @@ impl Round<'_> {
         self.busy.insert(pod.to_string());
         self.used.insert(m.offer_id.clone());
         tracing::info!(pod = %pod, agent = %m.agent_id, new = m.new, "launching pod");
-        if name == "recovery" {
+        if recovery {
             self.out.recoveries.push(m.new);
         }
         self.out.accepts.push(Accept { offer_ids: vec![m.offer_id.clone()], operations: ops, filter_ms: None });

@@ -10,7 +10,7 @@
 use super::Decisions;
 use crate::protocol::Acknowledge;
 use crate::resources::{TaskState, TaskStatus};
-use crate::scheduler::plan::StepState;
+use crate::scheduler::plan::{PlanKind, StepState};
 use crate::scheduler::service::plans::ensure_recovery_step;
 use crate::scheduler::service::state::{pod_type_of, SchedulerState, TaskRecord};
 use crate::scheduler::spec::{Goal, ServiceSpec, TaskSpec};
@@ -116,8 +116,9 @@ fn on_current_task(
     let has_readiness = !paused && spec_task.is_some_and(|s| s.readiness_check.is_some());
     let goal = spec_task.map(|s| s.goal).unwrap_or(Goal::Running);
     let on_purpose = state.is_terminal() && st.stopping.contains(&t.pod);
-    for (name, plan) in st.plans.iter_mut() {
-        if on_purpose && name == "recovery" {
+    for plan in st.plans.values_mut() {
+        let recovery = plan.kind() == PlanKind::Recovery;
+        if on_purpose && recovery {
             continue;
         }
         let Some(r) = plan.step_for_task(&t.pod, &t.task) else { continue };
@@ -136,7 +137,7 @@ fn on_current_task(
             }
             // A failure while launching backs the step off; a failure after
             // COMPLETE is the recovery plan's.
-            s if s.is_terminal() && (in_flight || (complete && name == "recovery")) => {
+            s if s.is_terminal() && (in_flight || (complete && recovery)) => {
                 let _ = plan.on_task_failed(r, now);
             }
             _ => {}
@@ -152,7 +153,7 @@ fn on_current_task(
     }
     // Unless another plan is working on the pod (and has just backed its
     // step off), recovery relaunches it.
-    let handled_elsewhere = st.plans.values().filter(|p| p.name != "recovery").any(|p| {
+    let handled_elsewhere = st.plans.values().filter(|p| p.kind() != PlanKind::Recovery).any(|p| {
         p.step_for_task(&t.pod, &t.task).and_then(|r| p.get(r).ok()).is_some_and(|s| {
             matches!(s.state, StepState::Prepared | StepState::Starting | StepState::Started | StepState::Delayed)
         })
@@ -166,7 +167,7 @@ fn on_current_task(
         out.kills.extend(st.live_tasks(&t.pod));
     }
     ensure_recovery_step(st, &t.pod, spec);
-    if let Some(p) = st.plans.get_mut("recovery") {
+    if let Some(p) = st.plans.get_mut(PlanKind::Recovery.as_str()) {
         if let Ok(r) = p.step_ref("recover", &t.pod) {
             let s = p.get(r).map(|s| s.state).unwrap_or(StepState::Pending);
             if matches!(s, StepState::Complete | StepState::Starting | StepState::Started) {

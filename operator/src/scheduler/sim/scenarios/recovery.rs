@@ -6,6 +6,7 @@
 use super::{deployed, DB, HELLO};
 use crate::resources::TaskState;
 use crate::scheduler::plan::StepState;
+use crate::scheduler::pod::PodPhase;
 use crate::scheduler::sim::{launches, operation_kinds};
 
 #[test]
@@ -83,8 +84,11 @@ fn sim_lost_past_the_timeout_replaces_the_pod_elsewhere() {
     let agent = s.pod("hello-0").agent_id.clone().unwrap();
     let host = s.pod("hello-0").hostname.clone();
     let old_res = s.pod("hello-0").reservation_id.clone().unwrap();
+    assert_eq!(s.state.pod_phase(s.pod("hello-0")), PodPhase::Running);
     s.agent_down(&agent);
+    assert_eq!(s.state.pod_phase(s.pod("hello-0")), PodPhase::Lost);
     let d = s.tick(s.permanent_failure_ms);
+    assert_eq!(s.state.pod_phase(s.pod("hello-0")), PodPhase::Waiting);
     assert_eq!(d.replace, ["hello-0"]);
     assert!(s.state.orphans.contains(&old_res));
     assert!(s.pod("hello-0").agent_id.is_none());
