@@ -117,7 +117,7 @@ mod tests {
         if let Some(p) = port {
             pod.ports.insert("client".into(), p);
         }
-        PodView { pod, tasks: Vec::new() }
+        PodView { pod, tasks: Vec::new(), phase: Default::default() }
     }
 
     #[test]

@@ -141,6 +141,7 @@ mod tests {
                 ..Default::default()
             },
             tasks: Vec::new(),
+            phase: Default::default(),
         };
         let pods = vec![
             pod("analyze-0", "127.0.1.1", &[("metrics", 41001)]),

@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod executor;
 pub mod logs;
+pub mod metrics;
 pub mod runtime;
 
 pub use runtime::{Agent, AgentConfig};

@@ -5,8 +5,8 @@
 
 use super::checks::{CheckEvent, CheckRunner};
 use super::executor::{self, LaunchSpec, TaskProcess};
+use super::metrics::{AgentMetrics, AgentSnapshot};
 use crate::client::MasterClient;
-use crate::metrics::{AgentMetrics, AgentSnapshot};
 use crate::protocol::{AgentEvent, RegisterAgent, RunningTaskReport};
 use crate::resources::{
     now_ms, AgentId, Attributes, FrameworkId, Operation, Reservation, ReservationId, Resources, TaskId, TaskInfo,

@@ -8,7 +8,8 @@
 
 use super::allocator::{Allocator, AllocatorConfig};
 use super::ledger::{apply_operations, AgentLedger, LedgerTask, OfferedPool};
-use crate::metrics::{MasterMetrics, MasterSnapshot, SharedRegistry};
+use super::metrics::{MasterMetrics, MasterSnapshot};
+use crate::metrics::SharedRegistry;
 use crate::protocol::*;
 use crate::resources::{
     now_ms, AgentId, Attributes, FrameworkId, Offer, OfferId, Operation, ReservedOffer, Resources, TaskId, TaskState,

@@ -6,5 +6,6 @@ pub mod api;
 pub mod core;
 pub mod dashboard;
 pub mod ledger;
+pub mod metrics;
 
 pub use self::core::{Master, MasterConfig};

@@ -7,7 +7,9 @@
 //! evaluation outcomes. The master forwards it as
 //! `/v1/frameworks/{id}/api/metrics`.
 
+use super::metrics::SchedulerSnapshot;
 use super::plan::{render_tree, Plan, Status};
+use super::pod::PodPhase;
 use super::service::{PodRecord, ServiceScheduler, TaskRecord};
 use crate::metrics;
 use crate::protocol::ApiError;
@@ -47,6 +49,9 @@ pub struct PlanView {
 pub struct PodView {
     pub pod: PodRecord,
     pub tasks: Vec<TaskRecord>,
+    /// Where the pod is in its life, as the metrics count it.
+    #[serde(default)]
+    pub phase: PodPhase,
 }
 
 /// The body of a plan command.
@@ -87,7 +92,7 @@ pub fn registry(scheduler: &ServiceScheduler) -> metrics::SharedRegistry {
     let registry = metrics::new_registry();
     let s = scheduler.clone();
     scheduler.metrics.register(&mut registry.write().unwrap_or_else(|p| p.into_inner()), move || {
-        Some(metrics::SchedulerSnapshot::of(&s.name(), &s.snapshot()))
+        Some(SchedulerSnapshot::of(&s.name(), &s.snapshot()))
     });
     registry
 }
@@ -220,6 +225,7 @@ fn pod_views(s: &ServiceScheduler) -> Vec<PodView> {
         .map(|p| PodView {
             pod: p.clone(),
             tasks: p.tasks.values().filter_map(|id| st.tasks.get(id).cloned()).collect(),
+            phase: st.pod_phase(p),
         })
         .collect()
 }

@@ -10,7 +10,10 @@
 
 pub mod api;
 pub mod evaluator;
+pub mod metrics;
 pub mod placement;
 pub mod plan;
+pub mod pod;
 pub mod service;
+pub mod sim;
 pub mod spec;

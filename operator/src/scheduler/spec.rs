@@ -30,14 +30,11 @@ pub use template::{render_template, template_vars, TemplateError};
 pub use update::{changed_pods, validate_update, UpdateRefusal};
 
 use crate::resources::{Check, CheckSpec, MountDisk, PortSet, Resources, VolumeSource};
+use crate::scheduler::plan::PlanKind;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::fmt;
-
-/// Plans every service has; `deploy` and `update` may be overridden in the
-/// spec, `recovery` and `decommission` may not.
-pub const BUILT_IN_PLANS: [&str; 4] = ["deploy", "update", "recovery", "decommission"];
 
 /// A line and column (both from 1) in a spec file.
 ///
@@ -168,11 +165,11 @@ impl ServiceSpec {
     /// The deploy plan: the declared one, or one serial phase per pod type in
     /// declaration order, each rolling its pods serially.
     pub fn deploy_plan(&self) -> PlanSpec {
-        if let Some(p) = self.plan("deploy") {
+        if let Some(p) = self.plan(PlanKind::Deploy.as_str()) {
             return p.clone();
         }
         PlanSpec {
-            name: "deploy".into(),
+            name: PlanKind::Deploy.to_string(),
             strategy: Strategy::Serial,
             phases: self
                 .pods
@@ -677,7 +674,7 @@ pub struct PlanSpec {
 
 impl PlanSpec {
     pub fn is_custom(&self) -> bool {
-        !BUILT_IN_PLANS.contains(&self.name.as_str())
+        !PlanKind::of(&self.name).is_built_in()
     }
     pub fn phase(&self, name: &str) -> Option<&PhaseSpec> {
         self.phases.iter().find(|p| p.name == name)

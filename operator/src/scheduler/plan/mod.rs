@@ -22,6 +22,7 @@ mod build;
 mod candidates;
 mod commands;
 mod error;
+pub mod kind;
 mod phase;
 mod render;
 pub mod status;
@@ -37,6 +38,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use error::PlanError;
+pub use kind::PlanKind;
 pub use phase::Phase;
 pub use render::render_tree;
 pub use status::Status;
@@ -194,5 +196,12 @@ impl Plan {
             phase.status = phase.derive_status();
         }
         self.status = self.derive_status();
+    }
+}
+
+impl Plan {
+    /// What the plan is for, from its name.
+    pub fn kind(&self) -> PlanKind {
+        PlanKind::of(&self.name)
     }
 }

@@ -2,7 +2,7 @@
 //! update plan restarts its existing pods (a quorum's leader last, say)
 //! with a command whose stdout lists them.
 //!
-//! How it fits the plan engine: [`super::update_plans`] marks an update
+//! How it fits the plan engine: [`super::plans::update_plans`] marks an update
 //! phase that restarts pods of a type with `hooks: update-order:` as
 //! [`Phase::awaiting_order`](crate::scheduler::plan::Phase::awaiting_order);
 //! such a phase hands out no step. Once the plan's strategy reaches it
@@ -24,7 +24,9 @@
 //! in the log: the order is an optimisation of a roll that readiness
 //! already keeps safe, and must never stall it.
 
-use super::{pod_type_of, PodAddress, ServiceScheduler, PODS_ENV};
+use super::state::pod_type_of;
+use super::task_env::{placed_pods, PodAddress, PODS_ENV};
+use super::ServiceScheduler;
 use crate::scheduler::plan::Plan;
 use crate::scheduler::spec::HookSpec;
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,7 +57,7 @@ impl ServiceScheduler {
             let inner = &mut *guard;
             let mut released = false;
             let running = self.order_hooks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let placed: Vec<PodAddress> = super::placed_pods(&inner.state);
+            let placed: Vec<PodAddress> = placed_pods(&inner.state);
             for (name, plan) in inner.state.plans.iter_mut() {
                 for p in plan.phases_awaiting_order() {
                     let pods: Vec<String> = plan.phases[p].steps.iter().map(|s| s.pod_instance.clone()).collect();
@@ -238,7 +240,7 @@ mod tests {
     #[test]
     fn an_update_of_a_pod_type_with_the_hook_waits_for_its_order() {
         let st = placed(&["q-0", "q-1", "w-0"]);
-        let plans = super::super::update_plans(&spec(true, 1, 2), &spec(true, 2, 2), &st).unwrap();
+        let plans = super::super::plans::update_plans(&spec(true, 1, 2), &spec(true, 2, 2), &st).unwrap();
         let update = &plans[0];
         assert_eq!(update.name, "update");
         let flags: Vec<(&str, bool)> = update.phases.iter().map(|p| (p.name.as_str(), p.awaiting_order)).collect();
@@ -246,9 +248,9 @@ mod tests {
         assert_eq!(update.phases_awaiting_order(), [0]);
         assert!(update.candidates(0).is_empty());
         // Without the hook, or when only new pods are added, nothing waits.
-        let plans = super::super::update_plans(&spec(false, 1, 2), &spec(false, 2, 2), &st).unwrap();
+        let plans = super::super::plans::update_plans(&spec(false, 1, 2), &spec(false, 2, 2), &st).unwrap();
         assert!(plans[0].phases.iter().all(|p| !p.awaiting_order));
-        let plans = super::super::update_plans(&spec(true, 1, 2), &spec(true, 1, 3), &st).unwrap();
+        let plans = super::super::plans::update_plans(&spec(true, 1, 2), &spec(true, 1, 3), &st).unwrap();
         assert!(plans[0].phases.iter().all(|p| !p.awaiting_order), "scaling up restarts nothing");
     }
 

@@ -6,6 +6,7 @@
 
 use super::yaml::*;
 use super::*;
+use crate::scheduler::plan::PlanKind;
 use marked_yaml::types::MarkedScalarNode;
 use marked_yaml::{LoadError, LoaderOptions, Node};
 
@@ -706,7 +707,7 @@ fn plan(cx: &mut Cx, key: &MarkedScalarNode, n: &Node, path: &str) -> PlanSpec {
         pos: at,
     };
     check_dns_name(cx, at, path, &plan.name, "plan name");
-    if matches!(plan.name.as_str(), "recovery" | "decommission") {
+    if matches!(PlanKind::of(&plan.name), PlanKind::Recovery | PlanKind::Decommission) {
         cx.err(at, path, format!("`{}` is a built-in plan and cannot be overridden", plan.name)).hint =
             Some("only `deploy` and `update` can be overridden; give a custom plan another name".into());
     }
