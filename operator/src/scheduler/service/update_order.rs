@@ -171,7 +171,7 @@ async fn run_hook(cmd: &str, env: &BTreeMap<String, String>, timeout: Duration) 
 }
 
 /// The pod instances a hook printed: names of pod type `pod_type`
-/// (`kafka-2`), separated by whitespace or commas, each once. Anything
+/// (`broker-2`), separated by whitespace or commas, each once. Anything
 /// else is an error naming it.
 pub fn parse_order(out: &str, pod_type: &str) -> Result<Vec<String>, String> {
     let mut seen = BTreeSet::new();
@@ -201,7 +201,10 @@ mod tests {
 
     #[test]
     fn an_order_is_pod_names_of_the_type() {
-        assert_eq!(parse_order("kafka-1\nkafka-2\nkafka-0\n", "kafka").unwrap(), ["kafka-1", "kafka-2", "kafka-0"]);
+        assert_eq!(
+            parse_order("broker-1\nbroker-2\nbroker-0\n", "broker").unwrap(),
+            ["broker-1", "broker-2", "broker-0"]
+        );
         assert_eq!(
             parse_order(" controller-2, controller-0 ", "controller").unwrap(),
             ["controller-2", "controller-0"]
@@ -210,13 +213,13 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused_with_what_was_printed() {
-        let e = parse_order("kafka-1 broker-2", "kafka").unwrap_err();
-        assert!(e.contains("\"broker-2\", not a pod of type `kafka`"), "{e}");
-        assert!(parse_order("kafka-", "kafka").is_err());
-        assert!(parse_order("kafka-x", "kafka").is_err());
-        assert!(parse_order("kafkaa-1", "kafka").is_err());
-        assert!(parse_order("kafka-1 kafka-1", "kafka").unwrap_err().contains("twice"));
-        assert!(parse_order("\n", "kafka").unwrap_err().contains("no pod"));
+        let e = parse_order("broker-1 db-2", "broker").unwrap_err();
+        assert!(e.contains("\"db-2\", not a pod of type `broker`"), "{e}");
+        assert!(parse_order("broker-", "broker").is_err());
+        assert!(parse_order("broker-x", "broker").is_err());
+        assert!(parse_order("brokera-1", "broker").is_err());
+        assert!(parse_order("broker-1 broker-1", "broker").unwrap_err().contains("twice"));
+        assert!(parse_order("\n", "broker").unwrap_err().contains("no pod"));
     }
 
     fn spec(hook: bool, threads: u32, count: u32) -> crate::scheduler::spec::ServiceSpec {

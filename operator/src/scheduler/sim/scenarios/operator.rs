@@ -91,8 +91,9 @@ fn sim_an_update_rolls_the_pods_one_at_a_time() {
 fn sim_an_unsafe_update_is_refused_and_the_target_kept() {
     let mut s = deployed(HELLO);
     let shrunk = HELLO.replace("size: 1024", "size: 512");
-    let e = s.update(&shrunk).unwrap_err().to_string();
-    assert!(e.contains("unsafe change refused"), "{e}");
+    let e = s.update(&shrunk).unwrap_err();
+    assert!(matches!(e, crate::Error::Conflict(_)), "{e:?}");
+    assert!(e.to_string().contains("unsafe change refused"), "{e}");
     assert_eq!(s.state.spec_yaml, HELLO);
     let fewer = HELLO.replace("count: 2", "count: 1");
     assert!(s.update(&fewer).is_err(), "count lowered without allow-decommission");
