@@ -923,9 +923,9 @@ mod tests {
         let mut al = alloc();
         al.add_agent("a1", Resources::new(8.0, 8 * GIB, 1000), Attributes::new());
         al.add_framework("a", "other", 1.0);
-        al.add_framework("b", "kafka", 1.0);
-        let res = bundle("broker-0", "kafka", Resources::new(2.0, 2 * GIB, 500));
-        assert!(al.update_agent("a1", Resources::new(6.0, 6 * GIB, 500), vec![("kafka".into(), res.clone())],));
+        al.add_framework("b", "broker", 1.0);
+        let res = bundle("broker-0", "broker", Resources::new(2.0, 2 * GIB, 500));
+        assert!(al.update_agent("a1", Resources::new(6.0, 6 * GIB, 500), vec![("broker".into(), res.clone())],));
         assert!(al.add_allocation("b", &Resources::new(1.0, 0, 0)));
         let mut out = al.allocate(0);
         out.sort_by(|x, y| x.framework_id.cmp(&y.framework_id));
@@ -944,16 +944,16 @@ mod tests {
     fn reserved_and_unreserved_merge_into_one_allocation() {
         let mut al = alloc();
         al.add_agent("a1", Resources::new(4.0, 4 * GIB, 0), Attributes::new());
-        al.add_framework("a", "kafka", 1.0);
-        let res = bundle("r1", "kafka", Resources::new(1.0, GIB, 0));
-        assert!(al.update_agent("a1", Resources::new(3.0, 3 * GIB, 0), vec![("kafka".into(), res.clone())],));
+        al.add_framework("a", "broker", 1.0);
+        let res = bundle("r1", "broker", Resources::new(1.0, GIB, 0));
+        assert!(al.update_agent("a1", Resources::new(3.0, 3 * GIB, 0), vec![("broker".into(), res.clone())],));
         let out = al.allocate(0);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].reserved, vec![res.clone()]);
         assert_eq!(out[0].unreserved, Resources::new(3.0, 3 * GIB, 0));
         // Recovered reserved bundles are free again, for the role only.
         assert!(al.recover("a", "a1", &Resources::default(), std::slice::from_ref(&res)));
-        assert_eq!(al.agent_reserved("a1").unwrap(), vec![("kafka", &res)]);
+        assert_eq!(al.agent_reserved("a1").unwrap(), vec![("broker", &res)]);
         assert_eq!(al.allocation("a").unwrap(), Resources::new(3.0, 3 * GIB, 0));
     }
 
@@ -962,11 +962,11 @@ mod tests {
         let mut al = alloc();
         al.add_agent("a1", Resources::new(4.0, 4 * GIB, 0), Attributes::new());
         al.add_framework("a", "other", 1.0);
-        let res = bundle("r1", "kafka", Resources::new(4.0, 4 * GIB, 0));
-        assert!(al.update_agent("a1", Resources::default(), vec![("kafka".into(), res)]));
+        let res = bundle("r1", "broker", Resources::new(4.0, 4 * GIB, 0));
+        assert!(al.update_agent("a1", Resources::default(), vec![("broker".into(), res)]));
         assert!(al.allocate(0).is_empty());
         assert_eq!(al.agent_reserved("a1").unwrap().len(), 1);
-        al.add_framework("k", "kafka", 1.0);
+        al.add_framework("k", "broker", 1.0);
         assert_eq!(frameworks_of(&al.allocate(1)), ["k"]);
         assert!(al.agent_reserved("a1").unwrap().is_empty());
     }
@@ -976,9 +976,9 @@ mod tests {
         let mut al = alloc();
         al.add_agent("a1", Resources::new(4.0, 4 * GIB, 0), Attributes::new());
         al.add_agent("a2", Resources::new(4.0, 4 * GIB, 0), Attributes::new());
-        al.add_framework("k", "kafka", 1.0);
-        let res = bundle("r1", "kafka", Resources::new(1.0, GIB, 0));
-        assert!(al.update_agent("a1", Resources::new(3.0, 3 * GIB, 0), vec![("kafka".into(), res)],));
+        al.add_framework("k", "broker", 1.0);
+        let res = bundle("r1", "broker", Resources::new(1.0, GIB, 0));
+        assert!(al.update_agent("a1", Resources::new(3.0, 3 * GIB, 0), vec![("broker".into(), res)],));
         assert!(al.set_agent_reachable("a1", false));
         let out = al.allocate(0);
         assert_eq!(out.len(), 1);

@@ -21,19 +21,6 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use serde::Serialize;
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = match &self {
-            Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::OperationRefused { .. } | Error::OfferNotOutstanding(_) => StatusCode::CONFLICT,
-            Error::Other(_) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (status, Json(ApiError { error: self.to_string() })).into_response()
-    }
-}
-
 type ApiResult<T> = Result<T, Error>;
 
 async fn require_token(State(master): State<Master>, req: Request, next: Next) -> Response {

@@ -600,10 +600,10 @@ impl Master {
     /// Subscribes a framework (or resumes one by id after its restart).
     pub fn subscribe(&self, req: Subscribe) -> Result<FrameworkSubscription> {
         if req.role.trim().is_empty() {
-            return Err(Error::Other("a framework needs a non-empty role".into()));
+            return Err(Error::BadRequest("a framework needs a non-empty role".into()));
         }
         if !(req.weight > 0.0 && req.weight.is_finite()) {
-            return Err(Error::Other(format!("weight must be a positive number, got {}", req.weight)));
+            return Err(Error::BadRequest(format!("weight must be a positive number, got {}", req.weight)));
         }
         let mut inner = self.lock();
         let generation = inner.next_generation;
@@ -615,7 +615,7 @@ impl Master {
         if existing {
             let role = inner.frameworks[&id].role.clone();
             if role != req.role {
-                return Err(Error::Other(format!(
+                return Err(Error::BadRequest(format!(
                     "framework {id} is registered with role {role}; it cannot resubscribe as {}",
                     req.role
                 )));
@@ -733,7 +733,7 @@ impl Master {
         let mut inner = self.lock();
         let (role, _) = Self::framework(&inner, framework_id)?;
         if req.offer_ids.is_empty() {
-            return Err(Error::Other("an accept needs at least one offer id".into()));
+            return Err(Error::BadRequest("an accept needs at least one offer id".into()));
         }
         let mut agent_id: Option<AgentId> = None;
         let mut pool = OfferedPool::default();
@@ -745,7 +745,7 @@ impl Master {
             match &agent_id {
                 None => agent_id = Some(o.offer.agent_id.clone()),
                 Some(a) if a != &o.offer.agent_id => {
-                    return Err(Error::Other(format!(
+                    return Err(Error::BadRequest(format!(
                         "offers {} are on different agents; one accept works on one agent",
                         req.offer_ids.join(", ")
                     )))
@@ -862,7 +862,7 @@ impl Master {
         for a in inner.agents.values_mut() {
             if let Some(t) = a.ledger.tasks.get(task_id) {
                 if t.framework_id != framework_id {
-                    return Err(Error::Other(format!("task {task_id} belongs to another framework")));
+                    return Err(Error::BadRequest(format!("task {task_id} belongs to another framework")));
                 }
                 a.send(AgentEvent::Kill { task_id: task_id.to_string() });
                 return Ok(());

@@ -367,7 +367,7 @@ mod tests {
             },
             Operation::CreateVolume { reservation: "r1".into(), volume: vol("v1", 1500) },
         ];
-        apply_operations(l, &offer_all(l, "kafka"), "f1", "kafka", &ops).unwrap().ledger
+        apply_operations(l, &offer_all(l, "broker"), "f1", "broker", &ops).unwrap().ledger
     }
 
     #[test]
@@ -382,7 +382,7 @@ mod tests {
             Operation::CreateVolume { reservation: "r1".into(), volume: vol("v1", 1500) },
             Operation::Launch { task: task("t1", Some("r1"), Resources::new(1.0, 512, 0), &["v1"]) },
         ];
-        let a = apply_operations(&l, &offer_all(&l, "kafka"), "f1", "kafka", &ops).unwrap();
+        let a = apply_operations(&l, &offer_all(&l, "broker"), "f1", "broker", &ops).unwrap();
         assert_eq!(a.ledger.unreserved_free().cpus, 3.0);
         assert_eq!(a.ledger.reservation_free("r1").unwrap().mem, 512);
         assert_eq!(a.leftover.unreserved.cpus, 3.0);
@@ -401,8 +401,8 @@ mod tests {
         let l = agent();
         let e = refused(
             &l,
-            &offer_all(&l, "kafka"),
-            "kafka",
+            &offer_all(&l, "broker"),
+            "broker",
             vec![Operation::Reserve {
                 id: "r".into(),
                 resources: Resources::new(8.0, 1, 1),
@@ -417,8 +417,8 @@ mod tests {
         let l = agent();
         let e = refused(
             &l,
-            &offer_all(&l, "kafka"),
-            "kafka",
+            &offer_all(&l, "broker"),
+            "broker",
             vec![Operation::CreateVolume { reservation: "nope".into(), volume: vol("v", 10) }],
         );
         assert!(e.contains("CREATE_VOLUME") && e.contains("reserved disk"), "{e}");
@@ -429,11 +429,11 @@ mod tests {
         let l = reserve_with_volume(&agent());
         let e = refused(
             &l,
-            &offer_all(&l, "cassandra"),
-            "cassandra",
+            &offer_all(&l, "db"),
+            "db",
             vec![Operation::Launch { task: task("t", Some("r1"), Resources::new(0.5, 10, 0), &[]) }],
         );
-        assert!(e.contains("another role (kafka)"), "{e}");
+        assert!(e.contains("another role (broker)"), "{e}");
     }
 
     #[test]
@@ -441,8 +441,8 @@ mod tests {
         let l = agent();
         let e = refused(
             &l,
-            &offer_all(&l, "kafka"),
-            "kafka",
+            &offer_all(&l, "broker"),
+            "broker",
             vec![
                 Operation::Reserve {
                     id: "r1".into(),
@@ -458,18 +458,18 @@ mod tests {
     #[test]
     fn volume_too_big_and_duplicate_volume() {
         let l = reserve_with_volume(&agent());
-        let pool = offer_all(&l, "kafka");
+        let pool = offer_all(&l, "broker");
         let e = refused(
             &l,
             &pool,
-            "kafka",
+            "broker",
             vec![Operation::CreateVolume { reservation: "r1".into(), volume: vol("v2", 600) }],
         );
         assert!(e.contains("500 MiB of ROOT disk free"), "{e}");
         let e = refused(
             &l,
             &pool,
-            "kafka",
+            "broker",
             vec![Operation::CreateVolume { reservation: "r1".into(), volume: vol("v1", 10) }],
         );
         assert!(e.contains("already exists"), "{e}");
@@ -478,14 +478,14 @@ mod tests {
     #[test]
     fn unreserve_with_volume_or_task_is_refused() {
         let l = reserve_with_volume(&agent());
-        let pool = offer_all(&l, "kafka");
-        let e = refused(&l, &pool, "kafka", vec![Operation::Unreserve { id: "r1".into() }]);
+        let pool = offer_all(&l, "broker");
+        let e = refused(&l, &pool, "broker", vec![Operation::Unreserve { id: "r1".into() }]);
         assert!(e.contains("still has volumes v1"), "{e}");
         let ok = apply_operations(
             &l,
             &pool,
             "f1",
-            "kafka",
+            "broker",
             &[
                 Operation::DestroyVolume { reservation: "r1".into(), volume: "v1".into() },
                 Operation::Unreserve { id: "r1".into() },
@@ -499,20 +499,20 @@ mod tests {
     #[test]
     fn destroy_volume_in_use_is_refused() {
         let l = reserve_with_volume(&agent());
-        let pool = offer_all(&l, "kafka");
+        let pool = offer_all(&l, "broker");
         let l = apply_operations(
             &l,
             &pool,
             "f1",
-            "kafka",
+            "broker",
             &[Operation::Launch { task: task("t1", Some("r1"), Resources::new(0.5, 10, 0), &["v1"]) }],
         )
         .unwrap()
         .ledger;
         let e = refused(
             &l,
-            &offer_all(&l, "kafka"),
-            "kafka",
+            &offer_all(&l, "broker"),
+            "broker",
             vec![Operation::DestroyVolume { reservation: "r1".into(), volume: "v1".into() }],
         );
         assert!(e.contains("in use by task t1"), "{e}");
@@ -579,7 +579,7 @@ mod tests {
     fn reservation_not_offered_is_refused() {
         let l = reserve_with_volume(&agent());
         let pool = OfferedPool { unreserved: l.unreserved_free(), reserved: BTreeMap::new() };
-        let e = refused(&l, &pool, "kafka", vec![Operation::Unreserve { id: "r1".into() }]);
+        let e = refused(&l, &pool, "broker", vec![Operation::Unreserve { id: "r1".into() }]);
         assert!(e.contains("not part of the offer"), "{e}");
     }
 

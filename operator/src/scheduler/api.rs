@@ -12,10 +12,9 @@ use super::plan::{render_tree, Plan, Status};
 use super::pod::PodPhase;
 use super::service::{PodRecord, ServiceScheduler, TaskRecord};
 use crate::metrics;
-use crate::protocol::ApiError;
 use crate::Error;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -78,14 +77,6 @@ async fn auth(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-fn bad(e: Error) -> Response {
-    let status = match &e {
-        Error::Unauthorized => StatusCode::UNAUTHORIZED,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    (status, Json(ApiError { error: e.to_string() })).into_response()
-}
-
 /// The scheduler's registry: its counters, and gauges read from its state
 /// on each scrape.
 pub fn registry(scheduler: &ServiceScheduler) -> metrics::SharedRegistry {
@@ -126,9 +117,7 @@ async fn show_plan(State(ctx): State<Ctx>, Path(plan): Path<String>) -> Response
     match st.plans.get(&plan) {
         Some(p) => Json(PlanView { plan: p.clone(), tree: render_tree(p) }).into_response(),
         None => {
-            let names: Vec<&str> = st.plans.keys().map(String::as_str).collect();
-            (StatusCode::NOT_FOUND, Json(ApiError { error: format!("no plan {plan:?}; plans: {}", names.join(", ")) }))
-                .into_response()
+            Error::Unknown { what: "plan", name: plan, known: Some(st.plans.keys().cloned().collect()) }.into_response()
         }
     }
 }
@@ -147,32 +136,29 @@ async fn plan_action(
     }
     let phase = cmd.phase.clone();
     let step = cmd.step.clone();
-    let r = ctx.scheduler.with_plan(&plan, |p| {
-        let e = |e: super::plan::PlanError| Error::Other(e.to_string());
-        match action.as_str() {
-            "pause" => p.pause(phase.as_deref()).map_err(e),
-            "resume" => p.resume(phase.as_deref()).map_err(e),
-            "restart" => p.restart(phase.as_deref(), step.as_deref()).map_err(e),
-            "force-complete" => match (&phase, &step) {
-                (Some(ph), Some(st)) => p.force_complete(ph, st).map_err(e),
-                _ => Err(Error::Other("force-complete needs a phase and a step".into())),
-            },
-            "start" => {
-                p.start(cmd.parameters.clone());
-                Ok(())
-            }
-            "stop" => {
-                p.stop();
-                Ok(())
-            }
-            other => Err(Error::Other(format!(
-                "unknown plan action {other:?}: expected pause, resume, restart, force-complete, start or stop"
-            ))),
+    let r = ctx.scheduler.with_plan(&plan, |p| match action.as_str() {
+        "pause" => Ok(p.pause(phase.as_deref())?),
+        "resume" => Ok(p.resume(phase.as_deref())?),
+        "restart" => Ok(p.restart(phase.as_deref(), step.as_deref())?),
+        "force-complete" => match (&phase, &step) {
+            (Some(ph), Some(st)) => Ok(p.force_complete(ph, st)?),
+            _ => Err(Error::BadRequest("force-complete needs a phase and a step".into())),
+        },
+        "start" => {
+            p.start(cmd.parameters.clone());
+            Ok(())
         }
+        "stop" => {
+            p.stop();
+            Ok(())
+        }
+        other => Err(Error::BadRequest(format!(
+            "unknown plan action {other:?}: expected pause, resume, restart, force-complete, start or stop"
+        ))),
     });
     match r {
         Ok(()) => show_plan(State(ctx), Path(plan)).await,
-        Err(e) => bad(e),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -199,7 +185,7 @@ async fn update_spec(State(ctx): State<Ctx>, Json(u): Json<SpecUpdate>) -> Respo
     let file = if u.file.is_empty() { "spec.yaml".to_string() } else { u.file };
     match ctx.scheduler.update_spec(&u.yaml, &file) {
         Ok(plans) => Json(SpecUpdated { plans }).into_response(),
-        Err(e) => (StatusCode::CONFLICT, Json(ApiError { error: e.to_string() })).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -207,14 +193,14 @@ async fn diff_spec(State(ctx): State<Ctx>, Json(u): Json<SpecUpdate>) -> Respons
     let file = if u.file.is_empty() { "spec.yaml".to_string() } else { u.file };
     match ctx.scheduler.diff_spec(&u.yaml, &file) {
         Ok(d) => Json(d).into_response(),
-        Err(e) => bad(e),
+        Err(e) => e.into_response(),
     }
 }
 
 async fn delete_service(State(ctx): State<Ctx>) -> Response {
     match ctx.scheduler.delete_all() {
         Ok(()) => Json(serde_json::json!({"deleting": true})).into_response(),
-        Err(e) => (StatusCode::CONFLICT, Json(ApiError { error: e.to_string() })).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -237,7 +223,7 @@ async fn list_pods(State(ctx): State<Ctx>) -> Json<Vec<PodView>> {
 async fn show_pod(State(ctx): State<Ctx>, Path(pod): Path<String>) -> Response {
     match pod_views(&ctx.scheduler).into_iter().find(|p| p.pod.name == pod) {
         Some(v) => Json(v).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(ApiError { error: format!("no pod {pod:?}") })).into_response(),
+        None => Error::Unknown { what: "pod", name: pod, known: None }.into_response(),
     }
 }
 
@@ -247,10 +233,12 @@ async fn pod_action(State(ctx): State<Ctx>, Path((pod, action)): Path<(String, S
         "replace" => ctx.scheduler.replace_pod(&pod).await,
         "pause" => ctx.scheduler.pause_pod(&pod, true).await,
         "resume" => ctx.scheduler.pause_pod(&pod, false).await,
-        other => Err(Error::Other(format!("unknown pod action {other:?}: expected restart, replace, pause or resume"))),
+        other => {
+            Err(Error::BadRequest(format!("unknown pod action {other:?}: expected restart, replace, pause or resume")))
+        }
     };
     match r {
         Ok(()) => show_pod(State(ctx), Path(pod)).await,
-        Err(e) => bad(e),
+        Err(e) => e.into_response(),
     }
 }

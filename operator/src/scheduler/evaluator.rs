@@ -22,7 +22,7 @@ use std::fmt;
 
 /// Label on a reservation naming its resource id (the reservation id).
 pub const LABEL_RESOURCE_ID: &str = "resource_id";
-/// Label on a reservation naming the pod that owns it, e.g. `kafka-0`.
+/// Label on a reservation naming the pod that owns it, e.g. `broker-0`.
 pub const LABEL_POD: &str = "pod";
 
 /// A named port of a pod.
@@ -74,9 +74,9 @@ pub struct ExistingPlacement {
 /// spec's resource set and placement onto this.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PodRequirement {
-    /// e.g. `kafka`.
+    /// e.g. `broker`.
     pub pod_type: String,
-    /// Stable index: `kafka-0`, `kafka-1`.
+    /// Stable index: `broker-0`, `broker-1`.
     pub index: usize,
     /// The reservation id a new pod reserves under, fresh per placement,
     /// e.g. `<service>-<pod>-<index>-<uuid>`; volume ids derive from it.
@@ -150,7 +150,7 @@ impl PodRequirement {
         self.existing = Some(existing);
         self
     }
-    /// The pod instance's name, e.g. `kafka-0`.
+    /// The pod instance's name, e.g. `broker-0`.
     pub fn name(&self) -> String {
         format!("{}-{}", self.pod_type, self.index)
     }
@@ -244,7 +244,7 @@ pub struct OfferMatch {
 /// The result of running one offer through every stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
-    /// The pod instance, e.g. `kafka-0`.
+    /// The pod instance, e.g. `broker-0`.
     pub pod: String,
     /// The offer evaluated.
     pub offer_id: OfferId,
@@ -831,18 +831,18 @@ mod tests {
         let unlike = PodRequirement::new("x", 0, "x-0", 0.1, 10).rule(PlacementRule::unlike("zone", "zone-c"));
         assert!(evaluate(&unlike, &a, &view).passed());
         assert!(!evaluate(&unlike, &c, &view).passed());
-        view.insert("kafka", 0, &a.agent_id, &a.attributes);
-        let co = PodRequirement::new("stage", 0, "s-0", 0.1, 10).rule(PlacementRule::colocate_with("kafka"));
+        view.insert("broker", 0, &a.agent_id, &a.attributes);
+        let co = PodRequirement::new("stage", 0, "s-0", 0.1, 10).rule(PlacementRule::colocate_with("broker"));
         assert!(evaluate(&co, &a, &view).passed());
         assert_eq!(
             fail_at(&evaluate(&co, &c, &view), Stage::Placement),
-            "agent 127.0.1.3 runs no kafka pod (colocate-with: kafka)"
+            "agent 127.0.1.3 runs no broker pod (colocate-with: broker)"
         );
-        let avoid = PodRequirement::new("cassandra", 0, "c-0", 0.1, 10).rule(PlacementRule::avoid("kafka"));
+        let avoid = PodRequirement::new("db", 0, "c-0", 0.1, 10).rule(PlacementRule::avoid("broker"));
         assert!(evaluate(&avoid, &c, &view).passed());
         assert_eq!(
             fail_at(&evaluate(&avoid, &a, &view), Stage::Placement),
-            "agent 127.0.1.1 already runs kafka-0 (avoid: kafka)"
+            "agent 127.0.1.1 already runs broker-0 (avoid: broker)"
         );
     }
 
@@ -1073,7 +1073,7 @@ mod tests {
     #[test]
     fn summarize_counts_declines_per_stage() {
         let view = PlacementView::new();
-        let pod = PodRequirement::new("cassandra", 2, "c-2", 1.0, 1024)
+        let pod = PodRequirement::new("db", 2, "c-2", 1.0, 1024)
             .volume("data", 10240, VolumeKind::Root)
             .rule(PlacementRule::like("zone", "zone-c"));
         let small = |n| offer(n, "zone-c", Resources::new(4.0, 8192, 4096));
@@ -1082,7 +1082,7 @@ mod tests {
             [small(1), small(2), small(3), small(4), wrong_zone].iter().map(|o| evaluate(&pod, o, &view)).collect();
         assert_eq!(
             summarize(&evals),
-            "cassandra-2 waits: 4 offers declined at the volumes stage \
+            "db-2 waits: 4 offers declined at the volumes stage \
              (ROOT disk 10240 MiB wanted for 1 volumes, 4096 MiB free ×4), \
              1 declined at the placement stage (zone zone-a does not match zone-c (like: zone=zone-c))"
         );
@@ -1090,7 +1090,7 @@ mod tests {
         let fits = evaluate(&pod, &offer(5, "zone-c", Resources::new(4.0, 8192, 20_000)), &view);
         let mut all = evals.clone();
         all.push(fits);
-        assert_eq!(summarize(&all), "cassandra-2: 1 of 6 offers match");
+        assert_eq!(summarize(&all), "db-2: 1 of 6 offers match");
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The framework side: a service spec turned into running pods and kept so.
 //!
 //! Read in this order: [`spec`] (the YAML service spec and its checks),
-//! [`placement`] (placement rules over agent attributes), [`evaluator`] (an
-//! offer through ordered stages, each PASS or FAIL with a reason), [`plan`]
-//! (plans, phases, steps and strategies: pure state machines), then
-//! [`service`] (the scheduler that drives them against the master) and
-//! [`api`] (its HTTP API). All but the last two are pure and tested with
-//! plain values.
+//! [`pod`] (pod instances and phases), [`placement`] (placement rules over
+//! agent attributes), [`evaluator`] (an offer through ordered stages, each
+//! PASS or FAIL with a reason), [`plan`] (plans, phases, steps and
+//! strategies: pure state machines), then [`service`] (state, commands and
+//! the pure decisions on offers and statuses, with the thin driver that
+//! runs them against the master), [`sim`] (those decisions driven
+//! in-process, deterministically, against simulated agents), [`metrics`]
+//! and [`api`] (its HTTP API). All but the driver and the API are pure and
+//! tested with plain values.
 
 pub mod api;
 pub mod evaluator;

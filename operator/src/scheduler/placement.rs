@@ -3,8 +3,8 @@
 //! hash lookups, never a scan of the pods.
 //!
 //! Counting rules (`unique`, `max-per`, `group-by`) count pods of the same
-//! pod type as the one being placed: `unique: hostname` on `kafka` keeps two
-//! brokers off one host but lets a `cassandra` node share it. `colocate-with`
+//! pod type as the one being placed: `unique: hostname` on `broker` keeps two
+//! brokers off one host but lets a `db` node share it. `colocate-with`
 //! and `avoid` name another pod type of the same service. The pod being
 //! placed never counts against itself: if the view still holds it (a
 //! replacement), its own entry is left out of every count.
@@ -777,26 +777,23 @@ mod tests {
         let mut v = PlacementView::new();
         let a1 = agent(1, "zone-a");
         let a2 = agent(2, "zone-a");
-        v.insert("kafka", 2, &a1.0, &a1.1);
-        let co = PlacementRule::colocate_with("kafka");
+        v.insert("broker", 2, &a1.0, &a1.1);
+        let co = PlacementRule::colocate_with("broker");
         assert!(ck(&co, "analyze", 0, &a1, &v).is_ok());
         assert_eq!(
             ck(&co, "analyze", 0, &a2, &v).unwrap_err(),
-            "agent 127.0.1.2 runs no kafka pod (colocate-with: kafka)"
+            "agent 127.0.1.2 runs no broker pod (colocate-with: broker)"
         );
-        let avoid = PlacementRule::avoid("kafka");
-        assert_eq!(
-            ck(&avoid, "cassandra", 0, &a1, &v).unwrap_err(),
-            "agent 127.0.1.1 already runs kafka-2 (avoid: kafka)"
-        );
-        assert!(ck(&avoid, "cassandra", 0, &a2, &v).is_ok());
-        // Avoiding its own type: kafka-2 itself does not count.
-        assert!(ck(&avoid, "kafka", 2, &a1, &v).is_ok());
-        assert!(ck(&avoid, "kafka", 3, &a1, &v).is_err());
-        assert_eq!(v.agents_running("kafka").collect::<Vec<_>>(), vec!["a1"]);
-        assert_eq!(v.agent_of("kafka", 2), Some("a1"));
-        // Moving kafka-2 updates every index.
-        v.insert("kafka", 2, &a2.0, &a2.1);
+        let avoid = PlacementRule::avoid("broker");
+        assert_eq!(ck(&avoid, "db", 0, &a1, &v).unwrap_err(), "agent 127.0.1.1 already runs broker-2 (avoid: broker)");
+        assert!(ck(&avoid, "db", 0, &a2, &v).is_ok());
+        // Avoiding its own type: broker-2 itself does not count.
+        assert!(ck(&avoid, "broker", 2, &a1, &v).is_ok());
+        assert!(ck(&avoid, "broker", 3, &a1, &v).is_err());
+        assert_eq!(v.agents_running("broker").collect::<Vec<_>>(), vec!["a1"]);
+        assert_eq!(v.agent_of("broker", 2), Some("a1"));
+        // Moving broker-2 updates every index.
+        v.insert("broker", 2, &a2.0, &a2.1);
         assert_eq!(v.len(), 1);
         assert!(ck(&co, "analyze", 0, &a1, &v).is_err());
         assert!(ck(&co, "analyze", 0, &a2, &v).is_ok());

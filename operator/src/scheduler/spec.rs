@@ -223,7 +223,7 @@ pub struct PodSpec {
 }
 
 impl PodSpec {
-    /// The name of pod `index`: `kafka-0`.
+    /// The name of pod `index`: `broker-0`.
     pub fn instance_name(&self, index: u32) -> String {
         format!("{}-{index}", self.name)
     }
@@ -522,7 +522,7 @@ pub struct TaskSpec {
 pub struct Hooks {
     /// Run before a decommissioned pod's tasks are killed, on the pod's
     /// agent with the pod's env (ports, `POD_INSTANCE`, …), while its tasks
-    /// still run: a broker moves its partitions off, a Cassandra node
+    /// still run: a broker moves its partitions off, a ring member
     /// leaves the ring. The pod is removed only once the hook exits 0; a
     /// failing hook is retried with backoff and keeps the pod.
     #[serde(skip_serializing_if = "Option::is_none")]

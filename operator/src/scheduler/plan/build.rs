@@ -35,8 +35,8 @@ impl Plan {
     }
 
     /// The `deploy` plan of a service: one phase per pod type, in the order
-    /// given (the plan runs them serially: Kafka before the stages that read
-    /// it), each with steps `TYPE-i:[task,…]` for i in 0..count run by
+    /// given (the plan runs them serially: brokers before the stages that read
+    /// them), each with steps `TYPE-i:[task,…]` for i in 0..count run by
     /// `strategy`.
     pub fn deploy_for(pods: &[(&str, usize, &[&str])], strategy: Strategy) -> Result<Plan, PlanError> {
         let phases = pods

@@ -99,7 +99,7 @@ impl Plan {
     }
 
     /// The step `step` of phase `phase`; `step` is the full name
-    /// (`kafka-1:[broker]`) or the pod instance (`kafka-1`) if that is unique.
+    /// (`broker-1:[broker]`) or the pod instance (`broker-1`) if that is unique.
     pub fn step(&self, phase: &str, step: &str) -> Result<&Step, PlanError> {
         let r = self.step_ref(phase, step)?;
         Ok(&self.phases[r.phase].steps[r.step])

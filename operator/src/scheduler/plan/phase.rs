@@ -8,7 +8,7 @@ use super::{PlanError, Status, Step, StepState, Strategy};
 /// A named group of steps run by one strategy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
-    /// `kafka`, `cassandra`, `analyze`, …
+    /// `broker`, `db`, `analyze`, …
     pub name: String,
     /// How the steps are ordered.
     pub strategy: Strategy,
@@ -83,7 +83,7 @@ impl Phase {
     }
 
     /// The step called `name`, or else the one step working on pod instance
-    /// `name` (so `kafka-1` finds `kafka-1:[broker]`).
+    /// `name` (so `broker-1` finds `broker-1:[broker]`).
     pub fn step_index(&self, plan: &str, name: &str) -> Result<usize, PlanError> {
         if let Some(i) = self.steps.iter().position(|s| s.name == name) {
             return Ok(i);
@@ -139,7 +139,7 @@ mod tests {
     use super::*;
 
     fn phase(pods: &[&str]) -> Phase {
-        Phase::new("kafka", Strategy::Serial, pods.iter().map(|p| Step::new(p, ["broker"])).collect())
+        Phase::new("broker", Strategy::Serial, pods.iter().map(|p| Step::new(p, ["broker"])).collect())
     }
 
     fn order(names: &[&str]) -> Vec<String> {
@@ -148,40 +148,40 @@ mod tests {
 
     #[test]
     fn the_named_pods_go_first_in_their_order_and_the_rest_keep_theirs() {
-        let mut p = phase(&["kafka-0", "kafka-1", "kafka-2", "kafka-3"]).awaiting_order(true);
-        let got = p.apply_order(&order(&["kafka-2", "kafka-0"]));
-        assert_eq!(got, ["kafka-2", "kafka-0", "kafka-1", "kafka-3"]);
+        let mut p = phase(&["broker-0", "broker-1", "broker-2", "broker-3"]).awaiting_order(true);
+        let got = p.apply_order(&order(&["broker-2", "broker-0"]));
+        assert_eq!(got, ["broker-2", "broker-0", "broker-1", "broker-3"]);
         assert!(!p.awaiting_order);
         // The leader last: every other pod named before it.
-        let mut p = phase(&["kafka-0", "kafka-1", "kafka-2"]);
-        assert_eq!(p.apply_order(&order(&["kafka-1", "kafka-2", "kafka-0"])), ["kafka-1", "kafka-2", "kafka-0"]);
+        let mut p = phase(&["broker-0", "broker-1", "broker-2"]);
+        assert_eq!(p.apply_order(&order(&["broker-1", "broker-2", "broker-0"])), ["broker-1", "broker-2", "broker-0"]);
         // The step names move with their pods.
-        assert_eq!(p.steps[2].name, Step::new("kafka-0", ["broker"]).name);
+        assert_eq!(p.steps[2].name, Step::new("broker-0", ["broker"]).name);
     }
 
     #[test]
     fn unknown_names_and_an_empty_order_change_nothing() {
-        let mut p = phase(&["kafka-0", "kafka-1"]).awaiting_order(true);
-        assert_eq!(p.apply_order(&order(&["kafka-9", "cassandra-0"])), ["kafka-0", "kafka-1"]);
-        let mut p = phase(&["kafka-0", "kafka-1"]).awaiting_order(true);
-        assert_eq!(p.apply_order(&[]), ["kafka-0", "kafka-1"]);
+        let mut p = phase(&["broker-0", "broker-1"]).awaiting_order(true);
+        assert_eq!(p.apply_order(&order(&["broker-9", "db-0"])), ["broker-0", "broker-1"]);
+        let mut p = phase(&["broker-0", "broker-1"]).awaiting_order(true);
+        assert_eq!(p.apply_order(&[]), ["broker-0", "broker-1"]);
         assert!(!p.awaiting_order, "an empty order releases the phase too");
     }
 
     #[test]
     fn steps_under_way_keep_their_places() {
-        let mut p = phase(&["kafka-0", "kafka-1", "kafka-2", "kafka-3"]);
+        let mut p = phase(&["broker-0", "broker-1", "broker-2", "broker-3"]);
         p.steps[0].state = StepState::Complete;
         p.steps[2].state = StepState::Starting;
-        let got = p.apply_order(&order(&["kafka-3", "kafka-2", "kafka-1", "kafka-0"]));
-        assert_eq!(got, ["kafka-0", "kafka-3", "kafka-2", "kafka-1"]);
+        let got = p.apply_order(&order(&["broker-3", "broker-2", "broker-1", "broker-0"]));
+        assert_eq!(got, ["broker-0", "broker-3", "broker-2", "broker-1"]);
     }
 
     #[test]
     fn a_phase_awaiting_its_order_hands_out_nothing_until_it_has_one() {
         let phases = vec![
             phase(&["controller-0", "controller-1", "controller-2"]).awaiting_order(true),
-            Phase::new("brokers", Strategy::Serial, vec![Step::new("kafka-0", ["broker"])]),
+            Phase::new("brokers", Strategy::Serial, vec![Step::new("broker-0", ["broker"])]),
         ];
         let mut plan = Plan::from_phases("update", Strategy::Serial, phases).unwrap();
         assert!(plan.candidates(0).is_empty(), "the serial plan waits on its first phase");
@@ -194,19 +194,19 @@ mod tests {
         assert_eq!(first, ["controller-1"]);
         // Paused plans run no hook.
         let mut paused =
-            Plan::from_phases("update", Strategy::Serial, vec![phase(&["kafka-0"]).awaiting_order(true)]).unwrap();
+            Plan::from_phases("update", Strategy::Serial, vec![phase(&["broker-0"]).awaiting_order(true)]).unwrap();
         paused.pause(None).unwrap();
         assert!(paused.phases_awaiting_order().is_empty());
     }
 
     #[test]
     fn the_flag_survives_a_round_trip_and_old_records_load_without_it() {
-        let p = phase(&["kafka-0"]).awaiting_order(true);
+        let p = phase(&["broker-0"]).awaiting_order(true);
         let text = serde_json::to_string(&p).unwrap();
         assert!(text.contains("\"awaiting_order\":true"), "{text}");
         let back: Phase = serde_json::from_str(&text).unwrap();
         assert!(back.awaiting_order);
-        let old = serde_json::to_string(&phase(&["kafka-0"])).unwrap();
+        let old = serde_json::to_string(&phase(&["broker-0"])).unwrap();
         assert!(!old.contains("awaiting_order"), "{old}");
         assert!(!serde_json::from_str::<Phase>(&old).unwrap().awaiting_order);
     }

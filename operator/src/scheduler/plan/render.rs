@@ -10,11 +10,11 @@ use super::{Phase, Plan, Step, StepState, Strategy};
 ///
 /// ```text
 /// deploy (serial strategy) (IN_PROGRESS)
-/// ├─ kafka (serial strategy) (IN_PROGRESS)
-/// │  ├─ kafka-0:[broker] (COMPLETE)
-/// │  └─ kafka-1:[broker] (STARTING)
-/// └─ cassandra (serial strategy) (PENDING)
-///    └─ cassandra-0:[node] (PENDING)
+/// ├─ broker (serial strategy) (IN_PROGRESS)
+/// │  ├─ broker-0:[broker] (COMPLETE)
+/// │  └─ broker-1:[broker] (STARTING)
+/// └─ db (serial strategy) (PENDING)
+///    └─ db-0:[node] (PENDING)
 /// ```
 ///
 /// Lines under an element say why it waits or failed: plan errors, pauses,

@@ -157,9 +157,9 @@ impl BackoffPolicy {
 /// The work on one pod instance: launch its tasks and see them ready.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
-    /// `kafka-1:[broker]`: the pod instance and its tasks.
+    /// `broker-1:[broker]`: the pod instance and its tasks.
     pub name: String,
-    /// The pod instance this step works on: `kafka-1`.
+    /// The pod instance this step works on: `broker-1`.
     pub pod_instance: String,
     /// The pod's tasks this step launches: `broker`.
     pub tasks: Vec<String>,
@@ -371,12 +371,12 @@ mod tests {
     use super::*;
 
     fn broker() -> Step {
-        Step::new("kafka-1", ["broker"])
+        Step::new("broker-1", ["broker"])
     }
 
     #[test]
     fn name_lists_pod_and_tasks() {
-        assert_eq!(broker().name, "kafka-1:[broker]");
+        assert_eq!(broker().name, "broker-1:[broker]");
         assert_eq!(Step::new("app-0", ["a", "b"]).name, "app-0:[a,b]");
     }
 
@@ -431,7 +431,7 @@ mod tests {
     fn invalid_transitions_are_refused() {
         let mut s = broker();
         let err = s.launched().unwrap_err();
-        assert_eq!(err.to_string(), "step kafka-1:[broker] cannot launch while PENDING");
+        assert_eq!(err.to_string(), "step broker-1:[broker] cannot launch while PENDING");
         assert!(s.task_failed(0, &BackoffPolicy::default()).is_err());
         s.error("disk gone");
         assert!(s.start(0).is_err());

@@ -9,7 +9,7 @@ const BROKER: &[&str] = &["broker"];
 const NODE: &[&str] = &["node"];
 
 fn deploy(strategy: Strategy) -> Plan {
-    Plan::deploy_for(&[("kafka", 2, BROKER), ("cassandra", 1, NODE)], strategy).unwrap()
+    Plan::deploy_for(&[("broker", 2, BROKER), ("db", 1, NODE)], strategy).unwrap()
 }
 
 fn names(plan: &Plan, refs: &[StepRef]) -> Vec<String> {
@@ -63,13 +63,13 @@ fn launch(plan: &mut Plan, step: impl At, now_ms: u64) {
 fn serial_deploy_runs_one_step_at_a_time_in_order() {
     let mut plan = deploy(Strategy::Serial);
     assert_eq!(plan.status, Status::Pending);
-    assert_eq!(candidates(&plan, 0), ["kafka-0:[broker]"]);
+    assert_eq!(candidates(&plan, 0), ["broker-0:[broker]"]);
 
-    let k0 = r(&plan, "kafka", "kafka-0");
+    let k0 = r(&plan, "broker", "broker-0");
     plan.start_step(k0, 0).unwrap();
     assert_eq!(plan.status, Status::InProgress);
     // A PREPARED step stays a candidate: offers are still being evaluated.
-    assert_eq!(candidates(&plan, 0), ["kafka-0:[broker]"]);
+    assert_eq!(candidates(&plan, 0), ["broker-0:[broker]"]);
     plan.on_launched(k0).unwrap();
     assert!(candidates(&plan, 0).is_empty(), "STARTING is waited on");
     plan.on_task_running(k0, "broker").unwrap();
@@ -77,11 +77,11 @@ fn serial_deploy_runs_one_step_at_a_time_in_order() {
     assert!(candidates(&plan, 0).is_empty());
     plan.on_task_ready(k0, "broker").unwrap();
 
-    assert_eq!(candidates(&plan, 0), ["kafka-1:[broker]"]);
-    complete(&mut plan, ("kafka", "kafka-1"), 0);
-    assert_eq!(plan.phase("kafka").unwrap().status, Status::Complete);
-    assert_eq!(candidates(&plan, 0), ["cassandra-0:[node]"]);
-    complete(&mut plan, ("cassandra", "cassandra-0"), 0);
+    assert_eq!(candidates(&plan, 0), ["broker-1:[broker]"]);
+    complete(&mut plan, ("broker", "broker-1"), 0);
+    assert_eq!(plan.phase("broker").unwrap().status, Status::Complete);
+    assert_eq!(candidates(&plan, 0), ["db-0:[node]"]);
+    complete(&mut plan, ("db", "db-0"), 0);
     assert_eq!(plan.status, Status::Complete);
     assert!(plan.is_complete());
     assert!(candidates(&plan, 0).is_empty());
@@ -92,11 +92,11 @@ fn parallel_phase_offers_every_step_and_parallel_plan_every_phase() {
     let mut plan = deploy(Strategy::Parallel);
     assert_eq!(
         candidates(&plan, 0),
-        ["kafka-0:[broker]", "kafka-1:[broker]"],
+        ["broker-0:[broker]", "broker-1:[broker]"],
         "the deploy plan itself stays serial over phases"
     );
-    launch(&mut plan, ("kafka", "kafka-0"), 0);
-    assert_eq!(candidates(&plan, 0), ["kafka-1:[broker]"]);
+    launch(&mut plan, ("broker", "broker-0"), 0);
+    assert_eq!(candidates(&plan, 0), ["broker-1:[broker]"]);
 
     let phases = vec![
         Phase::new("a", Strategy::Parallel, vec![Step::new("a-0", ["x"])]),
@@ -109,14 +109,14 @@ fn parallel_phase_offers_every_step_and_parallel_plan_every_phase() {
 #[test]
 fn canary_runs_first_step_then_waits_for_resume_then_goes_serially() {
     let phases = vec![Phase::new(
-        "kafka",
+        "broker",
         Strategy::Canary,
-        (0..3).map(|i| Step::new(&format!("kafka-{i}"), ["broker"])).collect(),
+        (0..3).map(|i| Step::new(&format!("broker-{i}"), ["broker"])).collect(),
     )];
     let mut plan = Plan::from_phases("update", Strategy::Serial, phases).unwrap();
-    assert_eq!(candidates(&plan, 0), ["kafka-0:[broker]"]);
+    assert_eq!(candidates(&plan, 0), ["broker-0:[broker]"]);
 
-    let k0 = r(&plan, "kafka", "kafka-0");
+    let k0 = r(&plan, "broker", "broker-0");
     launch(&mut plan, k0, 0);
     // A resume before the canary is done approves nothing.
     plan.resume(None).unwrap();
@@ -126,15 +126,15 @@ fn canary_runs_first_step_then_waits_for_resume_then_goes_serially() {
 
     assert!(candidates(&plan, 0).is_empty(), "the canary gate holds the rest");
     assert_eq!(plan.status, Status::Waiting);
-    assert_eq!(plan.phase("kafka").unwrap().status, Status::Waiting);
-    assert!(render_tree(&plan).contains("canary: kafka-0:[broker] is done"));
+    assert_eq!(plan.phase("broker").unwrap().status, Status::Waiting);
+    assert!(render_tree(&plan).contains("canary: broker-0:[broker] is done"));
 
-    plan.resume(Some("kafka")).unwrap();
+    plan.resume(Some("broker")).unwrap();
     assert_eq!(plan.status, Status::InProgress);
-    assert_eq!(candidates(&plan, 0), ["kafka-1:[broker]"], "serially after the gate");
-    complete(&mut plan, ("kafka", "kafka-1"), 0);
-    assert_eq!(candidates(&plan, 0), ["kafka-2:[broker]"]);
-    complete(&mut plan, ("kafka", "kafka-2"), 0);
+    assert_eq!(candidates(&plan, 0), ["broker-1:[broker]"], "serially after the gate");
+    complete(&mut plan, ("broker", "broker-1"), 0);
+    assert_eq!(candidates(&plan, 0), ["broker-2:[broker]"]);
+    complete(&mut plan, ("broker", "broker-2"), 0);
     assert_eq!(plan.status, Status::Complete);
 }
 
@@ -177,16 +177,16 @@ fn dependency_strategy_orders_steps_and_shows_what_blocks() {
 fn dependency_strategy_over_phases() {
     let phases = vec![
         Phase::new("stages", Strategy::Serial, vec![Step::new("analyze-0", ["stage"])])
-            .with_dependencies(["kafka", "cassandra"]),
-        Phase::new("kafka", Strategy::Serial, vec![Step::new("kafka-0", ["broker"])]),
-        Phase::new("cassandra", Strategy::Serial, vec![Step::new("cassandra-0", ["node"])]),
+            .with_dependencies(["broker", "db"]),
+        Phase::new("broker", Strategy::Serial, vec![Step::new("broker-0", ["broker"])]),
+        Phase::new("db", Strategy::Serial, vec![Step::new("db-0", ["node"])]),
     ];
     let mut plan = Plan::from_phases("deploy", Strategy::Dependency, phases).unwrap();
-    assert_eq!(candidates(&plan, 0), ["kafka-0:[broker]", "cassandra-0:[node]"]);
-    assert!(render_tree(&plan).contains("waits for: kafka, cassandra"));
-    complete(&mut plan, ("kafka", "kafka-0"), 0);
-    assert_eq!(candidates(&plan, 0), ["cassandra-0:[node]"]);
-    complete(&mut plan, ("cassandra", "cassandra-0"), 0);
+    assert_eq!(candidates(&plan, 0), ["broker-0:[broker]", "db-0:[node]"]);
+    assert!(render_tree(&plan).contains("waits for: broker, db"));
+    complete(&mut plan, ("broker", "broker-0"), 0);
+    assert_eq!(candidates(&plan, 0), ["db-0:[node]"]);
+    complete(&mut plan, ("db", "db-0"), 0);
     assert_eq!(candidates(&plan, 0), ["analyze-0:[stage]"]);
 }
 
@@ -209,21 +209,21 @@ fn builders_refuse_bad_dependencies_and_duplicates() {
     assert!(matches!(err, PlanError::UnknownDependency { .. }));
     assert!(err.to_string().contains("which is not one of: a-0:[t]"), "{err}");
 
-    let dup = Plan::deploy_for(&[("kafka", 1, BROKER), ("kafka", 1, BROKER)], Strategy::Serial);
+    let dup = Plan::deploy_for(&[("broker", 1, BROKER), ("broker", 1, BROKER)], Strategy::Serial);
     assert!(matches!(dup, Err(PlanError::DuplicateName { .. })));
 }
 
 #[test]
 fn pause_mid_deploy_survives_serialization_and_resume_completes() {
     let mut plan = deploy(Strategy::Serial);
-    complete(&mut plan, ("kafka", "kafka-0"), 0);
-    let k1 = r(&plan, "kafka", "kafka-1");
+    complete(&mut plan, ("broker", "broker-0"), 0);
+    let k1 = r(&plan, "broker", "broker-1");
     launch(&mut plan, k1, 0);
 
     plan.pause(None).unwrap();
     assert_eq!(plan.status, Status::Waiting);
     assert!(plan.candidates(0).is_empty());
-    assert_eq!(plan.step("cassandra", "cassandra-0").unwrap().state, StepState::Waiting);
+    assert_eq!(plan.step("db", "db-0").unwrap().state, StepState::Waiting);
     assert_eq!(plan.get(k1).unwrap().state, StepState::Starting, "a pause kills nothing");
 
     // The scheduler restarts: the plan comes back from the state store.
@@ -240,9 +240,9 @@ fn pause_mid_deploy_survives_serialization_and_resume_completes() {
     assert_eq!(plan.status, Status::Waiting);
 
     plan.resume(None).unwrap();
-    assert_eq!(plan.step("cassandra", "cassandra-0").unwrap().state, StepState::Pending);
-    assert_eq!(candidates(&plan, 0), ["cassandra-0:[node]"]);
-    complete(&mut plan, ("cassandra", "cassandra-0"), 0);
+    assert_eq!(plan.step("db", "db-0").unwrap().state, StepState::Pending);
+    assert_eq!(candidates(&plan, 0), ["db-0:[node]"]);
+    complete(&mut plan, ("db", "db-0"), 0);
     assert_eq!(plan.status, Status::Complete);
 }
 
@@ -272,7 +272,7 @@ fn pausing_one_phase_leaves_the_others_running() {
 #[test]
 fn crash_loop_backoff_grows_and_gates_the_step() {
     let mut plan = deploy(Strategy::Serial);
-    let k0 = r(&plan, "kafka", "kafka-0");
+    let k0 = r(&plan, "broker", "broker-0");
     let mut now = 0;
     let mut delays = Vec::new();
     for attempt in 1..=8u32 {
@@ -292,7 +292,7 @@ fn crash_loop_backoff_grows_and_gates_the_step() {
         // Serial: the delayed step holds back the ones after it.
         assert_eq!(plan.status, Status::InProgress);
         now = b.until_ms;
-        assert_eq!(candidates(&plan, now), ["kafka-0:[broker]"]);
+        assert_eq!(candidates(&plan, now), ["broker-0:[broker]"]);
     }
     assert_eq!(delays, [0, 1, 2, 4, 8, 16, 32, 60]);
 
@@ -308,7 +308,7 @@ fn crash_loop_backoff_grows_and_gates_the_step() {
 fn backoff_policy_is_per_plan() {
     let policy = BackoffPolicy { initial_ms: 100, max_ms: 250, ..BackoffPolicy::default() };
     let mut plan = deploy(Strategy::Serial).with_backoff_policy(policy);
-    let k0 = r(&plan, "kafka", "kafka-0");
+    let k0 = r(&plan, "broker", "broker-0");
     let mut until = Vec::new();
     let mut now = 0;
     for _ in 0..4 {
@@ -324,59 +324,59 @@ fn backoff_policy_is_per_plan() {
 fn a_pod_in_work_is_never_handed_out_twice() {
     // Two phases touching the same pod instance, run in parallel.
     let phases = vec![
-        Phase::new("config", Strategy::Serial, vec![Step::new("kafka-0", ["broker"])]),
-        Phase::new("hooks", Strategy::Serial, vec![Step::new("kafka-0", ["move-partitions"])]),
+        Phase::new("config", Strategy::Serial, vec![Step::new("broker-0", ["broker"])]),
+        Phase::new("hooks", Strategy::Serial, vec![Step::new("broker-0", ["move-partitions"])]),
     ];
     let mut plan = Plan::from_phases("update", Strategy::Parallel, phases).unwrap();
-    assert_eq!(candidates(&plan, 0), ["kafka-0:[broker]"], "one step per pod");
-    launch(&mut plan, ("config", "kafka-0"), 0);
-    assert!(plan.candidates(0).is_empty(), "kafka-0 is dirty");
-    assert_eq!(plan.pods_in_work(), BTreeSet::from(["kafka-0".to_string()]));
+    assert_eq!(candidates(&plan, 0), ["broker-0:[broker]"], "one step per pod");
+    launch(&mut plan, ("config", "broker-0"), 0);
+    assert!(plan.candidates(0).is_empty(), "broker-0 is dirty");
+    assert_eq!(plan.pods_in_work(), BTreeSet::from(["broker-0".to_string()]));
 
     // Pods another plan works on (say, recovery) are skipped too.
     let deploy = deploy(Strategy::Parallel);
-    let busy = BTreeSet::from(["kafka-0".to_string()]);
-    assert_eq!(names(&deploy, &deploy.candidates_excluding(0, &busy)), ["kafka-1:[broker]"]);
+    let busy = BTreeSet::from(["broker-0".to_string()]);
+    assert_eq!(names(&deploy, &deploy.candidates_excluding(0, &busy)), ["broker-1:[broker]"]);
 }
 
 #[test]
 fn force_complete_moves_on_and_is_persisted() {
     let mut plan = deploy(Strategy::Serial);
-    let k0 = r(&plan, "kafka", "kafka-0");
+    let k0 = r(&plan, "broker", "broker-0");
     plan.on_error(k0, "volume on agent-2 is gone").unwrap();
     assert_eq!(plan.status, Status::Error);
     assert!(plan.candidates(0).is_empty(), "serial: ERROR blocks what follows");
 
-    plan.force_complete("kafka", "kafka-0").unwrap();
+    plan.force_complete("broker", "broker-0").unwrap();
     let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
-    let step = back.step("kafka", "kafka-0:[broker]").unwrap();
+    let step = back.step("broker", "broker-0:[broker]").unwrap();
     assert_eq!(step.state, StepState::Complete);
     assert_eq!(step.message.as_deref(), Some("force-completed by the operator"));
-    assert_eq!(candidates(&back, 0), ["kafka-1:[broker]"]);
+    assert_eq!(candidates(&back, 0), ["broker-1:[broker]"]);
 
-    let err = plan.force_complete("kafka", "kafka-7").unwrap_err();
+    let err = plan.force_complete("broker", "broker-7").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "phase kafka of plan deploy has no step \"kafka-7\"; its steps are: kafka-0:[broker], kafka-1:[broker]"
+        "phase broker of plan deploy has no step \"broker-7\"; its steps are: broker-0:[broker], broker-1:[broker]"
     );
 }
 
 #[test]
 fn restart_puts_steps_back_to_pending() {
     let mut plan = deploy(Strategy::Serial);
-    complete(&mut plan, ("kafka", "kafka-0"), 0);
-    complete(&mut plan, ("kafka", "kafka-1"), 0);
+    complete(&mut plan, ("broker", "broker-0"), 0);
+    complete(&mut plan, ("broker", "broker-1"), 0);
 
-    plan.restart(Some("kafka"), Some("kafka-1")).unwrap();
-    assert_eq!(plan.step("kafka", "kafka-1").unwrap().state, StepState::Pending);
-    assert_eq!(plan.step("kafka", "kafka-0").unwrap().state, StepState::Complete);
-    assert_eq!(candidates(&plan, 0), ["kafka-1:[broker]"]);
+    plan.restart(Some("broker"), Some("broker-1")).unwrap();
+    assert_eq!(plan.step("broker", "broker-1").unwrap().state, StepState::Pending);
+    assert_eq!(plan.step("broker", "broker-0").unwrap().state, StepState::Complete);
+    assert_eq!(candidates(&plan, 0), ["broker-1:[broker]"]);
 
-    plan.restart(Some("kafka"), None).unwrap();
-    assert_eq!(candidates(&plan, 0), ["kafka-0:[broker]"]);
+    plan.restart(Some("broker"), None).unwrap();
+    assert_eq!(candidates(&plan, 0), ["broker-0:[broker]"]);
     assert_eq!(plan.status, Status::Pending);
 
-    assert_eq!(plan.restart(None, Some("kafka-0")), Err(PlanError::StepWithoutPhase));
+    assert_eq!(plan.restart(None, Some("broker-0")), Err(PlanError::StepWithoutPhase));
 
     // Restarting a paused plan keeps it paused.
     plan.pause(None).unwrap();
@@ -402,9 +402,9 @@ fn restart_closes_a_canary_gate() {
 fn statuses_derive_from_children() {
     let mut plan = deploy(Strategy::Serial);
     assert_eq!(plan.status, Status::Pending);
-    complete(&mut plan, ("kafka", "kafka-0"), 0);
-    assert_eq!(plan.phase("kafka").unwrap().status, Status::InProgress);
-    assert_eq!(plan.phase("cassandra").unwrap().status, Status::Pending);
+    complete(&mut plan, ("broker", "broker-0"), 0);
+    assert_eq!(plan.phase("broker").unwrap().status, Status::InProgress);
+    assert_eq!(plan.phase("db").unwrap().status, Status::Pending);
     assert_eq!(plan.status, Status::InProgress);
 
     plan.add_error("spec refused: volume size changed");
@@ -413,19 +413,19 @@ fn statuses_derive_from_children() {
     plan.clear_errors();
     assert_eq!(plan.status, Status::InProgress);
 
-    let c0 = r(&plan, "cassandra", "cassandra-0");
+    let c0 = r(&plan, "db", "db-0");
     plan.on_error(c0, "boom").unwrap();
-    assert_eq!(plan.phase("cassandra").unwrap().status, Status::Error);
+    assert_eq!(plan.phase("db").unwrap().status, Status::Error);
     assert_eq!(plan.status, Status::Error);
-    plan.force_complete("cassandra", "cassandra-0").unwrap();
-    plan.force_complete("kafka", "kafka-1").unwrap();
+    plan.force_complete("db", "db-0").unwrap();
+    plan.force_complete("broker", "broker-1").unwrap();
     assert_eq!(plan.status, Status::Complete);
     assert_eq!(plan.status, plan.derive_status());
 }
 
 #[test]
 fn custom_plan_starts_with_parameters_and_stops() {
-    let phases = vec![Phase::new("rebalance", Strategy::Serial, vec![Step::new("kafka-0", ["reassign"])])];
+    let phases = vec![Phase::new("rebalance", Strategy::Serial, vec![Step::new("broker-0", ["reassign"])])];
     let mut plan = Plan::from_phases("rebalance", Strategy::Serial, phases).unwrap();
     plan.stop();
     assert_eq!(plan.status, Status::Waiting);
@@ -434,8 +434,8 @@ fn custom_plan_starts_with_parameters_and_stops() {
     let params = BTreeMap::from([("TOPIC".to_string(), "payments".to_string())]);
     plan.start(params.clone());
     assert_eq!(plan.parameters, params);
-    assert_eq!(candidates(&plan, 0), ["kafka-0:[reassign]"]);
-    let s = r(&plan, "rebalance", "kafka-0");
+    assert_eq!(candidates(&plan, 0), ["broker-0:[reassign]"]);
+    let s = r(&plan, "rebalance", "broker-0");
     launch(&mut plan, s, 0);
     assert!(render_tree(&plan).contains("parameters: TOPIC=payments"));
 
@@ -454,11 +454,11 @@ fn custom_plan_starts_with_parameters_and_stops() {
 #[test]
 fn task_reports_find_their_step() {
     let mut plan = deploy(Strategy::Serial);
-    let k1 = r(&plan, "kafka", "kafka-1");
-    assert_eq!(plan.step_for_task("kafka-1", "broker"), Some(k1));
-    assert_eq!(plan.step_for_task("kafka-1", "zookeeper"), None);
+    let k1 = r(&plan, "broker", "broker-1");
+    assert_eq!(plan.step_for_task("broker-1", "broker"), Some(k1));
+    assert_eq!(plan.step_for_task("broker-1", "zookeeper"), None);
     complete(&mut plan, k1, 0);
-    assert_eq!(plan.step_for_task("kafka-1", "broker"), None);
+    assert_eq!(plan.step_for_task("broker-1", "broker"), None);
     assert!(matches!(plan.on_launched(StepRef { phase: 9, step: 0 }), Err(PlanError::NoSuchStepRef { .. })));
 }
 
@@ -470,8 +470,8 @@ fn json_shape_is_stable() {
     assert_eq!(v["strategy"], "serial");
     assert_eq!(v["status"], "PENDING");
     assert_eq!(v["phases"][0]["strategy"], "canary");
-    assert_eq!(v["phases"][0]["steps"][1]["name"], "kafka-1:[broker]");
-    assert_eq!(v["phases"][0]["steps"][1]["pod_instance"], "kafka-1");
+    assert_eq!(v["phases"][0]["steps"][1]["name"], "broker-1:[broker]");
+    assert_eq!(v["phases"][0]["steps"][1]["pod_instance"], "broker-1");
     assert_eq!(v["phases"][0]["steps"][1]["state"], "PENDING");
     let back: Plan = serde_json::from_value(v).unwrap();
     assert_eq!(back, plan);
@@ -480,27 +480,27 @@ fn json_shape_is_stable() {
 #[test]
 fn render_tree_snapshot() {
     let mut plan = deploy(Strategy::Serial);
-    complete(&mut plan, ("kafka", "kafka-0"), 0);
-    launch(&mut plan, ("kafka", "kafka-1"), 0);
+    complete(&mut plan, ("broker", "broker-0"), 0);
+    launch(&mut plan, ("broker", "broker-1"), 0);
     assert_eq!(
         render_tree(&plan),
         "\
 deploy (serial strategy) (IN_PROGRESS)
-├─ kafka (serial strategy) (IN_PROGRESS)
-│  ├─ kafka-0:[broker] (COMPLETE)
-│  └─ kafka-1:[broker] (STARTING)
-└─ cassandra (serial strategy) (PENDING)
-   └─ cassandra-0:[node] (PENDING)
+├─ broker (serial strategy) (IN_PROGRESS)
+│  ├─ broker-0:[broker] (COMPLETE)
+│  └─ broker-1:[broker] (STARTING)
+└─ db (serial strategy) (PENDING)
+   └─ db-0:[node] (PENDING)
 "
     );
 }
 
 #[test]
 fn render_tree_shows_why_steps_wait() {
-    let mut plan = Plan::deploy_for(&[("kafka", 3, BROKER), ("cassandra", 1, NODE)], Strategy::Parallel).unwrap();
-    let k0 = r(&plan, "kafka", "kafka-0");
-    let k1 = r(&plan, "kafka", "kafka-1");
-    let k2 = r(&plan, "kafka", "kafka-2");
+    let mut plan = Plan::deploy_for(&[("broker", 3, BROKER), ("db", 1, NODE)], Strategy::Parallel).unwrap();
+    let k0 = r(&plan, "broker", "broker-0");
+    let k1 = r(&plan, "broker", "broker-1");
+    let k2 = r(&plan, "broker", "broker-2");
     let mut now = 100_000;
     for _ in 0..3 {
         launch(&mut plan, k0, now);
@@ -510,21 +510,21 @@ fn render_tree_shows_why_steps_wait() {
     plan.on_error(k1, "volume vol-7 on agent-2 is gone").unwrap();
     plan.start_step(k2, 0).unwrap();
     plan.set_message(k2, "no agent in zone-c with 10 GiB free disk: 4 offers declined at the volume stage").unwrap();
-    plan.pause(Some("cassandra")).unwrap();
+    plan.pause(Some("db")).unwrap();
     assert_eq!(
         render_tree(&plan),
         "\
 deploy (serial strategy) (ERROR)
-├─ kafka (parallel strategy) (ERROR)
-│  ├─ kafka-0:[broker] (DELAYED)
+├─ broker (parallel strategy) (ERROR)
+│  ├─ broker-0:[broker] (DELAYED)
 │  │  crash-loop backoff: 3 failures, retry 2s after the last
-│  ├─ kafka-1:[broker] (ERROR)
+│  ├─ broker-1:[broker] (ERROR)
 │  │  error: volume vol-7 on agent-2 is gone
-│  └─ kafka-2:[broker] (PREPARED)
+│  └─ broker-2:[broker] (PREPARED)
 │     no agent in zone-c with 10 GiB free disk: 4 offers declined at the volume stage
-└─ cassandra (parallel strategy) (WAITING)
-   │  paused: `smack plan resume deploy cassandra` continues it
-   └─ cassandra-0:[node] (WAITING)
+└─ db (parallel strategy) (WAITING)
+   │  paused: `smack plan resume deploy db` continues it
+   └─ db-0:[node] (WAITING)
 "
     );
 }

@@ -17,7 +17,7 @@ use crate::{Error, Result};
 /// spec refused if unsafe, else its update plans started), or a fresh
 /// deploy; custom plans added, stopped, either way.
 pub fn open(saved: Option<SchedulerState>, yaml: &str, file: &str) -> Result<(ServiceSpec, SchedulerState)> {
-    let spec = ServiceSpec::from_yaml(yaml, file).map_err(|e| Error::Other(e.to_string()))?;
+    let spec = ServiceSpec::from_yaml(yaml, file)?;
     let mut state = match saved {
         Some(st) => resume_state(st, &spec, yaml, file)?,
         None => initial_state(&spec, yaml, file)?,
@@ -30,7 +30,7 @@ pub fn open(saved: Option<SchedulerState>, yaml: &str, file: &str) -> Result<(Se
 pub fn with_plan<T>(st: &mut SchedulerState, plan: &str, f: impl FnOnce(&mut Plan) -> Result<T>) -> Result<T> {
     let names: Vec<String> = st.plans.keys().cloned().collect();
     let p =
-        st.plans.get_mut(plan).ok_or_else(|| Error::Other(format!("no plan {plan:?}; plans: {}", names.join(", "))))?;
+        st.plans.get_mut(plan).ok_or_else(|| Error::Unknown { what: "plan", name: plan.into(), known: Some(names) })?;
     let out = f(p)?;
     p.refresh();
     Ok(out)
@@ -46,13 +46,13 @@ pub fn update_spec(
     file: &str,
     now: u64,
 ) -> Result<Vec<String>> {
-    let new = ServiceSpec::from_yaml(yaml, file).map_err(|e| Error::Other(e.to_string()))?;
+    let new = ServiceSpec::from_yaml(yaml, file)?;
     check_update(spec, &new)?;
     if *spec == new {
         return Ok(Vec::new());
     }
     if let Some(why) = st.destructive_in_flight() {
-        return Err(Error::Other(format!("change refused while {why}; apply it again once that completes")));
+        return Err(Error::Conflict(format!("change refused while {why}; apply it again once that completes")));
     }
     push_history(st, now);
     let plans = update_plans(spec, &new, st)?;
@@ -69,7 +69,7 @@ pub fn update_spec(
 /// for every pod (tasks killed, volumes destroyed, reservations released).
 pub fn delete_all(st: &mut SchedulerState, spec: &ServiceSpec) -> Result<()> {
     if let Some(why) = st.destructive_in_flight() {
-        return Err(Error::Other(format!("delete refused while {why}")));
+        return Err(Error::Conflict(format!("delete refused while {why}")));
     }
     let plan = decommission_all_plan(spec, st)?;
     // Nothing else may start work on these pods any more.
@@ -84,7 +84,7 @@ pub fn delete_all(st: &mut SchedulerState, spec: &ServiceSpec) -> Result<()> {
 
 /// What making `yaml` the target would change, changing nothing.
 pub fn diff_spec(st: &SchedulerState, spec: &ServiceSpec, yaml: &str, file: &str) -> Result<SpecDiff> {
-    let new = ServiceSpec::from_yaml(yaml, file).map_err(|e| Error::Other(e.to_string()))?;
+    let new = ServiceSpec::from_yaml(yaml, file)?;
     let mut d = SpecDiff {
         refused: spec::validate_update(spec, &new).iter().map(|r| r.to_string()).collect(),
         ..Default::default()
@@ -117,7 +117,7 @@ pub fn diff_spec(st: &SchedulerState, spec: &ServiceSpec, yaml: &str, file: &str
 /// `pod pause` / `pod resume`: marks the pod; true when that changed
 /// anything (the caller then restarts it, so it comes back in the new mode).
 pub fn set_paused(st: &mut SchedulerState, pod: &str, paused: bool) -> Result<bool> {
-    let rec = st.pods.get_mut(pod).ok_or_else(|| Error::Other(format!("no pod {pod:?}")))?;
+    let rec = st.pods.get_mut(pod).ok_or_else(|| Error::Unknown { what: "pod", name: pod.into(), known: None })?;
     if rec.paused == paused {
         return Ok(false);
     }
@@ -129,10 +129,10 @@ pub fn set_paused(st: &mut SchedulerState, pod: &str, paused: bool) -> Result<bo
 /// an error when there is no such pod or no framework id yet.
 pub fn pod_tasks(st: &SchedulerState, pod: &str) -> Result<(String, Vec<TaskId>)> {
     if !st.pods.contains_key(pod) {
-        let names: Vec<&str> = st.pods.keys().map(String::as_str).collect();
-        return Err(Error::Other(format!("no pod {pod:?}; pods: {}", names.join(", "))));
+        let known = Some(st.pods.keys().cloned().collect());
+        return Err(Error::Unknown { what: "pod", name: pod.into(), known });
     }
-    let fw = st.framework_id.clone().ok_or_else(|| Error::Other("not subscribed yet".into()))?;
+    let fw = st.framework_id.clone().ok_or(Error::NotSubscribed)?;
     Ok((fw, st.live_tasks(pod)))
 }
 

@@ -55,7 +55,7 @@ impl ServiceScheduler {
     /// else starts with a fresh deploy plan. A changed spec is refused here
     /// if unsafe, keeping the old target.
     pub fn open(store: Arc<dyn StateStore>, client: MasterClient, yaml: &str, file: &str) -> Result<Self> {
-        let name = ServiceSpec::from_yaml(yaml, file).map_err(|e| Error::Other(e.to_string()))?.name;
+        let name = ServiceSpec::from_yaml(yaml, file)?.name;
         let k = key(&name);
         let saved: Option<SchedulerState> = match store.get(&k)? {
             Some(b) => Some(serde_json::from_slice(&b).map_err(|source| Error::Codec { key: k.clone(), source })?),

@@ -13,7 +13,7 @@ pub fn check_update(old: &ServiceSpec, new: &ServiceSpec) -> Result<()> {
         return Ok(());
     }
     let msgs: Vec<String> = refusals.iter().map(|r| r.to_string()).collect();
-    Err(Error::Other(format!("unsafe change refused; the running target is kept:\n  {}", msgs.join("\n  "))))
+    Err(Error::Conflict(format!("unsafe change refused; the running target is kept:\n  {}", msgs.join("\n  "))))
 }
 
 /// The plans a spec change yields: `update` (pods whose config changed, one
@@ -56,16 +56,10 @@ pub fn update_plans(old: &ServiceSpec, new: &ServiceSpec, st: &SchedulerState) -
     }
     let mut plans = Vec::new();
     if !update_phases.is_empty() {
-        plans.push(
-            Plan::from_phases(PlanKind::Update.as_str(), Strategy::Serial, update_phases)
-                .map_err(|e| Error::Other(e.to_string()))?,
-        );
+        plans.push(Plan::from_phases(PlanKind::Update.as_str(), Strategy::Serial, update_phases)?);
     }
     if !decommission_phases.is_empty() {
-        plans.push(
-            Plan::from_phases(PlanKind::Decommission.as_str(), Strategy::Serial, decommission_phases)
-                .map_err(|e| Error::Other(e.to_string()))?,
-        );
+        plans.push(Plan::from_phases(PlanKind::Decommission.as_str(), Strategy::Serial, decommission_phases)?);
     }
     Ok(plans)
 }
@@ -122,7 +116,7 @@ pub fn plan_from_spec(spec: &ServiceSpec, ps: &spec::PlanSpec) -> Result<Plan> {
         let steps = indices.iter().map(|i| Step::new(&pod.instance_name(*i), tasks.clone())).collect();
         phases.push(Phase::new(ph.name.clone(), strategy_of(ph.strategy), steps));
     }
-    Plan::from_phases(ps.name.clone(), strategy_of(ps.strategy), phases).map_err(|e| Error::Other(e.to_string()))
+    Ok(Plan::from_phases(ps.name.clone(), strategy_of(ps.strategy), phases)?)
 }
 
 pub fn ensure_recovery_step(st: &mut SchedulerState, pod: &str, spec: &ServiceSpec) {
@@ -156,7 +150,7 @@ pub fn initial_state(spec: &ServiceSpec, yaml: &str, file: &str) -> Result<Sched
 /// A persisted state resumed under `spec`: a changed spec, when safe, starts
 /// its `update`/`decommission` plans; an unsafe one is refused.
 pub fn resume_state(mut st: SchedulerState, spec: &ServiceSpec, yaml: &str, file: &str) -> Result<SchedulerState> {
-    let old = ServiceSpec::from_yaml(&st.spec_yaml, &st.spec_file).map_err(|e| Error::Other(e.to_string()))?;
+    let old = ServiceSpec::from_yaml(&st.spec_yaml, &st.spec_file)?;
     check_update(&old, spec)?;
     if old != *spec {
         let plans = update_plans(&old, spec, &st)?;
@@ -195,7 +189,5 @@ pub fn decommission_all_plan(spec: &ServiceSpec, st: &SchedulerState) -> Result<
     if phases.is_empty() {
         return Ok(None);
     }
-    Plan::from_phases(PlanKind::Decommission.as_str(), Strategy::Serial, phases)
-        .map(Some)
-        .map_err(|e| Error::Other(e.to_string()))
+    Ok(Some(Plan::from_phases(PlanKind::Decommission.as_str(), Strategy::Serial, phases)?))
 }

@@ -24,11 +24,11 @@
 //! in the log: the order is an optimisation of a roll that readiness
 //! already keeps safe, and must never stall it.
 
-use super::state::pod_type_of;
+use super::state::{pod_type_of, SchedulerState};
 use super::task_env::{placed_pods, PodAddress, PODS_ENV};
 use super::ServiceScheduler;
 use crate::scheduler::plan::Plan;
-use crate::scheduler::spec::HookSpec;
+use crate::scheduler::spec::{HookSpec, ServiceSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -36,69 +36,122 @@ use std::time::Duration;
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// One hook to run: for phase `phase` of plan `plan`.
-struct Due {
-    plan: String,
-    phase: usize,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Due {
+    pub plan: String,
+    pub phase: usize,
     /// The phase's pods, in plan order (to recognise the phase afterwards).
-    pods: Vec<String>,
-    key: String,
-    hook: HookSpec,
-    env: BTreeMap<String, String>,
+    pub pods: Vec<String>,
+    /// `plan/phase`: one run at a time per phase.
+    pub key: String,
+    pub hook: HookSpec,
+    pub env: BTreeMap<String, String>,
+}
+
+/// The `update-order` hooks to start now: one per phase whose turn it is,
+/// that waits for its order and whose hook is not `running` (by key); a
+/// phase whose pod type has no such hook (any more) is let go in plan
+/// order at once. Pure but for `smack_bin`, the `SMACK_BIN` to give the
+/// hook when its env names none. Returns whether a phase was let go (the
+/// state changed) and the hooks to run.
+pub fn due_hooks(
+    st: &mut SchedulerState,
+    spec: &ServiceSpec,
+    running: &BTreeSet<String>,
+    smack_bin: Option<&str>,
+) -> (bool, Vec<Due>) {
+    let mut due = Vec::new();
+    let mut released = false;
+    let placed: Vec<PodAddress> = placed_pods(st);
+    for (name, plan) in st.plans.iter_mut() {
+        let mut here = false;
+        for p in plan.phases_awaiting_order() {
+            let pods: Vec<String> = plan.phases[p].steps.iter().map(|s| s.pod_instance.clone()).collect();
+            let pod_type = pods.first().map(|n| pod_type_of(n)).unwrap_or_default();
+            let hook = spec.pod(&pod_type).and_then(|s| s.hooks.update_order.clone());
+            let Some(hook) = hook else {
+                plan.phases[p].apply_order(&[]);
+                here = true;
+                continue;
+            };
+            let key = format!("{name}/{}", plan.phases[p].name);
+            if running.contains(&key) {
+                continue;
+            }
+            let mut env = hook.env.clone();
+            env.insert("SERVICE_NAME".into(), spec.name.clone());
+            env.insert("POD_TYPE".into(), pod_type.clone());
+            env.insert("UPDATE_PLAN".into(), name.clone());
+            env.insert("UPDATE_PODS".into(), pods.join(" "));
+            env.insert(PODS_ENV.into(), serde_json::to_string(&placed).unwrap_or_default());
+            if let (false, Some(bin)) = (env.contains_key("SMACK_BIN"), smack_bin) {
+                env.insert("SMACK_BIN".into(), bin.to_string());
+            }
+            for s in &mut plan.phases[p].steps {
+                s.message = Some("waiting for the pod type's update-order hook".into());
+            }
+            due.push(Due { plan: name.clone(), phase: p, pods, key, hook, env });
+        }
+        if here {
+            plan.refresh();
+            released = true;
+        }
+    }
+    (released, due)
+}
+
+/// Applies a hook's answer (the pods in the order it printed, or why it
+/// failed) to its phase, if the phase still waits for it (a newer spec may
+/// have replaced the plan meanwhile): its pending steps take that order, or
+/// the plan order when the hook failed, and the phase goes. Returns whether
+/// the state changed.
+pub fn apply_hook_result(st: &mut SchedulerState, d: &Due, result: Result<Vec<String>, String>) -> bool {
+    let Some(plan) = st.plans.get_mut(&d.plan) else { return false };
+    let same = plan.phases.get(d.phase).is_some_and(|ph| {
+        ph.awaiting_order && ph.steps.iter().map(|s| s.pod_instance.as_str()).eq(d.pods.iter().map(String::as_str))
+    });
+    if !same {
+        tracing::info!(plan = %d.plan, "the update-order hook answered for a phase that changed meanwhile");
+        return false;
+    }
+    let phase = &mut plan.phases[d.phase];
+    let note = match result {
+        Ok(order) => {
+            let now = phase.apply_order(&order);
+            tracing::info!(plan = %d.plan, phase = %phase.name, order = ?now, "update order from the hook");
+            format!("update order from the update-order hook: {}", now.join(", "))
+        }
+        Err(why) => {
+            let now = phase.apply_order(&[]);
+            tracing::warn!(plan = %d.plan, phase = %phase.name, error = %why, "update-order hook: plan order kept");
+            format!("the update-order hook failed ({why}); rolling in plan order: {}", now.join(", "))
+        }
+    };
+    for s in &mut phase.steps {
+        s.message = Some(note.clone());
+    }
+    Plan::refresh(plan);
+    true
 }
 
 impl ServiceScheduler {
     /// Starts the `update-order` hook of every phase whose turn it is and
-    /// that waits for its order, unless it already runs; a phase whose pod
-    /// type has no such hook (any more) is let go in plan order at once.
+    /// that waits for its order, unless it already runs ([`due_hooks`]).
     pub(super) fn start_update_order_hooks(&self) {
-        let mut due = Vec::new();
-        {
+        let due = {
             let mut guard = self.lock();
             let inner = &mut *guard;
-            let mut released = false;
             let running = self.order_hooks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let placed: Vec<PodAddress> = placed_pods(&inner.state);
-            for (name, plan) in inner.state.plans.iter_mut() {
-                for p in plan.phases_awaiting_order() {
-                    let pods: Vec<String> = plan.phases[p].steps.iter().map(|s| s.pod_instance.clone()).collect();
-                    let pod_type = pods.first().map(|n| pod_type_of(n)).unwrap_or_default();
-                    let hook = inner.spec.pod(&pod_type).and_then(|s| s.hooks.update_order.clone());
-                    let Some(hook) = hook else {
-                        plan.phases[p].apply_order(&[]);
-                        released = true;
-                        continue;
-                    };
-                    let key = format!("{name}/{}", plan.phases[p].name);
-                    if running.contains(&key) {
-                        continue;
-                    }
-                    let mut env = hook.env.clone();
-                    env.insert("SERVICE_NAME".into(), inner.spec.name.clone());
-                    env.insert("POD_TYPE".into(), pod_type.clone());
-                    env.insert("UPDATE_PLAN".into(), name.clone());
-                    env.insert("UPDATE_PODS".into(), pods.join(" "));
-                    env.insert(PODS_ENV.into(), serde_json::to_string(&placed).unwrap_or_default());
-                    if !env.contains_key("SMACK_BIN") {
-                        if let Ok(exe) = std::env::current_exe() {
-                            env.insert("SMACK_BIN".into(), exe.display().to_string());
-                        }
-                    }
-                    for s in &mut plan.phases[p].steps {
-                        s.message = Some("waiting for the pod type's update-order hook".into());
-                    }
-                    due.push(Due { plan: name.clone(), phase: p, pods, key, hook, env });
-                }
-                if released {
-                    plan.refresh();
-                }
-            }
+            let exe = std::env::current_exe().ok().map(|e| e.display().to_string());
+            let (released, due) = due_hooks(&mut inner.state, &inner.spec, &running, exe.as_deref());
             if released {
                 if let Err(e) = self.persist_locked(inner) {
                     tracing::warn!(error = %e, "persisting a released update phase");
                 }
                 self.wake.notify_one();
             }
-        }
+            due
+        };
         for d in due {
             self.order_hooks.lock().unwrap_or_else(|p| p.into_inner()).insert(d.key.clone());
             let me = self.clone();
@@ -115,38 +168,14 @@ impl ServiceScheduler {
         }
     }
 
-    /// Applies a hook's answer to its phase, if the phase still waits for it
-    /// (a newer spec may have replaced the plan meanwhile).
+    /// Applies a hook's answer ([`apply_hook_result`]) and persists it.
     fn finish_update_order(&self, d: &Due, result: Result<Vec<String>, String>) {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let Some(plan) = inner.state.plans.get_mut(&d.plan) else { return };
-        let same = plan.phases.get(d.phase).is_some_and(|ph| {
-            ph.awaiting_order && ph.steps.iter().map(|s| s.pod_instance.as_str()).eq(d.pods.iter().map(String::as_str))
-        });
-        if !same {
-            tracing::info!(plan = %d.plan, "the update-order hook answered for a phase that changed meanwhile");
-            return;
-        }
-        let phase = &mut plan.phases[d.phase];
-        let note = match result {
-            Ok(order) => {
-                let now = phase.apply_order(&order);
-                tracing::info!(plan = %d.plan, phase = %phase.name, order = ?now, "update order from the hook");
-                format!("update order from the update-order hook: {}", now.join(", "))
+        if apply_hook_result(&mut inner.state, d, result) {
+            if let Err(e) = self.persist_locked(inner) {
+                tracing::warn!(error = %e, "persisting the update order");
             }
-            Err(why) => {
-                let now = phase.apply_order(&[]);
-                tracing::warn!(plan = %d.plan, phase = %phase.name, error = %why, "update-order hook: plan order kept");
-                format!("the update-order hook failed ({why}); rolling in plan order: {}", now.join(", "))
-            }
-        };
-        for s in &mut phase.steps {
-            s.message = Some(note.clone());
-        }
-        Plan::refresh(plan);
-        if let Err(e) = self.persist_locked(inner) {
-            tracing::warn!(error = %e, "persisting the update order");
         }
     }
 }
@@ -171,7 +200,7 @@ async fn run_hook(cmd: &str, env: &BTreeMap<String, String>, timeout: Duration) 
 }
 
 /// The pod instances a hook printed: names of pod type `pod_type`
-/// (`kafka-2`), separated by whitespace or commas, each once. Anything
+/// (`broker-2`), separated by whitespace or commas, each once. Anything
 /// else is an error naming it.
 pub fn parse_order(out: &str, pod_type: &str) -> Result<Vec<String>, String> {
     let mut seen = BTreeSet::new();
@@ -201,7 +230,10 @@ mod tests {
 
     #[test]
     fn an_order_is_pod_names_of_the_type() {
-        assert_eq!(parse_order("kafka-1\nkafka-2\nkafka-0\n", "kafka").unwrap(), ["kafka-1", "kafka-2", "kafka-0"]);
+        assert_eq!(
+            parse_order("broker-1\nbroker-2\nbroker-0\n", "broker").unwrap(),
+            ["broker-1", "broker-2", "broker-0"]
+        );
         assert_eq!(
             parse_order(" controller-2, controller-0 ", "controller").unwrap(),
             ["controller-2", "controller-0"]
@@ -210,13 +242,13 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused_with_what_was_printed() {
-        let e = parse_order("kafka-1 broker-2", "kafka").unwrap_err();
-        assert!(e.contains("\"broker-2\", not a pod of type `kafka`"), "{e}");
-        assert!(parse_order("kafka-", "kafka").is_err());
-        assert!(parse_order("kafka-x", "kafka").is_err());
-        assert!(parse_order("kafkaa-1", "kafka").is_err());
-        assert!(parse_order("kafka-1 kafka-1", "kafka").unwrap_err().contains("twice"));
-        assert!(parse_order("\n", "kafka").unwrap_err().contains("no pod"));
+        let e = parse_order("broker-1 db-2", "broker").unwrap_err();
+        assert!(e.contains("\"db-2\", not a pod of type `broker`"), "{e}");
+        assert!(parse_order("broker-", "broker").is_err());
+        assert!(parse_order("broker-x", "broker").is_err());
+        assert!(parse_order("brokera-1", "broker").is_err());
+        assert!(parse_order("broker-1 broker-1", "broker").unwrap_err().contains("twice"));
+        assert!(parse_order("\n", "broker").unwrap_err().contains("no pod"));
     }
 
     fn spec(hook: bool, threads: u32, count: u32) -> crate::scheduler::spec::ServiceSpec {

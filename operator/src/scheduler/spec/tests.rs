@@ -264,13 +264,13 @@ fn port_env_override_is_used() {
       cpus: 1
       mem: 64
       ports:
-        broker: { port: 9092, env: KAFKA_PORT }
+        broker: { port: 9092, env: BROKER_PORT }
         jmx: 0
     tasks:
       main: { cmd: x }
 "));
     let pod = &spec.pods[0];
-    assert_eq!(pod.port("broker").unwrap().env_name(), "KAFKA_PORT");
+    assert_eq!(pod.port("broker").unwrap().env_name(), "BROKER_PORT");
     assert_eq!(pod.port("jmx").unwrap().env_name(), "PORT_JMX");
     assert_eq!(pod.fixed_resources().ports, crate::resources::PortSet::from_ports([9092]));
 }

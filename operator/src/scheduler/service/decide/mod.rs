@@ -91,8 +91,8 @@ pub struct Decisions {
     pub acknowledge: Option<Acknowledge>,
     /// Tasks whose state to ask the master for.
     pub reconcile: Vec<TaskId>,
-    /// Pods whose placement to give up: LOST past the permanent-failure
-    /// timeout (see [`super::commands::replace_pod`]).
+    /// Pods just replaced, LOST past the permanent-failure timeout (their
+    /// state already says so; see [`super::commands::replace_pod`]).
     pub replace: Vec<String>,
     /// A suppress or revive.
     pub offer_call: Option<OfferCall>,

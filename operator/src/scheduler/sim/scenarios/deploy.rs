@@ -150,3 +150,37 @@ fn sim_ports_come_from_the_offered_range() {
     assert!(ls[1].resources.ports.is_empty());
     assert_eq!(ls[0].resources.cpus + ls[1].resources.cpus, 2.0);
 }
+
+#[test]
+fn sim_a_reservation_nobody_owns_is_destroyed_and_released() {
+    let mut s = sim(HELLO);
+    s.offer(&["a1"]);
+    s.all_running();
+    // The service forgets the pod (as if its state were lost): its
+    // reservation, volume and all, belongs to nobody.
+    let rid = s.pod("hello-0").reservation_id.clone().unwrap();
+    s.agents.get_mut("a1").unwrap().ledger.tasks.clear();
+    s.state.pods.remove("hello-0");
+    s.state.orphans.insert(rid.clone());
+    let d = s.offer(&["a1"]);
+    assert_eq!(operation_kinds(&d)[0], ["DESTROY_VOLUME", "UNRESERVE"]);
+    assert!(!s.state.orphans.contains(&rid));
+    assert!(s.agents["a1"].ledger.reservations.is_empty());
+    // That offer is spent on the clean-up; the next one places the pod.
+    let d = s.offer(&["a1"]);
+    assert_eq!(operation_kinds(&d), [vec!["RESERVE", "CREATE_VOLUME", "LAUNCH"]]);
+}
+
+#[test]
+fn sim_each_launch_lists_every_placed_pod() {
+    let mut s = sim(HELLO);
+    s.offer(&["a1"]);
+    s.all_running();
+    let d = s.offer(&["a2"]);
+    let pods: Vec<crate::scheduler::service::PodAddress> =
+        serde_json::from_str(&launches(&d)[0].env[PODS_ENV]).unwrap();
+    let names: Vec<(&str, &str)> = pods.iter().map(|p| (p.name.as_str(), p.host.as_str())).collect();
+    assert_eq!(names, [("hello-0", "a1"), ("hello-1", "a2")]);
+    assert_eq!(pods[1].zone.as_deref(), Some("z2"));
+    assert_eq!(pods[1].ports["http"], s.pod("hello-1").ports["http"]);
+}

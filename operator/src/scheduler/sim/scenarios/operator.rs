@@ -91,8 +91,9 @@ fn sim_an_update_rolls_the_pods_one_at_a_time() {
 fn sim_an_unsafe_update_is_refused_and_the_target_kept() {
     let mut s = deployed(HELLO);
     let shrunk = HELLO.replace("size: 1024", "size: 512");
-    let e = s.update(&shrunk).unwrap_err().to_string();
-    assert!(e.contains("unsafe change refused"), "{e}");
+    let e = s.update(&shrunk).unwrap_err();
+    assert!(matches!(e, crate::Error::Conflict(_)), "{e:?}");
+    assert!(e.to_string().contains("unsafe change refused"), "{e}");
     assert_eq!(s.state.spec_yaml, HELLO);
     let fewer = HELLO.replace("count: 2", "count: 1");
     assert!(s.update(&fewer).is_err(), "count lowered without allow-decommission");
@@ -191,4 +192,42 @@ fn sim_service_delete_decommissions_every_pod() {
     assert!(s.agents.values().all(|a| a.ledger.tasks.is_empty()));
     let e = commands::delete_all(&mut s.state, &s.spec);
     assert!(e.is_ok(), "nothing left: a no-op");
+}
+
+/// Three `hello` pods whose rolls wait for an `update-order` hook.
+fn ordered(version: &str) -> String {
+    HELLO
+        .replace("count: 2", "count: 3")
+        .replace("    tasks:\n", "    hooks:\n      update-order: { cmd: ./leader-last.sh }\n    tasks:\n")
+        .replace("./server --port", &format!("./server --{version} --port"))
+}
+
+#[test]
+fn sim_an_update_waits_for_its_order_hook_and_rolls_in_that_order() {
+    let mut s = deployed(&ordered("v1"));
+    s.update(&ordered("v2")).unwrap();
+    let d = s.offer_all();
+    assert!(d.kills.is_empty(), "nothing stops before the order is known");
+    let due = s.order_hooks();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].env["UPDATE_PODS"], "hello-0 hello-1 hello-2");
+    assert_eq!(due[0].env["POD_TYPE"], "hello");
+    assert!(due[0].env["SMACK_PODS"].contains("hello-2"));
+    assert_eq!(s.step_message("update", "hello-0"), "waiting for the pod type's update-order hook");
+    // The leader (hello-0) goes last.
+    assert!(s.order_answer(&due[0], Ok(vec!["hello-2".into(), "hello-1".into(), "hello-0".into()])));
+    let d = s.offer_all();
+    assert_eq!(d.kills, [s.task_id("hello-2", "server")]);
+    assert!(!s.order_answer(&due[0], Ok(vec![])), "a second answer finds the phase gone");
+}
+
+#[test]
+fn sim_a_failed_order_hook_rolls_in_plan_order() {
+    let mut s = deployed(&ordered("v1"));
+    s.update(&ordered("v2")).unwrap();
+    let due = s.order_hooks();
+    s.order_answer(&due[0], Err("exit 1: no leader".into()));
+    assert!(s.step_message("update", "hello-0").contains("the update-order hook failed (exit 1: no leader)"));
+    let d = s.offer_all();
+    assert_eq!(d.kills, [s.task_id("hello-0", "server")]);
 }
