@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn a_bench_copy_has_names_of_its_own() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fraud-detection/pipeline.yaml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fraud-detection/pipeline.yaml");
         let spec = smack_pipelines::load(&path).unwrap();
         let b = bench_spec(&spec, "bench7", "bench-tx-7", 3, Population { seed: 42, cards: 3_000_000 });
         assert_eq!(b.name, "fraud-detection-bench7");

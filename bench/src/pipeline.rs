@@ -284,7 +284,7 @@ mod tests {
     #[test]
     fn avro_events_decode_like_their_json_and_malformed_ones_do_not() {
         use smack_connectors::format::to_json_rows;
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pipeline-latency.yaml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/pipeline-latency.yaml");
         let spec = smack_pipelines::load(&path).unwrap();
         let source = &spec.sources["transactions"];
         let avro = AvroPayloads::new(GeneratorKind::Fraud, Some(&path), WireFormat::Confluent, AVRO_SCHEMA_ID).unwrap();
