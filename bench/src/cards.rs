@@ -115,10 +115,6 @@ pub(crate) fn cards_keyspace(keyspace: &str) -> String {
     format!("{keyspace}_benchcards")
 }
 
-/// A copy of `spec` with names of its own (`tag`): the pipeline (so its
-/// group and dead-letter topics), its sink topics and keyspaces; the first
-/// source reads `topic`, every source has `partitions` and replication 1.
-
 /// How the card lookup tables are filled.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FillOptions {
