@@ -5,9 +5,10 @@
 //!
 //! Start with [`PipelineBench`] and [`run_pipeline`]; the phases are in
 //! `pipeline`, the card lookups in `cards`, the latency run in `latency`.
-//! Must not depend on: `smack-operator` or the binary (it drives the data
-//! plane alone, with no cluster); DataFusion and Arrow only through
-//! `smack-pipelines` and `smack-connectors`.
+//! Must not depend on: the binary, or `smack-operator` directly (it drives
+//! the data plane alone, with no cluster); DataFusion and Arrow only
+//! through `smack-pipelines` and `smack-connectors`; `anyhow` (its one error
+//! is [`BenchError`]).
 //!
 //! In one run, on the same seeded fraud events (`smack_pipelines::generate`,
 //! a population of `--cards` cards whose home countries answer the
