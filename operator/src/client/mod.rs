@@ -133,7 +133,8 @@ impl Api {
         }
         let resp = self.send(req, &url).await?;
         let bytes = resp.bytes().await.map_err(|source| self.unreachable(url.clone(), source))?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::Codec { key: url, source })
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Other(format!("bad answer from the {} at {url}: {e}", self.peer)))
     }
 
     /// `GET path`, decoded as `T`.
