@@ -116,12 +116,7 @@ impl MasterClient {
     /// An agent's own log, read through the master (`/v1/agents/ID/log`):
     /// the last `lines` lines, or what follows `offset`.
     pub async fn agent_log(&self, agent: &str, offset: Option<u64>, lines: Option<usize>) -> Result<AgentLog> {
-        let query = match (offset, lines) {
-            (Some(o), _) => format!("?offset={o}"),
-            (None, Some(n)) => format!("?lines={n}"),
-            (None, None) => String::new(),
-        };
-        self.api.get(&format!("{}{query}", path(&["v1", "agents", agent, "log"]))).await
+        self.api.get(&format!("{}{}", path(&["v1", "agents", agent, "log"]), log_query(offset, lines))).await
     }
 
     // ---- frameworks ----
@@ -189,5 +184,33 @@ impl MasterClient {
         lines: Option<usize>,
     ) -> Result<TaskLog> {
         self.agent_at(endpoint).task_log(task_id, stream, offset, lines).await
+    }
+}
+
+/// The query of one log read: `lines=N` for the first, `offset=N` after.
+fn log_query(offset: Option<u64>, lines: Option<usize>) -> String {
+    match (offset, lines) {
+        (Some(o), _) => format!("?offset={o}"),
+        (None, Some(n)) => format!("?lines={n}"),
+        (None, None) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_reads_ask_for_lines_first_and_an_offset_after() {
+        assert_eq!(log_query(None, None), "");
+        assert_eq!(log_query(None, Some(5)), "?lines=5");
+        assert_eq!(log_query(Some(7), Some(5)), "?offset=7");
+    }
+
+    #[test]
+    fn a_framework_scheduler_is_reached_through_the_masters_forward() {
+        let m = MasterClient::new("http://127.0.0.1:5050/", "t");
+        assert_eq!(m.scheduler_of("fw 1").base(), "http://127.0.0.1:5050/v1/frameworks/fw%201/api");
+        assert_eq!(m.agent_at("http://127.0.1.2:4000/").base(), "http://127.0.1.2:4000");
     }
 }
