@@ -4,10 +4,10 @@
 //! task logs), read through the master's `/v1/agents/{id}/log`.
 
 use crate::cluster::ClusterFile;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
 use smack_operator::agent::logs::{AgentLog, RotatingWriter};
-use smack_operator::protocol::ApiError;
+use smack_operator::client::MasterClient;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -62,52 +62,18 @@ pub async fn run(c: &ClusterFile, sub: AgentSub) -> Result<()> {
     }
 }
 
-/// Percent-encodes one path segment.
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The query of one read: `lines=N` for the first, `offset=N` after.
-fn query(offset: Option<u64>, lines: Option<usize>) -> String {
-    match (offset, lines) {
-        (Some(o), _) => format!("?offset={o}"),
-        (None, Some(n)) => format!("?lines={n}"),
-        (None, None) => String::new(),
-    }
-}
-
-async fn read(
-    http: &reqwest::Client,
-    c: &ClusterFile,
-    agent: &str,
-    offset: Option<u64>,
-    lines: Option<usize>,
-) -> Result<AgentLog> {
-    let url = format!("{}/v1/agents/{}/log{}", c.master.trim_end_matches('/'), encode(agent), query(offset, lines));
-    let resp = http
-        .get(&url)
-        .bearer_auth(&c.token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the master at {}", c.master))?;
-    let status = resp.status();
-    let body = resp.text().await.with_context(|| format!("reading the answer of {url}"))?;
-    if !status.is_success() {
-        let why = serde_json::from_str::<ApiError>(&body).map(|e| e.error).unwrap_or(body);
-        bail!("reading the log of agent {agent}: {why} (HTTP {status})");
-    }
-    serde_json::from_str(&body).with_context(|| format!("bad answer from {url}: expected an agent log"))
+async fn read(master: &MasterClient, agent: &str, offset: Option<u64>, lines: Option<usize>) -> Result<AgentLog> {
+    master.agent_log(agent, offset, lines).await.map_err(|e| match e {
+        smack_operator::Error::Api { status, message } => {
+            anyhow!("reading the log of agent {agent}: {message} (HTTP {status})")
+        }
+        e => anyhow!("reading the log of agent {agent}: {e}"),
+    })
 }
 
 async fn log(c: &ClusterFile, agent: &str, lines: Option<usize>, follow: bool) -> Result<()> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
-    let first = read(&http, c, agent, None, lines).await?;
+    let master = c.master_client();
+    let first = read(&master, agent, None, lines).await?;
     let mut out = std::io::stdout();
     out.write_all(first.data.as_bytes())?;
     out.flush()?;
@@ -118,7 +84,7 @@ async fn log(c: &ClusterFile, agent: &str, lines: Option<usize>, follow: bool) -
     let stop = crate::commands::shutdown_signal();
     tokio::pin!(stop);
     loop {
-        let next = read(&http, c, agent, Some(offset), None).await?;
+        let next = read(&master, agent, Some(offset), None).await?;
         offset = next.offset;
         if !next.data.is_empty() {
             out.write_all(next.data.as_bytes())?;
@@ -129,19 +95,5 @@ async fn log(c: &ClusterFile, agent: &str, lines: Option<usize>, follow: bool) -
             _ = &mut stop => return Ok(()),
             _ = tokio::time::sleep(POLL) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queries_and_segments() {
-        assert_eq!(query(None, None), "");
-        assert_eq!(query(None, Some(5)), "?lines=5");
-        assert_eq!(query(Some(7), Some(5)), "?offset=7");
-        assert_eq!(encode("127.0.1.1"), "127.0.1.1");
-        assert_eq!(encode("a/b c"), "a%2Fb%20c");
     }
 }

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use smack_operator::client::MasterClient;
 use std::path::{Path, PathBuf};
 
 /// What `smack up` and `smack master` write so other commands find them.
@@ -10,6 +11,13 @@ use std::path::{Path, PathBuf};
 pub struct ClusterFile {
     pub master: String,
     pub token: String,
+}
+
+impl ClusterFile {
+    /// The client of this cluster's master.
+    pub fn master_client(&self) -> MasterClient {
+        MasterClient::new(self.master.clone(), self.token.clone())
+    }
 }
 
 pub fn cluster_file(state_dir: &Path) -> PathBuf {

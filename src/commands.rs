@@ -6,7 +6,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use smack_operator::agent::logs::LogRotation;
 use smack_operator::agent::{Agent, AgentConfig};
-use smack_operator::client::MasterClient;
 use smack_operator::master::{api, Master, MasterConfig};
 use smack_operator::metrics::{self, AgentMetrics};
 use smack_operator::resources::{Attributes, PortRange, PortSet, Resources};
@@ -295,8 +294,7 @@ fn fmt_res(r: &Resources) -> String {
 }
 
 pub async fn agents(c: &ClusterFile, output: Output) -> Result<()> {
-    let client = MasterClient::new(c.master.clone(), c.token.clone());
-    let agents = client.agents().await?;
+    let agents = c.master_client().agents().await?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&agents)?);
         return Ok(());

@@ -3,13 +3,13 @@
 //! ports), e.g. Kafka's bootstrap servers `host:port,host:port`.
 
 use crate::cluster::ClusterFile;
+use crate::schedulers;
 use crate::Output;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
 use smack_operator::catalog::kafka_service;
-use smack_operator::protocol::ApiError;
 use smack_operator::scheduler::api::PodView;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Subcommand, Clone)]
 pub enum EndpointsCmd {
@@ -47,35 +47,15 @@ pub async fn run(state_dir: &Path, c: &ClusterFile, cmd: EndpointsCmd) -> Result
     Ok(())
 }
 
-fn endpoint_file(state_dir: &Path, service: &str) -> PathBuf {
-    state_dir.join("services").join(service).join("endpoint.json")
-}
-
 /// The pods of `service` as its scheduler reports them.
 pub async fn pods(state_dir: &Path, c: &ClusterFile, service: &str) -> Result<Vec<PodView>> {
-    let ep = endpoint_file(state_dir, service);
-    let bytes = std::fs::read(&ep).with_context(|| {
-        format!(
-            "service {service}: no scheduler endpoint at {} (is `smack service run` running for it, with this \
-             state dir?)",
-            ep.display()
-        )
-    })?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("reading {}", ep.display()))?;
-    let url = v["url"].as_str().ok_or_else(|| anyhow!("{}: no url", ep.display()))?;
-    let resp = reqwest::Client::new()
-        .get(format!("{url}/v1/pods"))
-        .bearer_auth(&c.token)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the scheduler of service {service} at {url}"))?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        let msg = serde_json::from_str::<ApiError>(&text).map(|e| e.error).unwrap_or(text);
-        bail!("service {service}: the scheduler refused to list pods: {msg}");
-    }
-    serde_json::from_str(&text).with_context(|| format!("service {service}: the scheduler's pod list"))
+    let s = schedulers::scheduler(state_dir, c, Some(service))?;
+    s.pods().await.map_err(|e| match e {
+        smack_operator::Error::Api { message, .. } => {
+            anyhow!("service {service}: the scheduler refused to list pods: {message}")
+        }
+        e => anyhow!("service {service}: {e}"),
+    })
 }
 
 /// `host:port` of every placed pod of `service` with a port named

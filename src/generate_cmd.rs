@@ -11,15 +11,8 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use smack_connectors::format::avro::confluent_header;
-use smack_connectors::format::{AvroEncoder, AvroFormat, AvroFraming, AvroSchema, RecordFormat};
-use smack_pipelines::generate::{parse_rfc3339_ms, GeneratedEvent, Generator, GeneratorKind, Options};
-use smack_pipelines::runtime::schema::{record_format, source_schema};
-use smack_pipelines::spec::{PipelineSpec, Source};
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use smack_pipelines::generate::{parse_rfc3339_ms, AvroPayloads, Generator, GeneratorKind, LineSink, Options};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// How records are encoded.
@@ -38,6 +31,15 @@ pub enum WireFormat {
     Confluent,
     /// The datum alone.
     Plain,
+}
+
+impl From<WireFormat> for smack_pipelines::generate::WireFormat {
+    fn from(w: WireFormat) -> Self {
+        match w {
+            WireFormat::Confluent => Self::Confluent,
+            WireFormat::Plain => Self::Plain,
+        }
+    }
 }
 
 /// Which example pipeline the events are for.
@@ -126,92 +128,6 @@ pub struct GenerateArgs {
     pipeline: Option<PathBuf>,
 }
 
-/// Writes generated events as Avro: one encoder per source.
-pub(crate) struct AvroPayloads {
-    /// Per source: its encoder and the bytes before each datum.
-    encoders: BTreeMap<String, (AvroEncoder, Vec<u8>)>,
-}
-
-impl AvroPayloads {
-    /// The writer schemas of `kind`'s sources, from the pipeline file
-    /// (the example's when `pipeline` is None): a source's own `avro:`
-    /// options (writer schema, framing, schema id) where it has them, else
-    /// the schema derived from its fields and the framing of the flags.
-    pub(crate) fn new(
-        kind: GeneratorKind,
-        pipeline: Option<&Path>,
-        wire: WireFormat,
-        schema_id: u32,
-    ) -> anyhow::Result<Self> {
-        let (text, file) = match pipeline {
-            Some(p) => {
-                (std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?, p.display().to_string())
-            }
-            None => match kind {
-                GeneratorKind::Fraud => (FRAUD_PIPELINE.to_string(), "examples/fraud-detection/pipeline.yaml".into()),
-                GeneratorKind::AdTech => (AD_TECH_PIPELINE.to_string(), "examples/ad-tech/pipeline.yaml".into()),
-            },
-        };
-        let spec = PipelineSpec::from_yaml(&text, &file).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let flags = AvroFormat {
-            framing: match wire {
-                WireFormat::Confluent => AvroFraming::Confluent,
-                WireFormat::Plain => AvroFraming::Plain,
-            },
-            writer: None,
-            schema_id: Some(schema_id),
-        };
-        let mut encoders = BTreeMap::new();
-        for name in kind.sources() {
-            let Some(source) = spec.sources.get(*name) else {
-                bail!("{file} has no source `{name}`, which the {} generator writes", kind.name());
-            };
-            let Source::Kafka(k) = source;
-            let mut format = match record_format(k).map_err(|e| anyhow::anyhow!("{file}: source `{name}`: {e}"))? {
-                RecordFormat::Avro(f) if k.avro.is_some() => f,
-                _ => flags.clone(),
-            };
-            let writer = match format.writer.take() {
-                Some(w) => w,
-                None => AvroSchema::derive(name, &source_schema(source))
-                    .with_context(|| format!("the Avro schema of source `{name}` in {file}"))?,
-            };
-            let header = match format.framing {
-                AvroFraming::Confluent => confluent_header(format.schema_id.unwrap_or(schema_id)).to_vec(),
-                AvroFraming::Plain => Vec::new(),
-            };
-            encoders.insert(name.to_string(), (AvroEncoder::new(writer), header));
-        }
-        Ok(AvroPayloads { encoders })
-    }
-
-    /// The Avro record of an event; a malformed one is a datum cut short
-    /// (half of a record holding only the event time), which never decodes.
-    pub(crate) fn encode(&self, ev: &GeneratedEvent) -> anyhow::Result<Vec<u8>> {
-        let Some((enc, header)) = self.encoders.get(ev.source) else {
-            bail!("no Avro schema for source `{}`", ev.source)
-        };
-        let mut out = header.clone();
-        if ev.malformed {
-            let ts = serde_json::json!({ "ts": ev.event_time_ms });
-            if enc.encode(ts.as_object().expect("an object"), &mut out).is_err() {
-                out.truncate(header.len()); // a writer schema with other required fields: an empty datum
-            }
-            let datum = out.len() - header.len();
-            out.truncate(header.len() + datum / 2);
-            return Ok(out);
-        }
-        let record: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&ev.payload)
-            .with_context(|| format!("re-reading generated event {}", String::from_utf8_lossy(&ev.payload)))?;
-        enc.encode(&record, &mut out).map_err(|e| anyhow::anyhow!("source `{}`: {e}", ev.source))?;
-        Ok(out)
-    }
-}
-
-/// The examples' pipeline files, for the writer schemas of `--format avro`.
-const FRAUD_PIPELINE: &str = include_str!("../examples/fraud-detection/pipeline.yaml");
-const AD_TECH_PIPELINE: &str = include_str!("../examples/ad-tech/pipeline.yaml");
-
 fn parse_topic(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((a, b)) if !a.is_empty() && !b.is_empty() => Ok((a.to_string(), b.to_string())),
@@ -222,55 +138,6 @@ fn parse_topic(s: &str) -> Result<(String, String), String> {
 fn parse_duration_ms(s: &str) -> Result<i64, String> {
     let d = smack_pipelines::spec::Duration::parse(s)?;
     i64::try_from(d.0.as_millis()).map_err(|_| format!("`{s}` is too long"))
-}
-
-/// Where lines go: one stream, or one file per source.
-enum Sink {
-    One(Box<dyn Write>),
-    PerSource(BTreeMap<&'static str, (PathBuf, BufWriter<File>)>),
-}
-
-impl Sink {
-    fn open(output: Option<&Path>, sources: &[&'static str]) -> anyhow::Result<Sink> {
-        let Some(path) = output else {
-            return Ok(Sink::One(Box::new(BufWriter::with_capacity(1 << 16, std::io::stdout()))));
-        };
-        let create = |p: &Path| File::create(p).with_context(|| format!("creating {}", p.display()));
-        let text = path.to_string_lossy();
-        if !text.contains("{source}") {
-            return Ok(Sink::One(Box::new(BufWriter::with_capacity(1 << 16, create(path)?))));
-        }
-        let mut files = BTreeMap::new();
-        for &s in sources {
-            let p = PathBuf::from(text.replace("{source}", s));
-            let f = BufWriter::with_capacity(1 << 16, create(&p)?);
-            files.insert(s, (p, f));
-        }
-        Ok(Sink::PerSource(files))
-    }
-
-    fn write(&mut self, ev: &GeneratedEvent, sep: Option<&[u8]>) -> std::io::Result<()> {
-        let w: &mut dyn Write = match self {
-            Sink::One(w) => w,
-            Sink::PerSource(files) => match files.get_mut(ev.source) {
-                Some((_, w)) => w,
-                None => return Ok(()),
-            },
-        };
-        if let Some(sep) = sep {
-            w.write_all(ev.key.as_bytes())?;
-            w.write_all(sep)?;
-        }
-        w.write_all(&ev.payload)?;
-        w.write_all(b"\n")
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Sink::One(w) => w.flush(),
-            Sink::PerSource(files) => files.values_mut().try_for_each(|(_, w)| w.flush()),
-        }
-    }
 }
 
 /// Checks the flags and builds the generator.
@@ -324,7 +191,7 @@ pub async fn run_to_kafka(args: GenerateArgs) -> anyhow::Result<()> {
     let avro = match args.format {
         PayloadFormat::Json => None,
         PayloadFormat::Avro => {
-            Some(AvroPayloads::new(kind, args.pipeline.as_deref(), args.avro_wire_format, args.schema_id)?)
+            Some(AvroPayloads::new(kind, args.pipeline.as_deref(), args.avro_wire_format.into(), args.schema_id)?)
         }
     };
     let bootstrap = args.kafka.clone().unwrap_or_default();
@@ -373,7 +240,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         bail!("--format avro writes binary records, which do not fit in lines: use it with --kafka BOOTSTRAP");
     }
     let (kind, mut generator) = generator_of(&args)?;
-    let mut sink = Sink::open(args.output.as_deref(), kind.sources())?;
+    let mut sink = LineSink::open(args.output.as_deref(), kind.sources())?;
     let sep = args.key_separator.as_deref().map(str::as_bytes);
     let only = args.source.as_deref();
     let where_to = args.output.as_ref().map_or("stdout".to_string(), |p| p.display().to_string());
@@ -472,68 +339,9 @@ mod tests {
     }
 
     #[test]
-    fn avro_records_decode_as_the_pipeline_reads_them_and_malformed_ones_do_not() {
-        use smack_connectors::format::{to_json_rows, AvroFormat, AvroFraming, Decoder, RecordFormat};
-        let options = Options { seed: 3, count: Some(3000), malformed_share: 0.01, ..Options::default() };
-        for (kind, text) in [(GeneratorKind::Fraud, FRAUD_PIPELINE), (GeneratorKind::AdTech, AD_TECH_PIPELINE)] {
-            let spec = PipelineSpec::from_yaml(text, "example").unwrap();
-            for (wire, framing) in
-                [(WireFormat::Confluent, AvroFraming::Confluent), (WireFormat::Plain, AvroFraming::Plain)]
-            {
-                let avro = AvroPayloads::new(kind, None, wire, 9).unwrap();
-                let (mut good, mut bad) = (0, 0);
-                for ev in Generator::new(kind, &options).unwrap() {
-                    let schema = source_schema(&spec.sources[ev.source]);
-                    let json = Decoder::new(RecordFormat::Json, schema.clone()).unwrap();
-                    let fmt = AvroFormat {
-                        framing,
-                        schema_id: (framing == AvroFraming::Confluent).then_some(9),
-                        writer: None,
-                    };
-                    let avro_dec = Decoder::new(RecordFormat::Avro(fmt), schema).unwrap();
-                    let bytes = avro.encode(&ev).unwrap();
-                    let (a, j) = (avro_dec.decode([bytes.as_slice()]), json.decode([ev.payload.as_slice()]));
-                    if ev.malformed {
-                        assert_eq!((a.errors.len(), j.errors.len()), (1, 1), "{ev:?}");
-                        bad += 1;
-                    } else {
-                        assert!(a.errors.is_empty(), "{:?} {ev:?}", a.errors);
-                        assert_eq!(to_json_rows(&a.batch).unwrap(), to_json_rows(&j.batch).unwrap());
-                        good += 1;
-                    }
-                }
-                assert!(good > 2000 && bad > 0, "{good} {bad}");
-            }
-        }
+    fn avro_needs_kafka() {
         let err = run_with(&["fraud", "--count", "1", "--format", "avro"]).unwrap_err().to_string();
         assert!(err.contains("--kafka"), "{err}");
-    }
-
-    #[test]
-    fn a_pipeline_files_own_avro_options_decide_the_records() {
-        use smack_connectors::format::{to_json_rows, Decoder};
-        let avro = "    format: avro\n    avro:\n      wire-format: plain\n      schema:\n        type: record\n        name: Tx\n        fields:\n          - { name: ts, type: { type: long, logicalType: timestamp-millis } }\n          - { name: note, type: [\"null\", string] }\n          - { name: country, type: string }\n          - { name: merchant, type: string }\n          - { name: amount, type: double }\n          - { name: card_id, type: string }\n";
-        let text = FRAUD_PIPELINE.replacen("    format: json\n", avro, 1);
-        assert_ne!(text, FRAUD_PIPELINE);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.yaml");
-        std::fs::write(&path, &text).unwrap();
-        let spec = PipelineSpec::from_yaml(&text, "p.yaml").unwrap();
-        let Source::Kafka(k) = &spec.sources["transactions"];
-        let decoder = Decoder::new(record_format(k).unwrap(), source_schema(&spec.sources["transactions"])).unwrap();
-        let json = Decoder::new(RecordFormat::Json, source_schema(&spec.sources["transactions"])).unwrap();
-        let payloads = AvroPayloads::new(GeneratorKind::Fraud, Some(&path), WireFormat::Confluent, 1).unwrap();
-        let options = Options { seed: 4, count: Some(500), malformed_share: 0.02, ..Options::default() };
-        for ev in Generator::new(GeneratorKind::Fraud, &options).unwrap() {
-            let bytes = payloads.encode(&ev).unwrap();
-            let got = decoder.decode([bytes.as_slice()]);
-            if ev.malformed {
-                assert_eq!(got.errors.len(), 1, "{ev:?}");
-            } else {
-                let want = json.decode([ev.payload.as_slice()]);
-                assert_eq!(to_json_rows(&got.batch).unwrap(), to_json_rows(&want.batch).unwrap());
-            }
-        }
     }
 
     #[test]

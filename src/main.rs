@@ -22,6 +22,7 @@ mod kafka_drain;
 mod metrics_cmd;
 mod pipeline_cmd;
 mod pipeline_deploy;
+mod schedulers;
 mod service_cmd;
 mod stage_cmd;
 mod task_cmd;

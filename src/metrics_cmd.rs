@@ -14,7 +14,6 @@ use crate::Output;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde::Serialize;
-use smack_operator::client::MasterClient;
 use smack_operator::scheduler::api::PodView;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -62,22 +61,16 @@ fn pod_targets(service: &str, pods: &[PodView]) -> Vec<TargetGroup> {
         .collect()
 }
 
-/// Whether `url` answers 200.
-async fn answers(http: &reqwest::Client, url: &str) -> bool {
-    http.get(url).send().await.is_ok_and(|r| r.status().is_success())
-}
-
 /// Every target of the cluster, in a stable order.
 pub async fn targets(c: &ClusterFile) -> Result<Vec<TargetGroup>> {
-    let client = MasterClient::new(c.master.clone(), c.token.clone());
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let client = c.master_client();
     let mut out = Vec::new();
     let master = host_port(&c.master).with_context(|| format!("the master URL {} has no host:port", c.master))?;
     out.push(group(master, "master", &[]));
     for a in client.agents().await.context("listing agents")? {
         let Some(ep) = a.endpoint.as_deref() else { continue };
         let Some(hp) = host_port(ep) else { continue };
-        if answers(&http, &format!("{}/metrics", ep.trim_end_matches('/'))).await {
+        if client.agent_at(ep).serves_metrics(Duration::from_secs(5)).await {
             out.push(group(hp, "agent", &[("agent", &a.hostname)]));
         }
     }
@@ -87,11 +80,7 @@ pub async fn targets(c: &ClusterFile) -> Result<Vec<TargetGroup>> {
         let Some(hp) = host_port(api) else { continue };
         out.push(group(hp, "scheduler", &[("service", &fw.name)]));
         // Its pods, through the master's forward, with the token.
-        let url = format!("{}/v1/frameworks/{}/api/v1/pods", c.master.trim_end_matches('/'), fw.id);
-        let pods = match http.get(&url).bearer_auth(&c.token).send().await {
-            Ok(r) if r.status().is_success() => r.json::<Vec<PodView>>().await.unwrap_or_default(),
-            _ => Vec::new(),
-        };
+        let pods = client.scheduler_of(&fw.id).pods().await.unwrap_or_default();
         out.extend(pod_targets(&fw.name, &pods));
     }
     Ok(out)

@@ -9,6 +9,7 @@
 //! cluster id, made once).
 
 use crate::cluster::ClusterFile;
+use crate::schedulers;
 use crate::service_cmd;
 use crate::Output;
 use anyhow::{anyhow, bail, Context, Result};
@@ -73,7 +74,7 @@ async fn wait_deployed(state_dir: &Path, c: &ClusterFile, services: &[String]) -
             if done[i] {
                 continue;
             }
-            let Ok(v) = service_cmd::plan_view(state_dir, c, service, "deploy").await else { continue };
+            let Ok(v) = schedulers::plan_view(state_dir, c, service, "deploy").await else { continue };
             let steps: Vec<_> = v.plan.phases.iter().flat_map(|p| &p.steps).collect();
             let complete = steps.iter().filter(|s| s.state == StepState::Complete).count();
             let status = v.plan.status.to_string();
@@ -119,7 +120,7 @@ async fn wait_deployed(state_dir: &Path, c: &ClusterFile, services: &[String]) -
 
 /// `host:port` of each pod's `port` in a service.
 async fn endpoints(state_dir: &Path, c: &ClusterFile, service: &str, port: &str) -> Result<Vec<String>> {
-    let pods = service_cmd::pods_of(state_dir, c, service).await?;
+    let pods = schedulers::pods_of(state_dir, c, service).await?;
     let mut out: Vec<String> = pods
         .iter()
         .filter(|p| p.pod.agent_id.is_some())
@@ -180,29 +181,9 @@ pub async fn apply(state_dir: &Path, c: &ClusterFile, file: &Path) -> Result<()>
 
 /// Topics (sources, Kafka sinks, dead letters), keyspaces and tables.
 async fn prepare(spec: &PipelineSpec, ep: &Endpoints) -> Result<()> {
-    use smack_connectors::cassandra::{CassandraConfig, CassandraSession};
-    use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig};
-    use smack_pipelines::task::PrepareOptions;
     println!("  creating topics, keyspaces and tables…");
-    let admin = KafkaAdmin::connect(&KafkaClientConfig::new(&ep.bootstrap).with_client_id("smack-apply"))
-        .await
-        .with_context(|| format!("connecting to Kafka at {}", ep.bootstrap))?;
-    let session = if ep.cassandra.is_empty() {
-        None
-    } else {
-        Some(
-            CassandraSession::connect(&CassandraConfig::new(&ep.cassandra))
-                .await
-                .with_context(|| format!("connecting to Cassandra at {}", ep.cassandra.join(",")))?,
-        )
-    };
-    let mut options = PrepareOptions::new("dc1", 1);
-    if let Some(r) = layout::keyspaces(spec).into_values().next() {
-        options.keyspace_replication = r;
-    }
-    let done = smack_pipelines::task::prepare(spec, &admin, session.as_ref(), &options)
-        .await
-        .map_err(|e| anyhow!("preparing topics and tables: {e}"))?;
+    let (done, session) =
+        smack_pipelines::task::prepare_at(spec, ep).await.map_err(|e| anyhow!("preparing topics and tables: {e}"))?;
     println!(
         "  topics: {} ({} new); tables: {}",
         done.topics.join(", "),
@@ -222,39 +203,32 @@ async fn prepare(spec: &PipelineSpec, ep: &Endpoints) -> Result<()> {
 }
 
 /// Where the sources' partitions are led from, for the stages' placement
-/// preferences: leaders from the Kafka admin API; each broker's agent from
-/// the Kafka service's pods (broker id = pod index), or, for an external
-/// cluster, the broker's advertised host. Locality is an optimization: when
-/// it cannot be read, the stages go without it (and a warning says why).
+/// preferences (`smack_pipelines::task::read_leaders`), each broker's agent
+/// from the Kafka service's pods when smack runs it. Locality is an
+/// optimization: when it cannot be read, the stages go without it (and a
+/// warning says why).
 async fn partition_leaders(state_dir: &Path, c: &ClusterFile, spec: &PipelineSpec, ep: &Endpoints) -> layout::Leaders {
-    use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig};
-    use smack_pipelines::spec::Source;
-    let mut leaders = layout::Leaders::default();
     let read = async {
-        let config = KafkaClientConfig::new(&ep.bootstrap).with_client_id("smack-apply");
-        let admin = KafkaAdmin::connect(&config).await?;
-        for Source::Kafka(k) in spec.sources.values() {
-            leaders.add_topic(&admin.describe_topic(&k.topic).await?);
-        }
         let internal = spec.services.kafka.as_ref().is_some_and(|k| k.external.is_none());
-        if internal {
-            for p in service_cmd::pods_of(state_dir, c, &layout::kafka_service_name(spec)).await? {
-                let zone = p.pod.attributes.get("zone").cloned();
-                let place = layout::BrokerPlace { host: p.pod.hostname.clone(), zone };
-                leaders.brokers.insert(p.pod.index as i32, place);
-            }
-        } else {
-            for b in admin.snapshot().await?.brokers {
-                leaders.brokers.insert(b.id, layout::BrokerPlace { host: b.host, zone: None });
-            }
-        }
-        anyhow::Ok(())
+        let brokers = match internal {
+            true => Some(
+                schedulers::pods_of(state_dir, c, &layout::kafka_service_name(spec))
+                    .await?
+                    .into_iter()
+                    .map(|p| {
+                        let zone = p.pod.attributes.get("zone").cloned();
+                        (p.pod.index as i32, layout::BrokerPlace { host: p.pod.hostname, zone })
+                    })
+                    .collect(),
+            ),
+            false => None,
+        };
+        anyhow::Ok(smack_pipelines::task::read_leaders(spec, &ep.bootstrap, brokers).await?)
     };
-    if let Err(e) = read.await {
+    read.await.unwrap_or_else(|e| {
         eprintln!("  warning: the stages are placed without data locality: cannot read the partition leaders: {e:#}");
-        return layout::Leaders::default();
-    }
-    leaders
+        layout::Leaders::default()
+    })
 }
 
 /// The services a pipeline deployed, in deploy order.
@@ -265,17 +239,7 @@ fn services_of(state_dir: &Path, name: &str) -> Result<(PipelineSpec, Vec<String
         bail!("no pipeline `{name}` was applied here ({} has none)", dir.display());
     }
     let (spec, _) = load(&file)?;
-    let mut names = Vec::new();
-    if layout::kafka_service(&spec, &mut load_state(&dir)).is_some() {
-        names.push(layout::kafka_service_name(&spec));
-    }
-    if layout::cassandra_service(&spec).is_some() {
-        names.push(layout::cassandra_service_name(&spec));
-    }
-    names.extend(spec.stages.keys().map(|s| layout::stage_service_name(&spec, s)));
-    if spec.generator.is_some() {
-        names.push(layout::generator_service_name(&spec));
-    }
+    let names = layout::service_names(&spec, &load_state(&dir));
     Ok((spec, names))
 }
 
@@ -284,8 +248,8 @@ pub async fn status(state_dir: &Path, c: &ClusterFile, name: &str, output: Outpu
     let (_, names) = services_of(state_dir, name)?;
     let mut rows = Vec::new();
     for s in &names {
-        let deploy = service_cmd::plan_view(state_dir, c, s, "deploy").await.ok().map(|v| v.plan.status.to_string());
-        let pods = service_cmd::pods_of(state_dir, c, s).await.unwrap_or_default();
+        let deploy = schedulers::plan_view(state_dir, c, s, "deploy").await.ok().map(|v| v.plan.status.to_string());
+        let pods = schedulers::pods_of(state_dir, c, s).await.unwrap_or_default();
         let running = pods
             .iter()
             .filter(|p| p.tasks.iter().any(|t| t.state == Some(smack_operator::resources::TaskState::Running)))

@@ -72,7 +72,7 @@ async fn locate(client: &MasterClient, task: &str) -> Result<(TaskAgent, String)
 }
 
 async fn log(c: &ClusterFile, task: &str, stream: &str, lines: Option<usize>, follow: bool) -> Result<()> {
-    let client = MasterClient::new(c.master.clone(), c.token.clone());
+    let client = c.master_client();
     let (found, endpoint) = locate(&client, task).await?;
     let read = |offset: Option<u64>, lines: Option<usize>| {
         let (client, endpoint) = (client.clone(), endpoint.clone());

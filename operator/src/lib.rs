@@ -4,7 +4,8 @@
 //! offers, operations, task states), then [`master`] (agent registry, the
 //! ledger that applies an accept all-or-nothing, the DRF allocator, the HTTP
 //! API), [`agent`] (tasks as process groups, checks, checkpoints),
-//! [`client`] (the HTTP client frameworks and the CLI use), and [`state`]
+//! [`client`] (the one HTTP client layer of the master, scheduler and agent
+//! APIs, used by agents, frameworks and the CLI), and [`state`]
 //! (the state store).
 //!
 //! Must not depend on: DataFusion, Arrow, Kafka or Cassandra client crates —

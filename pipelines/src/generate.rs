@@ -8,7 +8,8 @@
 //! burst, late, beyond the watermark, malformed). The same [`Options`] — above
 //! all the same seed — give the same events, byte for byte, so a test can
 //! produce a dataset into Kafka and compute the expected answer from the very
-//! same events. [`Summary`] counts what was generated.
+//! same events. [`Summary`] counts what was generated; [`AvroPayloads`]
+//! writes events as Avro of a pipeline source's writer schema.
 //!
 //! Event time starts at [`Options::start_ms`] (or an instant derived from the
 //! seed) and advances by about [`Options::rate`] events per second of event
@@ -27,6 +28,7 @@ mod dist;
 mod engine;
 mod fraud;
 mod json;
+mod payload;
 mod time;
 
 #[cfg(test)]
@@ -34,6 +36,7 @@ mod tests;
 
 pub use adtech::AdTechGenerator;
 pub use fraud::FraudGenerator;
+pub use payload::{AvroPayloads, LineSink, PayloadError, WireFormat, AD_TECH_PIPELINE, FRAUD_PIPELINE};
 pub use time::{format_rfc3339_ms, parse_rfc3339_ms};
 
 use serde::Serialize;

@@ -152,6 +152,23 @@ fn rule_yaml(r: &PlacementRule) -> String {
     }
 }
 
+/// The services a pipeline deploys, in deploy order: its Kafka and its
+/// Cassandra (when smack runs them), each stage, then the generator.
+pub fn service_names(p: &PipelineSpec, state: &LayoutState) -> Vec<String> {
+    let mut names = Vec::new();
+    if kafka_service(p, &mut state.clone()).is_some() {
+        names.push(kafka_service_name(p));
+    }
+    if cassandra_service(p).is_some() {
+        names.push(cassandra_service_name(p));
+    }
+    names.extend(p.stages.keys().map(|s| stage_service_name(p, s)));
+    if p.generator.is_some() {
+        names.push(generator_service_name(p));
+    }
+    names
+}
+
 /// The Kafka catalog service, unless the pipeline uses an external cluster
 /// or none; `state` gets the cluster id the first time.
 pub fn kafka_service(p: &PipelineSpec, state: &mut LayoutState) -> Option<ServiceDoc> {
@@ -357,6 +374,9 @@ mod tests {
         assert_eq!(again.yaml, kafka.yaml);
         assert_eq!(st.kafka_cluster_id.as_deref(), Some(id.as_str()));
         let c = parse(&cassandra_service(&p).expect("cassandra is run by smack"));
+        let names = service_names(&p, &st);
+        assert_eq!(names[..2], ["fraud-detection-kafka", "fraud-detection-cassandra"]);
+        assert_eq!(names.len(), 2 + p.stages.len() + usize::from(p.generator.is_some()));
         assert_eq!(c.pods[0].count, p.services.cassandra.as_ref().unwrap().nodes);
 
         let ep = Endpoints { bootstrap: "10.0.0.1:9092,10.0.0.2:9092".into(), cassandra: vec!["10.0.0.1:9042".into()] };

@@ -58,7 +58,10 @@ mod subset;
 pub use checkpoint::TaskCheckpoint;
 pub use dead_letter::dead_letter_topic;
 pub use metrics::TaskMetrics;
-pub use prepare::{card_home_lookups, fill_generated_lookups, generated_lookups, prepare, PrepareOptions, Prepared};
+pub use prepare::{
+    card_home_lookups, fill_generated_lookups, generated_lookups, prepare, prepare_at, read_leaders, PrepareOptions,
+    Prepared,
+};
 pub use run::{run_task, StageTask, Step, TaskSummary};
 pub use subset::stage_pipeline;
 

@@ -1,33 +1,21 @@
 //! Event times as text: RFC 3339 in UTC with milliseconds, written without
-//! allocating (it runs once per generated event) and read back for `--start`.
+//! allocating (it runs once per generated event) and read back for
+//! `--start`; the calendar is chrono's.
+
+use chrono::{DateTime, Datelike, NaiveDate};
 
 /// Milliseconds in a day.
 const DAY_MS: i64 = 86_400_000;
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (month and day 1-based).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    // Years counted from March, so the leap day is the last day of the year.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400; // [0, 399]
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1; // [0, 365]
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // [0, 146096]
-    era * 146_097 + doe - 719_468
-}
+/// Days from 0001-01-01 (chrono's day 1) to 1970-01-01.
+const UNIX_EPOCH_FROM_CE: i64 = 719_163;
 
-/// The date (year, month, day) of a count of days since 1970-01-01.
+/// The date (year, month, day) of a count of days since 1970-01-01
+/// (clamped to chrono's range, far beyond any generated time).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097; // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March first
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let ce = (days + UNIX_EPOCH_FROM_CE).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+    let date = NaiveDate::from_num_days_from_ce_opt(ce).unwrap_or(if ce < 0 { NaiveDate::MIN } else { NaiveDate::MAX });
+    (i64::from(date.year()), date.month(), date.day())
 }
 
 fn push_2(out: &mut Vec<u8>, v: u32) {
@@ -74,76 +62,9 @@ pub fn format_rfc3339_ms(ms: i64) -> String {
 /// `Z` or a `±HH:MM` offset) as epoch milliseconds; fractions below a
 /// millisecond are truncated. The error says what was expected.
 pub fn parse_rfc3339_ms(text: &str) -> Result<i64, String> {
-    let expected = || format!("expected an RFC 3339 time like `2024-01-01T00:00:00Z`, found `{text}`");
-    let b = text.trim().as_bytes();
-    let num = |range: std::ops::Range<usize>| -> Result<u32, String> {
-        let part = b.get(range).ok_or_else(expected)?;
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return Err(expected());
-        }
-        Ok(part.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0')))
-    };
-    let sep = |i: usize, allowed: &[u8]| -> Result<(), String> {
-        match b.get(i) {
-            Some(c) if allowed.contains(c) => Ok(()),
-            _ => Err(expected()),
-        }
-    };
-    let year = num(0..4)?;
-    sep(4, b"-")?;
-    let month = num(5..7)?;
-    sep(7, b"-")?;
-    let day = num(8..10)?;
-    sep(10, b"Tt ")?;
-    let hour = num(11..13)?;
-    sep(13, b":")?;
-    let minute = num(14..16)?;
-    sep(16, b":")?;
-    let second = num(17..19)?;
-    let mut i = 19;
-    let mut millis = 0u32;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        let mut end = start;
-        while b.get(end).is_some_and(u8::is_ascii_digit) {
-            end += 1;
-        }
-        if end == start {
-            return Err(expected());
-        }
-        let digits = &b[start..end.min(start + 3)];
-        millis = digits.iter().fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0'));
-        for _ in digits.len()..3 {
-            millis *= 10;
-        }
-        i = end;
-    }
-    let offset_min: i64 = match b.get(i) {
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if i + 6 == b.len() => {
-            sep(i + 3, b":")?;
-            let m = i64::from(num(i + 1..i + 3)?) * 60 + i64::from(num(i + 4..i + 6)?);
-            if *sign == b'+' {
-                m
-            } else {
-                -m
-            }
-        }
-        _ => return Err(expected()),
-    };
-    let days_in_month = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        _ => return Err(format!("`{text}`: month {month} is not between 01 and 12")),
-    };
-    if day == 0 || day > days_in_month || hour > 23 || minute > 59 || second > 60 {
-        return Err(format!("`{text}`: not a valid date and time of day"));
-    }
-    let days = days_from_civil(i64::from(year), month, day);
-    let secs = i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second.min(59));
-    Ok(days * DAY_MS + secs * 1000 + i64::from(millis) - offset_min * 60_000)
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("expected an RFC 3339 time like `2024-01-01T00:00:00Z`, found `{text}`: {e}"))
 }
 
 #[cfg(test)]

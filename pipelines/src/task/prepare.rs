@@ -13,11 +13,12 @@
 
 use super::dead_letter::dead_letter_topic;
 use super::TaskError;
+use crate::layout::{BrokerPlace, Leaders};
 use crate::runtime::lookup::{empty_lookups, lookup_schema};
 use crate::runtime::StageRuntime;
 use crate::spec::{FieldType, GeneratorExample, Lookup, PipelineSpec, Sink, Source};
-use smack_connectors::cassandra::{CassandraSession, CassandraSink, PrimaryKey, SinkOptions};
-use smack_connectors::kafka::{KafkaAdmin, TopicSpec};
+use smack_connectors::cassandra::{CassandraConfig, CassandraSession, CassandraSink, PrimaryKey, SinkOptions};
+use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig, TopicSpec};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -73,6 +74,60 @@ pub fn topic_specs(spec: &PipelineSpec) -> Vec<TopicSpec> {
         }
     }
     out
+}
+
+/// [`prepare`] against the clusters at `ep`, as `pipeline apply` does: it
+/// connects to Kafka and (when there are contact points) Cassandra, with
+/// each keyspace replicated as [`crate::layout::keyspaces`] says; the
+/// Cassandra session comes back for [`fill_generated_lookups`].
+pub async fn prepare_at(
+    spec: &PipelineSpec,
+    ep: &crate::layout::Endpoints,
+) -> Result<(Prepared, Option<CassandraSession>), TaskError> {
+    let config = KafkaClientConfig::new(&ep.bootstrap).with_client_id("smack-apply");
+    let admin = KafkaAdmin::connect(&config)
+        .await
+        .map_err(TaskError::kafka(format!("connecting to Kafka at {}", ep.bootstrap)))?;
+    let session = match ep.cassandra.as_slice() {
+        [] => None,
+        points => Some(
+            CassandraSession::connect(&CassandraConfig::new(points))
+                .await
+                .map_err(TaskError::cassandra(format!("connecting to Cassandra at {}", points.join(","))))?,
+        ),
+    };
+    let mut options = PrepareOptions::new("dc1", 1);
+    if let Some(r) = crate::layout::keyspaces(spec).into_values().next() {
+        options.keyspace_replication = r;
+    }
+    let done = prepare(spec, &admin, session.as_ref(), &options).await?;
+    Ok((done, session))
+}
+
+/// Where the sources' partitions are led from, for the stages' placement
+/// preferences: the leaders from Kafka's admin API at `bootstrap`; each
+/// broker's place from `brokers` when smack runs the Kafka service (broker
+/// id = pod index), else from the brokers' advertised hosts.
+pub async fn read_leaders(
+    spec: &PipelineSpec,
+    bootstrap: &str,
+    brokers: Option<BTreeMap<i32, BrokerPlace>>,
+) -> Result<Leaders, TaskError> {
+    let config = KafkaClientConfig::new(bootstrap).with_client_id("smack-apply");
+    let admin = KafkaAdmin::connect(&config).await.map_err(TaskError::kafka(format!("connecting to {bootstrap}")))?;
+    let mut leaders = Leaders::default();
+    for Source::Kafka(k) in spec.sources.values() {
+        let t = admin.describe_topic(&k.topic).await.map_err(TaskError::kafka(format!("describing {}", k.topic)))?;
+        leaders.add_topic(&t);
+    }
+    leaders.brokers = match brokers {
+        Some(b) => b,
+        None => {
+            let snapshot = admin.snapshot().await.map_err(TaskError::kafka("listing the brokers"))?;
+            snapshot.brokers.into_iter().map(|b| (b.id, BrokerPlace { host: b.host, zone: None })).collect()
+        }
+    };
+    Ok(leaders)
 }
 
 /// Creates the topics and Cassandra tables `spec` needs (see the module
