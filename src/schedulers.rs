@@ -168,8 +168,11 @@ pub async fn start_detached(state_dir: &Path, c: &ClusterFile, name: &str, spec:
     let child = std::process::Command::new(std::env::current_exe()?)
         .arg("--state-dir")
         .arg(abs(state_dir))
-        .args(["--master", &c.master, "--token", &c.token, "service", "run"])
+        .args(["--master", &c.master, "service", "run"])
         .arg(abs(spec))
+        // The token goes in the environment, never on the command line
+        // that `ps` shows every user.
+        .env("SMACK_TOKEN", &c.token)
         .stdin(std::process::Stdio::null())
         .stdout(f.try_clone()?)
         .stderr(f)

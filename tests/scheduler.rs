@@ -507,6 +507,11 @@ async fn a_scheduler_killed_before_its_accept_leaves_no_duplicates() {
     // `service apply` of a spec no scheduler runs starts one in the background.
     let out = cli(d, &["service", "apply", &spec_file.display().to_string()]).unwrap();
     assert!(out.contains("deploying hello"), "{out}");
+    // Its command line (what `ps` shows every user) carries no token.
+    let pid = read(d.join("services/hello/scheduler.pid"));
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).expect("the scheduler runs");
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(cmdline.contains("service run") && !cmdline.contains(&m.token), "token on the command line: {cmdline}");
     let _diag = DiagOnPanic {
         dir: d.to_path_buf(),
         pod: "hello-0".into(),
