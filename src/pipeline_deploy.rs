@@ -179,11 +179,22 @@ pub async fn apply(state_dir: &Path, c: &ClusterFile, file: &Path) -> Result<()>
     Ok(())
 }
 
-/// Topics (sources, Kafka sinks, dead letters), keyspaces and tables.
+/// Topics (sources, Kafka sinks, dead letters), keyspaces and tables, once
+/// the clusters answer: a relaunched node may still be starting when its
+/// deploy plan reads COMPLETE (a second `smack up`). Idempotent.
 async fn prepare(spec: &PipelineSpec, ep: &Endpoints) -> Result<()> {
     println!("  creating topics, keyspaces and tables…");
-    let (done, session) =
-        smack_pipelines::task::prepare_at(spec, ep).await.map_err(|e| anyhow!("preparing topics and tables: {e}"))?;
+    let started = Instant::now();
+    let (done, session) = loop {
+        match smack_pipelines::task::prepare_at(spec, ep).await {
+            Ok(r) => break r,
+            Err(e) if started.elapsed() < DEPLOY_WAIT => {
+                println!("  the clusters do not answer yet ({e}); retrying in 3 s");
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            Err(e) => bail!("preparing topics and tables (for {} s): {e}", started.elapsed().as_secs()),
+        }
+    };
     println!(
         "  topics: {} ({} new); tables: {}",
         done.topics.join(", "),
