@@ -26,21 +26,21 @@ pub fn service_name(state_dir: &Path, service: Option<&str>) -> Result<String> {
         .unwrap_or_default();
     match names.as_slice() {
         [one] => Ok(one.clone()),
-        [] => bail!("no service is running here ({} is empty): start one with `smack service run SPEC`", dir.display()),
+        [] => bail!("which service? none was started from this state dir ({}): name one with --service", dir.display()),
         many => bail!("several services run here ({}): pick one with --service", many.join(", ")),
     }
 }
 
-/// The client of a service's scheduler, at the URL its `endpoint.json` holds.
+/// The client of a service's scheduler: at the URL its `endpoint.json`
+/// holds when it was started from this state dir, else through the master's
+/// front door (`/v1/services/NAME/api`), which needs only the master's URL
+/// and token.
 pub fn scheduler(state_dir: &Path, c: &ClusterFile, service: Option<&str>) -> Result<SchedulerClient> {
     let name = service_name(state_dir, service)?;
     let ep = endpoint_file(state_dir, &name);
-    let bytes = std::fs::read(&ep).with_context(|| {
-        format!(
-            "service {name}: no scheduler endpoint at {} (is `smack service run` running for it, with this state dir?)",
-            ep.display()
-        )
-    })?;
+    let Ok(bytes) = std::fs::read(&ep) else {
+        return Ok(c.master_client().scheduler_of_service(&name));
+    };
     let v: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| format!("reading {}", ep.display()))?;
     let url = v["url"].as_str().ok_or_else(|| anyhow!("{}: no url", ep.display()))?;
     Ok(SchedulerClient::new(url, c.token.clone()))

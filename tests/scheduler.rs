@@ -533,6 +533,53 @@ async fn a_scheduler_killed_before_its_accept_leaves_no_duplicates() {
         let rid = p["pod"]["reservation_id"].as_str().unwrap();
         assert!(ids.iter().any(|i| i == rid), "{rid} in the ledger {ids:?}");
     }
+
+    // The master's front door: from a directory that knows nothing of the
+    // cluster, the master's URL and token reach the service's scheduler.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let remote = |args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new(smack_bin())
+            .arg("--state-dir")
+            .arg(elsewhere.path())
+            .args(["--master", &m.url])
+            .args(args)
+            .env("SMACK_TOKEN", &m.token)
+            .output()
+            .expect("run smack");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    };
+    let plan: Value =
+        serde_json::from_str(&remote(&["plan", "show", "deploy", "--service", "hello", "--output", "json"]).unwrap())
+            .unwrap();
+    assert_eq!(plan["status"], "COMPLETE", "{plan}");
+    let listed: Value =
+        serde_json::from_str(&remote(&["pod", "list", "--service", "hello", "--output", "json"]).unwrap()).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+    let old_agent =
+        listed.as_array().unwrap().iter().find(|p| p["pod"]["name"] == "hello-2").unwrap()["pod"]["agent_id"].clone();
+    // Room for the replaced pod: an agent in a zone of its own.
+    agents.push(m.agent(
+        "a4",
+        &format!("{p}.4"),
+        &["--zone", "zone-d", "--cpus", "1", "--mem", "512", "--disk", "200"],
+    ));
+    m.wait_agents(4).await;
+    remote(&["pod", "replace", "hello-2", "--service", "hello"]).expect("pod replace through the master");
+    wait_for("hello-2 replaced onto another agent and running", T, || async {
+        let v: Value =
+            serde_json::from_str(&remote(&["pod", "list", "--service", "hello", "--output", "json"]).ok()?).ok()?;
+        let p = v.as_array()?.iter().find(|p| p["pod"]["name"] == "hello-2")?;
+        let running = p["tasks"].as_array()?.iter().any(|t| t["state"] == "RUNNING" && t["ready"] == true);
+        (running && p["pod"]["agent_id"] != old_agent).then_some(())
+    })
+    .await;
+    let err = remote(&["plan", "show", "deploy", "--service", "nope"]).unwrap_err();
+    assert!(err.contains("no service \"nope\"") && err.contains("hello"), "{err}");
     drop(agents);
 }
 

@@ -71,6 +71,14 @@ impl MasterClient {
         SchedulerClient::from_api(self.api.at(base, "scheduler"))
     }
 
+    /// The scheduler of the service `name`, through the master's front door
+    /// (`/v1/services/NAME/api/…`): reachable from any machine that has the
+    /// master's URL and token.
+    pub fn scheduler_of_service(&self, name: &str) -> SchedulerClient {
+        let base = self.api.url(&format!("{}/api", path(&["v1", "services", name])));
+        SchedulerClient::from_api(self.api.at(base, "scheduler"))
+    }
+
     /// The agent whose API is at `endpoint`, with this client's token.
     pub fn agent_at(&self, endpoint: &str) -> AgentClient {
         AgentClient::from_api(self.api.at(endpoint, "agent"))

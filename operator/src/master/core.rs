@@ -1159,6 +1159,23 @@ impl Master {
         Ok(f.api_url.clone())
     }
 
+    /// The API URL of the scheduler of service `name` (its framework's
+    /// name): the connected framework of that name, else the last one known.
+    /// No framework of that name is [`Error::Unknown`] with the names known.
+    pub fn service_api_url(&self, name: &str) -> Result<Option<String>> {
+        let inner = self.lock();
+        let named: Vec<&FrameworkEntry> = inner.frameworks.values().filter(|f| f.name == name).collect();
+        let Some(f) = named.iter().find(|f| f.tx.is_some()).or(named.last()) else {
+            let known: BTreeSet<String> = inner.frameworks.values().map(|f| f.name.clone()).collect();
+            return Err(Error::Unknown {
+                what: "service",
+                name: name.to_string(),
+                known: Some(known.into_iter().collect()),
+            });
+        };
+        Ok(f.api_url.clone())
+    }
+
     /// The agent running a task (from the ledger), or the one that ran it
     /// (from the latest status the master saw, kept in memory for every
     /// task), with the agent's HTTP endpoint for reading the task's logs.

@@ -82,6 +82,7 @@ pub fn api_routes() -> Router<Master> {
     let http = reqwest::Client::builder().timeout(UPSTREAM_TIMEOUT).build().unwrap_or_else(|_| reqwest::Client::new());
     Router::new()
         .route("/v1/frameworks/{id}/api/{*rest}", get(framework_api).post(framework_api))
+        .route("/v1/services/{name}/api/{*rest}", get(service_api).post(service_api))
         .route("/v1/tasks/{id}/log", get(task_log))
         .route("/v1/tasks/{id}/metrics", get(task_metrics))
         .layer(Extension(Upstream(http)))
@@ -121,8 +122,9 @@ pub fn forwarded_path(request_path: &str) -> Result<&str, String> {
     let mut parts = request_path.splitn(6, '/');
     let head: Vec<&str> = parts.by_ref().take(5).collect();
     let rest = parts.next().unwrap_or("");
-    if head.len() != 5 || head[0..3] != ["", "v1", "frameworks"] || head[4] != "api" {
-        return Err(format!("{request_path}: expected /v1/frameworks/ID/api/PATH"));
+    if head.len() != 5 || head[0..2] != ["", "v1"] || !["frameworks", "services"].contains(&head[2]) || head[4] != "api"
+    {
+        return Err(format!("{request_path}: expected /v1/frameworks/ID/api/PATH or /v1/services/NAME/api/PATH"));
     }
     if rest.is_empty() {
         return Err(format!("{request_path}: no path after /api/ to forward"));
@@ -217,6 +219,34 @@ async fn framework_api(
     let url = upstream_url(&base, rest, uri.query());
     forward(&http, Some(m.token()), method, &url, headers.get(header::CONTENT_TYPE), body, &format!("framework {id}"))
         .await
+}
+
+/// `GET|POST /v1/services/{name}/api/{*rest}`: the front door to a service's
+/// scheduler, by the service's name (DC/OS's admin router did the same), so
+/// the CLI needs only the master's URL and token.
+async fn service_api(
+    State(m): State<Master>,
+    Extension(Upstream(http)): Extension<Upstream>,
+    Path((name, _rest)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rest = match forwarded_path(uri.path()) {
+        Ok(r) => r,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
+    };
+    let base = match m.service_api_url(&name) {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return fail(StatusCode::NOT_FOUND, format!("the scheduler of service {name} announced no API URL"))
+        }
+        Err(e) => return e.into_response(),
+    };
+    let url = upstream_url(&base, rest, uri.query());
+    let what = format!("the scheduler of service {name}");
+    forward(&http, Some(m.token()), method, &url, headers.get(header::CONTENT_TYPE), body, &what).await
 }
 
 /// `GET /v1/tasks/{id}/log`: the log of a task, from its agent.
