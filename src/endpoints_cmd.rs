@@ -6,7 +6,7 @@ use crate::cluster::ClusterFile;
 use crate::Output;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use smack_operator::catalog::kafka_service;
+use smack_catalog::kafka::service as kafka_service;
 use smack_operator::protocol::ApiError;
 use smack_operator::scheduler::api::PodView;
 use std::path::{Path, PathBuf};
@@ -31,11 +31,9 @@ pub struct EndpointArgs {
 pub async fn run(state_dir: &Path, c: &ClusterFile, cmd: EndpointsCmd) -> Result<()> {
     let (service, port, args) = match &cmd {
         EndpointsCmd::Kafka(a) => (a.service.clone().unwrap_or_else(|| "kafka".into()), kafka_service::CLIENT_PORT, a),
-        EndpointsCmd::Cassandra(a) => (
-            a.service.clone().unwrap_or_else(|| "cassandra".into()),
-            smack_operator::catalog::cassandra_service::NATIVE_PORT,
-            a,
-        ),
+        EndpointsCmd::Cassandra(a) => {
+            (a.service.clone().unwrap_or_else(|| "cassandra".into()), smack_catalog::cassandra::service::NATIVE_PORT, a)
+        }
     };
     let eps = endpoints(state_dir, c, &service, port).await?;
     if args.output == Output::Json {
