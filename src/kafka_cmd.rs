@@ -8,6 +8,9 @@
 //!
 //! The bootstrap servers are `--bootstrap`, else the service's brokers as
 //! its scheduler reports them (`smack endpoints kafka`).
+//!
+//! The bodies (planners, drivers, readiness, hooks, admin I/O) live in
+//! `smack_catalog::kafka`; this file parses, dispatches and prints.
 
 use crate::catalog_cmd::Scheduler;
 use crate::cluster::ClusterFile;

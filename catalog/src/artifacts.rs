@@ -483,7 +483,7 @@ fn run_maven(mvn: &Path, service: Service, pom: &Path, out_dir: &Path) -> Result
     let tail: Vec<&str> = output.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
     Err(Error::Other(format!(
         "Maven could not fetch {service} {} ({}): {}\n{}\nIf Maven Central refused an artifact, pin another version \
-         in operator/src/catalog/artifacts.rs or exclude the refused jar; or set {} to a local install. Full log: {}",
+         in catalog/src/artifacts.rs or exclude the refused jar; or set {} to a local install. Full log: {}",
         service.version(),
         dependencies(service).iter().map(Dependency::coordinates).collect::<Vec<_>>().join(", "),
         status,
