@@ -3,14 +3,15 @@
 
 use crate::Output;
 use clap::{Args, Subcommand, ValueEnum};
-use smack_operator::catalog::artifacts::{self, ArtifactSource, ArtifactStatus, Service};
+use smack_catalog::artifacts::{self, ArtifactSource, ArtifactStatus, Service};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Args)]
 pub struct ArtifactsArgs {
-    /// Where jars are cached [default: $SMACK_CACHE_DIR, else ~/.cache/smack/artifacts].
+    /// Where jars are cached [default: $SMACK_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/smack/artifacts, else ~/.cache/smack/artifacts].
     #[arg(long, global = true)]
     cache_dir: Option<PathBuf>,
     #[command(subcommand)]

@@ -7,7 +7,7 @@ use crate::schedulers;
 use crate::Output;
 use anyhow::{anyhow, bail, Result};
 use clap::{Args, Subcommand};
-use smack_operator::catalog::kafka_service;
+use smack_catalog::kafka::service as kafka_service;
 use smack_operator::scheduler::api::PodView;
 use std::path::Path;
 
@@ -31,11 +31,9 @@ pub struct EndpointArgs {
 pub async fn run(state_dir: &Path, c: &ClusterFile, cmd: EndpointsCmd) -> Result<()> {
     let (service, port, args) = match &cmd {
         EndpointsCmd::Kafka(a) => (a.service.clone().unwrap_or_else(|| "kafka".into()), kafka_service::CLIENT_PORT, a),
-        EndpointsCmd::Cassandra(a) => (
-            a.service.clone().unwrap_or_else(|| "cassandra".into()),
-            smack_operator::catalog::cassandra_service::NATIVE_PORT,
-            a,
-        ),
+        EndpointsCmd::Cassandra(a) => {
+            (a.service.clone().unwrap_or_else(|| "cassandra".into()), smack_catalog::cassandra::service::NATIVE_PORT, a)
+        }
     };
     let eps = endpoints(state_dir, c, &service, port).await?;
     if args.output == Output::Json {

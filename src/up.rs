@@ -105,12 +105,12 @@ pub async fn run(state_dir: &Path, args: UpArgs) -> Result<()> {
     if let Some((_, p)) = &pipeline {
         let mut need = Vec::new();
         if p.services.kafka.as_ref().is_some_and(|k| k.external.is_none()) {
-            need.push(smack_operator::catalog::artifacts::Service::Kafka);
+            need.push(smack_catalog::artifacts::Service::Kafka);
         }
         if p.services.cassandra.as_ref().is_some_and(|c| c.external.is_none()) {
-            need.push(smack_operator::catalog::artifacts::Service::Cassandra);
+            need.push(smack_catalog::artifacts::Service::Cassandra);
         }
-        let cache = smack_operator::catalog::artifacts::default_cache_dir();
+        let cache = smack_catalog::artifacts::default_cache_dir();
         tokio::task::spawn_blocking(move || crate::artifacts::fetch(&cache, &need)).await??;
     }
     let token = cluster::load_or_create_token(state_dir)?;

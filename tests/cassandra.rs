@@ -11,9 +11,9 @@
 use crate::support::smack_at as cli;
 use crate::support::*;
 use serde_json::Value;
+use smack_catalog::artifacts::{self, Service};
+use smack_catalog::cassandra::service::{self as cassandra_service, cassandra_service_yaml, CassandraServiceOptions};
 use smack_connectors::cassandra::{CassandraConfig, CassandraSession, Consistency};
-use smack_operator::catalog::artifacts::{self, Service};
-use smack_operator::catalog::cassandra_service::{self, cassandra_service_yaml, CassandraServiceOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

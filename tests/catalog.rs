@@ -4,8 +4,8 @@
 
 use crate::support::*;
 use nix::sys::signal::Signal;
-use smack_operator::catalog::artifacts::{self, Artifact, Service};
-use smack_operator::catalog::{cassandra, kafka, launch};
+use smack_catalog::artifacts::{self, Artifact, Service};
+use smack_catalog::{cassandra::config as cassandra, kafka::config as kafka, launch};
 use smack_operator::protocol::Accept;
 use smack_operator::resources::*;
 use std::path::{Path, PathBuf};

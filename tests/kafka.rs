@@ -11,13 +11,13 @@ use crate::support::smack_at as cli;
 use crate::support::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
+use smack_catalog::artifacts::{self, Service};
+use smack_catalog::kafka::config as kafka;
+use smack_catalog::kafka::service::{kafka_service_yaml, KafkaServiceOptions};
+use smack_catalog::launch;
 use smack_connectors::kafka::{
     KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
 };
-use smack_operator::catalog::artifacts::{self, Service};
-use smack_operator::catalog::kafka;
-use smack_operator::catalog::kafka_service::{kafka_service_yaml, KafkaServiceOptions};
-use smack_operator::catalog::launch;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -10,9 +10,9 @@
 use crate::support::smack_at as cli;
 use crate::support::*;
 use serde_json::Value;
+use smack_catalog::artifacts::{self, Service};
+use smack_catalog::kafka::service::{kafka_service_yaml, KafkaServiceOptions};
 use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig, KafkaSink, SinkConfig};
-use smack_operator::catalog::artifacts::{self, Service};
-use smack_operator::catalog::kafka_service::{kafka_service_yaml, KafkaServiceOptions};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -11,12 +11,12 @@
 
 use crate::support::smack_at_verbose as cli;
 use crate::support::*;
+use smack_catalog::artifacts::{self, Service};
+use smack_catalog::kafka::service::{kafka_service_yaml, KafkaServiceOptions};
 use smack_connectors::kafka::{
     KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
     TopicDescription,
 };
-use smack_operator::catalog::artifacts::{self, Service};
-use smack_operator::catalog::kafka_service::{kafka_service_yaml, KafkaServiceOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -15,9 +15,9 @@
 
 use crate::support::smack_at as cli;
 use crate::support::*;
+use smack_catalog::artifacts::{self, Service};
+use smack_catalog::kafka::service::{kafka_service_yaml, KafkaServiceOptions};
 use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig};
-use smack_operator::catalog::artifacts::{self, Service};
-use smack_operator::catalog::kafka_service::{kafka_service_yaml, KafkaServiceOptions};
 use smack_pipelines::layout::{self, BrokerPlace, Endpoints, Leaders};
 use smack_pipelines::task::{prepare, PrepareOptions};
 use smack_pipelines::PipelineSpec;

@@ -12,26 +12,33 @@
 //! [`CassandraLookup::new`]; the pure parts ([`cql_type_of`],
 //! [`create_table_cql`], [`Backoff`], [`LruCache`]) need no node.
 
+#[cfg(feature = "arrow")]
 mod convert;
+#[cfg(feature = "arrow")]
 mod lookup;
 mod retry;
 mod schema;
 mod session;
+#[cfg(feature = "arrow")]
 mod sink;
 
+#[cfg(feature = "arrow")]
 pub use convert::{batch_to_rows, rows_to_batch};
+#[cfg(feature = "arrow")]
 pub use lookup::{
     batched, key_bytes, load_table, BatchAnswer, CachedRow, CassandraLookup, Expiry, LookupCache, LookupStats,
     LookupTable, LookupTableBuilder, LruCache, SCAN_PAGE_SIZE,
 };
 pub use retry::Backoff;
 pub use schema::{
-    cql_identifier, cql_type_of, cql_type_of_type, create_keyspace_cql, create_table_cql, insert_cql,
-    select_by_key_cql, ClusteringColumn, CqlType, PrimaryKey,
+    cql_identifier, create_keyspace_cql, insert_cql, select_by_key_cql, ClusteringColumn, CqlType, PrimaryKey,
 };
+#[cfg(feature = "arrow")]
+pub use schema::{cql_type_of, cql_type_of_type, create_table_cql};
 pub use scylla::statement::Consistency;
 pub use scylla::value::{CqlDate, CqlTimestamp, CqlValue};
 pub use session::{CassandraConfig, CassandraSession, CqlRows};
+#[cfg(feature = "arrow")]
 pub use sink::{CassandraSink, SinkOptions};
 
 /// A boxed driver error, kept as the source of ours.

@@ -10,9 +10,16 @@
 //! Must not depend on: `smack-operator` (connectors know nothing of offers or
 //! plans) nor on `smack-pipelines` (the runtime uses connectors, not the other
 //! way round).
+//!
+//! Feature `arrow` (on by default): the record formats, the Cassandra sink
+//! and lookup, and everything else that speaks Arrow. Without it (as
+//! `smack-catalog` uses this crate) only the Kafka clients and the CQL
+//! session and DDL remain, and DataFusion is not built.
 
+#[cfg(feature = "arrow")]
 pub use datafusion::arrow;
 
 pub mod cassandra;
+#[cfg(feature = "arrow")]
 pub mod format;
 pub mod kafka;

@@ -6,14 +6,15 @@
 //! API), [`agent`] (tasks as process groups, checks, checkpoints),
 //! [`client`] (the one HTTP client layer of the master, scheduler and agent
 //! APIs, used by agents, frameworks and the CLI), and [`state`]
-//! (the state store).
+//! (the state store). The services it runs live beside it, in
+//! `smack-catalog` (one folder per service); the operator names none of them.
 //!
-//! Must not depend on: DataFusion, Arrow, Kafka or Cassandra client crates —
-//! the operator knows nothing of SQL or records, so its tests build fast.
-//! Disk work goes through `smack-storage`.
+//! Must not depend on: `smack-catalog`, DataFusion, Arrow, or the clients of
+//! the services it runs — the operator knows nothing of SQL, records or any
+//! one service, so its tests build fast. Disk work goes through
+//! `smack-storage`.
 
 pub mod agent;
-pub mod catalog;
 pub mod client;
 pub mod error;
 pub mod master;

@@ -18,8 +18,8 @@
 //! places a pod anew; a pod on its own volume stays where it is.
 
 use crate::spec::{GeneratorSpec, PipelineSpec, PlacementRule, Sink, Source};
-use smack_operator::catalog::cassandra_service::{cassandra_service_yaml, CassandraServiceOptions};
-use smack_operator::catalog::kafka_service::{kafka_service_yaml, KafkaServiceOptions};
+use smack_catalog::cassandra::service::{cassandra_service_yaml, CassandraServiceOptions};
+use smack_catalog::kafka::service::{kafka_service_yaml, KafkaServiceOptions};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

@@ -399,8 +399,8 @@ pub struct KafkaAndCassandra {
 /// with other tests). Fails with the tasks' logs if either is not ready
 /// within 90 s.
 pub async fn start_kafka_and_cassandra(work: &Path, port_base: u16) -> KafkaAndCassandra {
-    use smack_operator::catalog::artifacts::{self, Service};
-    use smack_operator::catalog::{cassandra, kafka, launch};
+    use smack_catalog::artifacts::{self, Service};
+    use smack_catalog::{cassandra::config as cassandra, kafka::config as kafka, launch};
     use smack_operator::protocol::Accept;
     use smack_operator::resources::*;
 
@@ -664,10 +664,8 @@ fn smack_output(dir: &Path, args: &[&str]) -> std::process::Output {
 
 /// The jars of a catalog service from the artifact cache (fetched from Maven
 /// Central on first use); a test cannot run without them.
-pub async fn service_jars(
-    service: smack_operator::catalog::artifacts::Service,
-) -> smack_operator::catalog::artifacts::Artifact {
-    use smack_operator::catalog::artifacts;
+pub async fn service_jars(service: smack_catalog::artifacts::Service) -> smack_catalog::artifacts::Artifact {
+    use smack_catalog::artifacts;
     let cache = artifacts::default_cache_dir();
     let c2 = cache.clone();
     tokio::task::spawn_blocking(move || artifacts::resolve(service, &c2))

@@ -2,6 +2,7 @@
 //! worth retrying (an upsert is idempotent, so a retry is always safe; a
 //! syntax or type error will never succeed, so it is not retried).
 
+#[cfg(feature = "arrow")]
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ impl Backoff {
 }
 
 /// Whether a failed write may succeed if tried again.
+#[cfg(feature = "arrow")]
 pub(crate) fn retryable(e: &ExecutionError) -> bool {
     match e {
         ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => !matches!(

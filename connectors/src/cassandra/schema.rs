@@ -2,6 +2,7 @@
 //! the DDL and DML statements the session and the sink send. Pure.
 
 use super::{Error, Result};
+#[cfg(feature = "arrow")]
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use std::collections::BTreeMap;
 
@@ -51,6 +52,7 @@ impl CqlType {
     }
 
     /// The Arrow type a column of this CQL type reads back as.
+    #[cfg(feature = "arrow")]
     pub fn arrow(self) -> DataType {
         use datafusion::arrow::datatypes::TimeUnit;
         match self {
@@ -75,9 +77,11 @@ impl std::fmt::Display for CqlType {
     }
 }
 
+#[cfg(feature = "arrow")]
 const SUPPORTED: &str = "Utf8, Int8/16/32/64, UInt8/16/32, Float32/64, Boolean, Timestamp, Date32, Date64, Binary";
 
 /// The CQL type of an Arrow type (dictionaries map as their values).
+#[cfg(feature = "arrow")]
 pub fn cql_type_of_type(t: &DataType) -> Option<CqlType> {
     Some(match t {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => CqlType::Text,
@@ -98,6 +102,7 @@ pub fn cql_type_of_type(t: &DataType) -> Option<CqlType> {
 
 /// The CQL type of an Arrow column, or an error naming the column, its
 /// type and the types that map.
+#[cfg(feature = "arrow")]
 pub fn cql_type_of(field: &Field) -> Result<CqlType> {
     cql_type_of_type(field.data_type()).ok_or_else(|| Error::Schema {
         what: format!("column `{}`", field.name()),
@@ -258,6 +263,7 @@ impl PrimaryKey {
         self.partition.iter().map(String::as_str).chain(self.clustering.iter().map(|c| c.name.as_str()))
     }
 
+    #[cfg(feature = "arrow")]
     fn validate(&self, schema: &Schema) -> Result<()> {
         let bad = |reason: String| Err(Error::Schema { what: "primary key".into(), reason });
         if self.partition.is_empty() {
@@ -303,6 +309,7 @@ pub fn create_keyspace_cql(keyspace: &str, replication: &BTreeMap<String, u32>) 
 
 /// `CREATE TABLE IF NOT EXISTS ks.t (col type, …, PRIMARY KEY ((p…), c…))`
 /// with `CLUSTERING ORDER BY` when a clustering column is descending.
+#[cfg(feature = "arrow")]
 pub fn create_table_cql(keyspace: &str, table: &str, schema: &Schema, key: &PrimaryKey) -> Result<String> {
     let name = qualified(keyspace, table)?;
     if schema.fields().is_empty() {
@@ -376,7 +383,7 @@ pub(crate) fn select_all_cql<S: AsRef<str>>(keyspace: &str, table: &str, columns
     Ok(format!("SELECT {cols} FROM {name}"))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "arrow"))]
 mod tests {
     use super::*;
     use datafusion::arrow::datatypes::TimeUnit;

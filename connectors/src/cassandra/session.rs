@@ -2,10 +2,15 @@
 //! error; DDL from Arrow schemas (waiting for schema agreement); and reads
 //! of whole tables for tests and the CLI.
 
+#[cfg(feature = "arrow")]
 use super::convert::rows_to_batch;
-use super::schema::{create_keyspace_cql, create_table_cql, select_all_cql, PrimaryKey};
+use super::schema::{create_keyspace_cql, select_all_cql};
+#[cfg(feature = "arrow")]
+use super::schema::{create_table_cql, PrimaryKey};
 use super::{query_err, Error, Result};
+#[cfg(feature = "arrow")]
 use datafusion::arrow::array::RecordBatch;
+#[cfg(feature = "arrow")]
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use futures::TryStreamExt;
 use scylla::client::execution_profile::ExecutionProfile;
@@ -163,6 +168,7 @@ impl CassandraSession {
 
     /// Creates table `keyspace.table` (if absent) with `schema`'s columns
     /// and `key` as its primary key.
+    #[cfg(feature = "arrow")]
     pub async fn create_table(&self, keyspace: &str, table: &str, schema: &Schema, key: &PrimaryKey) -> Result<()> {
         self.execute_ddl(&create_table_cql(keyspace, table, schema, key)?).await
     }
@@ -190,6 +196,7 @@ impl CassandraSession {
 
     /// Every row of `keyspace.table` as one record batch of `schema` (its
     /// columns are selected by name), in the table's token order.
+    #[cfg(feature = "arrow")]
     pub async fn read_batch(&self, keyspace: &str, table: &str, schema: SchemaRef) -> Result<RecordBatch> {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         let cql = select_all_cql(keyspace, table, &names)?;

@@ -847,7 +847,7 @@ mod tests {
         assert_eq!(cpu_max(0.0), "max 100000");
         assert_eq!(memory_max(64), "67108864");
         assert_eq!(memory_max(0), "max");
-        assert_eq!(cgroup_name("broker-0/broker"), "broker-0_broker");
+        assert_eq!(cgroup_name("web-0/server"), "web-0_server");
         assert_eq!(cgroup_name(".."), "task_..");
     }
 

@@ -247,8 +247,11 @@ impl Artifact {
     }
 }
 
-/// Where smack caches downloaded jars: `$SMACK_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/smack/artifacts`, else `~/.cache/smack/artifacts`
+/// Where smack caches downloaded jars — the one rule, for `smack artifacts`,
+/// `smack up`, the node launchers and the hooks alike: `$SMACK_CACHE_DIR`,
+/// else `$XDG_CACHE_HOME/smack/artifacts`, else `$HOME/.cache/smack/artifacts`.
+/// Agents give tasks no `HOME`, so without any of the three the user's home
+/// is looked up in `/etc/passwd`, as a login shell would
 /// (`./.smack-cache/artifacts` when there is no home either).
 pub fn default_cache_dir() -> PathBuf {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
@@ -258,10 +261,25 @@ pub fn default_cache_dir() -> PathBuf {
     if let Some(dir) = var("XDG_CACHE_HOME") {
         return dir.join("smack").join("artifacts");
     }
-    match var("HOME") {
+    match var("HOME").or_else(passwd_home) {
         Some(home) => home.join(".cache").join("smack").join("artifacts"),
         None => PathBuf::from(".smack-cache").join("artifacts"),
     }
+}
+
+/// This process's user's home from /etc/passwd.
+fn passwd_home() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = fs::metadata("/proc/self").ok()?.uid();
+    let text = fs::read_to_string("/etc/passwd").ok()?;
+    passwd_home_of(&text, uid)
+}
+
+fn passwd_home_of(passwd: &str, uid: u32) -> Option<PathBuf> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok()? == uid && !f[5].is_empty()).then(|| PathBuf::from(f[5]))
+    })
 }
 
 /// What is on this machine for a service, without fetching anything.
@@ -465,7 +483,7 @@ fn run_maven(mvn: &Path, service: Service, pom: &Path, out_dir: &Path) -> Result
     let tail: Vec<&str> = output.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
     Err(Error::Other(format!(
         "Maven could not fetch {service} {} ({}): {}\n{}\nIf Maven Central refused an artifact, pin another version \
-         in operator/src/catalog/artifacts.rs or exclude the refused jar; or set {} to a local install. Full log: {}",
+         in catalog/src/artifacts.rs or exclude the refused jar; or set {} to a local install. Full log: {}",
         service.version(),
         dependencies(service).iter().map(Dependency::coordinates).collect::<Vec<_>>().join(", "),
         status,
@@ -1123,6 +1141,14 @@ mod tests {
         }
         assert!(partial_dir(Service::Kafka, dir.path()).ends_with(format!("lib.partial-{}", std::process::id())));
         assert!(default_cache_dir().is_absolute() || std::env::var_os("HOME").is_none());
+    }
+
+    #[test]
+    fn the_home_of_a_uid_from_passwd() {
+        let p = "root:x:0:0:root:/root:/bin/bash\n# c\nbad\nkafka:x:1001:1001::/home/kafka:/bin/sh\n";
+        assert_eq!(passwd_home_of(p, 0), Some(PathBuf::from("/root")));
+        assert_eq!(passwd_home_of(p, 1001), Some(PathBuf::from("/home/kafka")));
+        assert_eq!(passwd_home_of(p, 7), None);
     }
 
     #[test]

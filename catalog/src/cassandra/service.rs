@@ -28,8 +28,8 @@
 //!   node became `UN` as seen by all), which shows a roll's order after
 //!   the fact.
 
-use super::launch;
-use crate::scheduler::service::PodAddress;
+use crate::launch;
+use smack_operator::scheduler::service::PodAddress;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -119,7 +119,7 @@ impl CassandraServiceOptions {
             num_tokens: 16,
             ring_delay_ms: 5000,
             heap_mb: None,
-            cache_dir: Some(super::artifacts::default_cache_dir().display().to_string()),
+            cache_dir: Some(crate::artifacts::default_cache_dir().display().to_string()),
         }
     }
 
@@ -136,7 +136,7 @@ fn sq(s: &str) -> String {
 
 /// Quotes a word for `/bin/sh` (single quotes unless it is plain).
 fn shq(s: &str) -> String {
-    super::artifacts::shell_quote(s)
+    crate::artifacts::shell_quote(s)
 }
 
 /// The node task's command line (what `smack catalog cassandra-node` is
@@ -161,7 +161,7 @@ pub fn node_command(o: &CassandraServiceOptions) -> String {
 /// The spec of a Cassandra service, for `ServiceSpec::from_yaml`.
 pub fn cassandra_service_yaml(o: &CassandraServiceOptions) -> String {
     let mut y = String::new();
-    let _ = writeln!(y, "# Apache Cassandra {}, written by smack.", super::artifacts::CASSANDRA_VERSION);
+    let _ = writeln!(y, "# Apache Cassandra {}, written by smack.", crate::artifacts::CASSANDRA_VERSION);
     let _ = writeln!(y, "name: {}", sq(&o.name));
     y.push_str("pods:\n");
     let _ = writeln!(y, "  {POD_TYPE}:");
@@ -350,12 +350,12 @@ pub fn with_node_count(spec_yaml: &str, nodes: u32) -> Result<String, String> {
             "0 nodes: a Cassandra service needs at least one node; use `smack service delete` to remove it".into()
         );
     }
-    super::kafka_service::with_pod_count(spec_yaml, POD_TYPE, nodes).map_err(|e| e.to_string())
+    crate::counts::with_pod_count(spec_yaml, POD_TYPE, nodes).map_err(|e| e.to_string())
 }
 
 /// The node count of a Cassandra service's spec.
 pub fn node_count(spec_yaml: &str) -> Result<u32, String> {
-    super::kafka_service::pod_count(spec_yaml, POD_TYPE).map_err(|e| e.to_string())
+    crate::counts::pod_count(spec_yaml, POD_TYPE).map_err(|e| e.to_string())
 }
 
 /// A keyspace and its `replication` map, as `system_schema.keyspaces`
@@ -462,7 +462,7 @@ pub fn parse_override(s: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::spec::{CheckKind, PlacementRule, ServiceSpec, VolumeType};
+    use smack_operator::scheduler::spec::{CheckKind, PlacementRule, ServiceSpec, VolumeType};
 
     fn pod(index: u32, host: &str, zone: &str) -> PodAddress {
         PodAddress {

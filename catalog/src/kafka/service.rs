@@ -36,10 +36,11 @@
 //! `update-order` hook (`smack kafka update-order`): a rolling update
 //! restarts the active controller last.
 
-use crate::catalog::kafka::{self, KafkaNodeConfig, Voter};
-use crate::catalog::launch::heap_mb_for;
-use crate::scheduler::service::{PodAddress, PODS_ENV};
+use super::config::{self as kafka, KafkaNodeConfig, Voter};
+pub use crate::counts::{pod_count, with_pod_count};
+use crate::launch::heap_mb_for;
 use crate::{Error, Result};
+use smack_operator::scheduler::service::{PodAddress, PODS_ENV};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -245,7 +246,7 @@ pub fn kafka_service_yaml(o: &KafkaServiceOptions) -> String {
     let _ = writeln!(
         y,
         "# Written by smack: Apache Kafka {} (KRaft, {}).",
-        crate::catalog::artifacts::KAFKA_VERSION,
+        crate::artifacts::KAFKA_VERSION,
         if o.dedicated() { "dedicated controllers" } else { "combined brokers" }
     );
     let _ = writeln!(y, "name: {}", yaml_str(&o.name));
@@ -373,78 +374,8 @@ fn broker_pod(y: &mut String, o: &KafkaServiceOptions) {
     let _ = writeln!(y, "          timeout: 30s");
 }
 
-/// `spec_yaml` with pod type `pod_type`'s `count` set to `count`, every
-/// other byte kept (comments, quoting, order); lowering the count also sets
-/// `allow-decommission: true` (the scheduler refuses a lowered count
-/// without it). The pod's `count` must be written in block style on a line
-/// of its own, as `kafka_service_yaml` writes it.
-pub fn with_pod_count(spec_yaml: &str, pod_type: &str, count: u32) -> Result<String> {
-    let bad = |what: String| Error::Other(format!("changing the count of pod type `{pod_type}`: {what}"));
-    let root = marked_yaml::parse_yaml(0, spec_yaml).map_err(|e| bad(format!("the spec is not YAML: {e}")))?;
-    let pod = root
-        .as_mapping()
-        .and_then(|m| m.get_mapping("pods"))
-        .and_then(|m| m.get_mapping(pod_type))
-        .ok_or_else(|| bad(format!("the spec has no `pods.{pod_type}` mapping")))?;
-    let old = pod.get_scalar("count").ok_or_else(|| bad("the pod type has no `count`".into()))?;
-    let old_count: u32 =
-        old.as_str().trim().parse().map_err(|_| bad(format!("its count {:?} is not a number", old.as_str())))?;
-    let mut lines: Vec<String> = spec_yaml.split('\n').map(String::from).collect();
-    let at = old.span().start().ok_or_else(|| bad("no position for `count`".into()))?;
-    let (line, col) = (at.line() - 1, at.column() - 1);
-    let text = lines.get(line).cloned().ok_or_else(|| bad(format!("line {} is past the end", line + 1)))?;
-    let chars: Vec<char> = text.chars().collect();
-    let key_col = chars.iter().position(|c| !c.is_whitespace()).unwrap_or(0);
-    if !chars[key_col..].iter().collect::<String>().starts_with("count:") {
-        return Err(bad(format!(
-            "`count` at line {} is not in block style (`count: N` on a line of its own)",
-            line + 1
-        )));
-    }
-    let end = (col..chars.len()).find(|i| chars[*i].is_whitespace() || chars[*i] == '#').unwrap_or(chars.len());
-    let rebuilt: String = chars[..col]
-        .iter()
-        .chain(count.to_string().chars().collect::<Vec<_>>().iter())
-        .chain(chars[end..].iter())
-        .collect();
-    lines[line] = rebuilt;
-    if count < old_count {
-        let allowed = pod.get_scalar("allow-decommission");
-        match allowed {
-            Some(a) if a.as_str().trim() == "true" => {}
-            Some(a) => {
-                let at = a.span().start().ok_or_else(|| bad("no position for `allow-decommission`".into()))?;
-                let (l, c) = (at.line() - 1, at.column() - 1);
-                let t: Vec<char> = lines[l].chars().collect();
-                let end = (c..t.len())
-                    .find(|i| t[*i].is_whitespace() || t[*i] == '#' || t[*i] == ',' || t[*i] == '}')
-                    .unwrap_or(t.len());
-                lines[l] = t[..c].iter().collect::<String>() + "true" + &t[end..].iter().collect::<String>();
-            }
-            None => {
-                let indent: String = chars[..key_col].iter().collect();
-                lines.insert(line + 1, format!("{indent}allow-decommission: true"));
-            }
-        }
-    }
-    let out = lines.join("\n");
-    let check = crate::scheduler::spec::ServiceSpec::from_yaml(&out, "the changed spec")
-        .map_err(|e| bad(format!("the changed spec does not parse: {e}")))?;
-    match check.pod(pod_type) {
-        Some(p) if p.count == count && (count >= old_count || p.allow_decommission) => Ok(out),
-        _ => Err(bad("the edit did not take (is `count` written more than once?)".into())),
-    }
-}
-
-/// The count of pod type `pod_type` in a spec.
-pub fn pod_count(spec_yaml: &str, pod_type: &str) -> Result<u32> {
-    let spec = crate::scheduler::spec::ServiceSpec::from_yaml(spec_yaml, "the service's spec")
-        .map_err(|e| Error::Other(e.to_string()))?;
-    spec.pod(pod_type).map(|p| p.count).ok_or_else(|| Error::Other(format!("the service has no pod type `{pod_type}`")))
-}
-
 fn port_env(name: &str) -> String {
-    format!("PORT_{}", crate::scheduler::spec::env_suffix(name))
+    format!("PORT_{}", smack_operator::scheduler::spec::env_suffix(name))
 }
 
 /// What the broker task reads from its env.
@@ -504,7 +435,7 @@ impl BrokerEnv {
         let client = if role == NodeRole::Controller { String::new() } else { need(&port_env(CLIENT_PORT)) };
         let controller = if role.is_controller() { need(&port_env(CONTROLLER_PORT)) } else { String::new() };
         let volume_name = if role == NodeRole::Controller { METADATA_VOLUME } else { DATA_VOLUME };
-        let volume = need(&format!("VOLUME_{}", crate::scheduler::spec::env_suffix(volume_name)));
+        let volume = need(&format!("VOLUME_{}", smack_operator::scheduler::spec::env_suffix(volume_name)));
         let index = need("POD_INSTANCE_INDEX");
         let cluster_id = need(ENV_CLUSTER_ID);
         let mut num = |name: &str, v: &str, what: &str| -> u64 {
@@ -668,7 +599,7 @@ impl FormatMode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::spec::{CheckKind, PlacementRule, ServiceSpec, VolumeType};
+    use smack_operator::scheduler::spec::{CheckKind, PlacementRule, ServiceSpec, VolumeType};
 
     #[test]
     fn the_spec_parses_and_has_what_a_broker_needs() {
@@ -837,8 +768,8 @@ mod tests {
         let up = with_pod_count(&yaml, POD_TYPE, 5).unwrap();
         assert_eq!((pod_count(&up, POD_TYPE).unwrap(), pod_count(&up, CONTROLLER_POD_TYPE).unwrap()), (5, 3));
         let down = ServiceSpec::from_yaml(&with_pod_count(&yaml, POD_TYPE, 2).unwrap(), "k").unwrap();
-        assert!(crate::scheduler::spec::validate_update(&spec, &down).is_empty());
-        assert_eq!(crate::scheduler::spec::changed_pods(&spec, &down), Vec::<String>::new());
+        assert!(smack_operator::scheduler::spec::validate_update(&spec, &down).is_empty());
+        assert_eq!(smack_operator::scheduler::spec::changed_pods(&spec, &down), Vec::<String>::new());
     }
 
     #[test]
@@ -861,11 +792,11 @@ mod tests {
         let mut changed = o.clone();
         changed.controller_config.insert("num.io.threads".into(), "4".into());
         let after = ServiceSpec::from_yaml(&kafka_service_yaml(&changed), "k").unwrap();
-        assert_eq!(crate::scheduler::spec::changed_pods(&before, &after), [CONTROLLER_POD_TYPE]);
+        assert_eq!(smack_operator::scheduler::spec::changed_pods(&before, &after), [CONTROLLER_POD_TYPE]);
         let mut changed = o;
         changed.broker_config.insert("num.io.threads".into(), "5".into());
         let after = ServiceSpec::from_yaml(&kafka_service_yaml(&changed), "k").unwrap();
-        assert_eq!(crate::scheduler::spec::changed_pods(&before, &after), [POD_TYPE]);
+        assert_eq!(smack_operator::scheduler::spec::changed_pods(&before, &after), [POD_TYPE]);
     }
 
     const PLACED: &str = r#"[

@@ -1,26 +1,27 @@
-//! `smack catalog kafka-broker`: the node task of a `kafka-N` pod (a
+//! The node task of a `kafka-N` pod (`smack catalog kafka-broker`: a
 //! broker, combined with a controller unless the service has dedicated
 //! ones) and of a `controller-N` pod (a dedicated controller).
 //!
-//! Reads the task env (see `smack_operator::catalog::kafka_service`),
-//! finds the Kafka jars in the artifact cache (it never downloads: an agent
-//! task must not wait a minute on Maven), writes `server.properties` and
-//! the Log4j2 config into the sandbox, formats the log dir only when the
-//! volume is fresh (`--standalone` for the cluster's first controller,
+//! Reads the task env (see [`super::service`]), finds the Kafka jars in the
+//! artifact cache (it never downloads: an agent task must not wait a minute
+//! on Maven), writes `server.properties` and the Log4j2 config into the
+//! sandbox, formats the log dir only when the volume is fresh
+//! (`--standalone` for the cluster's first controller,
 //! `--no-initial-controllers` for the other controllers, which the
 //! readiness check then adds to the quorum, no flag for a broker beside
 //! dedicated controllers), refuses a volume formatted for another cluster
 //! or node, records its pid and execs the node's JVM in its place.
 
-use anyhow::{bail, Context, Result};
-use smack_operator::catalog::artifacts::{self, Artifact, KafkaJvm, Service};
-use smack_operator::catalog::kafka;
-use smack_operator::catalog::kafka_service::{BrokerEnv, FormatMode};
-use smack_operator::catalog::launch::{KAFKA_FORMAT_LINE, PID_FILE};
+use super::config as kafka;
+use super::service::{BrokerEnv, FormatMode};
+use crate::artifacts::{self, Artifact, KafkaJvm, Service};
+use crate::error::{bail, Context, Result};
+use crate::launch::{KAFKA_FORMAT_LINE, PID_FILE};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Prepares the node and `exec`s Kafka; returns only on failure.
 pub fn run() -> Result<()> {
     let env = BrokerEnv::from_env(|k| std::env::var(k).ok())?;
     let sandbox = match std::env::var_os("SMACK_SANDBOX").filter(|s| !s.is_empty()) {
@@ -95,9 +96,9 @@ fn write(path: &Path, text: &str) -> Result<()> {
 /// artifact cache (never a download).
 pub fn kafka_jars() -> Result<Artifact> {
     if std::env::var_os(Service::Kafka.home_var()).is_some_and(|h| !h.is_empty()) {
-        return Ok(artifacts::resolve(Service::Kafka, &cache_dir())?);
+        return artifacts::resolve(Service::Kafka, &artifacts::default_cache_dir());
     }
-    let cache = cache_dir();
+    let cache = artifacts::default_cache_dir();
     let status = artifacts::status(Service::Kafka, &cache);
     if !status.complete {
         bail!(
@@ -108,46 +109,5 @@ pub fn kafka_jars() -> Result<Artifact> {
             cache.display()
         );
     }
-    Ok(artifacts::resolve_cached(Service::Kafka, &cache)?)
-}
-
-/// The artifact cache as `smack artifacts fetch` sees it. Agents give tasks
-/// no `HOME`, so without `SMACK_CACHE_DIR` the home is looked up for the
-/// task's user, as a login shell would.
-pub fn cache_dir() -> PathBuf {
-    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
-    if !set("SMACK_CACHE_DIR") && !set("XDG_CACHE_HOME") && !set("HOME") {
-        if let Some(home) = passwd_home() {
-            return home.join(".cache").join("smack").join("artifacts");
-        }
-    }
-    artifacts::default_cache_dir()
-}
-
-/// This process's user's home from /etc/passwd.
-fn passwd_home() -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self").ok()?.uid();
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd_home_of(&text, uid)
-}
-
-fn passwd_home_of(passwd: &str, uid: u32) -> Option<PathBuf> {
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() >= 6 && f[2].parse::<u32>().ok()? == uid && !f[5].is_empty()).then(|| PathBuf::from(f[5]))
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_home_of_a_uid_from_passwd() {
-        let p = "root:x:0:0:root:/root:/bin/bash\n# c\nbad\nkafka:x:1001:1001::/home/kafka:/bin/sh\n";
-        assert_eq!(passwd_home_of(p, 0), Some(PathBuf::from("/root")));
-        assert_eq!(passwd_home_of(p, 1001), Some(PathBuf::from("/home/kafka")));
-        assert_eq!(passwd_home_of(p, 7), None);
-    }
+    artifacts::resolve_cached(Service::Kafka, &cache)
 }

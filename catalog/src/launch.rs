@@ -20,10 +20,11 @@
 //! a dir formatted for another cluster or node stops the task before the
 //! broker starts (as [`kafka::check_meta`] does in Rust).
 
-use crate::catalog::artifacts::{self, Artifact, CassandraJvm, KafkaJvm};
-use crate::catalog::{cassandra, kafka};
-use crate::resources::{Check, CheckSpec};
+use crate::artifacts::{self, Artifact, CassandraJvm, KafkaJvm};
+use crate::cassandra::config as cassandra;
+use crate::kafka::config as kafka;
 use crate::{Error, Result};
+use smack_operator::resources::{Check, CheckSpec};
 use std::path::{Path, PathBuf};
 
 /// The env var the agent sets to the task's sandbox.
@@ -425,7 +426,7 @@ pub fn heap_mb_for(mem_mb: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::artifacts::{ArtifactSource, Service};
+    use crate::artifacts::{ArtifactSource, Service};
     use std::fs;
     use std::process::Command;
 

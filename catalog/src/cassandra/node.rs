@@ -1,4 +1,4 @@
-//! `smack catalog cassandra-node`: the task of a Cassandra service pod.
+//! The node launcher of a Cassandra pod (`smack catalog cassandra-node`).
 //!
 //! Run by the agent inside the pod's sandbox, it turns what the scheduler
 //! put in its env into one Cassandra node and `exec`s the JVM (which keeps
@@ -10,7 +10,7 @@
 //! - `VOLUME_DATA` → data, commit log, hints and saved caches under
 //!   `VOLUME_DATA/cassandra`, so a restarted node finds its disk as it was.
 //! - `SMACK_PODS` → the seeds: the first node of each of up to three zones
-//!   ([`cassandra_service::seed_hosts`]).
+//!   ([`svc::seed_hosts`]).
 //! - `POD_REPLACED_FROM` (a replaced pod's first launch on a fresh disk) →
 //!   `-Dcassandra.replace_address_first_boot=OLD_HOST`; the address is kept
 //!   on the volume so a replacement interrupted half-way is retried as one.
@@ -19,39 +19,32 @@
 //! spec passes); a missing cache is an error that says to run
 //! `smack artifacts fetch cassandra`, never a Maven run on the agent.
 
-use anyhow::{anyhow, bail, Context, Result};
-use clap::Args;
-use smack_operator::catalog::artifacts::{self, CassandraJvm, Service};
-use smack_operator::catalog::cassandra::{self, CassandraNodeConfig};
-use smack_operator::catalog::cassandra_service::{self as svc, apply_config_overrides};
+use super::config::{self as cassandra, CassandraNodeConfig};
+use super::service::{self as svc, apply_config_overrides};
+use crate::artifacts::{self, CassandraJvm, Service};
+use crate::error::{bail, format_err, Context, Result};
 use smack_operator::scheduler::service::{PodAddress, PODS_ENV};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Args, Clone, Debug)]
-pub struct CassandraNodeArgs {
+/// The node's settings, from the task's command line (the spec writes
+/// them; `smack catalog cassandra-node --help` lists their defaults).
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
     /// `cluster_name` (fixed for the cluster's life).
-    #[arg(long, default_value = "smack")]
     pub cluster_name: String,
     /// The datacenter (the rack is the agent's zone).
-    #[arg(long, default_value = "dc1")]
     pub datacenter: String,
     /// The storage (gossip) port, the same on every node.
-    #[arg(long, default_value_t = svc::DEFAULT_STORAGE_PORT)]
     pub storage_port: u16,
-    #[arg(long, default_value_t = 16)]
     pub num_tokens: u32,
     /// JVM heap (MiB).
-    #[arg(long, default_value_t = 1024)]
     pub heap_mb: u32,
     /// `-Dcassandra.ring_delay_ms`.
-    #[arg(long, default_value_t = 5000)]
     pub ring_delay_ms: u32,
-    /// A `cassandra.yaml` override, KEY=VALUE (repeatable).
-    #[arg(long = "set", value_parser = svc::parse_override)]
+    /// `cassandra.yaml` overrides, KEY=VALUE.
     pub overrides: Vec<(String, String)>,
     /// Cassandra's log level (INFO shows the startup lines).
-    #[arg(long, default_value = "INFO")]
     pub log_level: String,
 }
 
@@ -72,12 +65,12 @@ fn var<'a>(env: &'a BTreeMap<String, String>, name: &str, what: &str) -> Result<
     env.get(name)
         .map(String::as_str)
         .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| anyhow!("{name} is not set: expected {what} (the scheduler sets it for every pod task)"))
+        .ok_or_else(|| format_err!("{name} is not set: expected {what} (the scheduler sets it for every pod task)"))
 }
 
 fn port(env: &BTreeMap<String, String>, name: &str) -> Result<u16> {
     let v = var(env, name, "a port number")?;
-    v.trim().parse().map_err(|_| anyhow!("{name}={v:?}: expected a port number 1..=65535"))
+    v.trim().parse().map_err(|_| format_err!("{name}={v:?}: expected a port number 1..=65535"))
 }
 
 /// A zone as a rack name (GossipingPropertyFileSnitch wants plain words).
@@ -93,7 +86,7 @@ fn rack_name(zone: &str) -> String {
 
 impl NodePlan {
     /// Decides the node from the flags and the task's env.
-    pub fn from_env(args: &CassandraNodeArgs, env: &BTreeMap<String, String>) -> Result<NodePlan> {
+    pub fn from_env(args: &NodeOptions, env: &BTreeMap<String, String>) -> Result<NodePlan> {
         let host = var(env, "HOST", "the agent's address")?.to_string();
         let sandbox = PathBuf::from(var(env, "SMACK_SANDBOX", "the task's sandbox dir")?);
         let volume = PathBuf::from(var(env, "VOLUME_DATA", "the path of the pod's `data` volume")?);
@@ -124,7 +117,7 @@ impl NodePlan {
         // A node that is not its own seed streams its ranges when it joins
         // (a seed, i.e. the first node of a new cluster, never does).
         node.auto_bootstrap = true;
-        node.validate().map_err(|e| anyhow!("{e}"))?;
+        node.validate().map_err(|e| format_err!("{e}"))?;
         let replaces = env.get("POD_REPLACED_FROM").filter(|s| !s.trim().is_empty()).cloned();
         Ok(NodePlan {
             node,
@@ -137,7 +130,7 @@ impl NodePlan {
     }
 
     /// The JVM settings (config in the sandbox, data on the volume).
-    pub fn jvm(&self, args: &CassandraNodeArgs, jamm: Option<PathBuf>, replace: Option<String>) -> CassandraJvm {
+    pub fn jvm(&self, args: &NodeOptions, jamm: Option<PathBuf>, replace: Option<String>) -> CassandraJvm {
         let mut jvm = CassandraJvm::under(&self.sandbox, args.heap_mb);
         jvm.storage_dir = self.data_root.clone();
         jvm.jamm_jar = jamm;
@@ -156,7 +149,7 @@ fn fresh_disk(data_root: &Path) -> bool {
 /// The address to replace on this launch: a fresh disk launched as a
 /// replacement records it on the volume; a disk that recorded one keeps
 /// passing it (Cassandra ignores it once the node has bootstrapped).
-fn replace_address(plan: &NodePlan) -> Result<Option<String>> {
+pub fn replace_address(plan: &NodePlan) -> Result<Option<String>> {
     let marker = plan.data_root.join(svc::REPLACE_MARKER);
     if let Some(old) = &plan.replaces {
         if fresh_disk(&plan.data_root) {
@@ -180,7 +173,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Prepares the node and `exec`s Cassandra; returns only on failure.
-pub fn run(args: CassandraNodeArgs) -> Result<()> {
+pub fn run(args: NodeOptions) -> Result<()> {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let plan = NodePlan::from_env(&args, &env)?;
     let cache = artifacts::default_cache_dir();
@@ -195,15 +188,15 @@ pub fn run(args: CassandraNodeArgs) -> Result<()> {
             cache.display()
         );
     }
-    let artifact = artifacts::resolve(Service::Cassandra, &cache).map_err(|e| anyhow!("{e}"))?;
-    let java = artifacts::java_binary().map_err(|e| anyhow!("{e}"))?;
-    let feature = artifacts::java_feature_version(&java).map_err(|e| anyhow!("{e}"))?;
-    artifacts::check_java(Service::Cassandra, feature).map_err(|e| anyhow!("{e}"))?;
+    let artifact = artifacts::resolve(Service::Cassandra, &cache)?;
+    let java = artifacts::java_binary()?;
+    let feature = artifacts::java_feature_version(&java)?;
+    artifacts::check_java(Service::Cassandra, feature)?;
 
     let replace = replace_address(&plan)?;
     let jvm = plan.jvm(&args, artifact.find_jar("jamm-"), replace.clone());
     let yaml = apply_config_overrides(&cassandra::cassandra_yaml(&plan.node), &plan.overrides)
-        .map_err(|e| anyhow!("--set: {e}"))?;
+        .map_err(|e| format_err!("--set: {e}"))?;
     write(&jvm.config_file, &yaml)?;
     write(&jvm.rackdc_file, &cassandra::cassandra_rackdc_properties(&plan.node.dc, &plan.node.rack))?;
     write(&jvm.logback_config, &cassandra::cassandra_logback_xml(&args.log_level))?;
@@ -212,7 +205,7 @@ pub fn run(args: CassandraNodeArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&plan.data_root).with_context(|| format!("creating {}", plan.data_root.display()))?;
     // `exec` keeps this pid: the pid file names the JVM.
-    write(&plan.sandbox.join(smack_operator::catalog::launch::PID_FILE), &format!("{}\n", std::process::id()))?;
+    write(&plan.sandbox.join(crate::launch::PID_FILE), &format!("{}\n", std::process::id()))?;
 
     let mut words = artifacts::no_memlock_prefix(artifacts::running_as_root());
     words.push(java.display().to_string());
@@ -230,24 +223,26 @@ pub fn run(args: CassandraNodeArgs) -> Result<()> {
     let _ = std::io::stdout().flush();
     use std::os::unix::process::CommandExt;
     let err = std::process::Command::new(&words[0]).args(&words[1..]).current_dir(&plan.sandbox).exec();
-    Err(anyhow!("cannot start {}: {err}", words[0]))
+    Err(format_err!("cannot start {}: {err}", words[0]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: CassandraNodeArgs,
-    }
-
-    fn args(extra: &[&str]) -> CassandraNodeArgs {
-        let mut v = vec!["x", "--storage-port", "42000", "--datacenter", "east"];
-        v.extend_from_slice(extra);
-        Cli::parse_from(v).args
+    /// The command line's defaults, with `--storage-port 42000
+    /// --datacenter east` and `--set` for each of `overrides`.
+    fn args(overrides: &[(&str, &str)]) -> NodeOptions {
+        NodeOptions {
+            cluster_name: "smack".into(),
+            datacenter: "east".into(),
+            storage_port: 42000,
+            num_tokens: 16,
+            heap_mb: 1024,
+            ring_delay_ms: 5000,
+            overrides: overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            log_level: "INFO".into(),
+        }
     }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -274,7 +269,7 @@ mod tests {
 
     #[test]
     fn the_env_becomes_a_node_on_its_volume_with_zone_seeds() {
-        let a = args(&["--set", "concurrent_writes=8"]);
+        let a = args(&[("concurrent_writes", "8")]);
         let p = NodePlan::from_env(&a, &env(&[(PODS_ENV, PODS)])).unwrap();
         assert_eq!(p.node.listen_address, "127.0.9.2");
         assert_eq!(p.node.native_port, 42005);
