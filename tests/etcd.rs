@@ -87,12 +87,13 @@ async fn an_unreachable_etcd_is_a_one_line_error_naming_the_endpoint() {
     // An address of this test's own where nothing listens.
     let endpoint = format!("http://{}.1:2379", address_prefix());
     let started = Instant::now();
-    let err = EtcdStore::connect(&[endpoint.clone()], "x/", Duration::from_secs(2)).unwrap_err();
+    let err = EtcdStore::connect(std::slice::from_ref(&endpoint), "x/", Duration::from_secs(2)).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Etcd { .. }), "{err:?}");
     assert!(msg.contains(&endpoint) && !msg.contains('\n'), "{msg}");
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
-    let err = Election::connect(&[endpoint.clone()], "x", Duration::from_secs(2)).await.err().expect("refused");
+    let err =
+        Election::connect(std::slice::from_ref(&endpoint), "x", Duration::from_secs(2)).await.err().expect("refused");
     assert!(err.to_string().contains(&endpoint), "{err}");
 }
 
