@@ -186,7 +186,7 @@ mod tests {
     fn segments_are_percent_encoded() {
         assert_eq!(encode_segment("127.0.1.1"), "127.0.1.1");
         assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
-        assert_eq!(encode_segment("kafka-0__broker~x"), "kafka-0__broker~x");
+        assert_eq!(encode_segment("broker-0__server~x"), "broker-0__server~x");
         assert_eq!(encode_segment("é"), "%C3%A9");
         assert_eq!(path(&["v1", "tasks", "a/b", "log"]), "/v1/tasks/a%2Fb/log");
     }
