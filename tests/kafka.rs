@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use smack_catalog::artifacts::{self, Service};
 use smack_catalog::kafka::config as kafka;
-use smack_catalog::kafka::service::{kafka_service_yaml, KafkaServiceOptions};
+use smack_catalog::kafka::service::kafka_service_yaml;
 use smack_catalog::launch;
 use smack_connectors::kafka::{
     KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
@@ -108,17 +108,9 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     let zones = ["zone-a", "zone-b", "zone-c"];
     let _agents = m.zoned_agents(&p, &zones, "44000-44099").await;
 
-    let mut opts = KafkaServiceOptions::new(3);
-    opts.cpus = 0.5;
-    opts.mem_mb = 768;
-    opts.disk_mb = 1024;
-    opts.env.insert("SMACK_CACHE_DIR".into(), artifacts::default_cache_dir().display().to_string());
-    // The agents' own executable path goes stale ("… (deleted)") when the
-    // binary is rebuilt while they run; tasks and checks use the path.
-    opts.env.insert("SMACK_BIN".into(), smack_bin().into());
+    let mut opts = kafka_test_options(3);
     let spec_file = d.join("kafka.yaml");
-    std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
-    let sf = spec_file.display().to_string();
+    let sf = write_spec(&spec_file, &kafka_service_yaml(&opts));
     cli(d, &["service", "validate", &sf]).unwrap_or_else(|e| panic!("the generated spec is refused: {e}"));
     let sd = d.display().to_string();
     let sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
@@ -255,7 +247,7 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     let leader = format!("kafka-{}", quorum["leader"].as_i64().expect("an active controller"));
     let tasks_before = broker_tasks(d).unwrap();
     opts.broker_config.insert("num.io.threads".into(), "3".into());
-    std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
+    write_spec(&spec_file, &kafka_service_yaml(&opts));
     cli(d, &["service", "update", &sf]).unwrap_or_else(|e| panic!("service update: {e}"));
     // Readiness is cluster-wide (no under-replicated partition a broker
     // leads or follows), so while one broker restarts the others report

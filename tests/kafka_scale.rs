@@ -11,8 +11,8 @@
 
 use crate::support::smack_at_verbose as cli;
 use crate::support::*;
-use smack_catalog::artifacts::{self, Service};
-use smack_catalog::kafka::service::{kafka_service_yaml, KafkaServiceOptions};
+use smack_catalog::artifacts::Service;
+use smack_catalog::kafka::service::kafka_service_yaml;
 use smack_connectors::kafka::{
     KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
     TopicDescription,
@@ -90,17 +90,8 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     let zones = ["zone-a", "zone-b", "zone-c", "zone-a"];
     let _agents = m.zoned_agents(&p, &zones, "45000-45099").await;
 
-    let mut opts = KafkaServiceOptions::new(3);
-    opts.cpus = 0.5;
-    opts.mem_mb = 768;
-    opts.disk_mb = 1024;
-    opts.env.insert("SMACK_CACHE_DIR".into(), artifacts::default_cache_dir().display().to_string());
-    // The agents' own executable path goes stale ("… (deleted)") when the
-    // binary is rebuilt while they run; tasks and hooks use the path.
-    opts.env.insert("SMACK_BIN".into(), smack_bin().into());
-    let spec_file = d.join("kafka.yaml");
-    std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
-    let sf = spec_file.display().to_string();
+    let opts = kafka_test_options(3);
+    let sf = write_spec(&d.join("kafka.yaml"), &kafka_service_yaml(&opts));
     let sd = d.display().to_string();
     let sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
     let _diag = PanicDump {
