@@ -76,10 +76,8 @@ async fn dedicated_controllers_deploy_first_and_roll_with_the_active_one_last() 
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let m = MasterProc::start(d, &[]).await;
-    let p = address_prefix();
     let zones = ["zone-a", "zone-b", "zone-c"];
-    let _agents = m.zoned_agents(&p, &zones, "47000-47099").await;
+    let (_m, _agents) = MasterProc::start_zoned(d, &zones, "47000-47099").await;
 
     let mut opts = kafka_test_options(3).with_controllers(3);
     opts.controller_cpus = 0.25;
@@ -88,8 +86,7 @@ async fn dedicated_controllers_deploy_first_and_roll_with_the_active_one_last() 
     let spec_file = d.join("kafka.yaml");
     let sf = write_spec(&spec_file, &kafka_service_yaml(&opts));
     cli(d, &["service", "validate", &sf]).unwrap_or_else(|e| panic!("the generated spec is refused: {e}"));
-    let sd = d.display().to_string();
-    let sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
+    let sched = service_scheduler("scheduler", d, &sf);
     let _diag =
         PanicDump { dir: d.to_path_buf(), sched_log: sched.log.clone(), plans: &["deploy", "update", "recovery"] };
 

@@ -143,6 +143,14 @@ impl MasterProc {
         spawn(name, &args, &self.state_dir.join("logs"))
     }
 
+    /// A master in `dir` (no extra flags) and [`MasterProc::zoned_agents`]
+    /// on the test's loopback prefix.
+    pub async fn start_zoned(dir: &Path, zones: &[&str], ports: &str) -> (MasterProc, Vec<Proc>) {
+        let m = MasterProc::start(dir, &[]).await;
+        let agents = m.zoned_agents(&address_prefix(), zones, ports).await;
+        (m, agents)
+    }
+
     /// One agent per zone, `a1`, `a2`, … on `PREFIX.1`, `PREFIX.2`, … (the
     /// test's loopback prefix), each with 2 cpus, 3 GiB, 8 GB of disk and
     /// the `ports` range; returns when all are reachable.
@@ -773,4 +781,50 @@ pub fn volume_task(id: &str, command: &str) -> smack_operator::resources::TaskIn
         kill_grace_period_ms: 2000,
         labels: Default::default(),
     }
+}
+
+/// `smack service run SPEC` with its state in `dir`, as process `name`.
+pub fn service_scheduler(name: &str, dir: &Path, spec: &str) -> Proc {
+    let sd = dir.display().to_string();
+    spawn(name, &["--state-dir", &sd, "service", "run", spec], &dir.join("logs"))
+}
+
+/// Sends `records` records (`record-{i}`, keyed `key-{i % keys}`) to
+/// `topic`, each acknowledged, and flushes.
+pub async fn produce_keyed(
+    client: &smack_connectors::kafka::KafkaClientConfig,
+    topic: &str,
+    records: usize,
+    keys: usize,
+) {
+    use smack_connectors::kafka::{KafkaSink, SinkConfig};
+    let mut sink = KafkaSink::new(SinkConfig::new(client.clone())).unwrap();
+    for i in 0..records {
+        let key = format!("key-{}", i % keys);
+        let value = format!("record-{i}");
+        sink.send(topic, Some(key.as_bytes()), Some(value.as_bytes()), &[]).await.unwrap();
+    }
+    sink.flush().await.unwrap();
+}
+
+/// Polls `source` until it has read `records` distinct payloads (failing
+/// after `within`); answers them and how many came more than once.
+pub async fn read_distinct(
+    source: &mut smack_connectors::kafka::KafkaSource,
+    records: usize,
+    within: Duration,
+) -> (std::collections::BTreeSet<String>, usize) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut dup = 0usize;
+    let limits = smack_connectors::kafka::PollLimits::default();
+    let deadline = Instant::now() + within;
+    while seen.len() < records {
+        assert!(Instant::now() < deadline, "only {} of {records} records read back within {within:?}", seen.len());
+        for r in source.poll_batch(&limits).await.unwrap() {
+            if !seen.insert(String::from_utf8(r.payload.unwrap_or_default()).unwrap()) {
+                dup += 1;
+            }
+        }
+    }
+    (seen, dup)
 }
