@@ -8,7 +8,6 @@ use anyhow::{anyhow, Result};
 use clap::{Args, Subcommand};
 use smack_operator::agent::logs::{AgentLog, RotatingWriter};
 use smack_operator::client::MasterClient;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -74,9 +73,7 @@ async fn read(master: &MasterClient, agent: &str, offset: Option<u64>, lines: Op
 async fn log(c: &ClusterFile, agent: &str, lines: Option<usize>, follow: bool) -> Result<()> {
     let master = c.master_client();
     let first = read(&master, agent, None, lines).await?;
-    let mut out = std::io::stdout();
-    out.write_all(first.data.as_bytes())?;
-    out.flush()?;
+    crate::commands::print_now(&first.data)?;
     if !follow {
         return Ok(());
     }
@@ -87,8 +84,7 @@ async fn log(c: &ClusterFile, agent: &str, lines: Option<usize>, follow: bool) -
         let next = read(&master, agent, Some(offset), None).await?;
         offset = next.offset;
         if !next.data.is_empty() {
-            out.write_all(next.data.as_bytes())?;
-            out.flush()?;
+            crate::commands::print_now(&next.data)?;
             continue;
         }
         tokio::select! {

@@ -280,6 +280,14 @@ pub fn serve_agent_api(agent: Agent, listener: tokio::net::TcpListener) {
     });
 }
 
+/// Writes `text` to stdout and flushes it, so a followed log shows at once.
+pub fn print_now(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

@@ -60,54 +60,9 @@ pub async fn pods(state_dir: &Path, c: &ClusterFile, service: &str) -> Result<Ve
 /// `port_name`, in pod order; an error when there is none.
 pub async fn endpoints(state_dir: &Path, c: &ClusterFile, service: &str, port_name: &str) -> Result<Vec<String>> {
     let views = pods(state_dir, c, service).await?;
-    let eps = endpoints_of(&views, port_name);
+    let eps = smack_catalog::placed_endpoints(&views, port_name);
     if eps.is_empty() {
         bail!("service {service} has no placed pod with a port named `{port_name}` yet ({} pod(s) known)", views.len());
     }
     Ok(eps)
-}
-
-/// The pure half of [`endpoints`].
-pub fn endpoints_of(views: &[PodView], port_name: &str) -> Vec<String> {
-    let mut placed: Vec<(&str, u32, String)> = views
-        .iter()
-        .filter(|v| v.pod.agent_id.is_some() && !v.pod.hostname.is_empty())
-        .filter_map(|v| {
-            let port = v.pod.ports.get(port_name)?;
-            Some((v.pod.pod_type.as_str(), v.pod.index, format!("{}:{port}", v.pod.hostname)))
-        })
-        .collect();
-    placed.sort();
-    placed.into_iter().map(|(_, _, e)| e).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use smack_operator::scheduler::service::PodRecord;
-
-    fn view(name: &str, index: u32, host: &str, port: Option<u16>, placed: bool) -> PodView {
-        let mut pod = PodRecord { name: name.into(), pod_type: "kafka".into(), index, ..Default::default() };
-        pod.hostname = host.into();
-        if placed {
-            pod.agent_id = Some("a1".into());
-        }
-        if let Some(p) = port {
-            pod.ports.insert("client".into(), p);
-        }
-        PodView { pod, tasks: Vec::new(), phase: Default::default() }
-    }
-
-    #[test]
-    fn placed_pods_with_the_port_in_index_order() {
-        let v = vec![
-            view("kafka-10", 10, "h10", Some(9), true),
-            view("kafka-2", 2, "h2", Some(2), true),
-            view("kafka-1", 1, "", None, true),
-            view("kafka-3", 3, "h3", Some(3), true),
-            view("kafka-4", 4, "h4", Some(4), false),
-        ];
-        assert_eq!(endpoints_of(&v, "client"), vec!["h2:2", "h3:3", "h10:9"]);
-        assert!(endpoints_of(&v, "controller").is_empty());
-    }
 }

@@ -190,7 +190,7 @@ pub async fn run(state_dir: &Path, cluster: impl FnOnce() -> Result<ClusterFile>
         None => {
             let c = cluster()?;
             pods = endpoints_cmd::pods(state_dir, &c, &args.service).await?;
-            let eps = endpoints_cmd::endpoints_of(&pods, kafka_service::CLIENT_PORT);
+            let eps = smack_catalog::placed_endpoints(&pods, kafka_service::CLIENT_PORT);
             if eps.is_empty() {
                 bail!(
                     "service {} has no placed broker yet; see `smack pod list --service {}`",

@@ -12,7 +12,6 @@ use clap::Subcommand;
 use smack_operator::client::MasterClient;
 use smack_operator::protocol::TaskAgent;
 use smack_operator::Error;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 #[derive(Subcommand)]
@@ -85,9 +84,7 @@ async fn log(c: &ClusterFile, task: &str, stream: &str, lines: Option<usize>, fo
         }
     };
     let first = read(None, lines).await?;
-    let mut out = std::io::stdout();
-    out.write_all(first.data.as_bytes())?;
-    out.flush()?;
+    crate::commands::print_now(&first.data)?;
     if !follow {
         return Ok(());
     }
@@ -103,8 +100,7 @@ async fn log(c: &ClusterFile, task: &str, stream: &str, lines: Option<usize>, fo
         let next = read(Some(offset), None).await?;
         offset = next.offset;
         if !next.data.is_empty() {
-            out.write_all(next.data.as_bytes())?;
-            out.flush()?;
+            crate::commands::print_now(&next.data)?;
             last_data = Instant::now();
             continue;
         }

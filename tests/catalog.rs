@@ -6,7 +6,6 @@ use crate::support::*;
 use nix::sys::signal::Signal;
 use smack_catalog::artifacts::{self, Artifact, Service};
 use smack_catalog::{cassandra::config as cassandra, kafka::config as kafka, launch};
-use smack_operator::protocol::Accept;
 use smack_operator::resources::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -91,25 +90,6 @@ fn pid_of(work: &Path, task: &str) -> nix::unistd::Pid {
     let sb = sandbox(work, task).unwrap_or_else(|| panic!("no sandbox for {task}"));
     let s = read(sb.join(launch::PID_FILE));
     nix::unistd::Pid::from_raw(s.trim().parse().unwrap_or_else(|_| panic!("no pid file in {}", sb.display())))
-}
-
-/// The volume's path on its agent, as the master's ledger records it.
-async fn volume_path(m: &MasterProc, vol: &str) -> PathBuf {
-    let c = m.client();
-    wait_for(&format!("the master's ledger shows where volume {vol} is"), T, || {
-        let c = c.clone();
-        async move {
-            let state = c.state().await.ok()?;
-            state
-                .agents
-                .iter()
-                .flat_map(|a| a.reservations.iter())
-                .flat_map(|r| r.volumes.iter())
-                .find(|v| v.id == vol && !v.host_path.is_empty())
-                .map(|v| PathBuf::from(&v.host_path))
-        }
-    })
-    .await
 }
 
 struct Pod {
@@ -276,23 +256,14 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
     // Kafka: one combined broker + controller, data on its volume.
     let (broker_port, controller_port) = (42000u16, 42001u16);
     let cluster_id = kafka::kafka_random_cluster_id();
-    let mut knode = kafka::KafkaNodeConfig::new(
-        0,
-        host.clone(),
-        broker_port,
-        controller_port,
-        launch::in_volume("data", "kafka"),
-        vec![kafka::Voter::new(0, host.clone(), controller_port)],
-    );
-    knode.rack = Some("zone-a".into());
-    let kafka_cmd = launch::kafka_task_command(&launch::KafkaLaunch::new(
+    let kafka_cmd = one_node_kafka_command(
         kafka_jars.clone(),
         java.clone(),
-        knode,
+        &host,
+        broker_port,
+        controller_port,
         cluster_id.clone(),
-        256,
-    ))
-    .expect("kafka command");
+    );
     let kafka_pod = Pod {
         reservation: "kafka-0",
         volume: "kafka-0-data",
@@ -303,27 +274,8 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
 
     // Cassandra: one node, seed of itself, everything on its volume.
     let (storage_port, native_port) = (42002u16, 42003u16);
-    let mut cnode = cassandra::CassandraNodeConfig::new(
-        "smack-e2e",
-        host.clone(),
-        storage_port,
-        native_port,
-        cassandra::seed_list(&[host.as_str()], storage_port),
-        &launch::in_volume("data", "cassandra"),
-    );
-    cnode.allocate_tokens_for_rf = 1;
-    cnode.rack = "zone-a".into();
-    let mut cjvm = launch::cassandra_task_jvm(&cassandra_jars, 256, launch::in_volume("data", "cassandra"));
-    cjvm.ring_delay_ms = Some(1000);
-    let cass_cmd = launch::cassandra_task_command(&launch::CassandraLaunch {
-        artifact: cassandra_jars.clone(),
-        java: java.clone(),
-        node: cnode,
-        jvm: cjvm,
-        as_root: artifacts::running_as_root(),
-        log_level: "INFO".into(),
-    })
-    .expect("cassandra command");
+    let cnode = one_node_cassandra(&host, storage_port, native_port);
+    let cass_cmd = one_node_cassandra_command(cassandra_jars.clone(), java.clone(), cnode);
     let cass_pod = Pod {
         reservation: "cassandra-0",
         volume: "cassandra-0-data",
@@ -356,10 +308,7 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
     }
     ops.push(Operation::Launch { task: kafka_pod.task("kafka-0-run1") });
     ops.push(Operation::Launch { task: cass_pod.task("cassandra-0-run1") });
-    fw.client
-        .accept(&fw.id, &Accept { offer_ids: vec![offer.id], operations: ops, filter_ms: None })
-        .await
-        .expect("accept reserve + volumes + launch");
+    fw.accept(offer.id, ops).await.expect("accept reserve + volumes + launch");
 
     wait_ready(&mut fw, &work, "kafka-0-run1").await;
     let kafka_ready_in = started.elapsed();
@@ -421,20 +370,15 @@ async fn real_kafka_and_cassandra_on_reserved_volumes() {
         })
         .await;
     let restarted = Instant::now();
-    fw.client
-        .accept(
-            &fw.id,
-            &Accept {
-                offer_ids: vec![again.id],
-                operations: vec![
-                    Operation::Launch { task: kafka_pod.task("kafka-0-run2") },
-                    Operation::Launch { task: cass_pod.task("cassandra-0-run2") },
-                ],
-                filter_ms: None,
-            },
-        )
-        .await
-        .expect("relaunch on the same reservations");
+    fw.accept(
+        again.id,
+        vec![
+            Operation::Launch { task: kafka_pod.task("kafka-0-run2") },
+            Operation::Launch { task: cass_pod.task("cassandra-0-run2") },
+        ],
+    )
+    .await
+    .expect("relaunch on the same reservations");
     wait_ready(&mut fw, &work, "kafka-0-run2").await;
     wait_ready(&mut fw, &work, "cassandra-0-run2").await;
     let back_in = restarted.elapsed();

@@ -13,11 +13,9 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use smack_catalog::artifacts::{self, Service};
 use smack_catalog::kafka::config as kafka;
-use smack_catalog::kafka::service::{kafka_service_yaml, KafkaServiceOptions};
+use smack_catalog::kafka::service::kafka_service_yaml;
 use smack_catalog::launch;
-use smack_connectors::kafka::{
-    KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
-};
+use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig, KafkaSource, PollLimits, SourceConfig, StartPosition};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -103,25 +101,14 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let m = MasterProc::start(d, &[]).await;
-    let p = address_prefix();
     let zones = ["zone-a", "zone-b", "zone-c"];
-    let _agents = m.zoned_agents(&p, &zones, "44000-44099").await;
+    let (m, _agents) = MasterProc::start_zoned(d, &zones, "44000-44099").await;
 
-    let mut opts = KafkaServiceOptions::new(3);
-    opts.cpus = 0.5;
-    opts.mem_mb = 768;
-    opts.disk_mb = 1024;
-    opts.env.insert("SMACK_CACHE_DIR".into(), artifacts::default_cache_dir().display().to_string());
-    // The agents' own executable path goes stale ("… (deleted)") when the
-    // binary is rebuilt while they run; tasks and checks use the path.
-    opts.env.insert("SMACK_BIN".into(), smack_bin().into());
+    let mut opts = kafka_test_options(3);
     let spec_file = d.join("kafka.yaml");
-    std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
-    let sf = spec_file.display().to_string();
+    let sf = write_spec(&spec_file, &kafka_service_yaml(&opts));
     cli(d, &["service", "validate", &sf]).unwrap_or_else(|e| panic!("the generated spec is refused: {e}"));
-    let sd = d.display().to_string();
-    let sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
+    let sched = service_scheduler("scheduler", d, &sf);
     let _diag =
         PanicDump { dir: d.to_path_buf(), sched_log: sched.log.clone(), plans: &["deploy", "recovery", "update"] };
 
@@ -160,14 +147,7 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     // 100,000 keyed records, acknowledged by all in-sync replicas.
     let client = KafkaClientConfig::new(bootstrap.clone()).with_timeout(Duration::from_secs(30));
     let admin = KafkaAdmin::connect(&client).await.unwrap();
-    let mut sink = KafkaSink::new(SinkConfig::new(client.clone())).unwrap();
-    for i in 0..RECORDS {
-        let key = format!("key-{}", i % 1000);
-        let value = format!("record-{i}");
-        sink.send(TOPIC, Some(key.as_bytes()), Some(value.as_bytes()), &[]).await.unwrap();
-    }
-    sink.flush().await.unwrap();
-    drop(sink);
+    produce_keyed(&client, TOPIC, RECORDS, 1000).await;
     let produced_at = started.elapsed();
 
     // SIGKILL the broker that leads the most partitions.
@@ -221,21 +201,11 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     assert!(rec.to_string().contains(&pod), "a recovery step for {pod}: {rec:#}");
 
     // Every record, once.
-    let mut seen = BTreeSet::new();
-    let mut dup = 0usize;
     let source_cfg =
         SourceConfig::new(client.clone(), "kafka-e2e", TOPIC, (0..6).collect()).starting_at(StartPosition::Earliest);
     let mut source = KafkaSource::open(source_cfg).await.unwrap();
+    let (mut seen, mut dup) = read_distinct(&mut source, RECORDS, T).await;
     let limits = PollLimits::default();
-    let deadline = Instant::now() + T;
-    while seen.len() < RECORDS {
-        assert!(Instant::now() < deadline, "only {} of {RECORDS} records read back within {T:?}", seen.len());
-        for r in source.poll_batch(&limits).await.unwrap() {
-            if !seen.insert(String::from_utf8(r.payload.unwrap_or_default()).unwrap()) {
-                dup += 1;
-            }
-        }
-    }
     // Drain what is left: nothing past the 100,000.
     for _ in 0..3 {
         for r in source.poll_batch(&limits).await.unwrap() {
@@ -255,7 +225,7 @@ async fn three_brokers_over_three_zones_survive_a_sigkill_and_roll_a_config_chan
     let leader = format!("kafka-{}", quorum["leader"].as_i64().expect("an active controller"));
     let tasks_before = broker_tasks(d).unwrap();
     opts.broker_config.insert("num.io.threads".into(), "3".into());
-    std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
+    write_spec(&spec_file, &kafka_service_yaml(&opts));
     cli(d, &["service", "update", &sf]).unwrap_or_else(|e| panic!("service update: {e}"));
     // Readiness is cluster-wide (no under-replicated partition a broker
     // leads or follows), so while one broker restarts the others report

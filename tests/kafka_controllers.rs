@@ -10,8 +10,8 @@
 use crate::support::smack_at as cli;
 use crate::support::*;
 use serde_json::Value;
-use smack_catalog::artifacts::{self, Service};
-use smack_catalog::kafka::service::{kafka_service_yaml, KafkaServiceOptions};
+use smack_catalog::artifacts::Service;
+use smack_catalog::kafka::service::kafka_service_yaml;
 use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig, KafkaSink, SinkConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -76,26 +76,17 @@ async fn dedicated_controllers_deploy_first_and_roll_with_the_active_one_last() 
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let m = MasterProc::start(d, &[]).await;
-    let p = address_prefix();
     let zones = ["zone-a", "zone-b", "zone-c"];
-    let _agents = m.zoned_agents(&p, &zones, "47000-47099").await;
+    let (_m, _agents) = MasterProc::start_zoned(d, &zones, "47000-47099").await;
 
-    let mut opts = KafkaServiceOptions::new(3).with_controllers(3);
-    opts.cpus = 0.5;
-    opts.mem_mb = 768;
-    opts.disk_mb = 1024;
+    let mut opts = kafka_test_options(3).with_controllers(3);
     opts.controller_cpus = 0.25;
     opts.controller_mem_mb = 512;
     opts.controller_disk_mb = 256;
-    opts.env.insert("SMACK_CACHE_DIR".into(), artifacts::default_cache_dir().display().to_string());
-    opts.env.insert("SMACK_BIN".into(), smack_bin().into());
     let spec_file = d.join("kafka.yaml");
-    std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
-    let sf = spec_file.display().to_string();
+    let sf = write_spec(&spec_file, &kafka_service_yaml(&opts));
     cli(d, &["service", "validate", &sf]).unwrap_or_else(|e| panic!("the generated spec is refused: {e}"));
-    let sd = d.display().to_string();
-    let sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
+    let sched = service_scheduler("scheduler", d, &sf);
     let _diag =
         PanicDump { dir: d.to_path_buf(), sched_log: sched.log.clone(), plans: &["deploy", "update", "recovery"] };
 
@@ -141,7 +132,7 @@ async fn dedicated_controllers_deploy_first_and_roll_with_the_active_one_last() 
     let before = current_tasks(d).unwrap();
     opts.controller_config.insert("num.io.threads".into(), "3".into());
     opts.broker_config.insert("num.io.threads".into(), "3".into());
-    std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
+    write_spec(&spec_file, &kafka_service_yaml(&opts));
     cli(d, &["service", "update", &sf]).unwrap_or_else(|e| panic!("service update: {e}"));
     // Readiness is cluster-wide (a broker with an under-replicated
     // partition is not ready), so count the nodes whose task is not RUNNING.

@@ -11,11 +11,10 @@
 
 use crate::support::smack_at_verbose as cli;
 use crate::support::*;
-use smack_catalog::artifacts::{self, Service};
-use smack_catalog::kafka::service::{kafka_service_yaml, KafkaServiceOptions};
+use smack_catalog::artifacts::Service;
+use smack_catalog::kafka::service::kafka_service_yaml;
 use smack_connectors::kafka::{
-    KafkaAdmin, KafkaClientConfig, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig, StartPosition,
-    TopicDescription,
+    KafkaAdmin, KafkaClientConfig, KafkaSource, SourceConfig, StartPosition, TopicDescription,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -85,24 +84,12 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let m = MasterProc::start(d, &[]).await;
-    let p = address_prefix();
     let zones = ["zone-a", "zone-b", "zone-c", "zone-a"];
-    let _agents = m.zoned_agents(&p, &zones, "45000-45099").await;
+    let (m, _agents) = MasterProc::start_zoned(d, &zones, "45000-45099").await;
 
-    let mut opts = KafkaServiceOptions::new(3);
-    opts.cpus = 0.5;
-    opts.mem_mb = 768;
-    opts.disk_mb = 1024;
-    opts.env.insert("SMACK_CACHE_DIR".into(), artifacts::default_cache_dir().display().to_string());
-    // The agents' own executable path goes stale ("… (deleted)") when the
-    // binary is rebuilt while they run; tasks and hooks use the path.
-    opts.env.insert("SMACK_BIN".into(), smack_bin().into());
-    let spec_file = d.join("kafka.yaml");
-    std::fs::write(&spec_file, kafka_service_yaml(&opts)).unwrap();
-    let sf = spec_file.display().to_string();
-    let sd = d.display().to_string();
-    let sched = spawn("scheduler", &["--state-dir", &sd, "service", "run", &sf], &d.join("logs"));
+    let opts = kafka_test_options(3);
+    let sf = write_spec(&d.join("kafka.yaml"), &kafka_service_yaml(&opts));
+    let sched = service_scheduler("scheduler", d, &sf);
     let _diag = PanicDump {
         dir: d.to_path_buf(),
         sched_log: sched.log.clone(),
@@ -119,14 +106,7 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
 
     let client = KafkaClientConfig::new(bootstrap.clone()).with_timeout(Duration::from_secs(30));
     let admin = KafkaAdmin::connect(&client).await.unwrap();
-    let mut sink = KafkaSink::new(SinkConfig::new(client.clone())).unwrap();
-    for i in 0..RECORDS {
-        let key = format!("key-{}", i % 500);
-        let value = format!("record-{i}");
-        sink.send(TOPIC, Some(key.as_bytes()), Some(value.as_bytes()), &[]).await.unwrap();
-    }
-    sink.flush().await.unwrap();
-    drop(sink);
+    produce_keyed(&client, TOPIC, RECORDS, 500).await;
     wait_for("the topic settled on 3 brokers", T, || settled(&admin, 3, &three)).await;
 
     // 3 → 4: the new broker is deployed, then holds a share of the replicas.
@@ -220,18 +200,10 @@ async fn kafka_scales_up_with_a_rebalance_and_down_with_a_drain() {
     assert_eq!(ids, three, "broker 3 left the cluster");
 
     // Every record, once.
-    let mut seen = BTreeSet::new();
     let source_cfg = SourceConfig::new(client.clone(), "kafka-scale-e2e", TOPIC, (0..6).collect())
         .starting_at(StartPosition::Earliest);
     let mut source = KafkaSource::open(source_cfg).await.unwrap();
-    let limits = PollLimits::default();
-    let deadline = Instant::now() + T;
-    while seen.len() < RECORDS {
-        assert!(Instant::now() < deadline, "only {} of {RECORDS} records read back within {T:?}", seen.len());
-        for r in source.poll_batch(&limits).await.unwrap() {
-            seen.insert(String::from_utf8(r.payload.unwrap_or_default()).unwrap());
-        }
-    }
+    let (seen, _) = read_distinct(&mut source, RECORDS, T).await;
     assert!((0..RECORDS).all(|i| seen.contains(&format!("record-{i}"))));
     drop(source);
 

@@ -15,8 +15,8 @@
 
 use crate::support::smack_at as cli;
 use crate::support::*;
-use smack_catalog::artifacts::{self, Service};
-use smack_catalog::kafka::service::{kafka_service_yaml, KafkaServiceOptions};
+use smack_catalog::artifacts::Service;
+use smack_catalog::kafka::service::kafka_service_yaml;
 use smack_connectors::kafka::{KafkaAdmin, KafkaClientConfig};
 use smack_pipelines::layout::{self, BrokerPlace, Endpoints, Leaders};
 use smack_pipelines::task::{prepare, PrepareOptions};
@@ -111,15 +111,8 @@ async fn each_stage_task_runs_on_the_agent_leading_most_of_its_partitions() {
     let sd = d.display().to_string();
 
     // Three brokers, one per zone.
-    let mut opts = KafkaServiceOptions::new(3);
-    opts.cpus = 0.5;
-    opts.mem_mb = 768;
-    opts.disk_mb = 1024;
-    opts.env.insert("SMACK_CACHE_DIR".into(), artifacts::default_cache_dir().display().to_string());
-    opts.env.insert("SMACK_BIN".into(), smack_bin().into());
-    let kafka_file = d.join("kafka.yaml");
-    std::fs::write(&kafka_file, kafka_service_yaml(&opts)).unwrap();
-    let kf = kafka_file.display().to_string();
+    let opts = kafka_test_options(3);
+    let kf = write_spec(&d.join("kafka.yaml"), &kafka_service_yaml(&opts));
     let kafka_sched = spawn("kafka-scheduler", &["--state-dir", &sd, "service", "run", &kf], &d.join("logs"));
     let mut diag = Diag { dir: d.to_path_buf(), logs: vec![(opts.name.clone(), kafka_sched.log.clone())] };
     wait_deployed(d, &opts.name, DEPLOY).await;

@@ -2,7 +2,6 @@
 //! agent that runs (or ran) it, through the master; `--follow` streams.
 
 use crate::support::*;
-use smack_operator::protocol::Accept;
 use smack_operator::resources::*;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
@@ -49,25 +48,18 @@ async fn task_log_reads_running_and_finished_tasks_and_follows() {
     m.wait_agents(1).await;
     let mut fw = TestFramework::subscribe(m.client(), "logs").await;
     let offer = fw.offer_where("with 1 cpu", T, |o| o.unreserved.cpus >= 1.0).await;
-    fw.client
-        .accept(
-            &fw.id,
-            &Accept {
-                offer_ids: vec![offer.id],
-                operations: vec![
-                    Operation::Launch {
-                        task: task("runner", "for i in 1 2 3; do echo line-$i; done; echo err >&2; sleep 600"),
-                    },
-                    Operation::Launch { task: task("done-1", "echo done-task; exit 0") },
-                    Operation::Launch {
-                        task: task("ticker", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done"),
-                    },
-                ],
-                filter_ms: None,
+    fw.accept(
+        offer.id,
+        vec![
+            Operation::Launch {
+                task: task("runner", "for i in 1 2 3; do echo line-$i; done; echo err >&2; sleep 600"),
             },
-        )
-        .await
-        .expect("launch");
+            Operation::Launch { task: task("done-1", "echo done-task; exit 0") },
+            Operation::Launch { task: task("ticker", "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done") },
+        ],
+    )
+    .await
+    .expect("launch");
     fw.status("runner", TaskState::Running, T).await;
     fw.status("done-1", TaskState::Finished, T).await;
     fw.status("ticker", TaskState::Running, T).await;
@@ -158,17 +150,7 @@ async fn rotation_keeps_the_bound_and_task_log_reads_across_files() {
     // ~30 kB over some seconds: many rotations of 2000-byte files.
     let cmd = "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line-$i; \
                if [ $((i % 100)) -eq 0 ]; then sleep 0.1; fi; done; exec sleep 600";
-    fw.client
-        .accept(
-            &fw.id,
-            &Accept {
-                offer_ids: vec![offer.id],
-                operations: vec![Operation::Launch { task: task("chatty", cmd) }],
-                filter_ms: None,
-            },
-        )
-        .await
-        .expect("launch");
+    fw.accept(offer.id, vec![Operation::Launch { task: task("chatty", cmd) }]).await.expect("launch");
     fw.status("chatty", TaskState::Running, T).await;
 
     // Written out, and the current file back within the bound (the agent
@@ -221,17 +203,7 @@ async fn agent_log_returns_what_the_agent_logged() {
     let agents = m.wait_agents(1).await;
     let mut fw = TestFramework::subscribe(m.client(), "agentlog").await;
     let offer = fw.offer_where("with cpus", T, |o| o.unreserved.cpus >= 0.5).await;
-    fw.client
-        .accept(
-            &fw.id,
-            &Accept {
-                offer_ids: vec![offer.id],
-                operations: vec![Operation::Launch { task: task("noted", "exec sleep 600") }],
-                filter_ms: None,
-            },
-        )
-        .await
-        .expect("launch");
+    fw.accept(offer.id, vec![Operation::Launch { task: task("noted", "exec sleep 600") }]).await.expect("launch");
     fw.status("noted", TaskState::Running, T).await;
 
     let agent_log = |args: &[&str]| {

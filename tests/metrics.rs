@@ -2,9 +2,7 @@
 //! `--metrics-listen` show what a framework reserved and launched.
 
 use crate::support::*;
-use smack_operator::protocol::Accept;
 use smack_operator::resources::*;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -66,46 +64,29 @@ async fn master_and_agent_metrics_after_a_launch() {
 
     let mut fw = TestFramework::subscribe(m.client(), "store").await;
     let offer = fw.offer_where("with 1 cpu unreserved", T, |o| o.unreserved.cpus >= 1.0).await;
-    let task = TaskInfo {
-        id: "metered".into(),
-        name: "metered".into(),
-        command: r#"echo hello > "$VOLUME_DATA/hello"; exec sleep 600"#.into(),
-        env: BTreeMap::new(),
-        resources: Resources::new(0.5, 64, 0),
-        reservation: Some("r1".into()),
-        volumes: vec!["v1".into()],
-        health_check: None,
-        readiness_check: None,
-        kill_grace_period_ms: 2000,
-        labels: BTreeMap::new(),
-    };
-    fw.client
-        .accept(
-            &fw.id,
-            &Accept {
-                offer_ids: vec![offer.id],
-                operations: vec![
-                    Operation::Reserve {
-                        id: "r1".into(),
-                        resources: Resources::new(0.5, 64, 100),
-                        labels: [("resource_id".to_string(), "r1".to_string())].into(),
-                    },
-                    Operation::CreateVolume {
-                        reservation: "r1".into(),
-                        volume: Volume {
-                            id: "v1".into(),
-                            source: VolumeSource::Root { size: 50 },
-                            container_path: "data".into(),
-                            host_path: String::new(),
-                        },
-                    },
-                    Operation::Launch { task },
-                ],
-                filter_ms: None,
+    let task = volume_task("metered", r#"echo hello > "$VOLUME_DATA/hello"; exec sleep 600"#);
+    fw.accept(
+        offer.id,
+        vec![
+            Operation::Reserve {
+                id: "r1".into(),
+                resources: Resources::new(0.5, 64, 100),
+                labels: [("resource_id".to_string(), "r1".to_string())].into(),
             },
-        )
-        .await
-        .expect("accept reserve+volume+launch");
+            Operation::CreateVolume {
+                reservation: "r1".into(),
+                volume: Volume {
+                    id: "v1".into(),
+                    source: VolumeSource::Root { size: 50 },
+                    container_path: "data".into(),
+                    host_path: String::new(),
+                },
+            },
+            Operation::Launch { task },
+        ],
+    )
+    .await
+    .expect("accept reserve+volume+launch");
     fw.status("metered", TaskState::Running, T).await;
 
     // The master's /metrics, without the token that /v1/ needs.

@@ -6,7 +6,6 @@ use nix::sys::signal::Signal;
 use smack_operator::protocol::{Accept, AgentState};
 use smack_operator::resources::*;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);
@@ -32,25 +31,6 @@ fn root_volume(id: &str, size: u64) -> Volume {
 /// Appends a line to the volume, records its pid there, and keeps running.
 const WRITER: &str = r#"echo "run $TASK_ID" >> "$VOLUME_DATA/lines"; echo $$ > "$VOLUME_DATA/pid"; exec sleep 600"#;
 
-/// The volume's path on its agent, as the master's ledger records it.
-async fn volume_path(m: &MasterProc, vol: &str) -> PathBuf {
-    let c = m.client();
-    wait_for(&format!("the master's ledger shows where volume {vol} is"), T, || {
-        let c = c.clone();
-        async move {
-            let state = c.state().await.ok()?;
-            state
-                .agents
-                .iter()
-                .flat_map(|a| a.reservations.iter())
-                .flat_map(|r| r.volumes.iter())
-                .find(|v| v.id == vol && !v.host_path.is_empty())
-                .map(|v| PathBuf::from(&v.host_path))
-        }
-    })
-    .await
-}
-
 fn pid_in(dir: &std::path::Path) -> nix::unistd::Pid {
     let s = read(dir.join("pid"));
     nix::unistd::Pid::from_raw(s.trim().parse().unwrap_or_else(|_| panic!("no pid file in {}", dir.display())))
@@ -58,25 +38,20 @@ fn pid_in(dir: &std::path::Path) -> nix::unistd::Pid {
 
 async fn reserve_and_launch(fw: &mut TestFramework, first_task: &str) -> Offer {
     let offer = fw.offer_where("with 1 cpu unreserved", T, |o| o.unreserved.cpus >= 1.0).await;
-    fw.client
-        .accept(
-            &fw.id,
-            &Accept {
-                offer_ids: vec![offer.id.clone()],
-                operations: vec![
-                    Operation::Reserve {
-                        id: "r1".into(),
-                        resources: Resources::new(0.5, 64, 100),
-                        labels: [("resource_id".to_string(), "r1".to_string())].into(),
-                    },
-                    Operation::CreateVolume { reservation: "r1".into(), volume: root_volume("v1", 50) },
-                    Operation::Launch { task: task(first_task, Some("r1"), &["v1"], 0.5, 64, WRITER) },
-                ],
-                filter_ms: None,
+    fw.accept(
+        offer.id.clone(),
+        vec![
+            Operation::Reserve {
+                id: "r1".into(),
+                resources: Resources::new(0.5, 64, 100),
+                labels: [("resource_id".to_string(), "r1".to_string())].into(),
             },
-        )
-        .await
-        .expect("accept reserve+volume+launch");
+            Operation::CreateVolume { reservation: "r1".into(), volume: root_volume("v1", 50) },
+            Operation::Launch { task: task(first_task, Some("r1"), &["v1"], 0.5, 64, WRITER) },
+        ],
+    )
+    .await
+    .expect("accept reserve+volume+launch");
     fw.status(first_task, TaskState::Running, T).await;
     offer
 }
@@ -106,15 +81,7 @@ async fn volume_survives_a_task_crash() {
                     .unwrap_or(false)
         })
         .await;
-    fw.client
-        .accept(
-            &fw.id,
-            &Accept {
-                offer_ids: vec![again.id],
-                operations: vec![Operation::Launch { task: task("writer-2", Some("r1"), &["v1"], 0.5, 64, WRITER) }],
-                filter_ms: None,
-            },
-        )
+    fw.accept(again.id, vec![Operation::Launch { task: task("writer-2", Some("r1"), &["v1"], 0.5, 64, WRITER) }])
         .await
         .expect("relaunch on the same reservation");
     fw.status("writer-2", TaskState::Running, T).await;
@@ -139,19 +106,14 @@ async fn agent_restart_reattaches_and_offers_reservations_again() {
     reserve_and_launch(&mut fw, "keeper").await;
     // A second task, unreserved, that will die while the agent is down.
     let o = fw.offer_where("with 0.5 cpu", T, |o| o.unreserved.cpus >= 0.5).await;
-    fw.client
-        .accept(
-            &fw.id,
-            &Accept {
-                offer_ids: vec![o.id],
-                operations: vec![Operation::Launch {
-                    task: task("mayfly", None, &[], 0.5, 32, r#"echo $$ > "$SMACK_SANDBOX/pid"; exec sleep 600"#),
-                }],
-                filter_ms: None,
-            },
-        )
-        .await
-        .unwrap();
+    fw.accept(
+        o.id,
+        vec![Operation::Launch {
+            task: task("mayfly", None, &[], 0.5, 32, r#"echo $$ > "$SMACK_SANDBOX/pid"; exec sleep 600"#),
+        }],
+    )
+    .await
+    .unwrap();
     fw.status("mayfly", TaskState::Running, T).await;
     let vol = volume_path(&m, "v1").await;
     wait_for("pid file", T, || async { (!read(vol.join("pid")).is_empty()).then_some(()) }).await;

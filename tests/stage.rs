@@ -32,7 +32,6 @@ use smack_connectors::kafka::{
     KafkaAdmin, KafkaClientConfig, KafkaRecord, KafkaSink, KafkaSource, PollLimits, SinkConfig, SourceConfig,
     StartPosition, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER,
 };
-use smack_operator::protocol::Accept;
 use smack_operator::resources::*;
 use smack_pipelines::generate::{parse_rfc3339_ms, GeneratedEvent, Generator, GeneratorKind, Options};
 use smack_pipelines::task::{dead_letter_topic, prepare, PrepareOptions};
@@ -325,10 +324,7 @@ impl StageTask {
         };
         task.env.insert("RUST_LOG".into(), "info".into());
         ops.push(Operation::Launch { task });
-        fw.client
-            .accept(&fw.id, &Accept { offer_ids: vec![offer.id], operations: ops, filter_ms: None })
-            .await
-            .expect("accept the stage task");
+        fw.accept(offer.id, ops).await.expect("accept the stage task");
         id
     }
 
@@ -346,10 +342,7 @@ impl StageTask {
             Operation::DestroyVolume { reservation: rid.clone(), volume: format!("{rid}-state") },
             Operation::Unreserve { id: rid.clone() },
         ];
-        fw.client
-            .accept(&fw.id, &Accept { offer_ids: vec![offer.id], operations: ops, filter_ms: None })
-            .await
-            .expect("destroy the volume and unreserve");
+        fw.accept(offer.id, ops).await.expect("destroy the volume and unreserve");
     }
 
     fn logs(&self, s: &Services) -> String {

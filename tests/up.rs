@@ -31,14 +31,7 @@ async fn start_up(dir: &Path, prefix: &str) -> (Proc, MasterClient) {
 }
 
 fn smack_cli(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(smack_bin())
-        .arg("--state-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("SMACK_MASTER")
-        .env_remove("SMACK_TOKEN")
-        .output()
-        .expect("run smack");
+    let out = smack_output(dir, args);
     assert!(out.status.success(), "smack {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -79,20 +72,11 @@ async fn up_runs_agents_and_resumes_with_the_same_reservations_and_volumes() {
     // A framework reserves disk on one agent, makes a volume, runs a writer.
     let mut fw = TestFramework::subscribe(c.clone(), "keeper").await;
     let offer = fw.offer_where("any", T, |o| o.unreserved.cpus >= 0.5).await;
-    let writer = |id: &str| TaskInfo {
-        id: id.into(),
-        name: id.into(),
-        command:
-            r#"echo "run $TASK_ID in $ZONE" >> "$VOLUME_DATA/lines"; echo $$ > "$VOLUME_DATA/pid"; exec sleep 600"#
-                .into(),
-        env: BTreeMap::new(),
-        resources: Resources::new(0.5, 64, 0),
-        reservation: Some("r1".into()),
-        volumes: vec!["v1".into()],
-        health_check: None,
-        readiness_check: None,
-        kill_grace_period_ms: 2000,
-        labels: BTreeMap::new(),
+    let writer = |id: &str| {
+        volume_task(
+            id,
+            r#"echo "run $TASK_ID in $ZONE" >> "$VOLUME_DATA/lines"; echo $$ > "$VOLUME_DATA/pid"; exec sleep 600"#,
+        )
     };
     c.accept(
         &fw.id,

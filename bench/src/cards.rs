@@ -13,7 +13,7 @@ use smack_connectors::arrow::datatypes::{DataType, SchemaRef};
 use smack_connectors::cassandra::{CassandraSession, Consistency, CqlTimestamp};
 use smack_connectors::kafka::KafkaAdmin;
 use smack_pipelines::runtime::lookup::{lookup_schema, LookupProviders};
-use smack_pipelines::runtime::LookupProvider;
+use smack_pipelines::runtime::{LookupFetch, LookupProvider};
 use smack_pipelines::spec::{Lookup, PipelineSpec};
 use smack_pipelines::task::{card_home_lookups, prepare, PrepareOptions};
 use std::collections::HashMap;
@@ -45,10 +45,7 @@ pub(crate) fn card_batch(schema: &SchemaRef, rows: &[(&str, &str)]) -> Result<Re
 }
 
 impl LookupProvider for CardHomes {
-    fn fetch<'a>(
-        &'a self,
-        keys: &'a RecordBatch,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RecordBatch, String>> + Send + 'a>> {
+    fn fetch<'a>(&'a self, keys: &'a RecordBatch) -> LookupFetch<'a> {
         Box::pin(async move {
             let col = keys.column_by_name("card_id").ok_or("the keys have no `card_id` column")?;
             let col = cast(col, &DataType::Utf8).map_err(|e| e.to_string())?;

@@ -38,3 +38,34 @@ pub fn placed_endpoints(views: &[PodView], port_name: &str) -> Vec<String> {
     placed.sort();
     placed.into_iter().map(|(_, _, e)| e).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smack_operator::scheduler::service::PodRecord;
+
+    fn view(name: &str, index: u32, host: &str, port: Option<u16>, placed: bool) -> PodView {
+        let mut pod = PodRecord { name: name.into(), pod_type: "kafka".into(), index, ..Default::default() };
+        pod.hostname = host.into();
+        if placed {
+            pod.agent_id = Some("a1".into());
+        }
+        if let Some(p) = port {
+            pod.ports.insert("client".into(), p);
+        }
+        PodView { pod, tasks: Vec::new(), phase: Default::default() }
+    }
+
+    #[test]
+    fn placed_pods_with_the_port_in_index_order() {
+        let v = vec![
+            view("kafka-10", 10, "h10", Some(9), true),
+            view("kafka-2", 2, "h2", Some(2), true),
+            view("kafka-1", 1, "", None, true),
+            view("kafka-3", 3, "h3", Some(3), true),
+            view("kafka-4", 4, "h4", Some(4), false),
+        ];
+        assert_eq!(placed_endpoints(&v, "client"), vec!["h2:2", "h3:3", "h10:9"]);
+        assert!(placed_endpoints(&v, "controller").is_empty());
+    }
+}

@@ -5,7 +5,11 @@
 //!
 //! Run: `cargo bench -p smack-operator --bench allocator`
 
+#[path = "common/rng.rs"]
+mod rng;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use rng::Rng;
 use smack_operator::master::allocator::{Allocator, AllocatorConfig};
 use smack_operator::resources::{Attributes, PortRange, PortSet, Reservation, ReservedOffer, Resources};
 use std::collections::BTreeMap;
@@ -18,23 +22,6 @@ const ROLES: usize = 200;
 const GIB: u64 = 1024;
 /// The time the cycle runs at; filters are set around it.
 const NOW_MS: u64 = 1_000_000;
-
-/// A small deterministic generator (splitmix64), so every run builds the
-/// same cluster.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// The simulated cluster: agents of 32 cpus / 128 GiB / 1 TiB with ports,
 /// each partly used; one in five carries one or two reservations; frameworks

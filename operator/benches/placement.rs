@@ -13,7 +13,11 @@
 //!
 //! Run: `cargo bench -p smack-operator --bench placement`
 
+#[path = "common/rng.rs"]
+mod rng;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use rng::Rng;
 use smack_operator::resources::{Attributes, Offer, Operation, PortRange, PortSet, Resources};
 use smack_operator::scheduler::evaluator::{evaluate, PodRequirement, VolumeKind};
 use smack_operator::scheduler::placement::{PlacementRule, PlacementView};
@@ -27,22 +31,6 @@ const POD_TYPES: usize = 1_000;
 const INSTANCES: usize = 100;
 const MAX_PER_ZONE: usize = 20;
 const GIB: u64 = 1024;
-
-/// splitmix64: deterministic offers.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// One offer per agent: 32 cpus, 128 GiB, 1 TiB ROOT disk, 2,000 ports;
 /// attributes hostname, zone (5) and rack (20 per zone).
@@ -116,7 +104,7 @@ fn simulate(mut offers: Vec<Offer>, record: bool) -> (Run, PlacementView) {
             loop {
                 let k = match &partners {
                     Some(p) => p[(i + attempt) % p.len()],
-                    None => rng.below(AGENTS),
+                    None => rng.below(AGENTS as u64) as usize,
                 };
                 let e = if record {
                     let t0 = Instant::now();
@@ -166,7 +154,7 @@ fn placement(c: &mut Criterion) {
     let mut rng = Rng(11);
     group.bench_function("evaluate_one_offer_view_100k_pods", |b| {
         b.iter(|| {
-            let k = rng.below(AGENTS);
+            let k = rng.below(AGENTS as u64) as usize;
             black_box(evaluate(black_box(&extra), &offers[k], &view))
         })
     });

@@ -1,5 +1,6 @@
 //! The messages of the master's API: what agents and frameworks send, and
-//! the events streamed back to them (one JSON object a line).
+//! the events streamed back to them (one JSON object a line); and the check
+//! of the cluster token every API (master, agent, scheduler) asks for.
 
 use crate::master::ledger::LedgerTask;
 use crate::resources::{
@@ -7,6 +8,20 @@ use crate::resources::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Whether `headers` carry `Authorization: Bearer TOKEN` with `token`
+/// (compared in constant time).
+pub fn bearer_matches(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
 
 /// An agent's registration (and re-registration after a restart).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -47,7 +47,7 @@ pub mod plan;
 pub mod replay;
 pub mod schema;
 mod stage;
-pub use stage::{InlineLookup, LookupBinding, LookupProvider};
+pub use stage::{InlineLookup, LookupBinding, LookupFetch, LookupProvider};
 pub mod state;
 pub mod testing;
 pub mod time;

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use smack_operator::client::{EventStream, MasterClient};
-use smack_operator::protocol::{Acknowledge, Decline, FrameworkEvent, Subscribe};
-use smack_operator::resources::{Offer, TaskState, TaskStatus};
+use smack_operator::protocol::{Accept, Acknowledge, Decline, FrameworkEvent, Subscribe};
+use smack_operator::resources::{Offer, OfferId, Operation, TaskState, TaskStatus};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -143,6 +143,14 @@ impl MasterProc {
         spawn(name, &args, &self.state_dir.join("logs"))
     }
 
+    /// A master in `dir` (no extra flags) and [`MasterProc::zoned_agents`]
+    /// on the test's loopback prefix.
+    pub async fn start_zoned(dir: &Path, zones: &[&str], ports: &str) -> (MasterProc, Vec<Proc>) {
+        let m = MasterProc::start(dir, &[]).await;
+        let agents = m.zoned_agents(&address_prefix(), zones, ports).await;
+        (m, agents)
+    }
+
     /// One agent per zone, `a1`, `a2`, … on `PREFIX.1`, `PREFIX.2`, … (the
     /// test's loopback prefix), each with 2 cpus, 3 GiB, 8 GB of disk and
     /// the `ports` range; returns when all are reachable.
@@ -218,6 +226,11 @@ pub struct TestFramework {
 }
 
 impl TestFramework {
+    /// Accepts offer `offer` with `operations`, filtering nothing.
+    pub async fn accept(&self, offer: OfferId, operations: Vec<Operation>) -> smack_operator::Result<()> {
+        self.client.accept(&self.id, &Accept { offer_ids: vec![offer], operations, filter_ms: None }).await
+    }
+
     pub async fn subscribe(client: MasterClient, role: &str) -> TestFramework {
         Self::resubscribe(client, role, None).await
     }
@@ -400,8 +413,7 @@ pub struct KafkaAndCassandra {
 /// within 90 s.
 pub async fn start_kafka_and_cassandra(work: &Path, port_base: u16) -> KafkaAndCassandra {
     use smack_catalog::artifacts::{self, Service};
-    use smack_catalog::{cassandra::config as cassandra, kafka::config as kafka, launch};
-    use smack_operator::protocol::Accept;
+    use smack_catalog::{kafka::config as kafka, launch};
     use smack_operator::resources::*;
 
     const READY: Duration = Duration::from_secs(90);
@@ -433,46 +445,18 @@ pub async fn start_kafka_and_cassandra(work: &Path, port_base: u16) -> KafkaAndC
 
     let (broker_port, controller_port, storage_port, native_port) =
         (port_base, port_base + 1, port_base + 2, port_base + 3);
-    let mut knode = kafka::KafkaNodeConfig::new(
-        0,
-        host.clone(),
-        broker_port,
-        controller_port,
-        launch::in_volume("data", "kafka"),
-        vec![kafka::Voter::new(0, host.clone(), controller_port)],
-    );
-    knode.rack = Some("zone-a".into());
-    let kafka_cmd = launch::kafka_task_command(&launch::KafkaLaunch::new(
+    let kafka_cmd = one_node_kafka_command(
         kafka_jars,
         java.clone(),
-        knode,
+        &host,
+        broker_port,
+        controller_port,
         kafka::kafka_random_cluster_id(),
-        256,
-    ))
-    .expect("kafka command");
-
-    let mut cnode = cassandra::CassandraNodeConfig::new(
-        "smack-e2e",
-        host.clone(),
-        storage_port,
-        native_port,
-        cassandra::seed_list(&[host.as_str()], storage_port),
-        &launch::in_volume("data", "cassandra"),
     );
-    cnode.allocate_tokens_for_rf = 1;
-    cnode.rack = "zone-a".into();
+
+    let cnode = one_node_cassandra(&host, storage_port, native_port);
     let dc = cnode.dc.clone();
-    let mut cjvm = launch::cassandra_task_jvm(&cassandra_jars, 256, launch::in_volume("data", "cassandra"));
-    cjvm.ring_delay_ms = Some(1000);
-    let cass_cmd = launch::cassandra_task_command(&launch::CassandraLaunch {
-        artifact: cassandra_jars,
-        java,
-        node: cnode,
-        jvm: cjvm,
-        as_root: artifacts::running_as_root(),
-        log_level: "INFO".into(),
-    })
-    .expect("cassandra command");
+    let cass_cmd = one_node_cassandra_command(cassandra_jars, java, cnode);
 
     let pods = [
         (
@@ -639,7 +623,9 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn smack_output(dir: &Path, args: &[&str]) -> std::process::Output {
+/// Runs `smack --state-dir DIR ARGS…` without the caller's cluster variables
+/// and waits for it, retrying while the binary is being replaced.
+pub fn smack_output(dir: &Path, args: &[&str]) -> std::process::Output {
     let run = || {
         std::process::Command::new(smack_bin())
             .arg("--state-dir")
@@ -672,4 +658,173 @@ pub async fn service_jars(service: smack_catalog::artifacts::Service) -> smack_c
         .await
         .expect("the artifact fetch")
         .unwrap_or_else(|e| panic!("cannot obtain {service:?} (cache {}): {e}", cache.display()))
+}
+
+/// The volume's path on its agent, as the master's ledger records it.
+pub async fn volume_path(m: &MasterProc, vol: &str) -> PathBuf {
+    let c = m.client();
+    wait_for(&format!("the master's ledger shows where volume {vol} is"), Duration::from_secs(30), || {
+        let c = c.clone();
+        async move {
+            let state = c.state().await.ok()?;
+            state
+                .agents
+                .iter()
+                .flat_map(|a| a.reservations.iter())
+                .flat_map(|r| r.volumes.iter())
+                .find(|v| v.id == vol && !v.host_path.is_empty())
+                .map(|v| PathBuf::from(&v.host_path))
+        }
+    })
+    .await
+}
+
+/// The options of a test Kafka service of `brokers` brokers: sized for the
+/// test agents, with the artifact cache and this binary's path in the tasks'
+/// environment (the agents' own executable path goes stale, "… (deleted)",
+/// when the binary is rebuilt while they run; tasks, checks and hooks use
+/// the path).
+pub fn kafka_test_options(brokers: u32) -> smack_catalog::kafka::service::KafkaServiceOptions {
+    let mut opts = smack_catalog::kafka::service::KafkaServiceOptions::new(brokers);
+    opts.cpus = 0.5;
+    opts.mem_mb = 768;
+    opts.disk_mb = 1024;
+    opts.env.insert("SMACK_CACHE_DIR".into(), smack_catalog::artifacts::default_cache_dir().display().to_string());
+    opts.env.insert("SMACK_BIN".into(), smack_bin().into());
+    opts
+}
+
+/// Writes a service spec to `path`; answers the path as a CLI argument.
+pub fn write_spec(path: &Path, yaml: &str) -> String {
+    std::fs::write(path, yaml).unwrap();
+    path.display().to_string()
+}
+
+/// The task command of a one-node Kafka on `host`: a combined broker and
+/// controller in rack `zone-a`, its data on volume `data`, a 256 MiB heap.
+pub fn one_node_kafka_command(
+    jars: smack_catalog::artifacts::Artifact,
+    java: PathBuf,
+    host: &str,
+    broker_port: u16,
+    controller_port: u16,
+    cluster_id: String,
+) -> String {
+    use smack_catalog::{kafka::config as kafka, launch};
+    let mut node = kafka::KafkaNodeConfig::new(
+        0,
+        host.to_string(),
+        broker_port,
+        controller_port,
+        launch::in_volume("data", "kafka"),
+        vec![kafka::Voter::new(0, host.to_string(), controller_port)],
+    );
+    node.rack = Some("zone-a".into());
+    launch::kafka_task_command(&launch::KafkaLaunch::new(jars, java, node, cluster_id, 256)).expect("kafka command")
+}
+
+/// A one-node Cassandra on `host`: cluster `smack-e2e`, its own seed, rack
+/// `zone-a`, everything on volume `data`.
+pub fn one_node_cassandra(
+    host: &str,
+    storage_port: u16,
+    native_port: u16,
+) -> smack_catalog::cassandra::config::CassandraNodeConfig {
+    use smack_catalog::{cassandra::config as cassandra, launch};
+    let mut node = cassandra::CassandraNodeConfig::new(
+        "smack-e2e",
+        host.to_string(),
+        storage_port,
+        native_port,
+        cassandra::seed_list(&[host], storage_port),
+        &launch::in_volume("data", "cassandra"),
+    );
+    node.allocate_tokens_for_rf = 1;
+    node.rack = "zone-a".into();
+    node
+}
+
+/// The task command of Cassandra node `node` (from [`one_node_cassandra`]):
+/// a 256 MiB heap, a short ring delay, logs at INFO.
+pub fn one_node_cassandra_command(
+    jars: smack_catalog::artifacts::Artifact,
+    java: PathBuf,
+    node: smack_catalog::cassandra::config::CassandraNodeConfig,
+) -> String {
+    use smack_catalog::{artifacts, launch};
+    let mut jvm = launch::cassandra_task_jvm(&jars, 256, launch::in_volume("data", "cassandra"));
+    jvm.ring_delay_ms = Some(1000);
+    launch::cassandra_task_command(&launch::CassandraLaunch {
+        artifact: jars,
+        java,
+        node,
+        jvm,
+        as_root: artifacts::running_as_root(),
+        log_level: "INFO".into(),
+    })
+    .expect("cassandra command")
+}
+
+/// Task `id` running `command` on reservation `r1` with volume `v1`
+/// (0.5 cpus, 64 MiB, a 2 s kill grace period).
+pub fn volume_task(id: &str, command: &str) -> smack_operator::resources::TaskInfo {
+    smack_operator::resources::TaskInfo {
+        id: id.into(),
+        name: id.into(),
+        command: command.into(),
+        env: Default::default(),
+        resources: smack_operator::resources::Resources::new(0.5, 64, 0),
+        reservation: Some("r1".into()),
+        volumes: vec!["v1".into()],
+        health_check: None,
+        readiness_check: None,
+        kill_grace_period_ms: 2000,
+        labels: Default::default(),
+    }
+}
+
+/// `smack service run SPEC` with its state in `dir`, as process `name`.
+pub fn service_scheduler(name: &str, dir: &Path, spec: &str) -> Proc {
+    let sd = dir.display().to_string();
+    spawn(name, &["--state-dir", &sd, "service", "run", spec], &dir.join("logs"))
+}
+
+/// Sends `records` records (`record-{i}`, keyed `key-{i % keys}`) to
+/// `topic`, each acknowledged, and flushes.
+pub async fn produce_keyed(
+    client: &smack_connectors::kafka::KafkaClientConfig,
+    topic: &str,
+    records: usize,
+    keys: usize,
+) {
+    use smack_connectors::kafka::{KafkaSink, SinkConfig};
+    let mut sink = KafkaSink::new(SinkConfig::new(client.clone())).unwrap();
+    for i in 0..records {
+        let key = format!("key-{}", i % keys);
+        let value = format!("record-{i}");
+        sink.send(topic, Some(key.as_bytes()), Some(value.as_bytes()), &[]).await.unwrap();
+    }
+    sink.flush().await.unwrap();
+}
+
+/// Polls `source` until it has read `records` distinct payloads (failing
+/// after `within`); answers them and how many came more than once.
+pub async fn read_distinct(
+    source: &mut smack_connectors::kafka::KafkaSource,
+    records: usize,
+    within: Duration,
+) -> (std::collections::BTreeSet<String>, usize) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut dup = 0usize;
+    let limits = smack_connectors::kafka::PollLimits::default();
+    let deadline = Instant::now() + within;
+    while seen.len() < records {
+        assert!(Instant::now() < deadline, "only {} of {records} records read back within {within:?}", seen.len());
+        for r in source.poll_batch(&limits).await.unwrap() {
+            if !seen.insert(String::from_utf8(r.payload.unwrap_or_default()).unwrap()) {
+                dup += 1;
+            }
+        }
+    }
+    (seen, dup)
 }

@@ -38,7 +38,7 @@ use super::runtime::Agent;
 use crate::metrics::SharedRegistry;
 use crate::protocol::{ApiError, TaskLog};
 use axum::extract::{Path as UrlPath, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -406,21 +406,11 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 async fn require_token(State(agent): State<Agent>, req: Request, next: Next) -> Response {
-    let ok = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| constant_time_eq(t.trim().as_bytes(), agent.config().token.as_bytes()))
-        .unwrap_or(false);
+    let ok = crate::protocol::bearer_matches(req.headers(), &agent.config().token);
     if !ok {
         return error(StatusCode::UNAUTHORIZED, crate::Error::Unauthorized.to_string());
     }
     next.run(req).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn task_log(State(agent): State<Agent>, UrlPath(id): UrlPath<String>, Query(q): Query<LogQuery>) -> Response {

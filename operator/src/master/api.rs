@@ -24,24 +24,11 @@ use serde::Serialize;
 type ApiResult<T> = Result<T, Error>;
 
 async fn require_token(State(master): State<Master>, req: Request, next: Next) -> Response {
-    let ok = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| constant_time_eq(t.trim().as_bytes(), master.token().as_bytes()))
-        .unwrap_or(false);
+    let ok = crate::protocol::bearer_matches(req.headers(), master.token());
     if !ok {
         return Error::Unauthorized.into_response();
     }
     next.run(req).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Turns a receiver of events into an NDJSON body; `guard` lives as long

@@ -192,6 +192,35 @@ async fn forward(
     out
 }
 
+/// The body of both API front doors: checks the forwarded path, looks up
+/// the upstream's base URL (`base`; `missing` is the 404 reason when it
+/// announced none), and forwards the call there. `what` names the upstream
+/// in errors.
+#[allow(clippy::too_many_arguments)]
+async fn forward_api(
+    m: &Master,
+    http: &reqwest::Client,
+    base: impl FnOnce() -> crate::Result<Option<String>>,
+    missing: String,
+    what: String,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rest = match forwarded_path(uri.path()) {
+        Ok(r) => r,
+        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
+    };
+    let base = match base() {
+        Ok(Some(u)) => u,
+        Ok(None) => return fail(StatusCode::NOT_FOUND, missing),
+        Err(e) => return e.into_response(),
+    };
+    let url = upstream_url(&base, rest, uri.query());
+    forward(http, Some(m.token()), method, &url, headers.get(header::CONTENT_TYPE), body, &what).await
+}
+
 /// `GET|POST /v1/frameworks/{id}/api/{*rest}`.
 async fn framework_api(
     State(m): State<Master>,
@@ -202,23 +231,9 @@ async fn framework_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let rest = match forwarded_path(uri.path()) {
-        Ok(r) => r,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
-    };
-    let base = match m.framework_api_url(&id) {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            return fail(
-                StatusCode::NOT_FOUND,
-                format!("framework {id} announced no API URL when it subscribed; nothing to forward to"),
-            )
-        }
-        Err(e) => return e.into_response(),
-    };
-    let url = upstream_url(&base, rest, uri.query());
-    forward(&http, Some(m.token()), method, &url, headers.get(header::CONTENT_TYPE), body, &format!("framework {id}"))
-        .await
+    let missing = format!("framework {id} announced no API URL when it subscribed; nothing to forward to");
+    let what = format!("framework {id}");
+    forward_api(&m, &http, || m.framework_api_url(&id), missing, what, method, uri, headers, body).await
 }
 
 /// `GET|POST /v1/services/{name}/api/{*rest}`: the front door to a service's
@@ -233,20 +248,9 @@ async fn service_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let rest = match forwarded_path(uri.path()) {
-        Ok(r) => r,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, e),
-    };
-    let base = match m.service_api_url(&name) {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            return fail(StatusCode::NOT_FOUND, format!("the scheduler of service {name} announced no API URL"))
-        }
-        Err(e) => return e.into_response(),
-    };
-    let url = upstream_url(&base, rest, uri.query());
+    let missing = format!("the scheduler of service {name} announced no API URL");
     let what = format!("the scheduler of service {name}");
-    forward(&http, Some(m.token()), method, &url, headers.get(header::CONTENT_TYPE), body, &what).await
+    forward_api(&m, &http, || m.service_api_url(&name), missing, what, method, uri, headers, body).await
 }
 
 /// `GET /v1/tasks/{id}/log`: the log of a task, from its agent.

@@ -349,6 +349,11 @@ mod tests {
         }
     }
 
+    /// A RESERVE of `resources` as reservation `id`, without labels.
+    fn reserve(id: &str, resources: Resources) -> Operation {
+        Operation::Reserve { id: id.into(), resources, labels: Default::default() }
+    }
+
     fn vol(id: &str, size: u64) -> Volume {
         Volume {
             id: id.into(),
@@ -360,11 +365,7 @@ mod tests {
 
     fn reserve_with_volume(l: &AgentLedger) -> AgentLedger {
         let ops = vec![
-            Operation::Reserve {
-                id: "r1".into(),
-                resources: Resources::new(1.0, 1024, 2000),
-                labels: Default::default(),
-            },
+            reserve("r1", Resources::new(1.0, 1024, 2000)),
             Operation::CreateVolume { reservation: "r1".into(), volume: vol("v1", 1500) },
         ];
         apply_operations(l, &offer_all(l, "broker"), "f1", "broker", &ops).unwrap().ledger
@@ -374,11 +375,7 @@ mod tests {
     fn reserve_volume_launch_in_one_accept() {
         let l = agent();
         let ops = vec![
-            Operation::Reserve {
-                id: "r1".into(),
-                resources: Resources::new(1.0, 1024, 2000),
-                labels: Default::default(),
-            },
+            reserve("r1", Resources::new(1.0, 1024, 2000)),
             Operation::CreateVolume { reservation: "r1".into(), volume: vol("v1", 1500) },
             Operation::Launch { task: task("t1", Some("r1"), Resources::new(1.0, 512, 0), &["v1"]) },
         ];
@@ -396,28 +393,23 @@ mod tests {
         e.to_string()
     }
 
+    /// [`refused`], with all the agent offers to `role`.
+    fn refused_all(l: &AgentLedger, role: &str, ops: Vec<Operation>) -> String {
+        refused(l, &offer_all(l, role), role, ops)
+    }
+
     #[test]
     fn reserve_more_than_offered_is_refused() {
         let l = agent();
-        let e = refused(
-            &l,
-            &offer_all(&l, "broker"),
-            "broker",
-            vec![Operation::Reserve {
-                id: "r".into(),
-                resources: Resources::new(8.0, 1, 1),
-                labels: Default::default(),
-            }],
-        );
+        let e = refused_all(&l, "broker", vec![reserve("r", Resources::new(8.0, 1, 1))]);
         assert!(e.contains("operation 0 (RESERVE) refused: more than offered: cpus 8 wanted, 4 available"), "{e}");
     }
 
     #[test]
     fn volume_on_unreserved_disk_is_refused() {
         let l = agent();
-        let e = refused(
+        let e = refused_all(
             &l,
-            &offer_all(&l, "broker"),
             "broker",
             vec![Operation::CreateVolume { reservation: "nope".into(), volume: vol("v", 10) }],
         );
@@ -427,9 +419,8 @@ mod tests {
     #[test]
     fn resources_of_another_role_are_refused() {
         let l = reserve_with_volume(&agent());
-        let e = refused(
+        let e = refused_all(
             &l,
-            &offer_all(&l, "db"),
             "db",
             vec![Operation::Launch { task: task("t", Some("r1"), Resources::new(0.5, 10, 0), &[]) }],
         );
@@ -439,16 +430,11 @@ mod tests {
     #[test]
     fn second_op_failure_undoes_the_first() {
         let l = agent();
-        let e = refused(
+        let e = refused_all(
             &l,
-            &offer_all(&l, "broker"),
             "broker",
             vec![
-                Operation::Reserve {
-                    id: "r1".into(),
-                    resources: Resources::new(1.0, 1, 1),
-                    labels: Default::default(),
-                },
+                reserve("r1", Resources::new(1.0, 1, 1)),
                 Operation::Launch { task: task("t", None, Resources::new(3.5, 1, 0), &[]) },
             ],
         );
@@ -509,12 +495,8 @@ mod tests {
         )
         .unwrap()
         .ledger;
-        let e = refused(
-            &l,
-            &offer_all(&l, "broker"),
-            "broker",
-            vec![Operation::DestroyVolume { reservation: "r1".into(), volume: "v1".into() }],
-        );
+        let e =
+            refused_all(&l, "broker", vec![Operation::DestroyVolume { reservation: "r1".into(), volume: "v1".into() }]);
         assert!(e.contains("in use by task t1"), "{e}");
     }
 
@@ -529,7 +511,7 @@ mod tests {
             "f",
             "c",
             &[
-                Operation::Reserve { id: "m".into(), resources: res, labels: Default::default() },
+                reserve("m", res),
                 Operation::CreateVolume {
                     reservation: "m".into(),
                     volume: Volume {
@@ -543,16 +525,7 @@ mod tests {
         )
         .unwrap();
         assert!(a.ledger.unreserved_free().mounts.is_empty());
-        let e = refused(
-            &l,
-            &pool,
-            "c",
-            vec![Operation::Reserve {
-                id: "m".into(),
-                resources: Resources::default().with_mount("/mnt/other", 5),
-                labels: Default::default(),
-            }],
-        );
+        let e = refused(&l, &pool, "c", vec![reserve("m", Resources::default().with_mount("/mnt/other", 5))]);
         assert!(e.contains("MOUNT disk /mnt/other"), "{e}");
     }
 
@@ -569,9 +542,9 @@ mod tests {
         )
         .unwrap()
         .ledger;
-        let e = refused(&l2, &offer_all(&l2, "r"), "r", vec![Operation::Kill { task: "t".into() }]);
+        let e = refused_all(&l2, "r", vec![Operation::Kill { task: "t".into() }]);
         assert!(e.contains("another framework"), "{e}");
-        let e = refused(&l2, &offer_all(&l2, "r"), "r", vec![Operation::Kill { task: "zz".into() }]);
+        let e = refused_all(&l2, "r", vec![Operation::Kill { task: "zz".into() }]);
         assert!(e.contains("not running"), "{e}");
     }
 

@@ -14,7 +14,6 @@ use super::service::{PodRecord, ServiceScheduler, TaskRecord};
 use crate::metrics;
 use crate::Error;
 use axum::extract::{Path, Request, State};
-use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -65,12 +64,7 @@ pub struct PlanCommand {
 }
 
 async fn auth(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
-    let ok = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim() == ctx.token.as_str());
+    let ok = crate::protocol::bearer_matches(req.headers(), &ctx.token);
     if !ok {
         return Error::Unauthorized.into_response();
     }

@@ -13,12 +13,12 @@
 //! minute before the start shows its later clicks.
 
 use super::dist::{between, log_normal, mix, Shuffle, Zipf};
-use super::engine::{write_ts, Encoding, Engine, Treatment};
+use super::engine::{order_by_fields, write_ts, Encoding, Engine, Treatment};
 use super::json::{push_fixed, push_hex, push_padded, Obj};
 use super::{GeneratedEvent, GeneratorKind, Options, OptionsError, Summary};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 pub(crate) const SOURCES: &[&str] = &["impressions", "clicks"];
@@ -50,22 +50,7 @@ struct Pending {
     first_of_burst: bool,
 }
 
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
+order_by_fields!(Pending, at, seq);
 
 /// Impressions and clicks; see the module doc.
 #[derive(Debug)]

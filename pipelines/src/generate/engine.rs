@@ -1,12 +1,37 @@
 //! What both generators share: the seeded RNG, the count limit, the choice
 //! of what happens to an ordinary event (late, beyond the watermark,
-//! malformed, or nothing) and the encoding of that choice, and the summary.
+//! malformed, or nothing) and the encoding of that choice, the summary, and
+//! the order of their queue entries (`order_by_fields!`).
 
 use super::dist::between;
 use super::json::Obj;
 use super::{EventKind, GeneratedEvent, GeneratorKind, MalformedKind, Options, OptionsError, Summary};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+
+/// `Eq` and `Ord` for a queue entry type, comparing the tuple of the named
+/// fields alone (the other fields take no part).
+macro_rules! order_by_fields {
+    ($t:ty, $($f:ident),+) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.cmp(other) == std::cmp::Ordering::Equal
+            }
+        }
+        impl Eq for $t {}
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for $t {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                ($(self.$f,)+).cmp(&($(other.$f,)+))
+            }
+        }
+    };
+}
+pub(crate) use order_by_fields;
 
 /// What happens to an ordinary event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,11 +20,11 @@
 //! start show their later payments.
 
 use super::dist::{between, log_normal, mix, unit, Shuffle, Zipf};
-use super::engine::{write_ts, Encoding, Engine, Treatment};
+use super::engine::{order_by_fields, write_ts, Encoding, Engine, Treatment};
 use super::json::{push_fixed, push_padded, Obj};
 use super::{GeneratedEvent, GeneratorKind, Options, OptionsError, Summary};
 use rand::Rng;
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 pub(crate) const SOURCES: &[&str] = &["transactions"];
@@ -86,22 +86,7 @@ struct Burst {
     started: bool,
 }
 
-impl PartialEq for Burst {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Burst {}
-impl PartialOrd for Burst {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Burst {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.next, self.id).cmp(&(other.next, other.id))
-    }
-}
+order_by_fields!(Burst, next, id);
 
 /// Card transactions; see the module doc.
 #[derive(Debug)]

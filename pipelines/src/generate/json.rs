@@ -6,18 +6,8 @@
 use super::time::push_rfc3339_ms;
 
 /// Appends the decimal digits of `v`.
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
+pub(crate) fn push_u64(out: &mut Vec<u8>, v: u64) {
+    push_padded(out, v, 1);
 }
 
 /// Appends `v` with at least `width` digits, zeros in front.

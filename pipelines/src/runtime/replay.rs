@@ -239,6 +239,17 @@ mod tests {
         datafusion::arrow::array::RecordBatch::try_new(schema, columns).expect("a batch of the source's schema")
     }
 
+    /// The fraud example's runtime, with partitions 0 and 1 of `transactions`.
+    async fn fraud_runtime() -> crate::runtime::StageRuntime {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fraud-detection/pipeline.yaml");
+        let spec = crate::load(&path).expect("the fraud example");
+        let mut rt = crate::runtime::StageRuntime::with_lookups(&spec, &crate::runtime::lookup::empty_lookups(&spec))
+            .await
+            .expect("runtime");
+        rt.assign_partitions("transactions", &[0, 1]).expect("assign");
+        rt
+    }
+
     #[tokio::test]
     async fn a_partition_marked_idle_during_the_replay_stays_idle_after_it() {
         // The task marks a silent partition at its end idle while others
@@ -246,12 +257,7 @@ mod tests {
         // clocks and must keep that mark, or the partition holds the
         // watermark back until it gets records again (with none coming,
         // no window would ever close).
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fraud-detection/pipeline.yaml");
-        let spec = crate::load(&path).expect("the fraud example");
-        let mut rt = crate::runtime::StageRuntime::with_lookups(&spec, &crate::runtime::lookup::empty_lookups(&spec))
-            .await
-            .expect("runtime");
-        rt.assign_partitions("transactions", &[0, 1]).expect("assign");
+        let mut rt = fraud_runtime().await;
         let t0 = 1_704_067_200_000;
         let point = |pos, clock| ResumePoint {
             v: 1,
@@ -281,12 +287,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_active_partition_holds_the_watermark_after_a_replay() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/fraud-detection/pipeline.yaml");
-        let spec = crate::load(&path).expect("the fraud example");
-        let mut rt = crate::runtime::StageRuntime::with_lookups(&spec, &crate::runtime::lookup::empty_lookups(&spec))
-            .await
-            .expect("runtime");
-        rt.assign_partitions("transactions", &[0, 1]).expect("assign");
+        let mut rt = fraud_runtime().await;
         let t0 = 1_704_067_200_000;
         let mut replay = Replay::default();
         for (p, clock) in [(0, t0 + 120_000), (1, t0 + 10_000)] {

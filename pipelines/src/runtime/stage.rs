@@ -96,11 +96,13 @@ impl Table {
 /// left out: the stage's JOIN decides what that means (LEFT JOIN: NULLs;
 /// JOIN: the input row is dropped).
 pub trait LookupProvider: Send + Sync {
-    fn fetch<'a>(
-        &'a self,
-        keys: &'a RecordBatch,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RecordBatch, String>> + Send + 'a>>;
+    fn fetch<'a>(&'a self, keys: &'a RecordBatch) -> LookupFetch<'a>;
 }
+
+/// What [`LookupProvider::fetch`] answers: the rows of the keys asked for,
+/// in time.
+pub type LookupFetch<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<RecordBatch, String>> + Send + 'a>>;
 
 /// A lookup a stage joins: its table name and schema, the query listing
 /// the keys a batch needs ([`super::plan::lookup_keys_sql`]), and where its
@@ -133,10 +135,7 @@ fn key_text(cols: &[ArrayRef], i: usize) -> Option<String> {
 }
 
 impl LookupProvider for InlineLookup {
-    fn fetch<'a>(
-        &'a self,
-        keys: &'a RecordBatch,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RecordBatch, String>> + Send + 'a>> {
+    fn fetch<'a>(&'a self, keys: &'a RecordBatch) -> LookupFetch<'a> {
         Box::pin(async move {
             let pick = |b: &RecordBatch| -> Result<Vec<ArrayRef>, String> {
                 self.key

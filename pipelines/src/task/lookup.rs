@@ -35,7 +35,7 @@ use super::metrics::{label, TaskMetrics};
 use super::TaskError;
 use crate::runtime::lookup::{lookup_schema, LookupProviders};
 use crate::runtime::plan::tables_read;
-use crate::runtime::LookupProvider;
+use crate::runtime::{LookupFetch, LookupProvider};
 use crate::spec::{CachePlan, Lookup, PipelineSpec};
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -148,10 +148,7 @@ impl CassandraLookupProvider {
 }
 
 impl LookupProvider for CassandraLookupProvider {
-    fn fetch<'a>(
-        &'a self,
-        keys: &'a RecordBatch,
-    ) -> Pin<Box<dyn Future<Output = Result<RecordBatch, String>> + Send + 'a>> {
+    fn fetch<'a>(&'a self, keys: &'a RecordBatch) -> LookupFetch<'a> {
         Box::pin(async move {
             let wanted = key_values(keys, &self.schema, &self.key)?;
             if wanted.is_empty() {
@@ -358,10 +355,7 @@ impl FullLookup {
 pub type Ticks = Box<dyn FnMut() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send>;
 
 impl LookupProvider for FullLookup {
-    fn fetch<'a>(
-        &'a self,
-        keys: &'a RecordBatch,
-    ) -> Pin<Box<dyn Future<Output = Result<RecordBatch, String>> + Send + 'a>> {
+    fn fetch<'a>(&'a self, keys: &'a RecordBatch) -> LookupFetch<'a> {
         Box::pin(async move {
             let wanted = key_values(keys, &self.schema, &self.key)?;
             self.hits.inc_by(wanted.len() as u64);

@@ -18,8 +18,8 @@ use indexmap::IndexMap;
 use smack_connectors::cassandra::{CassandraConfig, CassandraSession, CassandraSink, SinkOptions};
 use smack_connectors::format::{encode_json, Decoder, Encoder};
 use smack_connectors::kafka::{
-    assign_partition_ids, KafkaAdmin, KafkaClientConfig, KafkaRecord, KafkaSink, KafkaSource, PollLimits, SinkConfig,
-    SourceConfig, StartPosition, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER,
+    assign_partition_ids, KafkaAdmin, KafkaClientConfig, KafkaRecord, KafkaSink, KafkaSource, PartitionLag, PollLimits,
+    SinkConfig, SourceConfig, StartPosition, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER,
 };
 use smack_storage::CheckpointStore;
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,6 +72,11 @@ impl TaskSummary {
             },
         )
     }
+}
+
+/// The lag of each partition of source `s`.
+async fn source_lag(s: &SourceIo) -> Result<Vec<PartitionLag>, TaskError> {
+    s.consumer.lag().await.map_err(TaskError::kafka(format!("read the lag of source `{}`", s.name)))
 }
 
 /// What a [`StageTask::step`] ended with.
@@ -588,11 +593,7 @@ impl StageTask {
     async fn replay_at_end(&mut self) -> Result<(), TaskError> {
         let waiting: Vec<(usize, i32)> = self.replay_until.keys().copied().collect();
         for i in waiting.iter().map(|(i, _)| *i).collect::<BTreeSet<_>>() {
-            let lag = self.sources[i]
-                .consumer
-                .lag()
-                .await
-                .map_err(TaskError::kafka(format!("read the lag of source `{}`", self.sources[i].name)))?;
+            let lag = source_lag(&self.sources[i]).await?;
             for l in lag {
                 if l.lag == 0 && self.replay_until.contains_key(&(i, l.partition)) {
                     self.replay_done(i, l.partition).await?;
@@ -763,11 +764,7 @@ impl StageTask {
         self.last_idle_check = Instant::now();
         let mut changed = false;
         for i in candidates.iter().map(|(i, _)| *i).collect::<BTreeSet<_>>() {
-            let lag = self.sources[i]
-                .consumer
-                .lag()
-                .await
-                .map_err(TaskError::kafka(format!("read the lag of source `{}`", self.sources[i].name)))?;
+            let lag = source_lag(&self.sources[i]).await?;
             for l in lag {
                 if l.lag == 0 && candidates.contains(&(i, l.partition)) {
                     let s = &mut self.sources[i];
